@@ -1,0 +1,175 @@
+"""The `tagger` command: parses arguments, calls tagger.api / tagger.train, prints. No logic of its own."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+
+from tagger.errors import USER_ERRORS, InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Sequence labelling with a BiLSTM-CRF: train on CoNLL files, tag raw text, score entity F1.")
+
+
+class Format(str, Enum):
+    auto = "auto"
+    conll2003 = "conll2003"
+    columns = "columns"
+    conllu = "conllu"
+
+
+class Scheme(str, Enum):
+    auto = "auto"
+    iob1 = "iob1"
+    iob2 = "iob2"
+    bioes = "bioes"
+    iobes = "iobes"
+    bilou = "bilou"
+    bmes = "bmes"
+
+
+class InputFormat(str, Enum):
+    text = "text"
+    tokens = "tokens"
+    conll = "conll"
+
+
+class OutputFormat(str, Enum):
+    jsonl = "jsonl"
+    conll = "conll"
+
+
+def user_errors(command: Callable) -> Callable:
+    """A user's mistake becomes `error: ...` on stderr and exit status 1, never a traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1)
+        except BrokenPipeError:
+            raise typer.Exit(0)
+    return wrapper
+
+
+@app.command()
+@user_errors
+def train(
+    train_data: str = typer.Argument(..., metavar="TRAIN", help="CoNLL file, dataset name or local datasets dir"),
+    dev: str = typer.Option(..., "--dev", help="development data: chooses the best epoch and stops training"),
+    output: Path = typer.Option(..., "--output", "-o", help="model directory to write"),
+    test: Optional[str] = typer.Option(None, "--test", help="scored with the best model at the end"),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="word vectors, GloVe or word2vec text"),
+    format: Format = typer.Option(Format.auto, "--format", help="column layout of the files"),
+    tag_column: Optional[int] = typer.Option(None, "--tag-column", help="0-based tag column (default: last)"),
+    scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of the files (auto: detect)"),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of hyperparameters"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    features: Optional[str] = typer.Option(None, "--features", help="extra input columns, e.g. 1,2 or pos,chunk"),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="raw-text tokeniser saved with the model: "
+                                            "words or chars"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT's last checkpoint"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing model in OUTPUT"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+) -> None:
+    """Train a BiLSTM-CRF on TRAIN, keeping the best model on DEV in OUTPUT."""
+    from cli.progress import TrainProgress
+    from tagger import jobs
+
+    overrides = {k: v for k, v in {"epochs": epochs, "seed": seed, "tokenizer": tokenizer}.items() if v is not None}
+    with TrainProgress(quiet) as reporter:
+        result = jobs.train(train_data, dev, output, test=test, embeddings=embeddings, format=format.value,
+                               tag_column=tag_column, scheme=scheme.value, config_file=config_file,
+                               overrides=overrides, features=features, resume=resume, force=force,
+                               reporter=reporter)
+    if not quiet:
+        typer.echo(f"best dev F1 {100 * result['best_dev_f1']:.2f} at epoch {result['best_epoch']}; "
+                   f"model saved in {output}")
+        if result.get("test"):
+            typer.echo(f"test ({test}):")
+            typer.echo(format_table(result["test"]))
+
+
+@app.command()
+@user_errors
+def predict(
+    model: Path = typer.Argument(..., metavar="MODEL_DIR"),
+    inputs: Optional[List[str]] = typer.Argument(None, metavar="[INPUT...]", help="files; standard input if none or -"),
+    input_format: InputFormat = typer.Option(InputFormat.text, "--input-format"),
+    output_format: Optional[OutputFormat] = typer.Option(None, "--output-format",
+                                                         help="default: jsonl for text/tokens, conll for conll"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="default: standard output"),
+    format: Format = typer.Option(Format.auto, "--format", help="column layout of CoNLL input"),
+    batch_size: int = typer.Option(256, "--batch-size", min=1),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing --output file"),
+) -> None:
+    """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
+    from tagger import jobs
+
+    out_format = (output_format or (OutputFormat.conll if input_format is InputFormat.conll
+                                    else OutputFormat.jsonl)).value
+    jobs.predict(model, inputs or ["-"], input_format.value, out_format, output, format=format.value,
+                    batch_size=batch_size, force=force)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Path = typer.Argument(..., metavar="MODEL_DIR"),
+    test: str = typer.Argument(..., metavar="TEST"),
+    format: Format = typer.Option(Format.auto, "--format"),
+    tag_column: Optional[int] = typer.Option(None, "--tag-column"),
+    scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of TEST (auto: detect)"),
+    as_json: bool = typer.Option(False, "--json", help="print the scores as JSON"),
+) -> None:
+    """Score MODEL_DIR on TEST: entity precision/recall/F1 per type and overall (seqeval, strict)."""
+    from tagger import jobs
+
+    result = jobs.evaluate(model, test, format=format.value, tag_column=tag_column, scheme=scheme.value)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
+@app.command()
+@user_errors
+def convert(
+    input: Path = typer.Argument(..., metavar="INPUT"),
+    output: Path = typer.Argument(..., metavar="OUTPUT"),
+    to: Scheme = typer.Option(..., "--to", help="target scheme"),
+    source: Scheme = typer.Option(Scheme.auto, "--from", help="scheme of INPUT (auto: detect)"),
+    format: Format = typer.Option(Format.auto, "--format"),
+    tag_column: Optional[int] = typer.Option(None, "--tag-column"),
+    force: bool = typer.Option(False, "--force", help="overwrite OUTPUT"),
+) -> None:
+    """Rewrite a CoNLL file's tags in another scheme (invalid sequences are repaired as conlleval reads them)."""
+    from tagger import jobs
+
+    n = jobs.convert(input, output, to.value, source.value, format.value, tag_column, force)
+    typer.echo(f"wrote {n} sentences to {output}", err=True)
+
+
+def format_table(result: dict) -> str:
+    """The per-type and overall table of an evaluation result."""
+    rows = [f"{'':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for label, v in sorted(result.get("per_type", {}).items()):
+        rows.append(f"{label:<12}{100 * v['precision']:>10.2f}{100 * v['recall']:>10.2f}{100 * v['f1']:>10.2f}"
+                    f"{v['support']:>10}")
+    rows.append(f"{'overall':<12}{100 * result['precision']:>10.2f}{100 * result['recall']:>10.2f}"
+                f"{100 * result['f1']:>10.2f}{sum(v['support'] for v in result.get('per_type', {}).values()):>10}")
+    rows.append(f"token accuracy {100 * result['accuracy']:.2f}  ({result['sentences']} sentences, "
+                f"{result['tokens']} tokens; scored as {result.get('scored_as')})")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""A rich progress display for training: sentences/s, loss and dev F1; silent with --quiet."""
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+class TrainProgress:
+    """Implements tagger.train.Reporter on a rich Progress bar (on stderr, so stdout stays clean)."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]:>7.0f} sent/s  loss {task.fields[loss]:.3f}  best dev F1 "
+                       "{task.fields[best]}"),
+            TimeRemainingColumn(), console=self.console, transient=True, disable=quiet)
+        self.task = None
+        self.best = "-"
+        self._loss, self._seen = 0.0, 0
+
+    def __enter__(self) -> "TrainProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def start_epoch(self, epoch: int, sentences: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self._loss, self._seen = 0.0, 0
+        self.task = self.progress.add_task("train", total=sentences, epoch=epoch + 1, speed=0.0, loss=0.0,
+                                           best=self.best)
+
+    def advance(self, sentences: int, loss: float) -> None:
+        self._loss += loss * sentences
+        self._seen += sentences
+        task = self.progress.tasks[-1] if self.progress.tasks else None
+        speed = task.speed or 0.0 if task else 0.0
+        self.progress.update(self.task, advance=sentences, loss=self._loss / self._seen, speed=speed)
+
+    def end_epoch(self, m: dict) -> None:
+        if m.get("best"):
+            self.best = f"{100 * m['dev_f1']:.2f}"
+        if not self.quiet:
+            self.console.print(f"epoch {m['epoch']:>3}  loss {m['loss']:.3f}  dev F1 {100 * m.get('dev_f1', 0):6.2f}"
+                               f"{' *' if m.get('best') else '  '}  {m['tokens_per_s']:,.0f} tokens/s  "
+                               f"{m['seconds']:.1f}s + eval {m['eval_seconds']:.1f}s")
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text)

@@ -1,0 +1,261 @@
+"""Span tagging schemes (IOB1, IOB2, BIOES, BILOU, BMES): pure functions over lists of tag strings.
+
+Every scheme encodes the same thing, a set of non-overlapping labelled spans, so conversion and repair go
+through `spans` and `from_spans`. `spans` reads invalid sequences the way conlleval does (an I-X after O
+starts a chunk, a type change starts a chunk), so a model's imperfect output can still be scored or repaired.
+Each scheme's prefixes are mapped to one of five roles (begin, inside, end, single, outside) so one reader
+and one set of transition rules serve all schemes.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+SCHEMES = ("iob1", "iob2", "bioes", "bilou", "bmes")
+_ALIASES = {"iobes": "bioes", "bmeos": "bmes"}
+
+# prefix -> role, per scheme. Roles: B begin, I inside, E end, S single, O outside.
+_ROLES: dict[str, dict[str, str]] = {
+    "iob1": {"B": "B", "I": "I", "O": "O"},
+    "iob2": {"B": "B", "I": "I", "O": "O"},
+    "bioes": {"B": "B", "I": "I", "E": "E", "S": "S", "O": "O"},
+    "bilou": {"B": "B", "I": "I", "L": "E", "U": "S", "O": "O"},
+    "bmes": {"B": "B", "M": "I", "E": "E", "S": "S", "O": "O"},
+}
+# role -> prefix, per scheme (the inverse of _ROLES)
+_PREFIXES = {scheme: {role: prefix for prefix, role in roles.items()} for scheme, roles in _ROLES.items()}
+_ALL_PREFIXES = frozenset("BIOESLUM")
+
+Span = tuple[str, int, int]
+
+
+def normalize_scheme(name: str) -> str:
+    """The canonical name of a scheme ("IOBES" -> "bioes"), so callers may accept any spelling users type."""
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in SCHEMES:
+        expected = ", ".join(SCHEMES)
+        raise ValueError(f"unknown tagging scheme {name!r}; expected one of {expected} (or iobes, bmeos)")
+    return key
+
+
+def split_tag(tag: str) -> tuple[str, str | None]:
+    """Split a span tag into prefix and label: "B-PER" -> ("B", "PER"), "O" -> ("O", None).
+
+    Only '-' separates them (the label may itself contain '-'). Raises ValueError for anything that is not
+    a span tag in some scheme: "", "B-", "X-PER", "PER", "O-PER".
+    """
+    if tag == "O":
+        return "O", None
+    prefix, sep, label = tag.partition("-")
+    if not sep or not label or prefix not in _ALL_PREFIXES or prefix == "O":
+        raise ValueError(f"{tag!r} is not a span tag (expected O, or B-, I-, E-, S-, L-, U- or M- and a label)")
+    return prefix, label
+
+
+def _is_span_tag(tag: str) -> bool:
+    try:
+        split_tag(tag)
+    except ValueError:
+        return False
+    return True
+
+
+def has_prefixes(tags: Iterable[str]) -> bool:
+    """True when every tag is a span tag (O or prefix-label), i.e. the tags encode spans, not plain labels.
+
+    False for POS-like tag sets (NN, VBZ, PUNCT, -LRB-) and for an empty iterable.
+    """
+    seen = False
+    for tag in tags:
+        if not _is_span_tag(tag):
+            return False
+        seen = True
+    return seen
+
+
+def detect_scheme(sentences: Iterable[Sequence[str]]) -> str | None:
+    """Guess the scheme of a tagged corpus; None when the tags are not span tags (POS tags).
+
+    U-/L- mean BILOU, M- BMES, E-/S- BIOES; with only B-/I-/O, a chunk that starts with I- means IOB1,
+    otherwise IOB2 (also for a corpus of only O). Prefixes no scheme has together raise ValueError.
+    Reads `sentences` once, so a generator is fine.
+    """
+    prefixes: set[str] = set()
+    starts_with_inside = False
+    for tags in sentences:
+        if not has_prefixes(tags):
+            if len(tags):
+                return None
+            continue
+        prefixes.update(split_tag(t)[0] for t in tags)
+        starts_with_inside = starts_with_inside or _chunk_starts_with_i(tags)
+    if not prefixes:
+        return None
+    if prefixes <= {"B", "I", "O"}:
+        return "iob1" if starts_with_inside else "iob2"
+    return _scheme_for_prefixes(prefixes)
+
+
+def _chunk_starts_with_i(tags: Sequence[str]) -> bool:
+    """Whether an I-X tag opens a chunk: at the start, after O, or after a tag of another type."""
+    previous: tuple[str, str | None] = ("O", None)
+    for tag in tags:
+        prefix, label = split_tag(tag)
+        if prefix == "I" and (previous[0] == "O" or previous[1] != label):
+            return True
+        previous = (prefix, label)
+    return False
+
+
+def _scheme_for_prefixes(prefixes: set[str]) -> str:
+    for scheme in ("bioes", "bilou", "bmes"):
+        if prefixes <= set(_ROLES[scheme]):
+            return scheme
+    found = ", ".join(f"{p}-" for p in sorted(prefixes - {"O"}))
+    raise ValueError(f"tags mix prefixes {found} which no single scheme uses together")
+
+
+def _roles(tags: Sequence[str], scheme: str) -> list[tuple[str, str | None]]:
+    """(role, label) for each tag; ValueError for a tag that does not belong to `scheme`."""
+    roles = _ROLES[scheme]
+    result = []
+    for tag in tags:
+        prefix, label = split_tag(tag)
+        if prefix not in roles:
+            prefixes = ", ".join(roles)
+            raise ValueError(f"tag {tag!r} is not a tag of the {scheme.upper()} scheme (prefixes: {prefixes})")
+        result.append((roles[prefix], label))
+    return result
+
+
+def _ends_chunk(prev: tuple[str, str | None], cur: tuple[str, str | None]) -> bool:
+    """conlleval's endOfChunk: does the chunk that `prev` is in end before `cur`?"""
+    (p_role, p_label), (c_role, c_label) = prev, cur
+    if p_role == "O":
+        return False
+    return p_role in "ES" or c_role in "BSO" or p_label != c_label
+
+
+def _starts_chunk(prev: tuple[str, str | None], cur: tuple[str, str | None]) -> bool:
+    """conlleval's startOfChunk: does a new chunk start at `cur`?"""
+    (p_role, p_label), (c_role, c_label) = prev, cur
+    if c_role == "O":
+        return False
+    return c_role in "BS" or p_role in "OES" or p_label != c_label
+
+
+def spans(tags: Sequence[str], scheme: str) -> list[Span]:
+    """The labelled chunks of a tag sequence as (label, start, end) with `end` exclusive, in order.
+
+    Invalid sequences are read leniently, as conlleval reads them: IOB2 `O I-PER I-PER` is one PER chunk,
+    `B-PER I-LOC` two chunks. Tags that are not of `scheme` raise ValueError.
+    """
+    scheme = normalize_scheme(scheme)
+    result: list[Span] = []
+    prev: tuple[str, str | None] = ("O", None)
+    start = 0
+    for i, cur in enumerate(_roles(tags, scheme)):
+        if _ends_chunk(prev, cur):
+            result.append((prev[1], start, i))
+        if _starts_chunk(prev, cur):
+            start = i
+        prev = cur
+    if prev[0] != "O":
+        result.append((prev[1], start, len(tags)))
+    return result
+
+
+def from_spans(spans: Iterable[Span], length: int, scheme: str) -> list[str]:
+    """Encode non-overlapping (label, start, end) spans as `length` tags of `scheme`, in its one valid form."""
+    scheme = normalize_scheme(scheme)
+    tags = ["O"] * length
+    previous: Span | None = None
+    for span in sorted(spans, key=lambda s: s[1]):
+        _check_span(span, previous, length)
+        _encode_span(tags, span, previous, scheme)
+        previous = span
+    return tags
+
+
+def _check_span(span: Span, previous: Span | None, length: int) -> None:
+    label, start, end = span
+    if not label or not 0 <= start < end <= length:
+        raise ValueError(f"bad span {span!r} for a sequence of length {length}")
+    if previous is not None and start < previous[2]:
+        raise ValueError(f"spans {previous!r} and {span!r} overlap")
+
+
+def _encode_span(tags: list[str], span: Span, previous: Span | None, scheme: str) -> None:
+    label, start, end = span
+    if scheme == "iob1":
+        touches = previous is not None and previous[2] == start and previous[0] == label
+        tags[start:end] = [f"{'B' if touches else 'I'}-{label}"] + [f"I-{label}"] * (end - start - 1)
+        return
+    prefix = _PREFIXES[scheme]
+    if scheme == "iob2":
+        tags[start:end] = [f"B-{label}"] + [f"I-{label}"] * (end - start - 1)
+    elif end - start == 1:
+        tags[start] = f"{prefix['S']}-{label}"
+    else:
+        inside = [f"{prefix['I']}-{label}"] * (end - start - 2)
+        tags[start:end] = [f"{prefix['B']}-{label}", *inside, f"{prefix['E']}-{label}"]
+
+
+def convert(tags: Sequence[str], src: str, dst: str) -> list[str]:
+    """Re-encode `tags` from scheme `src` to `dst` via their spans; with src == dst this repairs them."""
+    return from_spans(spans(tags, src), len(tags), dst)
+
+
+def repair(tags: Sequence[str], scheme: str) -> list[str]:
+    """The valid sequence of `scheme` with the spans conlleval would read from `tags`."""
+    return convert(tags, scheme, scheme)
+
+
+def is_valid(tags: Sequence[str], scheme: str) -> bool:
+    """Whether `tags` is a well-formed sequence of `scheme` (every transition allowed, proper start and end)."""
+    scheme = normalize_scheme(scheme)
+    try:
+        roles = _roles(tags, scheme)
+    except ValueError:
+        return False
+    previous = None
+    for cur in roles:
+        if not _may_follow(previous, cur, scheme):
+            return False
+        previous = cur
+    return previous is None or _may_end(previous, scheme)
+
+
+def _may_follow(prev: tuple[str, str | None] | None, cur: tuple[str, str | None], scheme: str) -> bool:
+    """Whether (role, label) `cur` may come after `prev` (None: at the start of the sequence)."""
+    p_role, p_label = prev if prev is not None else ("O", None)
+    c_role, c_label = cur
+    if scheme == "iob1":
+        return c_role != "B" or (prev is not None and p_role in "BI" and p_label == c_label)
+    if scheme == "iob2":
+        return c_role != "I" or (p_role in "BI" and p_label == c_label)
+    if p_role in "BI":  # inside an open chunk: it must go on or close with the same label
+        return c_role in "IE" and p_label == c_label
+    return c_role in "OBS"
+
+
+def _may_end(last: tuple[str, str | None], scheme: str) -> bool:
+    return scheme in ("iob1", "iob2") or last[0] in "OES"
+
+
+def allowed_transitions(
+    tag_names: Sequence[str], scheme: str | None
+) -> tuple[list[bool], list[list[bool]], list[bool]]:
+    """Constraints for a CRF: (start[j], trans[i][j], end[i]) say whether a sequence may start with tag j,
+    go from tag i to tag j, and end with tag i. With scheme None (plain tags) everything is allowed.
+    Tag names that are not tags of `scheme` raise ValueError.
+    """
+    n = len(tag_names)
+    if scheme is None:
+        return [True] * n, [[True] * n for _ in range(n)], [True] * n
+    scheme = normalize_scheme(scheme)
+    roles = _roles(tag_names, scheme)
+    start = [_may_follow(None, r, scheme) for r in roles]
+    trans = [[_may_follow(a, b, scheme) for b in roles] for a in roles]
+    end = [_may_end(r, scheme) for r in roles]
+    return start, trans, end

@@ -1,0 +1,114 @@
+"""Every hyperparameter in one dataclass: read from TOML, saved as JSON beside the weights."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tagger.errors import ConfigError
+
+CONFIG_VERSION = 1
+
+
+@dataclass
+class Config:
+    # data
+    tag_scheme: str = "bioes"        # scheme the model is trained in: auto (the corpus's) | iob1 | iob2 | bioes | bilou | bmes
+    tokenizer: str = "words"         # how `predict` splits raw text: words | chars
+    features: list[int] = field(default_factory=list)  # extra input columns, each embedded and concatenated
+    lowercase_lookup: bool = True    # look words up in the pretrained vectors lower-cased when the exact form is missing
+    min_word_count: int = 1          # training words seen fewer times map to <unk> (unless pretrained)
+    # network
+    word_dim: int = 50               # ignored when pretrained vectors are given (their dimension wins)
+    casing_dim: int = 10             # a small embedding of the word's shape (all caps, initial cap, digits, ...)
+    char_dim: int = 30
+    char_encoder: str = "cnn"        # cnn | lstm | none
+    char_filters: int = 50           # CNN filters, or hidden size per direction of the char BiLSTM
+    char_kernel: int = 3
+    feature_dim: int = 20
+    hidden_size: int = 200           # per direction
+    num_layers: int = 1
+    dropout: float = 0.5
+    word_dropout: float = 0.05       # probability of replacing a training word by <unk>
+    # training
+    epochs: int = 60
+    batch_size: int = 32
+    optimizer: str = "sgd"           # sgd | adam
+    lr: float = 0.015
+    momentum: float = 0.9
+    lr_decay: float = 0.05           # lr_t = lr / (1 + lr_decay * epoch)
+    weight_decay: float = 0.0
+    clip: float = 5.0
+    patience: int = 10               # epochs without a better dev F1 before stopping
+    max_minutes: float = 0.0         # stop after this many minutes of training (0: no limit)
+    seed: int = 1
+    threads: int = 0                 # 0: torch's default
+    version: int = CONFIG_VERSION
+
+    def validate(self) -> "Config":
+        """Raise ConfigError for values that would fail later in a less clear way."""
+        choices = {"optimizer": ("sgd", "adam"), "char_encoder": ("cnn", "lstm", "none"),
+                   "tokenizer": ("words", "chars"),
+                   "tag_scheme": ("auto", "iob1", "iob2", "bioes", "iobes", "bilou", "bmes")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "hidden_size", "num_layers", "char_dim", "char_filters", "char_kernel"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("dropout", "word_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, not {self.lr}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "Config":
+        """Build a config, refusing unknown keys and wrong types (a typo must not be silently ignored)."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}", path=source)
+        defaults = cls()
+        for key, value in values.items():
+            expected = type(getattr(defaults, key))
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ConfigError(f"{key} must be {expected.__name__}, not {value!r}", path=source)
+            values = {**values, key: value}
+        if values.get("version", CONFIG_VERSION) != CONFIG_VERSION:
+            raise ConfigError(f"config version {values['version']} is not supported (this tagger reads version "
+                              f"{CONFIG_VERSION})", path=source)
+        try:
+            return cls(**values).validate()
+        except ConfigError as e:
+            raise ConfigError(e.message, path=source) from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML recipe; the keys are Config fields (a [train] or [model] table is flattened)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("no such file", path=str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a TOML file", path=str(path)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"invalid TOML: {e}", path=str(path)) from None
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(value if isinstance(value, dict) else {key: value})
+    return flat
+
+
+def save_json(config: Config) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"

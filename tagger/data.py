@@ -1,0 +1,53 @@
+"""Where sentences come from (a CoNLL file or a `datasets` reference) and the checks on their tags."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Iterable, Sequence
+
+from corpora import schemes
+from corpora.conll import Sentence, read_conll
+from tagger.errors import InputError
+
+
+def read_sentences(ref: str | os.PathLike, format: str = "auto", tag_column: int | None = None,
+                   labelled: bool = True, split: str = "train") -> list[Sentence]:
+    """All sentences of a CoNLL file, or of a dataset name / local `datasets` directory (split `split`)."""
+    ref_str = os.fspath(ref)
+    if not os.path.isfile(ref_str):
+        from corpora import hf
+
+        if hf.is_dataset_ref(ref_str):
+            return list(hf.load_sentences(ref_str, split=split))
+    return list(read_conll(ref_str, format=format, tag_column=tag_column, labelled=labelled))
+
+
+def check_tags(sentences: Sequence[Sentence], source: str, scheme: str | None = None) -> str | None:
+    """Detect (or check) the corpus's scheme; a malformed tag raises InputError at its file and line."""
+    prefixed = schemes.has_prefixes(t for s in sentences for t in (s.tags or ()))
+    if prefixed:
+        for s in sentences:
+            for i, tag in enumerate(s.tags or ()):
+                try:
+                    schemes.split_tag(tag)
+                except ValueError as e:
+                    raise InputError(f"tag {tag!r} fits no tagging scheme ({e})", path=source,
+                                     line=s.line + i if s.line else None) from None
+    if scheme in (None, "auto"):
+        try:
+            return schemes.detect_scheme(s.tags or () for s in sentences) if prefixed else None
+        except ValueError as e:
+            raise InputError(str(e), path=source) from None
+    return schemes.normalize_scheme(scheme)
+
+
+def unseen_labels(sentences: Iterable[Sentence], known_tags: Iterable[str]) -> list[str]:
+    """Entity types (or plain tags) in `sentences` that training never saw."""
+    def label(tag: str) -> str:
+        try:
+            return schemes.split_tag(tag)[1] or tag
+        except ValueError:
+            return tag
+    known = {label(t) for t in known_tags}
+    seen = Counter(label(t) for s in sentences for t in (s.tags or ()))
+    return sorted(lab for lab in seen if lab not in known)

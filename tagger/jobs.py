@@ -1,0 +1,257 @@
+"""What each `tagger` command does, from paths and options to results: the CLI parses and prints around these."""
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence, TextIO
+
+from corpora import schemes
+from corpora.conll import Sentence, format_sentence, iter_conll_lines, read_conll
+from tagger.config import Config, load_toml
+from tagger.data import check_tags, read_sentences, unseen_labels
+from tagger.errors import ConfigError, InputError
+from tagger.store import FILES
+
+# named feature columns of CoNLL-2003 files (token POS chunk NER)
+FEATURE_NAMES = {"pos": 1, "chunk": 2}
+CHUNK_LINES = 4096  # input lines tagged together when streaming predictions
+
+
+def make_config(config_file: Path | None, overrides: dict, features: str | None) -> Config:
+    values = load_toml(config_file) if config_file else {}
+    values |= overrides
+    if features:
+        values["features"] = parse_features(features)
+    return Config.from_dict(values, source=str(config_file or "options"))
+
+
+def parse_features(spec: str) -> list[int]:
+    """'1,2' or 'pos,chunk' -> column indices."""
+    columns = []
+    for part in (p.strip().lower() for p in spec.split(",") if p.strip()):
+        if part.isdigit():
+            columns.append(int(part))
+        elif part in FEATURE_NAMES:
+            columns.append(FEATURE_NAMES[part])
+        else:
+            raise ConfigError(f"--features: {part!r} is neither a column index nor one of "
+                              f"{', '.join(FEATURE_NAMES)}")
+    return columns
+
+
+def check_output_dir(output: Path, resume: bool, force: bool) -> None:
+    """Refuse to overwrite a model unless --force; --force clears the old model, metrics and checkpoints."""
+    if output.exists() and not output.is_dir():
+        raise InputError("exists and is not a directory", path=str(output))
+    taken = output.is_dir() and any(output.iterdir())
+    if resume:
+        return
+    if taken and not force:
+        raise InputError("already exists and is not empty: use --force to overwrite it or --resume to continue "
+                         "its training", path=str(output))
+    if taken:
+        for name in (*FILES, "metrics.jsonl"):
+            (output / name).unlink(missing_ok=True)
+        for name in ("checkpoint", "checkpoint.new", "checkpoint.old"):
+            shutil.rmtree(output / name, ignore_errors=True)
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def check_feature_columns(sentences: Sequence[Sentence], columns: Sequence[int], source: str) -> None:
+    for s in sentences:
+        width = len(s.rows[0]) if s.rows else 1
+        for c in columns:
+            if not -width <= c < width:
+                raise InputError(f"feature column {c} does not exist (lines have {width} columns)",
+                                 path=source, line=s.line or None)
+
+
+def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, embeddings: Path | None = None,
+          format: str = "auto", tag_column: int | None = None, scheme: str = "auto",
+          config_file: Path | None = None, overrides: dict | None = None, features: str | None = None,
+          resume: bool = False, force: bool = False, reporter=None) -> dict:
+    from tagger import train as training
+    from tagger.api import Tagger
+    from tagger.embeddings import load_vectors
+
+    reporter = reporter or training.Silent()
+    config = make_config(config_file, overrides or {}, features)
+    check_output_dir(output, resume, force)
+    train_sents = read_sentences(train_ref, format, tag_column, split="train")
+    dev_sents = read_sentences(dev_ref, format, tag_column, split="validation")
+    check_feature_columns([*train_sents, *dev_sents], config.features, train_ref)
+    source = check_tags(train_sents, train_ref, scheme)
+    dev_scheme = check_tags(dev_sents, dev_ref, scheme)
+    missing = unseen_labels(dev_sents, {t for s in train_sents for t in s.tags})
+    if missing:
+        reporter.message(f"warning: {dev_ref}: label(s) {', '.join(missing)} never seen in training: kept, and "
+                         "scored as entities the model misses")
+    reporter.message(f"{len(train_sents):,} training sentences ({sum(len(s.tokens) for s in train_sents):,} "
+                     f"tokens), {len(dev_sents):,} dev; scheme {source or 'none (plain tags)'}")
+    vectors = None
+    if embeddings is not None and not resume:
+        vectors = load_vectors(embeddings)
+    progress = training.train(config, train_sents, dev_sents, output, source, dev_scheme, vectors, resume,
+                              reporter)
+    result = {"best_dev_f1": progress.best_f1, "best_epoch": progress.best_epoch,
+              "epochs": progress.epoch, "minutes": progress.seconds / 60}
+    if test:
+        result["test"] = evaluate(output, test, format, tag_column, scheme)
+    return result
+
+
+def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int | None = None,
+             scheme: str = "auto") -> dict:
+    from tagger.api import Tagger
+
+    tagger = Tagger.load(model)
+    sentences = read_sentences(test_ref, format, tag_column, split="test")
+    test_scheme = check_tags(sentences, test_ref, scheme)
+    result = tagger.evaluate(sentences, test_scheme)
+    missing = unseen_labels(sentences, tagger.vocab.tags.items)
+    if missing:
+        result["unseen_labels"] = missing
+        print(f"warning: {test_ref}: label(s) {', '.join(missing)} never seen in training: scored as missed",
+              file=sys.stderr)
+    return result
+
+
+def convert(input: Path, output: Path, to: str, source: str = "auto", format: str = "auto",
+            tag_column: int | None = None, force: bool = False) -> int:
+    check_output_file(output, force)
+    sentences = list(read_conll(input, format=format, tag_column=tag_column))
+    src = check_tags(sentences, str(input), source)
+    if src is None:
+        raise InputError("tags have no B-/I-/E-/S- prefixes: there is no scheme to convert", path=str(input))
+    dst = schemes.normalize_scheme(to)
+    with atomic_text(output) as out:
+        for s in sentences:
+            out.write(format_sentence(s, schemes.convert(s.tags, src, dst), _write_format(format, s)))
+    return len(sentences)
+
+
+def _write_format(format: str, sentence: Sentence) -> str:
+    return "conll2003" if sentence.rows and len(sentence.rows[0]) > 2 else "columns"
+
+
+def check_output_file(path: Path | None, force: bool) -> None:
+    if path is None:
+        return
+    if path.is_dir():
+        raise InputError("is a directory", path=str(path))
+    if path.exists() and not force:
+        raise InputError("already exists: use --force to overwrite it", path=str(path))
+
+
+@contextmanager
+def atomic_text(path: Path | None) -> Iterator[TextIO]:
+    """Standard output, or a temporary file renamed over `path` once everything is written."""
+    if path is None:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- prediction: streamed, in chunks, order kept ----------------------------------------------------------
+
+def predict(model: Path, inputs: Sequence[str], input_format: str = "text", output_format: str = "jsonl",
+            output: Path | None = None, format: str = "auto", batch_size: int = 256, force: bool = False) -> None:
+    from tagger.api import Tagger
+
+    check_output_file(output, force)
+    for ref in inputs:
+        if ref != "-":
+            _check_input_file(ref)
+    tagger = Tagger.load(model)
+    tagger.batch_size = batch_size
+    with atomic_text(output) as out:
+        for ref in inputs:
+            if input_format == "conll":
+                _predict_conll(tagger, ref, format, output_format, out)
+            else:
+                _predict_lines(tagger, ref, input_format, output_format, out)
+
+
+def _check_input_file(ref: str) -> None:
+    path = Path(ref)
+    if not path.exists():
+        raise InputError("no such file", path=ref)
+    if path.is_dir():
+        raise InputError("is a directory, not a file", path=ref)
+
+
+def _lines(ref: str) -> Iterator[str]:
+    """Lines without their line ends; invalid UTF-8 and NUL bytes are reported with their line."""
+    stream = sys.stdin.buffer if ref == "-" else open(ref, "rb")
+    name = "<stdin>" if ref == "-" else ref
+    try:
+        for number, raw in enumerate(stream, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if b"\x00" in raw:
+                raise InputError("NUL byte: this looks like a binary file, not text", path=name, line=number)
+            try:
+                yield raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise InputError("invalid UTF-8", path=name, line=number) from None
+    finally:
+        if ref != "-":
+            stream.close()
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _predict_lines(tagger, ref: str, input_format: str, output_format: str, out: TextIO) -> None:
+    for chunk in _chunks(_lines(ref), CHUNK_LINES):
+        if input_format == "text":
+            if output_format == "conll":
+                raise InputError("raw text cannot be written as CoNLL: use --input-format tokens or conll")
+            for text, entities in zip(chunk, tagger.predict_texts(chunk)):
+                out.write(json.dumps({"text": text, "entities": entities}, ensure_ascii=False) + "\n")
+        else:
+            sentences = [line.split() for line in chunk]
+            for tokens, tags in zip(sentences, tagger.predict_tokens(sentences)):
+                if output_format == "conll":
+                    out.write(format_sentence(Sentence(tuple(tokens)), tags) if tokens else "")
+                else:
+                    out.write(json.dumps({"tokens": tokens, "tags": tags}, ensure_ascii=False) + "\n")
+
+
+def _predict_conll(tagger, ref: str, format: str, output_format: str, out: TextIO) -> None:
+    from tagger.api import feature_columns
+
+    if ref == "-":
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
+        sentences = iter_conll_lines(stream, "<stdin>", format=format, labelled=False)
+    else:
+        sentences = read_conll(ref, format=format, labelled=False)
+    columns = tagger.config.features
+    for chunk in _chunks(sentences, CHUNK_LINES):
+        if columns:
+            check_feature_columns(chunk, columns, ref)
+        feats = [feature_columns(s, columns) for s in chunk] if columns else ()
+        for s, tags in zip(chunk, tagger.predict_tokens([s.tokens for s in chunk], feats)):
+            if output_format == "conll":
+                out.write(format_sentence(s, tags, _write_format(format, s)))
+            else:
+                out.write(json.dumps({"tokens": list(s.tokens), "tags": tags}, ensure_ascii=False) + "\n")

@@ -1,0 +1,119 @@
+"""The network: word + casing + character (+ feature) embeddings -> BiLSTM -> emissions -> constrained CRF."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from tagger.config import Config
+from tagger.crf import ConstrainedCRF
+from tagger.encode import Batch
+from tagger.vocab import CASINGS
+
+
+class CharCNN(nn.Module):
+    """Max-pooled convolution over each word's characters (Ma & Hovy 2016)."""
+
+    def __init__(self, num_chars: int, dim: int, filters: int, kernel: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, dim, padding_idx=0)
+        self.conv = nn.Conv1d(dim, filters, kernel, padding=kernel // 2)
+        self.out_dim = filters
+
+    def forward(self, chars: Tensor) -> Tensor:
+        b, t, l = chars.shape
+        x = self.embed(chars.view(b * t, l)).transpose(1, 2)  # (B*T, dim, L)
+        x = self.conv(x)  # (B*T, filters, L')
+        pad = (chars.view(b * t, 1, l) == 0)[..., : x.shape[2]]
+        x = x.masked_fill(pad, -1e4).max(2).values  # (B*T, filters)
+        return x.view(b, t, -1)
+
+
+class CharLSTM(nn.Module):
+    """Final states of a BiLSTM over each word's characters (Lample et al. 2016)."""
+
+    def __init__(self, num_chars: int, dim: int, hidden: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, dim, padding_idx=0)
+        self.lstm = nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
+        self.out_dim = 2 * hidden
+
+    def forward(self, chars: Tensor) -> Tensor:
+        b, t, l = chars.shape
+        flat = chars.view(b * t, l)
+        lengths = (flat != 0).sum(1).clamp(min=1)
+        packed = pack_padded_sequence(self.embed(flat), lengths, batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)  # h (2, B*T, hidden)
+        return h.transpose(0, 1).reshape(b, t, -1)
+
+
+class LockedDropout(nn.Module):
+    """Variational dropout: one mask per sentence, shared by all its time steps (Gal & Ghahramani 2016).
+
+    Also far cheaper than nn.Dropout here: a (B, 1, D) mask instead of a Bernoulli draw per element.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or not self.p:
+            return x
+        keep = (torch.rand(x.shape[0], 1, x.shape[2]) >= self.p).to(x.dtype)  # (B, 1, D)
+        return x * keep / (1 - self.p)
+
+
+class BiLSTMCRF(nn.Module):
+    def __init__(self, config: Config, num_words: int, num_frozen: int, num_chars: int, num_tags: int,
+                 feature_sizes: list[int], allowed: tuple[list[bool], list[list[bool]], list[bool]]):
+        super().__init__()
+        c = config
+        self.word = nn.Embedding(num_words, c.word_dim, padding_idx=0)
+        # pretrained vectors of words never seen in training: looked up, never trained
+        self.register_buffer("frozen", torch.zeros(num_frozen, c.word_dim))
+        self.casing = nn.Embedding(len(CASINGS), c.casing_dim, padding_idx=0)
+        self.chars = {"cnn": lambda: CharCNN(num_chars, c.char_dim, c.char_filters, c.char_kernel),
+                      "lstm": lambda: CharLSTM(num_chars, c.char_dim, c.char_filters),
+                      "none": lambda: None}[c.char_encoder]()
+        self.features = nn.ModuleList(nn.Embedding(n, c.feature_dim, padding_idx=0) for n in feature_sizes)
+        in_dim = (c.word_dim + c.casing_dim + (self.chars.out_dim if self.chars else 0)
+                  + c.feature_dim * len(feature_sizes))
+        self.dropout = LockedDropout(c.dropout)
+        self.lstm = nn.LSTM(in_dim, c.hidden_size, c.num_layers, batch_first=True, bidirectional=True,
+                            dropout=c.dropout if c.num_layers > 1 else 0.0)
+        self.emit = nn.Linear(2 * c.hidden_size, num_tags)
+        self.crf = ConstrainedCRF(num_tags, *allowed)
+        self.word_dropout = c.word_dropout
+
+    def embed_words(self, words: Tensor) -> Tensor:
+        n = self.word.num_embeddings
+        if self.training and self.word_dropout:
+            drop = torch.rand(words.shape) < self.word_dropout
+            words = words.masked_fill(drop & (words > 0), 1)  # -> <unk>
+        own = self.word(words.clamp(max=n - 1))  # (B, T, word_dim)
+        if not len(self.frozen):
+            return own
+        pretrained = nn.functional.embedding((words - n).clamp(min=0), self.frozen)
+        return torch.where((words >= n).unsqueeze(-1), pretrained, own)
+
+    def emissions(self, batch: Batch) -> Tensor:
+        parts = [self.embed_words(batch.words), self.casing(batch.casing)]
+        if self.chars is not None:
+            parts.append(self.chars(batch.chars))
+        parts += [emb(batch.features[:, i]) for i, emb in enumerate(self.features)]
+        x = self.dropout(torch.cat(parts, -1))  # (B, T, in_dim)
+        lengths = batch.mask.sum(1)
+        if bool((lengths == batch.mask.shape[1]).all()):
+            x, _ = self.lstm(x)  # (B, T, 2*hidden)
+        else:
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            x, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=batch.mask.shape[1])
+        return self.emit(self.dropout(x))  # (B, T, num_tags)
+
+    def loss(self, batch: Batch) -> Tensor:
+        """Negative log-likelihood summed over the batch's sentences."""
+        return self.crf.nll(self.emissions(batch), batch.tags, batch.mask)
+
+    def decode(self, batch: Batch) -> list[list[int]]:
+        return self.crf.viterbi(self.emissions(batch), batch.mask)

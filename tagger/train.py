@@ -1,0 +1,294 @@
+"""The training loop: length-grouped batches, SGD or Adam, dev F1 each epoch, early stopping, checkpoints.
+
+The output directory holds the best model on dev (a loadable model directory), `metrics.jsonl` (one line an
+epoch) and `checkpoint/` (the last state, from which `resume=True` continues, bit for bit, even mid-epoch).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from corpora import schemes
+from corpora.conll import Sentence
+from tagger import store
+from tagger.api import Tagger, feature_columns, model_scheme
+from tagger.config import Config
+from tagger.encode import Encoded, encode, iter_batches
+from tagger.errors import InputError
+from tagger.evaluate import score
+from tagger.vocab import build_vocab
+
+
+class Reporter(Protocol):
+    """What the loop tells the outside world (the CLI draws it with rich; tests pass Silent)."""
+
+    def start_epoch(self, epoch: int, sentences: int) -> None: ...
+    def advance(self, sentences: int, loss: float) -> None: ...
+    def end_epoch(self, metrics: dict) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class Silent:
+    def start_epoch(self, epoch: int, sentences: int) -> None: ...
+    def advance(self, sentences: int, loss: float) -> None: ...
+    def end_epoch(self, metrics: dict) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class Interrupted(Exception):
+    """Training was stopped by Ctrl-C after a checkpoint was saved."""
+
+    def __init__(self, checkpoint: Path, epoch: int, step: int):
+        self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
+        super().__init__(f"interrupted in epoch {epoch + 1} after {step} batches; checkpoint saved in {checkpoint}")
+
+
+@dataclass
+class Progress:
+    """Where training stands: saved in every checkpoint."""
+
+    epoch: int = 0           # the epoch being trained (0-based)
+    step: int = 0            # batches of that epoch already done
+    best_f1: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    seconds: float = 0.0     # training time so far, for max_minutes
+    history: list = field(default_factory=list)
+
+
+@dataclass
+class Data:
+    train: list[Encoded]
+    dev: list[Encoded]
+    dev_gold: list[list[str]]
+    scheme: str | None
+
+
+def set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str | None,
+                 vectors: tuple[list[str], np.ndarray] | None, reporter: Reporter) -> Tagger:
+    """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in."""
+    if vectors is not None:
+        config.word_dim = vectors[1].shape[1]
+    scheme = model_scheme(config, _probe_vocab(source_scheme))
+    vocab = build_vocab((s.tokens for s in train), (_convert(s.tags, source_scheme, scheme) for s in train),
+                        [[feature_columns(s, [c])[0] for s in train] for c in config.features],
+                        pretrained=vectors[0] if vectors else (), min_count=config.min_word_count,
+                        lowercase=config.lowercase_lookup, source_scheme=source_scheme)
+    set_seed(config.seed)
+    tagger = Tagger.build(config, vocab)
+    if vectors is not None:
+        _copy_vectors(tagger, vectors, reporter, train)
+    return tagger
+
+
+def _probe_vocab(source_scheme):
+    from tagger.vocab import Index, Vocab
+
+    return Vocab(Index([]), Index([], False), Index([]), Index([], False), [], True, source_scheme)
+
+
+def _convert(tags, source: str | None, target: str | None) -> list[str]:
+    return list(tags) if source is None or target is None else schemes.convert(tags, source, target)
+
+
+def _copy_vectors(tagger: Tagger, vectors: tuple[list[str], np.ndarray], reporter: Reporter,
+                  train: Sequence[Sentence]) -> None:
+    words, matrix = vectors
+    row = {w: i for i, w in enumerate(words)}
+    model, vocab = tagger.model, tagger.vocab
+    with torch.no_grad():
+        emb = model.word.weight
+        for i, key in enumerate(vocab.words.items[2:], start=2):
+            if key in row:
+                emb[i] = torch.from_numpy(matrix[row[key]])
+        model.frozen.copy_(torch.from_numpy(matrix[[row[w] for w in vocab.frozen.items]]))
+    types = {w for s in train for w in s.tokens}
+    covered = sum(1 for w in types if w in row or (vocab.lowercase and w.lower() in row))
+    reporter.message(f"pretrained vectors: {len(words):,} x {matrix.shape[1]}; they cover {covered:,} of "
+                     f"{len(types):,} training word types ({100 * covered / max(len(types), 1):.1f}%)")
+
+
+def prepare_data(tagger: Tagger, train: Sequence[Sentence], dev: Sequence[Sentence],
+                 dev_scheme: str | None) -> Data:
+    """Encode both corpora once (ids, characters, features), so epochs only batch tensors."""
+    cfg, vocab, scheme = tagger.config, tagger.vocab, tagger.scheme
+    src = vocab.source_scheme
+
+    def enc(s: Sentence, tags) -> Encoded:
+        return encode(vocab, s.tokens, tags, feature_columns(s, cfg.features) if cfg.features else ())
+
+    train_enc = [enc(s, _convert(s.tags, src, scheme)) for s in train if s.tokens]
+    dev = [s for s in dev if s.tokens]
+    dev_gold = [_convert(s.tags, dev_scheme or src, scheme) for s in dev]
+    return Data(train_enc, [enc(s, None) for s in dev], dev_gold, scheme)
+
+
+def make_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                           foreach=True)
+
+
+def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[Sentence], output: str | Path,
+          source_scheme: str | None, dev_scheme: str | None = None,
+          vectors: tuple[list[str], np.ndarray] | None = None, resume: bool = False,
+          reporter: Reporter | None = None) -> Progress:
+    """Train (or resume training) and keep the best model on dev in `output`."""
+    reporter = reporter or Silent()
+    output = Path(output)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if resume:
+        tagger, optimizer, progress = load_checkpoint(output)
+        config = tagger.config
+        reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")
+    else:
+        tagger = build_tagger(config, train_sents, source_scheme, vectors, reporter)
+        optimizer, progress = make_optimizer(config, tagger.model), Progress()
+    data = prepare_data(tagger, train_sents, dev_sents, dev_scheme)
+    _trim_metrics(output / "metrics.jsonl", progress.epoch)
+    while progress.epoch < config.epochs and not _stop(config, progress):
+        metrics = run_epoch(tagger, optimizer, data, progress, output, reporter)
+        _evaluate_and_keep(tagger, data, progress, metrics, output)
+        with open(output / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+        reporter.end_epoch(metrics)
+        progress.epoch, progress.step = progress.epoch + 1, 0
+        save_checkpoint(output, tagger, optimizer, progress)
+    return progress
+
+
+def _stop(config: Config, progress: Progress) -> bool:
+    if progress.bad_epochs >= config.patience:
+        return True
+    return bool(config.max_minutes) and progress.seconds >= 60 * config.max_minutes
+
+
+def run_epoch(tagger: Tagger, optimizer: torch.optim.Optimizer, data: Data, progress: Progress,
+              output: Path, reporter: Reporter) -> dict:
+    cfg, model = tagger.config, tagger.model
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr / (1 + cfg.lr_decay * progress.epoch)
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + progress.epoch)
+    batches = list(iter_batches(data.train, cfg.batch_size, generator))
+    reporter.start_epoch(progress.epoch, len(data.train))
+    model.train()
+    total_loss, tokens, start = 0.0, 0, time.perf_counter()
+    for k, (ids, batch) in enumerate(batches):
+        if k < progress.step:
+            continue  # resumed mid-epoch: these batches were trained before the interruption
+        try:
+            loss = model.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            (loss / len(batch)).backward()
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            optimizer.step()
+        except KeyboardInterrupt:
+            progress.step = k
+            progress.seconds += time.perf_counter() - start
+            save_checkpoint(output, tagger, optimizer, progress)
+            raise Interrupted(output / "checkpoint", progress.epoch, k) from None
+        total_loss += loss.item()
+        tokens += int(batch.mask.sum())
+        reporter.advance(len(batch), loss.item() / len(batch))
+    seconds = time.perf_counter() - start
+    progress.seconds += seconds
+    return {"epoch": progress.epoch + 1, "loss": total_loss / max(len(data.train), 1),
+            "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tokens / max(seconds, 1e-9),
+            "seconds": seconds}
+
+
+def _evaluate_and_keep(tagger: Tagger, data: Data, progress: Progress, metrics: dict, output: Path) -> None:
+    start = time.perf_counter()
+    if data.dev:
+        result = score(data.dev_gold, tagger.tag_encoded(data.dev), data.scheme)
+        metrics |= {"dev_precision": result["precision"], "dev_recall": result["recall"], "dev_f1": result["f1"]}
+    else:  # no dev data: the last epoch is the model
+        metrics |= {"dev_f1": float(progress.epoch)}
+    metrics["eval_seconds"] = time.perf_counter() - start
+    if metrics["dev_f1"] > progress.best_f1:
+        progress.best_f1, progress.best_epoch, progress.bad_epochs = metrics["dev_f1"], progress.epoch + 1, 0
+        tagger.save(output, {"epoch": progress.epoch + 1, "dev_f1": metrics["dev_f1"]})
+        metrics["best"] = True
+    else:
+        progress.bad_epochs += 1
+    metrics["minutes"] = progress.seconds / 60
+
+
+def _trim_metrics(path: Path, epochs_done: int) -> None:
+    """On resume, drop lines of epochs the checkpoint does not contain (a kill between the two writes)."""
+    if not path.exists():
+        return
+    lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    kept = [l for l in lines if json.loads(l).get("epoch", 0) <= epochs_done]
+    if len(kept) != len(lines):
+        store.atomic_write(path, "".join(l + "\n" for l in kept).encode())
+
+
+# -- checkpoints: a model directory + trainer state, swapped in as a whole -------------------------------
+
+def save_checkpoint(output: Path, tagger: Tagger, optimizer: torch.optim.Optimizer, progress: Progress) -> None:
+    """Write the new checkpoint beside the old one and swap directories, so a kill never loses both."""
+    final, new, old = output / "checkpoint", output / "checkpoint.new", output / "checkpoint.old"
+    shutil.rmtree(new, ignore_errors=True)
+    tagger.save(new)
+    tensors, meta = _optimizer_state(optimizer)
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_file(tensors, str(new / "trainer.safetensors"))
+    meta["progress"] = progress.__dict__
+    store.atomic_write(new / "trainer.json", json.dumps(meta).encode())
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    new.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(output: Path) -> tuple[Tagger, torch.optim.Optimizer, Progress]:
+    directory = output / "checkpoint"
+    if not directory.exists() and (output / "checkpoint.old").exists():
+        directory = output / "checkpoint.old"  # killed between the two renames
+    if not (directory / "trainer.json").exists():
+        raise InputError("nothing to resume: no checkpoint here (train without --resume)", path=str(output))
+    tagger = Tagger.load(directory)
+    tagger.model.train()
+    meta = json.loads((directory / "trainer.json").read_text(encoding="utf-8"))
+    tensors = load_file(str(directory / "trainer.safetensors"))
+    optimizer = make_optimizer(tagger.config, tagger.model)
+    optimizer.load_state_dict(_optimizer_dict(meta, tensors))
+    torch.set_rng_state(tensors["rng.torch"])
+    return tagger, optimizer, Progress(**meta["progress"])
+
+
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    state = optimizer.state_dict()
+    tensors = {f"opt.{i}.{k}": v.detach().clone() for i, s in state["state"].items()
+               for k, v in s.items() if isinstance(v, torch.Tensor)}
+    scalars = {str(i): {k: v for k, v in s.items() if not isinstance(v, torch.Tensor)}
+               for i, s in state["state"].items()}
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_dict(meta: dict, tensors: dict) -> dict:
+    state: dict[int, dict] = {int(i): dict(s) for i, s in meta["scalars"].items()}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}

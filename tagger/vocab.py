@@ -1,0 +1,114 @@
+"""Word, character, casing, feature and tag vocabularies, saved together as vocab.json."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+PAD, UNK = "<pad>", "<unk>"
+
+# Word shapes: lower-cased vector lookup loses case, this small feature gives it back.
+CASINGS = ("<pad>", "numeric", "mainly_numeric", "lower", "upper", "title", "has_digit", "punct", "other")
+
+
+def casing(word: str) -> int:
+    """Index in CASINGS of a word's shape (Reimers & Gurevych 2017)."""
+    digits = sum(c.isdigit() for c in word)
+    if word.isdigit():
+        return 1
+    if digits / max(len(word), 1) > 0.5:
+        return 2
+    if word.islower():
+        return 3
+    if word.isupper():
+        return 4
+    if word[:1].isupper():
+        return 5
+    if digits:
+        return 6
+    if not any(c.isalnum() for c in word):
+        return 7
+    return 8
+
+
+@dataclass
+class Index:
+    """A string <-> id table; ids 0 and 1 are padding and unknown when `specials` is set."""
+
+    items: list[str]
+    specials: bool = True
+    ids: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.ids = {s: i for i, s in enumerate(self.items)}
+
+    @classmethod
+    def build(cls, counts: Counter, min_count: int = 1, specials: bool = True) -> "Index":
+        kept = sorted((s for s, c in counts.items() if c >= min_count), key=lambda s: (-counts[s], s))
+        return cls(([PAD, UNK] if specials else []) + kept, specials)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, item: str) -> bool:
+        return item in self.ids
+
+    def get(self, item: str) -> int:
+        return self.ids.get(item, 1 if self.specials else -1)
+
+
+@dataclass
+class Vocab:
+    """Everything that maps strings to ids. `words` are fine-tuned; `frozen` are pretrained-only words."""
+
+    words: Index
+    frozen: Index            # pretrained words never seen in training: their vectors are kept, not trained
+    chars: Index
+    tags: Index
+    features: list[Index]
+    lowercase: bool = True
+    source_scheme: str | None = None   # the training corpus's scheme: predict_tokens answers in it
+
+    def word_id(self, word: str) -> int:
+        """Exact form first, then lower-cased; frozen ids follow the trainable ones."""
+        for key in (word, word.lower()) if self.lowercase else (word,):
+            i = self.words.ids.get(key)
+            if i is not None:
+                return i
+            i = self.frozen.ids.get(key)
+            if i is not None:
+                return len(self.words) + i
+        return 1
+
+    def to_json(self) -> dict:
+        return {"words": self.words.items, "frozen_words": self.frozen.items, "chars": self.chars.items,
+                "tags": self.tags.items, "features": [f.items for f in self.features],
+                "lowercase": self.lowercase, "source_scheme": self.source_scheme}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Vocab":
+        return cls(Index(data["words"]), Index(data["frozen_words"], specials=False), Index(data["chars"]),
+                   Index(data["tags"], specials=False), [Index(f) for f in data["features"]],
+                   data["lowercase"], data["source_scheme"])
+
+
+def build_vocab(token_seqs: Iterable[Sequence[str]], tag_seqs: Iterable[Sequence[str]],
+                feature_seqs: Sequence[Iterable[Sequence[str]]] = (), pretrained: Iterable[str] = (),
+                min_count: int = 1, lowercase: bool = True, source_scheme: str | None = None) -> Vocab:
+    """Training words (keyed the way `word_id` will find them) are trainable; other pretrained words frozen."""
+    pretrained = set(pretrained)
+    word_counts: Counter = Counter()
+    char_counts: Counter = Counter()
+    for tokens in token_seqs:
+        for w in tokens:
+            char_counts.update(w)
+            key = w if (w in pretrained or not lowercase) else w.lower()
+            word_counts[key] += 1
+    # a rare training word still gets its own row if it has a pretrained vector
+    words = Index.build(Counter({w: c + (min_count if w in pretrained else 0) for w, c in word_counts.items()}),
+                        min_count)
+    frozen = Index(sorted(pretrained - set(words.items)), specials=False)
+    tag_counts = Counter(t for tags in tag_seqs for t in tags)
+    tags = Index(sorted(tag_counts, key=lambda t: (t == "O" and 0 or 1, t)), specials=False)
+    features = [Index.build(Counter(v for seq in seqs for v in seq)) for seqs in feature_seqs]
+    return Vocab(words, frozen, Index.build(char_counts), tags, features, lowercase, source_scheme)

@@ -1,0 +1,151 @@
+"""corpora.hf: Hugging Face datasets built and saved locally (no network)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+
+from corpora.conll import Sentence
+from corpora.errors import CorpusError
+from corpora.hf import from_dataset, is_dataset_ref, load_sentences, to_dataset
+
+SENTENCES = [
+    Sentence(("Maria", "visited", "Oslo"), ("B-PER", "O", "B-LOC")),
+    Sentence(("Rain", "fell"), ("O", "O")),
+]
+
+
+@pytest.fixture(autouse=True)
+def quiet_datasets():
+    datasets.disable_progress_bars()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> dict[str, Path]:
+    """A saved Dataset, a saved DatasetDict (train/validation) and a plain directory."""
+    root = tmp_path_factory.mktemp("hf")
+    datasets.disable_progress_bars()
+    ds = to_dataset(SENTENCES)
+    ds.save_to_disk(str(root / "single"))
+    validation = to_dataset(SENTENCES[1:], ds.features["ner_tags"].feature.names)
+    datasets.DatasetDict(train=ds, validation=validation).save_to_disk(str(root / "dict"))
+    (root / "plain").mkdir()
+    return {"single": root / "single", "dict": root / "dict", "plain": root / "plain", "root": root}
+
+
+def test_to_dataset_uses_sorted_tags_as_class_labels():
+    ds = to_dataset(SENTENCES)
+    assert ds.features["ner_tags"].feature.names == ["B-LOC", "B-PER", "O"]
+    assert ds[0] == {"tokens": ["Maria", "visited", "Oslo"], "ner_tags": [1, 2, 0]}
+
+
+def test_to_dataset_with_given_tag_names():
+    ds = to_dataset(SENTENCES, ["O", "B-PER", "B-LOC", "I-PER"])
+    assert ds.features["ner_tags"].feature.names == ["O", "B-PER", "B-LOC", "I-PER"]
+    assert ds[1]["ner_tags"] == [0, 0]
+    with pytest.raises(ValueError, match="tags not in tag_names: B-LOC"):
+        to_dataset(SENTENCES, ["O", "B-PER"])
+
+
+def test_unlabelled_sentences_give_a_tokens_only_dataset():
+    ds = to_dataset([Sentence(("a", "b"))])
+    assert ds.column_names == ["tokens"]
+    assert list(from_dataset(ds)) == [Sentence(("a", "b"))]
+
+
+def test_round_trip_through_a_dataset():
+    assert list(from_dataset(to_dataset(SENTENCES))) == SENTENCES
+
+
+def test_from_dataset_picks_a_tag_field_and_keeps_string_tags():
+    columns = {"tokens": [["a", "b"]], "pos_tags": [["DT", "NN"]], "chunk_tags": [["B-NP", "I-NP"]]}
+    ds = datasets.Dataset.from_dict(columns)
+    assert list(from_dataset(ds)) == [Sentence(("a", "b"), ("DT", "NN"))]  # pos_tags comes before chunk_tags
+    assert next(from_dataset(ds, tags_field="chunk_tags")).tags == ("B-NP", "I-NP")
+
+
+def test_from_dataset_with_other_field_names():
+    ds = datasets.Dataset.from_dict({"words": [["x"]], "labels": [["O"]]})
+    assert list(from_dataset(ds, tokens_field="words", tags_field="labels")) == [Sentence(("x",), ("O",))]
+    with pytest.raises(ValueError, match="no 'tokens' column"):
+        from_dataset(ds)
+    with pytest.raises(ValueError, match="no 'ner' column"):
+        from_dataset(ds, tokens_field="words", tags_field="ner")
+
+
+def test_is_dataset_ref(saved: dict[str, Path], tmp_path: Path):
+    corpus = tmp_path / "conll2003"  # an existing file with a hub-like name is a file
+    corpus.write_text("a O\n")
+    assert is_dataset_ref(str(saved["single"])) and is_dataset_ref(str(saved["dict"]))
+    assert is_dataset_ref(f"{saved['dict']}:validation")
+    assert all(is_dataset_ref(ref) for ref in ["conll2003", "wnut_17", "user/name", "conll2003:test"])
+    assert not is_dataset_ref(str(corpus))
+    assert not is_dataset_ref(str(saved["plain"]))
+    not_refs = ["train.txt", "data/train.conll", "./x", "/abs/path", "a/b/c"]
+    assert not any(is_dataset_ref(ref) for ref in not_refs)
+
+
+def test_load_single_dataset(saved: dict[str, Path]):
+    assert list(load_sentences(str(saved["single"]))) == SENTENCES
+
+
+def test_load_a_split_of_a_dataset_dict(saved: dict[str, Path]):
+    ref = str(saved["dict"])
+    assert list(load_sentences(ref)) == SENTENCES  # split="train" by default
+    assert list(load_sentences(ref, split="validation")) == SENTENCES[1:]
+    assert list(load_sentences(f"{ref}:validation", split="train")) == SENTENCES[1:]  # explicit split wins
+
+
+def test_missing_split_lists_the_available_ones(saved: dict[str, Path]):
+    ref = f"{saved['dict']}:test"
+    with pytest.raises(CorpusError) as info:
+        load_sentences(ref)
+    assert str(info.value) == f"{ref}: no split 'test'; available splits: train, validation"
+
+
+def test_split_of_a_single_dataset_is_an_error(saved: dict[str, Path]):
+    ref = f"{saved['single']}:test"
+    with pytest.raises(CorpusError, match="is a single dataset without splits"):
+        load_sentences(ref)
+
+
+def test_hub_names_go_to_load_dataset(monkeypatch: pytest.MonkeyPatch):
+    calls = []
+
+    def fake_load_dataset(name, split):
+        calls.append((name, split))
+        return to_dataset(SENTENCES)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    assert list(load_sentences("user/ner:validation", split="train")) == SENTENCES
+    assert list(load_sentences("conll2003", split="test")) == SENTENCES
+    assert calls == [("user/ner", "validation"), ("conll2003", "test")]
+
+
+def test_load_failures_are_corpus_errors(monkeypatch: pytest.MonkeyPatch):
+    def offline(name, split):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(CorpusError) as info:
+        load_sentences("conll2003")
+    assert str(info.value) == "conll2003: cannot load the dataset: no network"
+
+
+def test_an_empty_split_has_no_sentences(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: to_dataset([]))
+    with pytest.raises(CorpusError) as info:
+        load_sentences("user/empty")
+    assert str(info.value) == "user/empty: no sentences found"
+
+
+def test_corpora_imports_neither_datasets_nor_torch_nor_tagger():
+    code = (
+        "import sys, corpora, corpora.conll, corpora.schemes, corpora.hf\n"
+        "print(sorted(m for m in ('datasets', 'torch', 'tagger', 'cli') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
