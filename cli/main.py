@@ -107,7 +107,10 @@ def predict(
                                                          help="default: jsonl for text/tokens, conll for conll"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="default: standard output"),
     format: Format = typer.Option(Format.auto, "--format", help="column layout of CoNLL input"),
-    batch_size: int = typer.Option(256, "--batch-size", min=1),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="sentences tagged together"),
+    workers: int = typer.Option(1, "--workers", min=1, help="processes tagging in parallel (order is kept)"),
+    quantize: bool = typer.Option(False, "--quantize", help="dynamic int8 quantisation of the LSTM and linear "
+                                  "layers (faster; see the README for its F1 cost)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --output file"),
 ) -> None:
     """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
@@ -116,7 +119,7 @@ def predict(
     out_format = (output_format or (OutputFormat.conll if input_format is InputFormat.conll
                                     else OutputFormat.jsonl)).value
     jobs.predict(model, inputs or ["-"], input_format.value, out_format, output, format=format.value,
-                    batch_size=batch_size, force=force)
+                    batch_size=batch_size, force=force, workers=workers, quantize=quantize)
 
 
 @app.command()

@@ -52,5 +52,6 @@ class TrainProgress:
                                f"{m['seconds']:.1f}s + eval {m['eval_seconds']:.1f}s")
 
     def message(self, text: str) -> None:
+        """Print `text` as it is: no rich markup (a path may hold `[...]`), no wrapping inside a path."""
         if not self.quiet:
-            self.console.print(text)
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)

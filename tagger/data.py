@@ -24,7 +24,7 @@ def read_sentences(ref: str | os.PathLike, format: str = "auto", tag_column: int
 
 def check_tags(sentences: Sequence[Sentence], source: str, scheme: str | None = None) -> str | None:
     """Detect (or check) the corpus's scheme; a malformed tag raises InputError at its file and line."""
-    prefixed = schemes.has_prefixes(t for s in sentences for t in (s.tags or ()))
+    prefixed = _span_tagged({t for s in sentences for t in (s.tags or ())})
     if prefixed:
         for s in sentences:
             for i, tag in enumerate(s.tags or ()):
@@ -39,6 +39,27 @@ def check_tags(sentences: Sequence[Sentence], source: str, scheme: str | None = 
         except ValueError as e:
             raise InputError(str(e), path=source) from None
     return schemes.normalize_scheme(scheme)
+
+
+def _span_tagged(tags: set[str]) -> bool:
+    """Whether a tag set encodes spans: every tag is a span tag (an all-O corpus too), or some tag is
+    prefix-label (B-PER) and most tags are span tags.
+
+    Not `schemes.has_prefixes` (every tag must split): one stray `X-PER` or `B-` would then turn an NER corpus
+    into a plain-label one, silently, instead of being reported at its line.
+    """
+    spans = [t for t in tags if _splits(t)]
+    if len(spans) == len(tags):
+        return bool(tags)
+    return any(t != "O" for t in spans) and 2 * len(spans) >= len(tags)
+
+
+def _splits(tag: str) -> bool:
+    try:
+        schemes.split_tag(tag)
+    except ValueError:
+        return False
+    return True
 
 
 def unseen_labels(sentences: Iterable[Sentence], known_tags: Iterable[str]) -> list[str]:

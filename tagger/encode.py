@@ -38,22 +38,45 @@ class Batch:
         return self.words.shape[0]
 
 
+class Encoder:
+    """Sentences -> ids, with a per-word cache (word id, shape, character ids): text repeats its words."""
+
+    MAX_CACHE = 200_000  # entries; the cache is dropped when full, so memory stays bounded on any input
+
+    def __init__(self, vocab: Vocab):
+        self.vocab = vocab
+        self.cache: dict[str, tuple[int, int, list[int]]] = {}
+
+    def word(self, w: str) -> tuple[int, int, list[int]]:
+        hit = self.cache.get(w)
+        if hit is None:
+            if len(self.cache) >= self.MAX_CACHE:
+                self.cache.clear()
+            get = self.vocab.chars.ids.get
+            hit = self.cache[w] = (self.vocab.word_id(w), casing(w), [get(c, 1) for c in w])
+        return hit
+
+    def __call__(self, tokens: Sequence[str], tags: Sequence[str] | None = None,
+                 features: Sequence[Sequence[str]] = ()) -> Encoded:
+        """Ids for one sentence; tags must be in vocab.tags (the caller checks and reports unknown ones)."""
+        words, shapes, chars = zip(*map(self.word, tokens))
+        width = max(map(len, chars))
+        vocab = self.vocab
+        feats = torch.tensor([[index.get(v) for v in column] for index, column in zip(vocab.features, features)],
+                             dtype=torch.long).reshape(len(vocab.features), len(tokens))  # (F, T)
+        return Encoded(
+            words=torch.tensor(words),
+            chars=torch.tensor([c + [0] * (width - len(c)) for c in chars]),  # (T, L)
+            casing=torch.tensor(shapes),
+            features=feats,
+            tags=None if tags is None else torch.tensor([vocab.tags.ids[t] for t in tags]),
+        )
+
+
 def encode(vocab: Vocab, tokens: Sequence[str], tags: Sequence[str] | None = None,
            features: Sequence[Sequence[str]] = ()) -> Encoded:
-    """Ids for one sentence; tags must be in vocab.tags (the caller checks and reports unknown ones)."""
-    width = max(len(w) for w in tokens)
-    chars = torch.zeros(len(tokens), width, dtype=torch.long)  # (T, L)
-    for i, w in enumerate(tokens):
-        chars[i, : len(w)] = torch.tensor([vocab.chars.get(c) for c in w])
-    feats = torch.tensor([[index.get(v) for v in column] for index, column in zip(vocab.features, features)],
-                         dtype=torch.long).reshape(len(vocab.features), len(tokens))  # (F, T)
-    return Encoded(
-        words=torch.tensor([vocab.word_id(w) for w in tokens]),
-        chars=chars,
-        casing=torch.tensor([casing(w) for w in tokens]),
-        features=feats,
-        tags=None if tags is None else torch.tensor([vocab.tags.ids[t] for t in tags]),
-    )
+    """Ids for one sentence (see Encoder, which caches across sentences)."""
+    return Encoder(vocab)(tokens, tags, features)
 
 
 def collate(items: Sequence[Encoded]) -> Batch:

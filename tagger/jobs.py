@@ -16,6 +16,7 @@ from corpora import schemes
 from corpora.conll import Sentence, format_sentence, iter_conll_lines, read_conll
 from tagger.config import Config, load_toml
 from tagger.data import check_tags, read_sentences, unseen_labels
+from tagger.api import feature_columns
 from tagger.errors import ConfigError, InputError
 from tagger.store import FILES
 
@@ -171,21 +172,94 @@ def atomic_text(path: Path | None) -> Iterator[TextIO]:
 # -- prediction: streamed, in chunks, order kept ----------------------------------------------------------
 
 def predict(model: Path, inputs: Sequence[str], input_format: str = "text", output_format: str = "jsonl",
-            output: Path | None = None, format: str = "auto", batch_size: int = 256, force: bool = False) -> None:
-    from tagger.api import Tagger
-
+            output: Path | None = None, format: str = "auto", batch_size: int = 256, force: bool = False,
+            workers: int = 1, quantize: bool = False) -> None:
+    """Tag INPUTs as they stream in: chunks of lines (or sentences) in, their rendered output out, in order."""
     check_output_file(output, force)
+    if input_format == "text" and output_format == "conll":
+        raise InputError("raw text cannot be written as CoNLL: use --input-format tokens or conll")
     for ref in inputs:
         if ref != "-":
             _check_input_file(ref)
-    tagger = Tagger.load(model)
-    tagger.batch_size = batch_size
+    _init_worker(model, batch_size, quantize, threads=0 if workers <= 1 else 1)
     with atomic_text(output) as out:
         for ref in inputs:
             if input_format == "conll":
-                _predict_conll(tagger, ref, format, output_format, out)
+                chunks = _chunks(_conll_sentences(ref, format), CHUNK_LINES)
             else:
-                _predict_lines(tagger, ref, input_format, output_format, out)
+                chunks = _chunks(_lines(ref), CHUNK_LINES)
+            job = (input_format, output_format, format)
+            for text in _map_ordered(_render, ((job, chunk) for chunk in chunks), workers):
+                out.write(text)
+
+
+_TAGGER = None  # the model of this process (the main one, or a --workers process)
+
+
+def _init_worker(model: Path, batch_size: int, quantize: bool, threads: int) -> None:
+    import torch
+
+    from tagger.api import Tagger
+
+    global _TAGGER
+    if threads:
+        torch.set_num_threads(threads)
+    _TAGGER = Tagger.load(model)
+    _TAGGER.batch_size = batch_size
+    if quantize:
+        _TAGGER.quantize()
+
+
+def _map_ordered(fn, items: Iterable, workers: int) -> Iterator:
+    """fn over items, results in input order; with workers > 1, in forked processes, at most
+    2 x workers items in flight so memory does not grow with the input."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    import multiprocessing as mp
+    from collections import deque
+
+    with mp.get_context("fork").Pool(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.apply_async(fn, (item,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def _render(job_chunk) -> str:
+    """Tag one chunk and render it as JSONL or CoNLL text."""
+    (input_format, output_format, format), chunk = job_chunk
+    tagger = _TAGGER
+    lines: list[str] = []
+    if input_format == "text":
+        for text, entities in zip(chunk, tagger.predict_texts(chunk)):
+            lines.append(json.dumps({"text": text, "entities": entities}, ensure_ascii=False) + "\n")
+        return "".join(lines)
+    if input_format == "tokens":
+        sentences = [Sentence(tuple(line.split())) for line in chunk]
+        feats = ()
+    else:
+        sentences = chunk
+        columns = tagger.config.features
+        if columns:
+            check_feature_columns(chunk, columns, "input")
+        feats = [feature_columns(s, columns) for s in chunk] if columns else ()
+    for s, tags in zip(sentences, tagger.predict_tokens([s.tokens for s in sentences], feats)):
+        if output_format == "conll":
+            lines.append(format_sentence(s, tags, _write_format(format, s)) if s.tokens else "")
+        else:
+            lines.append(json.dumps({"tokens": list(s.tokens), "tags": tags}, ensure_ascii=False) + "\n")
+    return "".join(lines)
+
+
+def _conll_sentences(ref: str, format: str) -> Iterator[Sentence]:
+    if ref == "-":
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
+        return iter_conll_lines(stream, "<stdin>", format=format, labelled=False)
+    return read_conll(ref, format=format, labelled=False)
 
 
 def _check_input_file(ref: str) -> None:
@@ -219,39 +293,3 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
     it = iter(items)
     while chunk := list(itertools.islice(it, size)):
         yield chunk
-
-
-def _predict_lines(tagger, ref: str, input_format: str, output_format: str, out: TextIO) -> None:
-    for chunk in _chunks(_lines(ref), CHUNK_LINES):
-        if input_format == "text":
-            if output_format == "conll":
-                raise InputError("raw text cannot be written as CoNLL: use --input-format tokens or conll")
-            for text, entities in zip(chunk, tagger.predict_texts(chunk)):
-                out.write(json.dumps({"text": text, "entities": entities}, ensure_ascii=False) + "\n")
-        else:
-            sentences = [line.split() for line in chunk]
-            for tokens, tags in zip(sentences, tagger.predict_tokens(sentences)):
-                if output_format == "conll":
-                    out.write(format_sentence(Sentence(tuple(tokens)), tags) if tokens else "")
-                else:
-                    out.write(json.dumps({"tokens": tokens, "tags": tags}, ensure_ascii=False) + "\n")
-
-
-def _predict_conll(tagger, ref: str, format: str, output_format: str, out: TextIO) -> None:
-    from tagger.api import feature_columns
-
-    if ref == "-":
-        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
-        sentences = iter_conll_lines(stream, "<stdin>", format=format, labelled=False)
-    else:
-        sentences = read_conll(ref, format=format, labelled=False)
-    columns = tagger.config.features
-    for chunk in _chunks(sentences, CHUNK_LINES):
-        if columns:
-            check_feature_columns(chunk, columns, ref)
-        feats = [feature_columns(s, columns) for s in chunk] if columns else ()
-        for s, tags in zip(chunk, tagger.predict_tokens([s.tokens for s in chunk], feats)):
-            if output_format == "conll":
-                out.write(format_sentence(s, tags, _write_format(format, s)))
-            else:
-                out.write(json.dumps({"tokens": list(s.tokens), "tags": tags}, ensure_ascii=False) + "\n")

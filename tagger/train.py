@@ -21,7 +21,7 @@ from corpora.conll import Sentence
 from tagger import store
 from tagger.api import Tagger, feature_columns, model_scheme
 from tagger.config import Config
-from tagger.encode import Encoded, encode, iter_batches
+from tagger.encode import Encoded, iter_batches
 from tagger.errors import InputError
 from tagger.evaluate import score
 from tagger.vocab import build_vocab
@@ -128,7 +128,7 @@ def prepare_data(tagger: Tagger, train: Sequence[Sentence], dev: Sequence[Senten
     src = vocab.source_scheme
 
     def enc(s: Sentence, tags) -> Encoded:
-        return encode(vocab, s.tokens, tags, feature_columns(s, cfg.features) if cfg.features else ())
+        return tagger.encode(s.tokens, tags, feature_columns(s, cfg.features) if cfg.features else ())
 
     train_enc = [enc(s, _convert(s.tags, src, scheme)) for s in train if s.tokens]
     dev = [s for s in dev if s.tokens]

@@ -1,0 +1,52 @@
+"""The network: shapes, character encoders, feature columns, batching that does not change predictions."""
+import pytest
+import torch
+
+from tagger.api import Tagger
+from tagger.config import Config
+from tagger.encode import Encoder, collate
+from tagger.vocab import build_vocab
+
+SENTENCES = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"], ["BRUSSELS", "1996-08-22"],
+             ["The", "European", "Commission", "said", "on", "Thursday"]]
+TAGS = [["S-ORG", "O", "S-MISC", "O"], ["B-PER", "E-PER"], ["S-LOC", "O"], ["O", "B-ORG", "E-ORG", "O", "O", "O"]]
+POS = [["NNP", "VBZ", "JJ", "NN"], ["NNP", "NNP"], ["NNP", "CD"], ["DT", "NNP", "NNP", "VBD", "IN", "NNP"]]
+
+
+def tiny(char_encoder="cnn", features=()):
+    config = Config(hidden_size=8, char_dim=6, char_filters=5, word_dim=7, casing_dim=3, feature_dim=4,
+                    char_encoder=char_encoder, features=list(features), tag_scheme="auto")
+    vocab = build_vocab(SENTENCES, TAGS, [POS] if features else [], source_scheme="bioes")
+    torch.manual_seed(0)
+    return Tagger.build(config, vocab)
+
+
+@pytest.mark.parametrize("char_encoder", ["cnn", "lstm", "none"])
+def test_emissions_have_one_score_per_token_and_tag(char_encoder):
+    tagger = tiny(char_encoder)
+    batch = collate([tagger.encode(s) for s in SENTENCES])
+    assert tagger.model.emissions(batch).shape == (4, 6, len(tagger.vocab.tags))
+
+
+def test_feature_columns_are_embedded_and_required():
+    tagger = tiny(features=[1])
+    enc = Encoder(tagger.vocab)
+    batch = collate([enc(s, features=[p]) for s, p in zip(SENTENCES, POS)])
+    assert tagger.model.emissions(batch).shape[:2] == (4, 6)
+    assert len(tagger.predict_tokens(SENTENCES, [[p] for p in POS])[3]) == 6
+
+
+def test_batched_tagging_equals_one_sentence_at_a_time():
+    tagger = tiny()
+    tagger.model.eval()
+    together = tagger.predict_tokens(SENTENCES * 5)
+    alone = [tagger.predict_tokens([s])[0] for s in SENTENCES * 5]
+    assert together == alone
+
+
+def test_untrained_model_still_outputs_valid_bioes():
+    from corpora import schemes
+
+    tagger = tiny()
+    for tags in tagger.predict_tokens(SENTENCES):
+        assert schemes.is_valid(tags, "bioes")
