@@ -1,0 +1,109 @@
+"""Prediction speed and memory: raw text -> JSONL, end to end and model alone, cold start, peak RSS.
+
+    python bench/predict.py --model models/conll2003 --data ../shared/data/conll2003
+
+Inputs: the CoNLL-2003 test sentences as raw text (tokens joined by spaces, one sentence a line), and a
+large file made by repeating them (--large-mb). Each `tagger predict` run is a separate process whose
+peak RSS is read from os.wait4. Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def test_sentences(data: Path) -> list[list[str]]:
+    from corpora.conll import read_conll
+
+    return [list(s.tokens) for s in read_conll(data / "test.txt")]
+
+
+def run_cli(args: list[str], stdin: Path | None = None) -> dict:
+    """Run `tagger ...` in a child process; wall seconds and its peak RSS in MB."""
+    start = time.perf_counter()
+    with open(stdin or os.devnull, "rb") as inp:
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], stdin=inp, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"tagger {' '.join(args)} failed: {proc.stderr.read().decode()}")
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def model_alone(model: Path, sentences: list[list[str]], batch_size: int, quantize: bool) -> dict:
+    """Tokens/s of encoding + network + Viterbi on pre-tokenised sentences, in this process."""
+    import torch
+
+    from tagger.api import Tagger
+
+    tagger = Tagger.load(model)
+    tagger.batch_size = batch_size
+    if quantize:
+        tagger.quantize()
+    encoded = [tagger.encode(s) for s in sentences]
+    tokens = sum(map(len, sentences))
+    tagger.tag_encoded(encoded[:500])  # warm up
+    start = time.perf_counter()
+    tags = tagger.tag_encoded(encoded)
+    network = time.perf_counter() - start
+    start = time.perf_counter()
+    tagger.predict_tokens(sentences)
+    with_encoding = time.perf_counter() - start
+    return {"tokens": tokens, "threads": torch.get_num_threads(), "batch_size": batch_size,
+            "network_and_viterbi_tokens_per_s": tokens / network,
+            "with_encoding_tokens_per_s": tokens / with_encoding}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=ROOT / "models/conll2003")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/conll2003")
+    p.add_argument("--large-mb", type=float, default=100.0)
+    p.add_argument("--small-mb", type=float, default=5.0)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--quantize", action="store_true")
+    args = p.parse_args()
+    sentences = test_sentences(args.data)
+    result: dict = {"model": str(args.model), "quantize": args.quantize, "workers": args.workers}
+    result["model_alone"] = model_alone(args.model, sentences, args.batch_size, args.quantize)
+    extra = ["--batch-size", str(args.batch_size), "--workers", str(args.workers)] + (
+        ["--quantize"] if args.quantize else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        text = "".join(" ".join(s) + "\n" for s in sentences)
+        tokens = sum(map(len, sentences))
+        files = {"test": (1, tokens)}
+        for name, mb in (("small", args.small_mb), ("large", args.large_mb)):
+            copies = max(1, round(mb * 2**20 / len(text.encode())))
+            files[name] = (copies, copies * tokens)
+        for name, (copies, n_tokens) in files.items():
+            path = tmp / f"{name}.txt"
+            with open(path, "w", encoding="utf-8") as f:
+                for _ in range(copies):
+                    f.write(text)
+            out = tmp / f"{name}.jsonl"
+            run = run_cli(["predict", str(args.model), str(path), "--output", str(out), *extra])
+            lines = sum(1 for _ in open(out, encoding="utf-8"))
+            result[f"end_to_end_{name}"] = {"input_mb": path.stat().st_size / 2**20, "tokens": n_tokens,
+                                            "lines_out": lines, "tokens_per_s": n_tokens / run["seconds"], **run}
+            path.unlink()
+            out.unlink()
+        one = tmp / "one.txt"
+        one.write_text("Angela Merkel met Emmanuel Macron in Paris on Monday.\n")
+        result["cold_start_one_sentence"] = run_cli(["predict", str(args.model), str(one)])
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
