@@ -82,13 +82,18 @@ def train(
     """Train a BiLSTM-CRF on TRAIN, keeping the best model on DEV in OUTPUT."""
     from cli.progress import TrainProgress
     from tagger import jobs
+    from tagger.train import Interrupted
 
     overrides = {k: v for k, v in {"epochs": epochs, "seed": seed, "tokenizer": tokenizer}.items() if v is not None}
-    with TrainProgress(quiet) as reporter:
-        result = jobs.train(train_data, dev, output, test=test, embeddings=embeddings, format=format.value,
-                               tag_column=tag_column, scheme=scheme.value, config_file=config_file,
-                               overrides=overrides, features=features, resume=resume, force=force,
-                               reporter=reporter)
+    try:
+        with TrainProgress(quiet) as reporter:
+            result = jobs.train(train_data, dev, output, test=test, embeddings=embeddings, format=format.value,
+                                tag_column=tag_column, scheme=scheme.value, config_file=config_file,
+                                overrides=overrides, features=features, resume=resume, force=force,
+                                reporter=reporter)
+    except Interrupted as e:  # Ctrl-C: a checkpoint was saved; say how to go on, no traceback
+        typer.echo(f"{e}: continue with the same command and --resume", err=True)
+        raise typer.Exit(130)
     if not quiet:
         typer.echo(f"best dev F1 {100 * result['best_dev_f1']:.2f} at epoch {result['best_epoch']}; "
                    f"model saved in {output}")

@@ -148,7 +148,8 @@ class Tagger:
     def _sentences(self, text: str):
         from tagger.text import split_sentences
 
-        return split_sentences(text, self.config.tokenizer)
+        tokenizer = self.config.tokenizer
+        return split_sentences(text, "words" if tokenizer == "auto" else tokenizer)
 
     def _spans(self, text: str, tokens, tags: list[str]) -> list[dict]:
         if self.scheme is None:

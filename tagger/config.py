@@ -17,7 +17,8 @@ CONFIG_VERSION = 1
 class Config:
     # data
     tag_scheme: str = "bioes"        # scheme the model is trained in: auto (the corpus's) | iob1 | iob2 | bioes | bilou | bmes
-    tokenizer: str = "words"         # how `predict` splits raw text: words | chars
+    tokenizer: str = "auto"          # how `predict` splits raw text: words | chars | auto (chars when the
+                                     # training tokens are single characters, e.g. Chinese; else words)
     features: list[int] = field(default_factory=list)  # extra input columns, each embedded and concatenated
     lowercase_lookup: bool = True    # look words up in the pretrained vectors lower-cased when the exact form is missing
     min_word_count: int = 1          # training words seen fewer times map to <unk> (unless pretrained)
@@ -51,18 +52,25 @@ class Config:
     def validate(self) -> "Config":
         """Raise ConfigError for values that would fail later in a less clear way."""
         choices = {"optimizer": ("sgd", "adam"), "char_encoder": ("cnn", "lstm", "none"),
-                   "tokenizer": ("words", "chars"),
+                   "tokenizer": ("auto", "words", "chars"),
                    "tag_scheme": ("auto", "iob1", "iob2", "bioes", "iobes", "bilou", "bmes")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "hidden_size", "num_layers", "char_dim", "char_filters", "char_kernel"):
+        for name in ("epochs", "batch_size", "hidden_size", "num_layers", "char_dim", "char_filters", "char_kernel",
+                     "word_dim", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("casing_dim", "feature_dim", "momentum", "lr_decay", "weight_decay", "clip", "max_minutes",
+                     "threads"):
+            if not getattr(self, name) >= 0:  # `not >=` also catches nan
+                raise ConfigError(f"{name} must be at least 0, not {getattr(self, name)}")
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in self.features):
+            raise ConfigError(f"features must be a list of column indices, not {self.features!r}")
         for name in ("dropout", "word_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}")
-        if self.lr <= 0:
+        if not self.lr > 0:
             raise ConfigError(f"lr must be positive, not {self.lr}")
         return self
 

@@ -91,47 +91,6 @@ def log_partition(emissions: Tensor, mask: Tensor, start: Tensor, trans: Tensor,
     return log_z.to(emissions.dtype)
 
 
-def viterbi(self, emissions: Tensor, mask: Tensor) -> list[list[int]]:
-        """Best tag sequence of every sentence, vectorised over the batch (backtracking too)."""
-        with parametrize.cached():
-            return viterbi(emissions, mask, self.start_transitions, self.transitions, self.end_transitions)
-
-
-def path_score(emissions: Tensor, tags: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor
-               ) -> Tensor:
-    """Score of the given tag paths, all time steps at once. Returns (B,)."""
-    m = mask.to(emissions.dtype)  # (B, T)
-    last = tags.gather(1, (mask.sum(1, keepdim=True) - 1)).squeeze(1)  # (B,)
-    score = start[tags[:, 0]] + end[last]
-    score = score + (emissions.gather(2, tags.unsqueeze(2)).squeeze(2) * m).sum(1)
-    return score + (trans[tags[:, :-1], tags[:, 1:]] * m[:, 1:]).sum(1)
-
-
-def log_partition(emissions: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor) -> Tensor:
-    """log Z of every sentence by the forward algorithm in rescaled probability space. Returns (B,).
-
-    One (B, K) x (K, K) product per step instead of a (B, K, K) logsumexp; float64 and a per-step
-    rescaling keep it exact where log-space would be (forbidden transitions become exact zeros).
-    """
-    e = emissions.double()
-    shift = e.max(2, keepdim=True).values  # (B, T, 1)
-    p = torch.exp(e - shift)  # (B, T, K), each step's best tag at 1
-    t_max, s_max, e_max = trans.max().double(), start.max().double(), end.max().double()
-    step = torch.exp(trans.double() - t_max)  # (K, K)
-    p = p.unbind(1)  # T x (B, K): one backward op for all steps, not one (B, T, K) scatter per step
-    alpha = torch.exp(start.double() - s_max) * p[0]  # (B, K)
-    norm = alpha.sum(1, keepdim=True)
-    alpha, log_scale = alpha / norm, norm.squeeze(1).log() + s_max + shift[:, 0, 0]  # (B, K), (B,)
-    for t in range(1, len(p)):
-        nxt = (alpha @ step) * p[t]  # (B, K)
-        norm = nxt.sum(1, keepdim=True)
-        on = mask[:, t]
-        alpha = torch.where(on.unsqueeze(1), nxt / norm, alpha)
-        log_scale = log_scale + torch.where(on, norm.squeeze(1).log() + t_max + shift[:, t, 0], 0.0)
-    final = (alpha * torch.exp(end.double() - e_max)).sum(1)
-    return (log_scale + final.log() + e_max).to(emissions.dtype)
-
-
 def viterbi(emissions: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor) -> list[list[int]]:
     """Batched Viterbi. emissions (B, T, K), mask (B, T) with mask[:, 0] all on; returns unpadded paths.
 

@@ -42,7 +42,8 @@ def _read_bytes(path: Path) -> bytes:
     try:
         with path.open("rb") as f:
             data = f.read()
-        return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        return data.removeprefix(b"\xef\xbb\xbf")  # a BOM would hide a word2vec header, or join the first word
     except (OSError, EOFError) as e:
         raise InputError(f"cannot read embeddings: {e}", path=str(path)) from None
 
@@ -65,8 +66,8 @@ def _parse_fast(data: bytes, header: int, dim: int) -> tuple[list[str], np.ndarr
         convert_options=csv.ConvertOptions(column_types={"word": pa.string(), **{n: pa.float32() for n in names[1:]}}),
     )
     vectors = np.stack([table.column(n).to_numpy() for n in names[1:]], axis=1)  # (num_words, dim)
-    if np.isnan(vectors).any():
-        raise ValueError("missing values")
+    if not np.isfinite(vectors).all():
+        raise ValueError("missing or non-finite values")  # the slow reader names the line
     return table.column("word").to_pylist(), vectors
 
 
@@ -76,17 +77,21 @@ def _parse_slow(data: bytes, header: int, dim: int, path: Path) -> tuple[list[st
     except UnicodeDecodeError as e:
         raise InputError("invalid UTF-8", path=str(path), line=data[: e.start].count(b"\n") + 1) from None
     words, rows = [], []
-    for number, line in enumerate(text.splitlines()[header:], start=header + 1):
-        parts = line.split()
+    # only "\n" ends a row and only " " separates fields, as for pyarrow: words may hold U+0085, U+00A0, U+2028
+    for number, line in enumerate(text.split("\n")[header:], start=header + 1):
+        parts = [p for p in line.rstrip("\r").split(" ") if p]
         if not parts:
             continue
         if len(parts) != dim + 1:
             raise InputError(f"row has {len(parts) - 1} values, expected {dim} as on the first row",
                              path=str(path), line=number)
         try:
-            rows.append([float(x) for x in parts[1:]])
+            row = [float(x) for x in parts[1:]]
         except ValueError:
             raise InputError("row holds a value that is not a number", path=str(path), line=number) from None
+        if not np.isfinite(row).all():  # nan or inf would turn every loss it touches into nan
+            raise InputError("row holds nan or inf", path=str(path), line=number)
+        rows.append(row)
         words.append(parts[0])
     return words, np.asarray(rows, dtype=np.float32).reshape(len(words), dim)
 

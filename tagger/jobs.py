@@ -236,7 +236,7 @@ def _render(job_chunk) -> str:
     lines: list[str] = []
     if input_format == "text":
         for text, entities in zip(chunk, tagger.predict_texts(chunk)):
-            lines.append(json.dumps({"text": text, "entities": entities}, ensure_ascii=False) + "\n")
+            lines.append(_jsonl({"text": text, "entities": entities}))
         return "".join(lines)
     if input_format == "tokens":
         sentences = [Sentence(tuple(line.split())) for line in chunk]
@@ -251,8 +251,14 @@ def _render(job_chunk) -> str:
         if output_format == "conll":
             lines.append(format_sentence(s, tags, _write_format(format, s)) if s.tokens else "")
         else:
-            lines.append(json.dumps({"tokens": list(s.tokens), "tags": tags}, ensure_ascii=False) + "\n")
+            lines.append(_jsonl({"tokens": list(s.tokens), "tags": tags}))
     return "".join(lines)
+
+
+def _jsonl(record: dict) -> str:
+    """One JSON line, UTF-8 kept readable, but U+0085/U+2028/U+2029 escaped: `str.splitlines()` breaks on them."""
+    text = json.dumps(record, ensure_ascii=False)
+    return text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
 
 
 def _conll_sentences(ref: str, format: str) -> Iterator[Sentence]:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -61,7 +63,9 @@ class Progress:
     best_epoch: int = -1
     bad_epochs: int = 0
     seconds: float = 0.0     # training time so far, for max_minutes
-    history: list = field(default_factory=list)
+    epoch_loss: float = 0.0  # sums over the batches of the current epoch done so far (they survive a resume)
+    epoch_tokens: int = 0
+    epoch_seconds: float = 0.0
 
 
 @dataclass
@@ -82,6 +86,9 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
     """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in."""
     if vectors is not None:
         config.word_dim = vectors[1].shape[1]
+    if config.tokenizer == "auto":
+        config.tokenizer = choose_tokenizer(train)
+        reporter.message(f"raw text will be split into {config.tokenizer} (tokenizer = \"{config.tokenizer}\")")
     scheme = model_scheme(config, _probe_vocab(source_scheme))
     vocab = build_vocab((s.tokens for s in train), (_convert(s.tags, source_scheme, scheme) for s in train),
                         [[feature_columns(s, [c])[0] for s in train] for c in config.features],
@@ -92,6 +99,13 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
     if vectors is not None:
         _copy_vectors(tagger, vectors, reporter, train)
     return tagger
+
+
+def choose_tokenizer(train: Sequence[Sentence]) -> str:
+    """"chars" when nearly every training token is one character (one-character-a-line corpora)."""
+    tokens = [t for s in train for t in s.tokens]
+    single = sum(len(t) == 1 for t in tokens)
+    return "chars" if tokens and single >= 0.9 * len(tokens) else "words"
 
 
 def _probe_vocab(source_scheme):
@@ -162,15 +176,44 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
         optimizer, progress = make_optimizer(config, tagger.model), Progress()
     data = prepare_data(tagger, train_sents, dev_sents, dev_scheme)
     _trim_metrics(output / "metrics.jsonl", progress.epoch)
-    while progress.epoch < config.epochs and not _stop(config, progress):
-        metrics = run_epoch(tagger, optimizer, data, progress, output, reporter)
-        _evaluate_and_keep(tagger, data, progress, metrics, output)
-        with open(output / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(metrics) + "\n")
-        reporter.end_epoch(metrics)
-        progress.epoch, progress.step = progress.epoch + 1, 0
-        save_checkpoint(output, tagger, optimizer, progress)
+    with StopOnSigint() as stop:
+        while progress.epoch < config.epochs and not _stop(config, progress):
+            metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop)
+            if metrics is None:  # Ctrl-C: the batches done so far are in the checkpoint
+                save_checkpoint(output, tagger, optimizer, progress)
+                raise Interrupted(output / "checkpoint", progress.epoch, progress.step)
+            _evaluate_and_keep(tagger, data, progress, metrics, output)
+            with open(output / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(metrics) + "\n")
+            reporter.end_epoch(metrics)
+            progress.epoch, progress.step = progress.epoch + 1, 0
+            save_checkpoint(output, tagger, optimizer, progress)
+            if stop.requested:
+                raise Interrupted(output / "checkpoint", progress.epoch, 0)
     return progress
+
+
+class StopOnSigint:
+    """Ctrl-C asks the loop to stop at the next batch boundary (so a checkpoint is exact); a second
+    Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "StopOnSigint":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _stop(config: Config, progress: Progress) -> bool:
@@ -180,7 +223,8 @@ def _stop(config: Config, progress: Progress) -> bool:
 
 
 def run_epoch(tagger: Tagger, optimizer: torch.optim.Optimizer, data: Data, progress: Progress,
-              output: Path, reporter: Reporter) -> dict:
+              reporter: Reporter, stop: StopOnSigint) -> dict | None:
+    """One pass over the training batches (from `progress.step` on); None when stopped by Ctrl-C."""
     cfg, model = tagger.config, tagger.model
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr / (1 + cfg.lr_decay * progress.epoch)
@@ -188,30 +232,30 @@ def run_epoch(tagger: Tagger, optimizer: torch.optim.Optimizer, data: Data, prog
     batches = list(iter_batches(data.train, cfg.batch_size, generator))
     reporter.start_epoch(progress.epoch, len(data.train))
     model.train()
-    total_loss, tokens, start = 0.0, 0, time.perf_counter()
-    for k, (ids, batch) in enumerate(batches):
-        if k < progress.step:
-            continue  # resumed mid-epoch: these batches were trained before the interruption
-        try:
-            loss = model.loss(batch)
-            optimizer.zero_grad(set_to_none=True)
-            (loss / len(batch)).backward()
-            if cfg.clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            optimizer.step()
-        except KeyboardInterrupt:
-            progress.step = k
-            progress.seconds += time.perf_counter() - start
-            save_checkpoint(output, tagger, optimizer, progress)
-            raise Interrupted(output / "checkpoint", progress.epoch, k) from None
-        total_loss += loss.item()
-        tokens += int(batch.mask.sum())
+    for k in range(progress.step, len(batches)):  # a resumed epoch starts where it stopped
+        if stop.requested:
+            return None
+        start = time.perf_counter()
+        batch = batches[k][1]
+        loss = model.loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        (loss / len(batch)).backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        optimizer.step()
+        seconds = time.perf_counter() - start
+        progress.step = k + 1
+        progress.epoch_loss += loss.item()
+        progress.epoch_tokens += int(batch.mask.sum())
+        progress.epoch_seconds += seconds
+        progress.seconds += seconds
         reporter.advance(len(batch), loss.item() / len(batch))
-    seconds = time.perf_counter() - start
-    progress.seconds += seconds
-    return {"epoch": progress.epoch + 1, "loss": total_loss / max(len(data.train), 1),
-            "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tokens / max(seconds, 1e-9),
-            "seconds": seconds}
+    metrics = {"epoch": progress.epoch + 1, "loss": progress.epoch_loss / max(len(data.train), 1),
+               "lr": optimizer.param_groups[0]["lr"],
+               "tokens_per_s": progress.epoch_tokens / max(progress.epoch_seconds, 1e-9),
+               "seconds": progress.epoch_seconds}
+    progress.epoch_loss, progress.epoch_tokens, progress.epoch_seconds = 0.0, 0, 0.0
+    return metrics
 
 
 def _evaluate_and_keep(tagger: Tagger, data: Data, progress: Progress, metrics: dict, output: Path) -> None:

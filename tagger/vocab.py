@@ -109,6 +109,6 @@ def build_vocab(token_seqs: Iterable[Sequence[str]], tag_seqs: Iterable[Sequence
                         min_count)
     frozen = Index(sorted(pretrained - set(words.items)), specials=False)
     tag_counts = Counter(t for tags in tag_seqs for t in tags)
-    tags = Index(sorted(tag_counts, key=lambda t: (t == "O" and 0 or 1, t)), specials=False)
+    tags = Index(sorted(tag_counts, key=lambda t: (t != "O", t)), specials=False)
     features = [Index.build(Counter(v for seq in seqs for v in seq)) for seqs in feature_seqs]
     return Vocab(words, frozen, Index.build(char_counts), tags, features, lowercase, source_scheme)

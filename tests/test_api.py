@@ -1,0 +1,203 @@
+"""The Python API (`Tagger`, `tagger.jobs`, `tagger.data`): what a user calls instead of the CLI.
+
+Bad input raises one of `tagger.errors.USER_ERRORS` whose message names the file (and line); valid but
+unusual input (empty, one token, 10,000 tokens, any Unicode) just works.
+"""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import (BAD_CORPORA, DAMAGES, bad_corpus, make_sentences, tag_column_option, train_tiny,
+                      write_corpus)
+from corpora.errors import CorpusError
+from tagger import jobs
+from tagger.api import Tagger
+from tagger.data import check_tags, read_sentences
+from tagger.errors import USER_ERRORS, InputError, ModelError, TaggerError
+
+
+@pytest.fixture(scope="module")
+def model(trained_model) -> Tagger:
+    return Tagger.load(trained_model)
+
+
+def test_user_errors_are_the_two_documented_families():
+    assert set(USER_ERRORS) == {TaggerError, CorpusError}
+    assert issubclass(InputError, TaggerError) and issubclass(ModelError, TaggerError)
+
+
+# -- tagging ----------------------------------------------------------------------------------------------
+
+def test_predict_tokens_tags_each_token_in_the_corpus_scheme(model):
+    tags = model.predict_tokens([["John", "Smith", "visited", "Paris", "."], ["it", "rained", "."]])
+    assert tags == [["B-PER", "I-PER", "O", "B-LOC", "O"], ["O", "O", "O"]]
+
+
+def test_predict_tokens_answers_in_input_order_across_lengths(model):
+    sentences = [["it", "rained", "."], ["John", "Smith", "visited", "Paris", "."], ["Paris"], ["it", "rained", "."]]
+    together = model.predict_tokens(sentences)
+    assert together == [model.predict_tokens([s])[0] for s in sentences]
+
+
+def test_predict_tokens_of_nothing_and_of_empty_sentences(model):
+    assert model.predict_tokens([]) == []
+    assert model.predict_tokens([[], ["Paris"], []]) == [[], model.predict_tokens([["Paris"]])[0], []]
+
+
+def test_one_token_sentences(model):
+    tags = model.predict_tokens([["John"], ["."], ["Berlin"]])
+    assert [len(t) for t in tags] == [1, 1, 1]
+    assert all(t[0] == "O" or t[0].startswith("B-") for t in tags)  # IOB2 output: a span starts with B-
+
+
+def test_a_sentence_of_ten_thousand_tokens(model):
+    words = ["John", "Smith", "visited", "Paris", "."] * 2000
+    tags = model.predict_tokens([words])[0]
+    assert len(tags) == 10_000
+    assert tags[:5] == ["B-PER", "I-PER", "O", "B-LOC", "O"]
+
+
+def test_control_characters_and_any_unicode_in_tokens(model):
+    tokens = ["Zoë", "\u200b", "東京", "\x07bell", "🙂", "e\u0301", "\u202eRTL", "ﬁ", "\ud7ff"]
+    tags = model.predict_tokens([tokens])[0]
+    assert len(tags) == len(tokens)
+
+
+def test_predict_raw_text_spans_point_into_the_text(model):
+    text = "John Smith visited Paris . Then Angela Merkel works for Siemens AG in Berlin ."
+    entities = model.predict(text)
+    assert ("John Smith", "PER") in [(e["text"], e["label"]) for e in entities]
+    for e in entities:
+        assert text[e["start"]:e["end"]] == e["text"]
+
+
+def test_predict_raw_text_with_control_characters_and_unicode(model):
+    texts = ["", "   ", "Zoë \x00 visited \t東京 🙂 .\r", "\u2028Anna\u00a0met John Smith\x1b[0m in Paris ."]
+    for text, entities in zip(texts, model.predict_texts(texts)):
+        for e in entities:
+            assert text[e["start"]:e["end"]] == e["text"]
+    assert model.predict("") == []
+
+
+def test_tagger_evaluate_scores_gold_sentences(model, tmp_path):
+    sentences = read_sentences(write_corpus(tmp_path / "gold.txt", make_sentences(15, seed=7)))
+    scores = model.evaluate(sentences)
+    assert scores["sentences"] == 15
+    assert scores["scored_as"] == "IOBES"  # the model trains in BIOES (config default); spans are the same
+    assert scores["f1"] > 0.5  # the corpus is made from the templates the model learnt
+
+
+# -- valid but unusual training data ------------------------------------------------------------------
+
+def test_all_o_corpus_trains_and_predicts(tmp_path):
+    sentences = [(tokens, ["O"] * len(tokens)) for tokens, _ in make_sentences(20, seed=2)]
+    train = write_corpus(tmp_path / "train.txt", sentences[:15])
+    dev = write_corpus(tmp_path / "dev.txt", sentences[15:])
+    model = Tagger.load(train_tiny(tmp_path / "m", train, dev, epochs=1))
+    assert model.predict_tokens([["John", "Smith", "visited", "Paris"]]) == [["O"] * 4]
+
+
+def test_crlf_and_bom_files_train_and_score_like_plain_ones(tmp_path):
+    sentences = make_sentences(30, seed=4)
+    plain = write_corpus(tmp_path / "plain.txt", sentences)
+    windows = write_corpus(tmp_path / "windows.txt", sentences, newline="\r\n", bom=True)
+    assert read_sentences(windows) == read_sentences(plain)
+    model = Tagger.load(train_tiny(tmp_path / "m", windows, windows, epochs=1))
+    assert all(tag.isascii() and "\r" not in tag and "\ufeff" not in tag for tag in model.vocab.tags.items)
+    assert jobs.evaluate(tmp_path / "m", str(windows)) == jobs.evaluate(tmp_path / "m", str(plain))
+
+
+# -- bad input through the API ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(BAD_CORPORA))
+def test_bad_corpus_file_raises_a_user_error_naming_file_and_line(name, trained_model, tmp_path):
+    path, options, fragments = bad_corpus(tmp_path, name)
+    with pytest.raises(USER_ERRORS) as info:
+        jobs.evaluate(trained_model, str(path), tag_column=tag_column_option(options))
+    message = str(info.value)
+    assert message.startswith(str(path))
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_corpus_path_that_is_a_directory(tmp_path):
+    with pytest.raises(CorpusError, match="is a directory"):
+        read_sentences(tmp_path)
+
+
+def test_check_tags_names_the_line_of_a_tag_that_fits_no_scheme(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("John B-PER\nSmith I-PER\n\nParis B-LOC\nis O\nnice B-\n")
+    with pytest.raises(InputError) as info:
+        check_tags(read_sentences(path), str(path))
+    assert str(info.value).startswith(f"{path}:6: tag 'B-' fits no tagging scheme")
+
+
+def test_plain_tags_are_not_mistaken_for_a_broken_scheme(tmp_path):
+    path = tmp_path / "pos.txt"
+    path.write_text("John NNP\nruns VBZ\n. .\n\nB-52 NNP\nflies VBZ\n")
+    assert check_tags(read_sentences(path), str(path)) is None
+
+
+def test_unseen_dev_label_is_a_warning_and_training_proceeds(corpus, tmp_path):
+    dev = write_corpus(tmp_path / "dev_misc.txt", [(["John", "saw", "Europe", "."], ["B-PER", "O", "B-MISC", "O"])])
+    messages = []
+
+    class Collect:
+        def start_epoch(self, epoch, sentences): ...
+        def advance(self, sentences, loss): ...
+        def end_epoch(self, metrics): ...
+        def message(self, text): messages.append(text)
+
+    result = jobs.train(str(corpus["train"]), str(dev), tmp_path / "m", config_file=corpus["config"],
+                        reporter=Collect())
+    assert any(m.startswith(f"warning: {dev}: label(s) MISC never seen in training") for m in messages)
+    assert result["epochs"] == 3
+    assert (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_unseen_test_label_is_reported_by_evaluate(trained_model, tmp_path, capsys):
+    test = write_corpus(tmp_path / "t.txt", [(["John", "saw", "Europe", "."], ["B-PER", "O", "B-MISC", "O"])])
+    scores = jobs.evaluate(trained_model, str(test))
+    assert scores["unseen_labels"] == ["MISC"]
+    assert scores["per_type"]["MISC"]["recall"] == 0.0
+    assert f"warning: {test}: label(s) MISC never seen in training" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_model_directory_raises_model_error(damage, model_copy):
+    spoil, fragments = DAMAGES[damage]
+    spoil(model_copy)
+    with pytest.raises(ModelError) as info:
+        Tagger.load(model_copy)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_model_path_that_does_not_exist_is_a_file_or_is_empty(tmp_path, corpus):
+    with pytest.raises(ModelError, match="no such model directory"):
+        Tagger.load(tmp_path / "nope")
+    with pytest.raises(ModelError, match="not a model directory"):
+        Tagger.load(corpus["train"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="lacks config.json, vocab.json, model.safetensors"):
+        Tagger.load(tmp_path / "empty")
+
+
+def test_output_that_exists_is_never_overwritten(trained_model, corpus, tmp_path):
+    out = tmp_path / "taken.jsonl"
+    out.write_text("precious\n")
+    with pytest.raises(InputError, match="already exists"):
+        jobs.predict(trained_model, [str(corpus["test"])], "conll", "conll", out)
+    with pytest.raises(InputError, match="already exists"):
+        jobs.convert(corpus["train"], out, "bioes")
+    assert out.read_text() == "precious\n"
+    taken = tmp_path / "taken_model"
+    shutil.copytree(trained_model, taken)
+    before = (taken / "model.safetensors").read_bytes()
+    with pytest.raises(InputError, match="not empty"):
+        jobs.train(str(corpus["train"]), str(corpus["dev"]), taken, config_file=corpus["config"])
+    assert (taken / "model.safetensors").read_bytes() == before

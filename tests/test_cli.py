@@ -1,0 +1,299 @@
+"""The `tagger` command as a user types it: exit 0 on success, 1 + one `error: ...` line for their mistakes,
+2 for wrong usage, and never a traceback."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from conftest import BAD_CORPORA, DAMAGES, bad_corpus, make_sentences, write_corpus, write_toml
+
+runner = CliRunner()
+
+
+def tagger(*args, input: str | bytes | None = None):
+    """Run `tagger ARGS...` in-process; stdout and stderr are kept apart (result.stdout / result.stderr)."""
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def assert_ok(result) -> None:
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.stderr}\n{result.exception!r}"
+
+
+def assert_user_error(result, *fragments: str) -> str:
+    """Exit 1 with exactly one line on stderr, `error: ...`, holding every fragment; no traceback."""
+    assert isinstance(result.exception, SystemExit), f"crashed instead: {result.exception!r}"
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def assert_usage_error(result, fragment: str) -> None:
+    assert result.exit_code == 2, result.stderr
+    assert fragment in result.stderr
+    assert "Traceback" not in result.output
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+# -- train ------------------------------------------------------------------------------------------------
+
+def test_train_writes_a_model_directory_and_reports_dev_f1(corpus, tmp_path):
+    out = tmp_path / "model"
+    result = tagger("train", corpus["train"], "--dev", corpus["dev"], "--output", out, "--config", corpus["config"],
+                    "--test", corpus["test"])
+    assert_ok(result)
+    assert {"config.json", "vocab.json", "model.safetensors", "metrics.jsonl"} <= {p.name for p in out.iterdir()}
+    assert f"model saved in {out}" in result.stdout
+    assert "overall" in result.stdout  # the --test table
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3  # epochs = 3 in tiny.toml
+
+
+def test_train_refuses_a_non_empty_output_directory_unless_forced(corpus, tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    args = ["train", corpus["train"], "--dev", corpus["dev"], "--output", out, "--config", corpus["config"], "-q"]
+    assert_user_error(tagger(*args), str(out), "--force")
+    assert not (out / "model.safetensors").exists()
+    assert_ok(tagger(*args, "--force"))
+    assert (out / "model.safetensors").exists()
+
+
+def test_train_epochs_option_overrides_the_config_file(corpus, tmp_path):
+    out = tmp_path / "model"
+    assert_ok(tagger("train", corpus["train"], "--dev", corpus["dev"], "-o", out, "--config", corpus["config"],
+                     "--epochs", "1", "-q"))
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_train_resume_without_a_checkpoint_is_a_user_error(corpus, tmp_path):
+    out = tmp_path / "model"
+    result = tagger("train", corpus["train"], "--dev", corpus["dev"], "-o", out, "--config", corpus["config"],
+                    "--resume", "-q")
+    assert_user_error(result, "nothing to resume")
+
+
+def test_train_config_with_unknown_setting_names_the_file(corpus, tmp_path):
+    config = write_toml(tmp_path / "typo.toml", hiden_size=8)
+    result = tagger("train", corpus["train"], "--dev", corpus["dev"], "-o", tmp_path / "m", "--config", config, "-q")
+    assert_user_error(result, str(config), "hiden_size")
+
+
+# -- predict -------------------------------------------------------------------------------------------------
+
+def test_predict_raw_text_from_stdin_gives_entities_with_offsets(trained_model):
+    lines = ["John Smith visited Paris .", "Angela Merkel works for Siemens AG in Berlin .", "it rained all day ."]
+    result = tagger("predict", trained_model, input="\n".join(lines) + "\n")
+    assert_ok(result)
+    records = jsonl(result.stdout)
+    assert [r["text"] for r in records] == lines
+    found = [(e["text"], e["label"]) for r in records for e in r["entities"]]
+    assert ("John Smith", "PER") in found and ("Paris", "LOC") in found
+    for record in records:
+        for e in record["entities"]:
+            assert set(e) == {"start", "end", "label", "text"}
+            assert record["text"][e["start"]:e["end"]] == e["text"]
+
+
+def test_predict_empty_input_gives_empty_output(trained_model):
+    result = tagger("predict", trained_model, input="")
+    assert_ok(result)
+    assert result.stdout == ""
+
+
+def test_predict_tokens_one_sentence_per_line(trained_model):
+    result = tagger("predict", trained_model, "--input-format", "tokens", input="John Smith visited Paris .\nAnna\n")
+    assert_ok(result)
+    records = jsonl(result.stdout)
+    assert records[0]["tokens"] == ["John", "Smith", "visited", "Paris", "."]
+    assert records[0]["tags"] == ["B-PER", "I-PER", "O", "B-LOC", "O"]
+    assert records[1]["tokens"] == ["Anna"] and len(records[1]["tags"]) == 1
+
+
+def test_predict_conll_in_conll_out(trained_model, tmp_path):
+    path = write_corpus(tmp_path / "in.txt", [(["John", "Smith", "visited", "Paris", "."], ["O"] * 5),
+                                              (["it", "rained", "."], ["O"] * 3)])
+    result = tagger("predict", trained_model, path, "--input-format", "conll")
+    assert_ok(result)
+    blocks = [b.splitlines() for b in result.stdout.strip().split("\n\n")]
+    assert blocks[0] == ["John B-PER", "Smith I-PER", "visited O", "Paris B-LOC", ". O"]
+    assert [line.split()[0] for line in blocks[1]] == ["it", "rained", "."]
+    assert result.stdout.endswith("\n\n")
+
+
+def test_predict_conll_from_stdin_without_tags(trained_model):
+    result = tagger("predict", trained_model, "--input-format", "conll", input="John\nSmith\nvisited\nParis\n.\n")
+    assert_ok(result)
+    assert result.stdout.split() == ["John", "B-PER", "Smith", "I-PER", "visited", "O", "Paris", "B-LOC", ".", "O"]
+
+
+def test_predict_output_file_is_never_overwritten_without_force(trained_model, tmp_path):
+    out = tmp_path / "tags.jsonl"
+    args = ["predict", trained_model, "--input-format", "tokens", "--output", out]
+    assert_ok(tagger(*args, input="John Smith visited Paris .\n"))
+    first = out.read_text()
+    assert jsonl(first)[0]["tags"] == ["B-PER", "I-PER", "O", "B-LOC", "O"]
+    assert_user_error(tagger(*args, input="it rained .\n"), str(out), "already exists", "--force")
+    assert out.read_text() == first
+    assert_ok(tagger(*args, "--force", input="it rained .\n"))
+    assert jsonl(out.read_text())[0]["tokens"] == ["it", "rained", "."]
+
+
+def test_predict_raw_text_cannot_be_written_as_conll(trained_model):
+    result = tagger("predict", trained_model, "--output-format", "conll", input="John Smith visited Paris .\n")
+    assert_user_error(result, "--input-format")
+
+
+# -- evaluate ------------------------------------------------------------------------------------------------
+
+def test_evaluate_prints_a_table(trained_model, corpus):
+    result = tagger("evaluate", trained_model, corpus["test"])
+    assert_ok(result)
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["precision", "recall", "f1", "support"]
+    labels = [row.split()[0] for row in rows]
+    assert {"PER", "LOC", "overall", "token"} <= set(labels)
+
+
+def test_evaluate_json_has_overall_and_per_type_scores(trained_model, corpus):
+    result = tagger("evaluate", trained_model, corpus["test"], "--json")
+    assert_ok(result)
+    scores = json.loads(result.stdout)
+    assert {"precision", "recall", "f1", "per_type", "accuracy"} <= set(scores)
+    assert 0.0 <= scores["f1"] <= 1.0
+    assert set(scores["per_type"]["PER"]) == {"precision", "recall", "f1", "support"}
+    gold_per = sum(t == "B-PER" for line in corpus["test"].read_text().splitlines() for t in line.split()[1:])
+    assert scores["per_type"]["PER"]["support"] == gold_per
+
+
+# -- convert -------------------------------------------------------------------------------------------------
+
+def test_convert_rewrites_tags_and_refuses_to_overwrite(tmp_path):
+    src = write_corpus(tmp_path / "in.txt", [(["John", "Smith", "visited", "Paris"], ["B-PER", "I-PER", "O", "B-LOC"])])
+    out = tmp_path / "out.txt"
+    result = tagger("convert", src, out, "--to", "bioes")
+    assert_ok(result)
+    assert out.read_text() == "John B-PER\nSmith E-PER\nvisited O\nParis S-LOC\n\n"
+    assert_user_error(tagger("convert", src, out, "--to", "bilou"), str(out), "already exists")
+    assert "E-PER" in out.read_text()
+    assert_ok(tagger("convert", src, out, "--to", "bilou", "--force"))
+    assert out.read_text() == "John B-PER\nSmith L-PER\nvisited O\nParis U-LOC\n\n"
+
+
+def test_convert_plain_tags_is_a_user_error(tmp_path):
+    src = write_corpus(tmp_path / "pos.txt", [(["John", "runs"], ["NNP", "VBZ"])])
+    assert_user_error(tagger("convert", src, tmp_path / "out.txt", "--to", "bioes"), "no scheme to convert")
+
+
+# -- wrong usage: exit 2 ----------------------------------------------------------------------------------
+
+def test_unknown_option_is_a_usage_error(corpus, tmp_path):
+    result = tagger("train", corpus["train"], "--dev", corpus["dev"], "-o", tmp_path / "m", "--bogus")
+    assert_usage_error(result, "--bogus")
+
+
+def test_missing_argument_is_a_usage_error(trained_model):
+    assert_usage_error(tagger("evaluate", trained_model), "TEST")
+
+
+def test_missing_required_option_is_a_usage_error(corpus, tmp_path):
+    assert_usage_error(tagger("train", corpus["train"], "-o", tmp_path / "m"), "--dev")
+
+
+def test_invalid_choice_is_a_usage_error(tmp_path):
+    assert_usage_error(tagger("convert", tmp_path / "a", tmp_path / "b", "--to", "bio9"), "bio9")
+
+
+# -- bad input: exit 1, one line naming the file (and line) ----------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(BAD_CORPORA))
+def test_bad_training_file_is_reported_with_file_and_line(name, corpus, tmp_path):
+    path, options, fragments = bad_corpus(tmp_path, name)
+    result = tagger("train", path, "--dev", corpus["dev"], "-o", tmp_path / "m", "--config", corpus["config"],
+                    "-q", *options)
+    assert_user_error(result, str(path), *fragments)
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_training_file_that_is_a_directory(corpus, tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    result = tagger("train", folder, "--dev", corpus["dev"], "-o", tmp_path / "m", "--config", corpus["config"])
+    assert_user_error(result, str(folder), "is a directory")
+
+
+@pytest.mark.parametrize("name", ["missing", "bad_utf8", "unknown_prefix"])
+def test_bad_test_file_for_evaluate(name, trained_model, tmp_path):
+    path, options, fragments = bad_corpus(tmp_path, name)
+    assert_user_error(tagger("evaluate", trained_model, path, *options), str(path), *fragments)
+
+
+@pytest.mark.parametrize("data, fragments", [
+    (b"", None), (b"John Smith\x00\n", [":1:", "NUL"]), (b"ok line\n\xff\xfe bad\n", [":2:", "invalid UTF-8"])])
+def test_bad_predict_input_file(data, fragments, trained_model, tmp_path):
+    path = tmp_path / "input.txt"
+    path.write_bytes(data)
+    result = tagger("predict", trained_model, path, "--input-format", "tokens")
+    if fragments is None:  # an empty file is valid input: nothing to tag
+        assert_ok(result)
+        assert result.stdout == ""
+    else:
+        assert_user_error(result, str(path), *fragments)
+
+
+def test_predict_input_that_does_not_exist_or_is_a_directory(trained_model, tmp_path):
+    assert_user_error(tagger("predict", trained_model, tmp_path / "nope.txt"), "nope.txt", "no such file")
+    assert_user_error(tagger("predict", trained_model, tmp_path), str(tmp_path), "is a directory")
+
+
+def test_dev_label_never_seen_in_training_is_a_warning(corpus, tmp_path):
+    dev = write_corpus(tmp_path / "dev_misc.txt", [(["John", "saw", "Europe", "."], ["B-PER", "O", "B-MISC", "O"])])
+    out = tmp_path / "m"
+    result = tagger("train", corpus["train"], "--dev", dev, "-o", out, "--config", corpus["config"])
+    assert_ok(result)
+    assert f"warning: {dev}: label(s) MISC never seen in training" in result.stderr
+    assert (out / "model.safetensors").exists()
+
+
+def test_embeddings_with_ragged_rows_name_the_line(corpus, tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("john 0.1 0.2 0.3\nparis 0.1 0.2\n")
+    result = tagger("train", corpus["train"], "--dev", corpus["dev"], "-o", tmp_path / "m",
+                    "--config", corpus["config"], "--embeddings", vectors, "-q")
+    assert_user_error(result, f"{vectors}:2:", "expected 3")
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_model_directory_is_refused(damage, model_copy, corpus):
+    spoil, fragments = DAMAGES[damage]
+    spoil(model_copy)
+    assert_user_error(tagger("predict", model_copy, "--input-format", "tokens", input="John\n"), *fragments)
+    assert_user_error(tagger("evaluate", model_copy, corpus["test"]), *fragments)
+
+
+def test_model_directory_that_does_not_exist_or_is_a_file(tmp_path, corpus):
+    assert_user_error(tagger("predict", tmp_path / "nope", input=""), "no such model directory")
+    assert_user_error(tagger("evaluate", corpus["train"], corpus["test"]), str(corpus["train"]), "not a model")
+
+
+def test_predict_raw_text_keeps_one_output_line_per_input_line_whatever_the_characters(trained_model):
+    lines = ["Zoë visited 東京 🙂 .", "\x0cJohn\x0bSmith\u2028met Anna\x85in Paris\u00a0.", "\x1b[1mBerlin\x1b[0m",
+             "", "e\u0301 \u202eRTL\u202c \t ."]
+    result = tagger("predict", trained_model, input="\r\n".join(lines) + "\r\n")
+    assert_ok(result)
+    records = jsonl(result.stdout)
+    assert [r["text"] for r in records] == lines
+    for record in records:
+        for e in record["entities"]:
+            assert record["text"][e["start"]:e["end"]] == e["text"]

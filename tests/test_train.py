@@ -1,0 +1,314 @@
+"""tagger.train: what training leaves behind (best model, metrics.jsonl, checkpoint), determinism, and resuming
+after Ctrl-C or kill -9 to the very same weights as an uninterrupted run."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from cli.main import app
+from conftest import TINY_CONFIG, make_sentences, write_corpus, write_toml
+from corpora.conll import Sentence
+from tagger import train as training
+from tagger.api import Tagger
+from tagger.config import Config
+from tagger.errors import InputError
+from tagger.model import BiLSTMCRF
+
+REPO = Path(__file__).resolve().parent.parent
+PROBE = [["John", "Smith", "visited", "Paris", "."], ["Siemens", "AG", "hired", "Anna", "."], ["it", "rained", "."]]
+METRIC_KEYS = {"epoch", "loss", "dev_precision", "dev_recall", "dev_f1", "tokens_per_s", "seconds"}
+
+
+def sentences(n: int, seed: int) -> list[Sentence]:
+    return [Sentence(tuple(tokens), tuple(tags)) for tokens, tags in make_sentences(n, seed)]
+
+
+TRAIN, DEV = sentences(40, seed=5), sentences(12, seed=6)
+
+
+def config(**changes) -> Config:
+    """The tiny config with dropout and word dropout on, so that resuming must also restore the RNG."""
+    return Config.from_dict({**TINY_CONFIG, "dropout": 0.3, "word_dropout": 0.1, **changes})
+
+
+def run(output: Path, resume: bool = False, reporter=None, **changes) -> training.Progress:
+    return training.train(config(**changes), TRAIN, DEV, output, "iob2", "iob2", resume=resume, reporter=reporter)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    different = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not different, f"tensors differ: {different}"
+
+
+def metrics(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+def scores(output: Path, loss: bool = True) -> list[tuple]:
+    """metrics.jsonl without its timings: what must be the same for the same training."""
+    return [(m["epoch"], m["loss"] if loss else None, m["dev_f1"], m.get("best")) for m in metrics(output)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """Three epochs in one go: the reference every interrupted-and-resumed run must reproduce exactly."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    run(out, epochs=3)
+    return out
+
+
+# -- what one training leaves behind -----------------------------------------------------------------
+
+def test_metrics_has_one_line_per_epoch(uninterrupted):
+    lines = metrics(uninterrupted)
+    assert [m["epoch"] for m in lines] == [1, 2, 3]
+    for m in lines:
+        assert METRIC_KEYS <= set(m)
+        assert m["loss"] > 0 and m["tokens_per_s"] > 0 and m["seconds"] >= 0
+        assert 0.0 <= m["dev_precision"] <= 1.0 and 0.0 <= m["dev_recall"] <= 1.0 and 0.0 <= m["dev_f1"] <= 1.0
+    assert lines[-1]["loss"] < lines[0]["loss"]
+
+
+def test_output_holds_the_best_epoch_and_the_checkpoint_the_last(uninterrupted):
+    meta = json.loads((uninterrupted / "config.json").read_text())
+    lines = metrics(uninterrupted)
+    best = max(lines, key=lambda m: m["dev_f1"])
+    assert meta["epoch"] == best["epoch"] and meta["dev_f1"] == best["dev_f1"]
+    trainer = json.loads((uninterrupted / "checkpoint" / "trainer.json").read_text())
+    assert trainer["progress"]["epoch"] == 3 and trainer["progress"]["step"] == 0
+    assert (uninterrupted / "checkpoint" / "model.safetensors").exists()
+
+
+def test_predictions_are_the_same_before_saving_and_after_loading(tmp_path, monkeypatch):
+    """What the in-memory model tags when it is saved as the best is what the loaded model tags."""
+    at_save: dict[str, list] = {}
+    save = Tagger.save
+
+    def recording_save(self, path, extra=None):
+        save(self, path, extra)
+        at_save[Path(path).name] = self.predict_tokens(PROBE)
+
+    monkeypatch.setattr(Tagger, "save", recording_save)
+    out = tmp_path / "out"
+    run(out, epochs=3)
+    monkeypatch.undo()
+    assert Tagger.load(out).predict_tokens(PROBE) == at_save["out"]
+    assert Tagger.load(out / "checkpoint").predict_tokens(PROBE) == at_save["checkpoint.new"]  # renamed after
+
+
+def test_a_fixed_seed_gives_identical_weights(tmp_path, uninterrupted):
+    run(tmp_path / "again", epochs=3)
+    assert_same_weights(uninterrupted / "model.safetensors", tmp_path / "again" / "model.safetensors")
+    assert scores(tmp_path / "again") == scores(uninterrupted)
+    run(tmp_path / "other", epochs=3, seed=4)
+    assert weights(tmp_path / "other" / "model.safetensors")["emit.weight"].ne(
+        weights(uninterrupted / "model.safetensors")["emit.weight"]).any()
+
+
+def test_patience_stops_training_when_dev_f1_does_not_improve(tmp_path):
+    progress = run(tmp_path / "out", epochs=10, patience=2, lr=1e-12)  # far too small to change anything
+    assert [m["epoch"] for m in metrics(tmp_path / "out")] == [1, 2, 3]
+    assert progress.best_epoch == 1
+
+
+# -- resuming ---------------------------------------------------------------------------------------------
+
+def ctrl_c() -> None:
+    """What pressing Ctrl-C does: SIGINT to this process."""
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def interrupt_loss_at(monkeypatch, call: int, after_forward: bool = False) -> None:
+    """Ctrl-C on the `call`-th batch: before its forward pass, or after it (as if during backward)."""
+    real, calls = BiLSTMCRF.loss, {"n": 0}
+
+    def loss(self, batch):
+        calls["n"] += 1
+        if calls["n"] == call and not after_forward:
+            ctrl_c()
+        value = real(self, batch)
+        if calls["n"] == call and after_forward:
+            ctrl_c()
+        return value
+
+    monkeypatch.setattr(BiLSTMCRF, "loss", loss)
+
+
+@pytest.mark.parametrize("call", [3, 14])  # in epoch 1 (of ~7 batches), and mid-epoch 2
+def test_resume_after_ctrl_c_gives_the_same_weights(call, tmp_path, monkeypatch, uninterrupted):
+    out = tmp_path / "out"
+    interrupt_loss_at(monkeypatch, call)
+    with pytest.raises(training.Interrupted) as info:
+        run(out, epochs=3)
+    monkeypatch.undo()
+    trainer = json.loads((out / "checkpoint" / "trainer.json").read_text())["progress"]
+    assert (trainer["epoch"], trainer["step"]) == (info.value.epoch, info.value.step)
+    assert trainer["step"] > 0  # really mid-epoch
+    run(out, resume=True, epochs=3)
+    assert_same_weights(out / "checkpoint" / "model.safetensors", uninterrupted / "checkpoint" / "model.safetensors")
+    assert_same_weights(out / "model.safetensors", uninterrupted / "model.safetensors")
+    assert scores(out) == scores(uninterrupted)
+
+
+def test_resumed_epoch_logs_the_whole_epochs_loss(tmp_path, monkeypatch, uninterrupted):
+    out = tmp_path / "out"
+    interrupt_loss_at(monkeypatch, 14)
+    with pytest.raises(training.Interrupted):
+        run(out, epochs=3)
+    monkeypatch.undo()
+    run(out, resume=True, epochs=3)
+    assert [m["loss"] for m in metrics(out)] == pytest.approx([m["loss"] for m in metrics(uninterrupted)])
+
+
+def test_resume_after_ctrl_c_during_backward_gives_the_same_weights(tmp_path, monkeypatch, uninterrupted):
+    out = tmp_path / "out"
+    interrupt_loss_at(monkeypatch, 10, after_forward=True)
+    with pytest.raises(training.Interrupted):
+        run(out, epochs=3)
+    monkeypatch.undo()
+    run(out, resume=True, epochs=3)
+    assert_same_weights(out / "checkpoint" / "model.safetensors", uninterrupted / "checkpoint" / "model.safetensors")
+
+
+class InterruptingReporter(training.Silent):
+    """A progress display during which the user presses Ctrl-C after `calls` batches."""
+
+    def __init__(self, calls: int):
+        self.calls = calls
+
+    def advance(self, sentences: int, loss: float) -> None:
+        self.calls -= 1
+        if self.calls == 0:
+            ctrl_c()
+
+
+def test_ctrl_c_in_the_progress_display_saves_a_checkpoint(tmp_path):
+    try:
+        with pytest.raises(training.Interrupted):
+            run(tmp_path / "out", epochs=3, reporter=InterruptingReporter(10))
+    except KeyboardInterrupt:  # must not reach pytest, which would stop the whole run
+        pytest.fail("a bare KeyboardInterrupt escaped train(): no mid-epoch checkpoint was saved")
+
+
+class AbortingReporter(training.Silent):
+    """A second Ctrl-C (or any crash) after `calls` batches: an exception at once, no mid-epoch checkpoint."""
+
+    def __init__(self, calls: int):
+        self.calls = calls
+
+    def advance(self, sentences: int, loss: float) -> None:
+        self.calls -= 1
+        if self.calls == 0:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_an_abort_anywhere_continues_from_the_last_checkpoint(tmp_path, uninterrupted):
+    """Whatever the exception, the epoch-end checkpoint already on disk is enough to get the same weights."""
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run(out, epochs=3, reporter=AbortingReporter(10))  # in epoch 2
+    run(out, resume=True, epochs=3)
+    assert_same_weights(out / "checkpoint" / "model.safetensors", uninterrupted / "checkpoint" / "model.safetensors")
+    assert scores(out) == scores(uninterrupted)
+
+
+def test_resume_after_a_crash_between_metrics_and_checkpoint(tmp_path, monkeypatch, uninterrupted):
+    """The epoch-2 metrics line is written but its checkpoint is not: resuming redoes epoch 2, logged once."""
+    out = tmp_path / "out"
+    save = training.save_checkpoint
+
+    def crash_at_end_of_epoch_2(output, tagger, optimizer, progress):
+        if progress.epoch == 2 and progress.step == 0:
+            raise SystemExit("killed")
+        save(output, tagger, optimizer, progress)
+
+    monkeypatch.setattr(training, "save_checkpoint", crash_at_end_of_epoch_2)
+    with pytest.raises(SystemExit):
+        run(out, epochs=3)
+    monkeypatch.undo()
+    assert [m["epoch"] for m in metrics(out)] == [1, 2]
+    run(out, resume=True, epochs=3)
+    assert [m["epoch"] for m in metrics(out)] == [1, 2, 3]
+    assert scores(out) == scores(uninterrupted)
+    assert_same_weights(out / "checkpoint" / "model.safetensors", uninterrupted / "checkpoint" / "model.safetensors")
+
+
+def test_resume_after_a_kill_between_the_checkpoint_renames(tmp_path, uninterrupted):
+    out = tmp_path / "out"
+    run(out, epochs=2)
+    (out / "checkpoint").rename(out / "checkpoint.old")  # the moment between `final -> old` and `new -> final`
+    run(out, resume=True, epochs=2)  # epochs is read from the checkpoint's config: it says 2
+    assert [m["epoch"] for m in metrics(out)] == [1, 2]
+
+
+def test_resume_without_a_checkpoint_is_a_user_error(tmp_path):
+    with pytest.raises(InputError, match="nothing to resume"):
+        run(tmp_path / "out", resume=True)
+
+
+def test_cli_ctrl_c_exits_130_with_a_hint_and_resume_completes(tmp_path, monkeypatch, uninterrupted):
+    train = write_corpus(tmp_path / "train.txt", [(s.tokens, s.tags) for s in TRAIN])
+    dev = write_corpus(tmp_path / "dev.txt", [(s.tokens, s.tags) for s in DEV])
+    toml = write_toml(tmp_path / "c.toml", dropout=0.3, word_dropout=0.1, epochs=3)
+    args = ["train", str(train), "--dev", str(dev), "-o", str(tmp_path / "out"), "--config", str(toml), "-q"]
+    interrupt_loss_at(monkeypatch, 14)
+    result = CliRunner().invoke(app, args)
+    monkeypatch.undo()
+    assert result.exit_code == 130, result.output
+    assert "--resume" in result.stderr and "Traceback" not in result.output
+    result = CliRunner().invoke(app, args + ["--resume"])
+    assert result.exit_code == 0, result.stderr
+    assert [m["epoch"] for m in metrics(tmp_path / "out")] == [1, 2, 3]
+    assert_same_weights(tmp_path / "out" / "model.safetensors", uninterrupted / "model.safetensors")
+
+
+def test_kill_9_then_resume(tmp_path):
+    """A real `tagger train` process killed with SIGKILL after its first checkpoint; --resume finishes it."""
+    sents = make_sentences(150, seed=8)
+    train = write_corpus(tmp_path / "train.txt", sents[:120])
+    dev = write_corpus(tmp_path / "dev.txt", sents[120:])
+    toml = write_toml(tmp_path / "c.toml", dropout=0.3, word_dropout=0.1, epochs=8, patience=100)
+    out = tmp_path / "out"
+    args = ["train", str(train), "--dev", str(dev), "-o", str(out), "--config", str(toml), "-q"]
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint" / "trainer.json").exists():
+            assert proc.poll() is None, f"training ended before its first checkpoint: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL, "the kill came too late: training had already finished"
+    done = len(metrics(out)) if (out / "metrics.jsonl").exists() else 0
+    assert done < 8
+    result = CliRunner().invoke(app, args + ["--resume"])
+    assert result.exit_code == 0, result.stderr
+    assert [m["epoch"] for m in metrics(out)] == list(range(1, 9))
+    assert not (out / "checkpoint.new").exists() and not (out / "checkpoint.old").exists()
+    reference = tmp_path / "reference"
+    result = CliRunner().invoke(app, [*args[:4], "-o", str(reference), *args[6:]])
+    assert result.exit_code == 0, result.stderr
+    assert_same_weights(out / "checkpoint" / "model.safetensors", reference / "checkpoint" / "model.safetensors")
