@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 demo: setup
 	$(TAGGER) train samples/en/train.txt --dev samples/en/dev.txt --test samples/en/test.txt \
 		--output models/sample-en --config configs/sample.toml --force
-	echo "Angela Merkel met executives of Siemens AG in Paris before the World Cup." | $(TAGGER) predict models/sample-en
+	echo "Ilse Yilmaz, a spokesman for Quantix Labs, said shares of Helix Systems rose 3 percent in Stonehaven." | $(TAGGER) predict models/sample-en
 
 test: setup
 	$(PY) -m pytest -q
