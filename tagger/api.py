@@ -82,13 +82,17 @@ class Tagger:
 
     def quantize(self) -> None:
         """Dynamic int8 quantisation of the BiLSTM and the emission layer, for faster CPU tagging."""
+        import warnings
+
         from torch.ao.quantization import quantize_dynamic
 
         self.model.eval()
-        self.model.lstm = quantize_dynamic(torch.nn.Sequential(self.model.lstm), {torch.nn.LSTM},
-                                           dtype=torch.qint8)[0]
-        self.model.emit = quantize_dynamic(torch.nn.Sequential(self.model.emit), {torch.nn.Linear},
-                                           dtype=torch.qint8)[0]
+        with warnings.catch_warnings():  # torch.ao.quantization is deprecated but still the CPU int8 path
+            warnings.simplefilter("ignore")
+            self.model.lstm = quantize_dynamic(torch.nn.Sequential(self.model.lstm), {torch.nn.LSTM},
+                                               dtype=torch.qint8)[0]
+            self.model.emit = quantize_dynamic(torch.nn.Sequential(self.model.emit), {torch.nn.Linear},
+                                               dtype=torch.qint8)[0]
 
     # -- tagging ----------------------------------------------------------------------------------------
 
