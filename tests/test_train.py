@@ -186,16 +186,21 @@ def test_resume_after_ctrl_c_during_backward_gives_the_same_weights(tmp_path, mo
     assert_same_weights(out / "checkpoint" / "model.safetensors", uninterrupted / "checkpoint" / "model.safetensors")
 
 
-class InterruptingReporter(training.Silent):
-    """A progress display during which the user presses Ctrl-C after `calls` batches."""
+def abort() -> None:
+    """A second Ctrl-C (or any crash): an exception at once, no mid-epoch checkpoint."""
+    raise KeyboardInterrupt
 
-    def __init__(self, calls: int):
-        self.calls = calls
+
+class InterruptingReporter(training.Silent):
+    """A progress display during which, after `calls` batches, the user presses Ctrl-C (or `action` happens)."""
+
+    def __init__(self, calls: int, action=ctrl_c):
+        self.calls, self.action = calls, action
 
     def advance(self, sentences: int, loss: float) -> None:
         self.calls -= 1
         if self.calls == 0:
-            ctrl_c()
+            self.action()
 
 
 def test_ctrl_c_in_the_progress_display_saves_a_checkpoint(tmp_path):
@@ -206,23 +211,11 @@ def test_ctrl_c_in_the_progress_display_saves_a_checkpoint(tmp_path):
         pytest.fail("a bare KeyboardInterrupt escaped train(): no mid-epoch checkpoint was saved")
 
 
-class AbortingReporter(training.Silent):
-    """A second Ctrl-C (or any crash) after `calls` batches: an exception at once, no mid-epoch checkpoint."""
-
-    def __init__(self, calls: int):
-        self.calls = calls
-
-    def advance(self, sentences: int, loss: float) -> None:
-        self.calls -= 1
-        if self.calls == 0:
-            raise KeyboardInterrupt
-
-
 def test_resume_after_an_abort_anywhere_continues_from_the_last_checkpoint(tmp_path, uninterrupted):
     """Whatever the exception, the epoch-end checkpoint already on disk is enough to get the same weights."""
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        run(out, epochs=3, reporter=AbortingReporter(10))  # in epoch 2
+        run(out, epochs=3, reporter=InterruptingReporter(10, abort))  # in epoch 2
     run(out, resume=True, epochs=3)
     assert_same_weights(out / "checkpoint" / "model.safetensors", uninterrupted / "checkpoint" / "model.safetensors")
     assert scores(out) == scores(uninterrupted)
