@@ -76,3 +76,53 @@ def test_conll2003_files_with_a_pos_feature(tmp_path, corpus):
     # raw text has no POS column: a clear error, not a crash
     result = runner.invoke(app, ["predict", str(model)], input="John visited Paris .\n")
     assert result.exit_code == 1 and "feature columns" in result.stderr and "Traceback" not in result.output
+
+
+def test_pos_tags_from_conllu_train_and_are_scored_by_token_accuracy(tmp_path, corpus):
+    rows = {"visited": "VERB", "works": "VERB", "met": "VERB", "hired": "VERB", ".": "PUNCT"}
+
+    def conllu(sentences):
+        return "".join("# text = " + " ".join(toks) + "\n" + "".join(
+            f"{i}\t{t}\t{t.lower()}\t{rows.get(t, 'PROPN' if t[0].isupper() else 'NOUN')}\t_\t_\t0\t_\t_\t_\n"
+            for i, t in enumerate(toks, 1)) + "\n" for toks, _ in sentences)
+
+    sents = make_sentences(60, seed=5)
+    (tmp_path / "train.conllu").write_text(conllu(sents[:45]), encoding="utf-8")
+    (tmp_path / "dev.conllu").write_text(conllu(sents[45:]), encoding="utf-8")
+    model = tmp_path / "pos"
+    tagger("train", tmp_path / "train.conllu", "--dev", tmp_path / "dev.conllu", "-o", model,
+           "--config", corpus["config"], "--epochs", "6")
+    scores = json.loads(tagger("evaluate", model, tmp_path / "dev.conllu", "--json").stdout)
+    assert scores["scored_as"] == "tokens" and scores["accuracy"] > 0.6
+    out = json.loads(tagger("predict", model, input="Anna visited Rome.\n").stdout)
+    assert [e["text"] for e in out["entities"]] == ["Anna", "visited", "Rome", "."]  # one label per token
+
+
+def test_tab_separated_spanish_two_column_files(tmp_path, corpus):
+    words = {"visited": "visitó", "works": "trabaja", "for": "para", "in": "en", "met": "conoció",
+             "yesterday": "ayer", "shares": "acciones", "of": "de", "fell": "cayeron", "the": "la"}
+    sents = [([words.get(t, t) for t in toks], tags) for toks, tags in make_sentences(60, seed=6)]
+    for name, part in (("train", sents[:45]), ("dev", sents[45:])):
+        (tmp_path / f"{name}.tsv").write_text(
+            "\n".join("".join(f"{t}\t{g}\n" for t, g in zip(toks, tags)) for toks, tags in part), encoding="utf-8")
+    model = tmp_path / "es"
+    tagger("train", tmp_path / "train.tsv", "--dev", tmp_path / "dev.tsv", "-o", model, "--config",
+           corpus["config"], "--epochs", "6")
+    out = json.loads(tagger("predict", model, input="Ayer Anna conoció a Bosch AG en Berlín.\n").stdout)
+    assert all(out["text"][e["start"] : e["end"]] == e["text"] for e in out["entities"])
+
+
+def test_a_local_datasets_directory_trains_like_a_file(tmp_path, corpus):
+    import datasets
+
+    from corpora import hf
+    from corpora.conll import Sentence
+
+    sents = [Sentence(tuple(t), tuple(g)) for t, g in make_sentences(60, seed=7)]
+    names = sorted({tag for s in sents for tag in s.tags})
+    datasets.DatasetDict({"train": hf.to_dataset(sents[:45], names),
+                          "validation": hf.to_dataset(sents[45:], names)}).save_to_disk(str(tmp_path / "ds"))
+    model = tmp_path / "from-datasets"
+    tagger("train", tmp_path / "ds", "--dev", tmp_path / "ds", "-o", model, "--config", corpus["config"])
+    scores = json.loads(tagger("evaluate", model, f"{tmp_path / 'ds'}:validation", "--json").stdout)
+    assert 0.0 <= scores["f1"] <= 1.0 and scores["sentences"] == 15
