@@ -235,17 +235,39 @@ def _closes(text: str, tokens: list[Token], i: int) -> bool:
     return all(c in _CLOSERS for c in tok.text) or (tok.text in _QUOTES and tok.start == prev.end)
 
 
-def _end_after(text: str, tokens: list[Token], i: int) -> int | None:
-    """If the ender tokens[i] ends a sentence, the index just past it and its closers, else None."""
-    last = tokens[i].text[-1]
-    if last == "." and _is_abbreviation(text, tokens[i].end):
-        return None
+def _closers_end(text: str, tokens: list[Token], i: int) -> int:
+    """The index just past the ender tokens[i] and the closers (quotes, brackets, enders) glued after it."""
     j = i + 1
     while j < len(tokens) and _closes(text, tokens, j):
         j += 1
-    if last in _CJK_ENDERS or j == len(tokens) or _starts_sentence(tokens[j]):
-        return j
-    return None
+    return j
+
+
+def _ends_before(text: str, tokens: list[Token], ender: Token, j: int) -> bool:
+    """Whether a sentence ends at `ender` when tokens[j] is the first token after its closers."""
+    last = ender.text[-1]
+    if last in _CJK_ENDERS:
+        return True
+    if last == "." and _is_abbreviation(text, ender.end):
+        return False
+    return j == len(tokens) or _starts_sentence(tokens[j])
+
+
+def _ender_cuts(text: str, tokens: list[Token], enders: list[int]) -> list[int]:
+    """Indices of the tokens that open a sentence after an ender (`enders`: indices of candidate enders).
+
+    A run of enders and closers (`?!"`, `....`) is scanned once, so that `!!!!...` stays linear.
+    """
+    cuts, k = [], 0
+    while k < len(enders):
+        j = _closers_end(text, tokens, enders[k])
+        cut = False
+        while k < len(enders) and enders[k] < j:
+            cut = cut or _ends_before(text, tokens, tokens[enders[k]], j)
+            k += 1
+        if cut:
+            cuts.append(j)
+    return cuts
 
 
 def _blank_line_cuts(text: str, tokens: list[Token]) -> list[int]:
@@ -266,9 +288,8 @@ def split_sentences(text: str, tokenizer: str = "words") -> list[list[Token]]:
     """
     tokens = tokenize(text, tokenizer)
     enders = [i for i, t in enumerate(tokens) if t.text[-1] in _ENDERS]
-    cuts = {_end_after(text, tokens, i) for i in enders}
-    cuts.update(_blank_line_cuts(text, tokens))
-    bounds = sorted(c for c in cuts if c) + [len(tokens)]
+    cuts = set(_ender_cuts(text, tokens, enders)) | set(_blank_line_cuts(text, tokens))
+    bounds = sorted(cuts) + [len(tokens)]
     sentences, begin = [], 0
     for end in bounds:
         if end > begin:
