@@ -18,11 +18,11 @@ from tagger.model import BiLSTMCRF
 from tagger.vocab import Vocab
 
 
-def model_scheme(config: Config, vocab: Vocab) -> str | None:
+def model_scheme(config: Config, source_scheme: str | None) -> str | None:
     """The scheme the network's tags are in: the corpus's, or the one the config converts to."""
-    if vocab.source_scheme is None:
+    if source_scheme is None:
         return None
-    return vocab.source_scheme if config.tag_scheme == "auto" else schemes.normalize_scheme(config.tag_scheme)
+    return source_scheme if config.tag_scheme == "auto" else schemes.normalize_scheme(config.tag_scheme)
 
 
 def allowed_for(tags: Sequence[str], scheme: str | None) -> tuple[list[bool], list[list[bool]], list[bool]]:
@@ -43,7 +43,7 @@ class Tagger:
 
     def __init__(self, config: Config, vocab: Vocab, model: BiLSTMCRF):
         self.config, self.vocab, self.model = config, vocab, model
-        self.scheme = model_scheme(config, vocab)
+        self.scheme = model_scheme(config, vocab.source_scheme)
         self.encode = Encoder(vocab)
         self.batch_size = 256
 
@@ -54,7 +54,7 @@ class Tagger:
         """A fresh, untrained network sized for this vocabulary."""
         model = BiLSTMCRF(config, len(vocab.words), len(vocab.frozen), len(vocab.chars), len(vocab.tags),
                           [len(f) for f in vocab.features],
-                          allowed_for(vocab.tags.items, model_scheme(config, vocab)))
+                          allowed_for(vocab.tags.items, model_scheme(config, vocab.source_scheme)))
         return cls(config, vocab, model)
 
     @classmethod

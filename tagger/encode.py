@@ -73,12 +73,6 @@ class Encoder:
         )
 
 
-def encode(vocab: Vocab, tokens: Sequence[str], tags: Sequence[str] | None = None,
-           features: Sequence[Sequence[str]] = ()) -> Encoded:
-    """Ids for one sentence (see Encoder, which caches across sentences)."""
-    return Encoder(vocab)(tokens, tags, features)
-
-
 def collate(items: Sequence[Encoded]) -> Batch:
     """Stack sentences into a batch (padding words and chars where lengths differ)."""
     seq_len = max(len(e.words) for e in items)

@@ -89,7 +89,7 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
     if config.tokenizer == "auto":
         config.tokenizer = choose_tokenizer(train)
         reporter.message(f"raw text will be split into {config.tokenizer} (tokenizer = \"{config.tokenizer}\")")
-    scheme = model_scheme(config, _probe_vocab(source_scheme))
+    scheme = model_scheme(config, source_scheme)
     vocab = build_vocab((s.tokens for s in train), (_convert(s.tags, source_scheme, scheme) for s in train),
                         [[feature_columns(s, [c])[0] for s in train] for c in config.features],
                         pretrained=vectors[0] if vectors else (), min_count=config.min_word_count,
@@ -106,12 +106,6 @@ def choose_tokenizer(train: Sequence[Sentence]) -> str:
     tokens = [t for s in train for t in s.tokens]
     single = sum(len(t) == 1 for t in tokens)
     return "chars" if tokens and single >= 0.9 * len(tokens) else "words"
-
-
-def _probe_vocab(source_scheme):
-    from tagger.vocab import Index, Vocab
-
-    return Vocab(Index([]), Index([], False), Index([]), Index([], False), [], True, source_scheme)
 
 
 def _convert(tags, source: str | None, target: str | None) -> list[str]:
