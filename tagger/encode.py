@@ -1,11 +1,16 @@
-"""Sentences -> id tensors (once per corpus) -> batches of sentences of one length (no padding, no packing).
+"""Sentences -> ids (once per corpus) -> batches of sentences of one length (no padding, no packing).
 
 Grouping by exact length makes a padded BiLSTM see exactly what an unbatched one sees, at padded speed:
 batched predictions equal one-sentence predictions, and training never wastes work on padding.
+
+A batch spells each distinct word once, end to end with no padding (`spellings`), and points every token at
+its word (`types`): the character encoder then works on a few distinct words instead of every token padded
+to the longest word, which made it the costliest part of training.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from typing import Iterator, Sequence
 
 import torch
@@ -16,23 +21,29 @@ from tagger.vocab import Vocab, casing
 
 @dataclass
 class Encoded:
-    """One sentence as ids. words/casing (T,), chars (T, L) padded with 0, features (F, T), tags (T,) or None."""
+    """One sentence as ids (plain lists: a batch makes its tensors in one go).
 
-    words: Tensor
-    chars: Tensor
-    casing: Tensor
-    features: Tensor
-    tags: Tensor | None
+    words/casing: T ids; chars: T spellings (tuples of character ids); features: F lists of T ids;
+    tags: T ids, or None for unlabelled text.
+    """
+
+    words: list[int]
+    chars: list[tuple[int, ...]]
+    casing: list[int]
+    features: list[list[int]]
+    tags: list[int] | None
 
 
 @dataclass
 class Batch:
-    words: Tensor        # (B, T)
-    chars: Tensor        # (B, T, L)
-    casing: Tensor       # (B, T)
-    features: Tensor     # (B, F, T)
-    mask: Tensor         # (B, T) bool
-    tags: Tensor | None  # (B, T)
+    words: Tensor             # (B, T)
+    spellings: Tensor         # (N,) character ids of the batch's distinct words, one after another
+    spelling_lengths: Tensor  # (U,) characters of each distinct word (all >= 1)
+    types: Tensor             # (B, T) each token's distinct word, an index into spelling_lengths
+    casing: Tensor            # (B, T)
+    features: Tensor          # (B, F, T)
+    mask: Tensor              # (B, T) bool
+    tags: Tensor | None       # (B, T)
 
     def __len__(self) -> int:
         return self.words.shape[0]
@@ -45,52 +56,49 @@ class Encoder:
 
     def __init__(self, vocab: Vocab):
         self.vocab = vocab
-        self.cache: dict[str, tuple[int, int, list[int]]] = {}
+        self.cache: dict[str, tuple[int, int, tuple[int, ...]]] = {}
 
-    def word(self, w: str) -> tuple[int, int, list[int]]:
+    def word(self, w: str) -> tuple[int, int, tuple[int, ...]]:
         hit = self.cache.get(w)
         if hit is None:
             if len(self.cache) >= self.MAX_CACHE:
                 self.cache.clear()
             get = self.vocab.chars.ids.get
-            hit = self.cache[w] = (self.vocab.word_id(w), casing(w), [get(c, 1) for c in w])
+            spelling = tuple(get(c, 1) for c in w) or (1,)  # an empty token is spelt as one unknown character
+            hit = self.cache[w] = (self.vocab.word_id(w), casing(w), spelling)
         return hit
 
     def __call__(self, tokens: Sequence[str], tags: Sequence[str] | None = None,
                  features: Sequence[Sequence[str]] = ()) -> Encoded:
         """Ids for one sentence; tags must be in vocab.tags (the caller checks and reports unknown ones)."""
         words, shapes, chars = zip(*map(self.word, tokens))
-        width = max(map(len, chars))
         vocab = self.vocab
-        feats = torch.tensor([[index.get(v) for v in column] for index, column in zip(vocab.features, features)],
-                             dtype=torch.long).reshape(len(vocab.features), len(tokens))  # (F, T)
         return Encoded(
-            words=torch.tensor(words),
-            chars=torch.tensor([c + [0] * (width - len(c)) for c in chars]),  # (T, L)
-            casing=torch.tensor(shapes),
-            features=feats,
-            tags=None if tags is None else torch.tensor([vocab.tags.ids[t] for t in tags]),
+            words=list(words), chars=list(chars), casing=list(shapes),
+            features=[[index.get(v) for v in column] for index, column in zip(vocab.features, features)],
+            tags=None if tags is None else [vocab.tags.ids[t] for t in tags],
         )
 
 
 def collate(items: Sequence[Encoded]) -> Batch:
-    """Stack sentences into a batch (padding words and chars where lengths differ)."""
+    """Stack sentences into a batch (padding where lengths differ) and spell its distinct words once."""
     seq_len = max(len(e.words) for e in items)
-    width = max(e.chars.shape[1] for e in items)
-    b = len(items)
-    words = torch.zeros(b, seq_len, dtype=torch.long)
-    chars = torch.zeros(b, seq_len, width, dtype=torch.long)
-    cas = torch.zeros(b, seq_len, dtype=torch.long)
-    feats = torch.zeros(b, items[0].features.shape[0], seq_len, dtype=torch.long)
-    mask = torch.zeros(b, seq_len, dtype=torch.bool)
-    tags = torch.zeros(b, seq_len, dtype=torch.long) if items[0].tags is not None else None
-    for i, e in enumerate(items):
-        n = len(e.words)
-        words[i, :n], cas[i, :n], feats[i, :, :n], mask[i, :n] = e.words, e.casing, e.features, True
-        chars[i, :n, : e.chars.shape[1]] = e.chars
-        if tags is not None:
-            tags[i, :n] = e.tags
-    return Batch(words, chars, cas, feats, mask, tags)
+    spelt: dict[tuple[int, ...], int] = {}
+    types = [[spelt.setdefault(c, len(spelt)) for c in e.chars] for e in items]
+
+    def stack(rows: Sequence[Sequence[int]]) -> Tensor:
+        return torch.tensor([list(r) + [0] * (seq_len - len(r)) for r in rows], dtype=torch.long)
+
+    return Batch(
+        words=stack([e.words for e in items]),
+        spellings=torch.tensor(list(chain.from_iterable(spelt)), dtype=torch.long),
+        spelling_lengths=torch.tensor(list(map(len, spelt)), dtype=torch.long),
+        types=stack(types),
+        casing=stack([e.casing for e in items]),
+        features=torch.stack([stack(e.features).view(-1, seq_len) for e in items]),
+        mask=stack([[1] * len(e.words) for e in items]).bool(),
+        tags=stack([e.tags for e in items]) if items[0].tags is not None else None,
+    )
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator | None = None

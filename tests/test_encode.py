@@ -13,17 +13,19 @@ def small_vocab():
 def test_words_are_found_exactly_then_lower_cased_and_unknown_words_map_to_unk():
     vocab = small_vocab()
     enc = Encoder(vocab)(["EU", "eu", "Lamb", "zebra"])
-    eu, eu_lower, lamb, zebra = enc.words.tolist()
+    eu, eu_lower, lamb, zebra = enc.words
     assert eu == eu_lower != 1          # "EU" is stored under its pretrained key "eu"
     assert lamb >= len(vocab.words)      # pretrained-only word: a frozen row after the trainable ones
     assert zebra == 1                    # <unk>
 
 
-def test_characters_are_padded_per_sentence_and_casing_is_kept():
-    enc = Encoder(small_vocab())(["EU", "rejects"])
-    assert enc.chars.shape == (2, 7)
-    assert enc.chars[0, 2:].tolist() == [0] * 5
-    assert [CASINGS[i] for i in enc.casing.tolist()] == ["upper", "lower"]
+def test_each_token_is_spelt_in_character_ids_and_casing_is_kept():
+    vocab = small_vocab()
+    enc = Encoder(vocab)(["EU", "rejects", "", "Ω"])
+    assert enc.chars[0] == (vocab.chars.ids["E"], vocab.chars.ids["U"])
+    assert [len(c) for c in enc.chars] == [2, 7, 1, 1]
+    assert enc.chars[2] == enc.chars[3] == (1,)  # an empty token and an unseen character: <unk>
+    assert [CASINGS[i] for i in enc.casing[:2]] == ["upper", "lower"]
     assert CASINGS[casing("1996")] == "numeric" and CASINGS[casing("Blackburn")] == "title"
 
 
@@ -37,5 +39,15 @@ def test_batches_hold_sentences_of_one_length_and_cover_every_sentence_once():
 def test_collate_pads_and_masks_sentences_of_different_lengths():
     encoder = Encoder(small_vocab())
     batch = collate([encoder(["EU", "rejects", "call"]), encoder(["Peter"])])
-    assert batch.words.shape == (2, 3) and batch.chars.shape == (2, 3, 7)
+    assert batch.words.shape == batch.types.shape == batch.casing.shape == (2, 3)
     assert batch.mask.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_a_batch_spells_each_distinct_word_once():
+    encoder = Encoder(small_vocab())
+    batch = collate([encoder(["EU", "call", "EU"]), encoder(["call", "EU", "Peter"])])
+    assert batch.spelling_lengths.tolist() == [2, 4, 5]  # EU, call, Peter
+    assert batch.types.tolist() == [[0, 1, 0], [1, 0, 2]]
+    assert len(batch.spellings) == 11
+    ids = encoder.vocab.chars.ids
+    assert batch.spellings[6:].tolist() == [ids[c] for c in "Peter"]

@@ -50,3 +50,21 @@ def test_untrained_model_still_outputs_valid_bioes():
     tagger = tiny()
     for tags in tagger.predict_tokens(SENTENCES):
         assert schemes.is_valid(tags, "bioes")
+
+
+@pytest.mark.parametrize("kernel", [3, 4, 5])
+def test_char_cnn_equals_a_padded_conv1d_max_pooled_over_each_words_characters(kernel):
+    from tagger.model import CharCNN
+
+    torch.manual_seed(0)
+    cnn = CharCNN(num_chars=20, dim=6, filters=5, kernel=kernel)
+    words = [[3, 4, 5], [7], [2, 9, 9, 9, 11, 19], [1, 2]]
+    got = cnn(torch.tensor([c for w in words for c in w]), torch.tensor([len(w) for w in words]))
+    conv = torch.nn.Conv1d(6, 5, kernel, padding=0)
+    with torch.no_grad():  # window weights are (filters, kernel*dim) in position-major order
+        conv.weight.copy_(cnn.window.weight.view(5, kernel, 6).transpose(1, 2))
+        conv.bias.copy_(cnn.window.bias)
+    for w, row in zip(words, got):
+        x = cnn.embed(torch.tensor(w)).T.unsqueeze(0)  # (1, dim, L)
+        x = torch.nn.functional.pad(x, (kernel // 2, (kernel - 1) // 2))
+        assert torch.allclose(conv(x)[0].max(1).values, row, atol=1e-6)
