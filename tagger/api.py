@@ -115,7 +115,7 @@ class Tagger:
         names = self.vocab.tags.items
         self.model.eval()
         with torch.inference_mode():
-            for ids, batch in iter_batches(encoded, self.batch_size):
+            for ids, batch in iter_batches(encoded, self.batch_size, mixed=True):
                 for i, path in zip(ids, self.model.decode(batch)):
                     out[i] = [names[k] for k in path]
         return out

@@ -43,6 +43,8 @@ class Config:
     lr_decay: float = 0.05           # lr_t = lr / (1 + lr_decay * epoch)
     weight_decay: float = 0.0
     clip: float = 5.0
+    average: float = 0.0             # decay of an exponential moving average of the weights, which is what
+                                     # dev scores and the saved model use (0: off; 0.999 is typical)
     patience: int = 10               # epochs without a better dev F1 before stopping
     max_minutes: float = 0.0         # stop after this many minutes of training (0: no limit)
     seed: int = 1
@@ -70,6 +72,8 @@ class Config:
         for name in ("dropout", "word_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}")
+        if not 0.0 <= self.average < 1.0:
+            raise ConfigError(f"average must be in [0, 1), not {self.average}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, not {self.lr}")
         return self

@@ -114,7 +114,17 @@ def length_batches(lengths: Sequence[int], batch_size: int, generator: torch.Gen
     return batches
 
 
-def iter_batches(encoded: Sequence[Encoded], batch_size: int, generator: torch.Generator | None = None
-                 ) -> Iterator[tuple[list[int], Batch]]:
-    for ids in length_batches([len(e.words) for e in encoded], batch_size, generator):
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices sorted by length and cut into full batches: for tagging, where the network handles mixed
+    lengths exactly and full batches keep the LSTM's matrix products large."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+def iter_batches(encoded: Sequence[Encoded], batch_size: int, generator: torch.Generator | None = None,
+                 mixed: bool = False) -> Iterator[tuple[list[int], Batch]]:
+    """Batches of one length (shuffled when a generator is given), or of neighbouring lengths if `mixed`."""
+    lengths = [len(e.words) for e in encoded]
+    batches = sorted_batches(lengths, batch_size) if mixed else length_batches(lengths, batch_size, generator)
+    for ids in batches:
         yield ids, collate([encoded[i] for i in ids])

@@ -111,13 +111,27 @@ class BiLSTMCRF(nn.Module):
             parts.append(spelt[batch.types])  # (B, T, char_dim)
         parts += [emb(batch.features[:, i]) for i, emb in enumerate(self.features)]
         x = self.dropout(torch.cat(parts, -1))  # (B, T, in_dim)
-        lengths = batch.mask.sum(1)
-        if bool((lengths == batch.mask.shape[1]).all()):
+        if bool(batch.mask.all()):
             x, _ = self.lstm(x)  # (B, T, 2*hidden)
         else:
-            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            x, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=batch.mask.shape[1])
+            x = self.ragged_lstm(x, batch.mask.sum(1))
         return self.emit(self.dropout(x))  # (B, T, num_tags)
+
+    def ragged_lstm(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """The BiLSTM over sentences of different lengths, left-aligned and padded: each sentence's outputs
+        equal those of the sentence alone. The backward direction reads every sentence reversed in place, so
+        both directions run as plain padded LSTMs (packed sequences are far slower on CPU)."""
+        if not isinstance(self.lstm, nn.LSTM):  # a quantised LSTM: packing is its exact way
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            return pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])[0]
+        t = torch.arange(x.shape[1])
+        flip = torch.where(t < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - t, t)  # (B, T), its own inverse
+        for layer in range(self.lstm.num_layers):
+            if layer:
+                x = nn.functional.dropout(x, self.lstm.dropout, self.training)
+            reverse = _along(_lstm(_along(x, flip), self.lstm, f"l{layer}_reverse"), flip)
+            x = torch.cat([_lstm(x, self.lstm, f"l{layer}"), reverse], 2)  # (B, T, 2*hidden)
+        return x
 
     def loss(self, batch: Batch) -> Tensor:
         """Negative log-likelihood summed over the batch's sentences."""
@@ -125,3 +139,15 @@ class BiLSTMCRF(nn.Module):
 
     def decode(self, batch: Batch) -> list[list[int]]:
         return self.crf.viterbi(self.emissions(batch), batch.mask)
+
+
+def _along(x: Tensor, index: Tensor) -> Tensor:
+    """x (B, T, D) reordered along time by index (B, T)."""
+    return x.gather(1, index.unsqueeze(2).expand(-1, -1, x.shape[2]))
+
+
+def _lstm(x: Tensor, lstm: nn.LSTM, suffix: str) -> Tensor:
+    """One direction of one layer of `lstm`, run forward over x (B, T, D); returns (B, T, hidden)."""
+    params = [getattr(lstm, f"{name}_{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    h0 = x.new_zeros(1, x.shape[0], lstm.hidden_size)
+    return torch.lstm(x, (h0, h0), params, True, 1, 0.0, False, False, True)[0]

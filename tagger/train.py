@@ -10,6 +10,7 @@ import shutil
 import signal
 import threading
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -66,6 +67,7 @@ class Progress:
     epoch_loss: float = 0.0  # sums over the batches of the current epoch done so far (they survive a resume)
     epoch_tokens: int = 0
     epoch_seconds: float = 0.0
+    updates: int = 0         # optimizer steps since the start (for the weight average's warm-up)
 
 
 @dataclass
@@ -74,6 +76,36 @@ class Data:
     dev: list[Encoded]
     dev_gold: list[list[str]]
     scheme: str | None
+
+
+class WeightAverage:
+    """An exponential moving average of the trainable weights (Polyak averaging), the model that is scored
+    and saved: it smooths SGD's noise late in training. Its decay warms up as min(decay, (1+n)/(10+n))."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, state: dict[str, torch.Tensor] | None = None):
+        self.decay = decay
+        self.params = dict(p for p in model.named_parameters() if p[1].requires_grad)
+        self.average = state or {k: p.detach().clone() for k, p in self.params.items()}
+
+    @torch.no_grad()
+    def update(self, updates: int) -> None:
+        decay = min(self.decay, (1 + updates) / (10 + updates))
+        keys = list(self.params)
+        torch._foreach_lerp_([self.average[k] for k in keys], [self.params[k] for k in keys], 1 - decay)
+
+    @contextmanager
+    def applied(self):
+        """The model holds the averaged weights inside this block, its own weights again after it."""
+        own = {k: p.detach().clone() for k, p in self.params.items()}
+        with torch.no_grad():
+            for k, p in self.params.items():
+                p.copy_(self.average[k])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, p in self.params.items():
+                    p.copy_(own[k])
 
 
 def set_seed(seed: int) -> None:
@@ -162,26 +194,28 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
     if config.threads:
         torch.set_num_threads(config.threads)
     if resume:
-        tagger, optimizer, progress = load_checkpoint(output)
+        tagger, optimizer, progress, average = load_checkpoint(output)
         config = tagger.config
         reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")
     else:
         tagger = build_tagger(config, train_sents, source_scheme, vectors, reporter)
         optimizer, progress = make_optimizer(config, tagger.model), Progress()
+        average = WeightAverage(tagger.model, config.average) if config.average else None
     data = prepare_data(tagger, train_sents, dev_sents, dev_scheme)
     _trim_metrics(output / "metrics.jsonl", progress.epoch)
     with StopOnSigint() as stop:
         while progress.epoch < config.epochs and not _stop(config, progress):
-            metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop)
+            metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop, average)
             if metrics is None:  # Ctrl-C: the batches done so far are in the checkpoint
-                save_checkpoint(output, tagger, optimizer, progress)
+                save_checkpoint(output, tagger, optimizer, progress, average)
                 raise Interrupted(output / "checkpoint", progress.epoch, progress.step)
-            _evaluate_and_keep(tagger, data, progress, metrics, output)
+            with average.applied() if average else nullcontext():
+                _evaluate_and_keep(tagger, data, progress, metrics, output)
             with open(output / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")
             reporter.end_epoch(metrics)
             progress.epoch, progress.step = progress.epoch + 1, 0
-            save_checkpoint(output, tagger, optimizer, progress)
+            save_checkpoint(output, tagger, optimizer, progress, average)
             if stop.requested:
                 raise Interrupted(output / "checkpoint", progress.epoch, 0)
     return progress
@@ -217,7 +251,7 @@ def _stop(config: Config, progress: Progress) -> bool:
 
 
 def run_epoch(tagger: Tagger, optimizer: torch.optim.Optimizer, data: Data, progress: Progress,
-              reporter: Reporter, stop: StopOnSigint) -> dict | None:
+              reporter: Reporter, stop: StopOnSigint, average: WeightAverage | None = None) -> dict | None:
     """One pass over the training batches (from `progress.step` on); None when stopped by Ctrl-C."""
     cfg, model = tagger.config, tagger.model
     for group in optimizer.param_groups:
@@ -237,6 +271,9 @@ def run_epoch(tagger: Tagger, optimizer: torch.optim.Optimizer, data: Data, prog
         if cfg.clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         optimizer.step()
+        if average is not None:
+            average.update(progress.updates)
+        progress.updates += 1
         seconds = time.perf_counter() - start
         progress.step = k + 1
         progress.epoch_loss += loss.item()
@@ -281,13 +318,16 @@ def _trim_metrics(path: Path, epochs_done: int) -> None:
 
 # -- checkpoints: a model directory + trainer state, swapped in as a whole -------------------------------
 
-def save_checkpoint(output: Path, tagger: Tagger, optimizer: torch.optim.Optimizer, progress: Progress) -> None:
+def save_checkpoint(output: Path, tagger: Tagger, optimizer: torch.optim.Optimizer, progress: Progress,
+                    average: WeightAverage | None = None) -> None:
     """Write the new checkpoint beside the old one and swap directories, so a kill never loses both."""
     final, new, old = output / "checkpoint", output / "checkpoint.new", output / "checkpoint.old"
     shutil.rmtree(new, ignore_errors=True)
     tagger.save(new)
     tensors, meta = _optimizer_state(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
+    if average is not None:
+        tensors |= {f"average.{k}": v for k, v in average.average.items()}
     save_file(tensors, str(new / "trainer.safetensors"))
     meta["progress"] = progress.__dict__
     store.atomic_write(new / "trainer.json", json.dumps(meta).encode())
@@ -298,7 +338,7 @@ def save_checkpoint(output: Path, tagger: Tagger, optimizer: torch.optim.Optimiz
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(output: Path) -> tuple[Tagger, torch.optim.Optimizer, Progress]:
+def load_checkpoint(output: Path) -> tuple[Tagger, torch.optim.Optimizer, Progress, WeightAverage | None]:
     directory = output / "checkpoint"
     if not directory.exists() and (output / "checkpoint.old").exists():
         directory = output / "checkpoint.old"  # killed between the two renames
@@ -311,7 +351,9 @@ def load_checkpoint(output: Path) -> tuple[Tagger, torch.optim.Optimizer, Progre
     optimizer = make_optimizer(tagger.config, tagger.model)
     optimizer.load_state_dict(_optimizer_dict(meta, tensors))
     torch.set_rng_state(tensors["rng.torch"])
-    return tagger, optimizer, Progress(**meta["progress"])
+    averaged = {k.removeprefix("average."): v for k, v in tensors.items() if k.startswith("average.")}
+    average = WeightAverage(tagger.model, tagger.config.average, averaged) if tagger.config.average else None
+    return tagger, optimizer, Progress(**meta["progress"]), average
 
 
 def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:

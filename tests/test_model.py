@@ -1,4 +1,6 @@
 """The network: shapes, character encoders, feature columns, batching that does not change predictions."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -68,3 +70,15 @@ def test_char_cnn_equals_a_padded_conv1d_max_pooled_over_each_words_characters(k
         x = cnn.embed(torch.tensor(w)).T.unsqueeze(0)  # (1, dim, L)
         x = torch.nn.functional.pad(x, (kernel // 2, (kernel - 1) // 2))
         assert torch.allclose(conv(x)[0].max(1).values, row, atol=1e-6)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_mixed_length_batches_give_each_sentence_the_outputs_it_has_alone(layers):
+    small = tiny()
+    tagger = Tagger.build(dataclasses.replace(small.config, num_layers=layers), small.vocab)
+    model = tagger.model.eval()
+    encoded = [tagger.encode(s) for s in SENTENCES]
+    together = model.emissions(collate(encoded))  # lengths 4, 2, 2, 6: padded to 6
+    for i, e in enumerate(encoded):
+        alone = model.emissions(collate([e]))[0]
+        assert torch.allclose(together[i, : len(e.words)], alone, atol=1e-6)

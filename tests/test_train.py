@@ -221,15 +221,32 @@ def test_resume_after_an_abort_anywhere_continues_from_the_last_checkpoint(tmp_p
     assert scores(out) == scores(uninterrupted)
 
 
+def test_weight_average_is_what_is_scored_and_saved_and_resumes_exactly(tmp_path):
+    """With `average`, the best model is the moving average (not the last SGD weights), and a run stopped by
+    Ctrl-C mid-epoch resumes to the same averaged model and scores."""
+    plain, averaged, resumed, one = (tmp_path / name for name in ("plain", "averaged", "resumed", "one"))
+    run(plain, epochs=2)
+    run(averaged, epochs=2, average=0.9)
+    assert scores(plain) != scores(averaged)
+    run(one, epochs=1, average=0.9)  # epoch 1 is always the best so far: its average is saved
+    raw, saved = weights(one / "checkpoint" / "model.safetensors"), weights(one / "model.safetensors")
+    assert not torch.equal(raw["emit.weight"], saved["emit.weight"])
+    with pytest.raises(training.Interrupted):
+        run(resumed, epochs=2, average=0.9, reporter=InterruptingReporter(7))
+    run(resumed, resume=True)
+    assert scores(resumed) == scores(averaged)
+    assert_same_weights(resumed / "model.safetensors", averaged / "model.safetensors")
+
+
 def test_resume_after_a_crash_between_metrics_and_checkpoint(tmp_path, monkeypatch, uninterrupted):
     """The epoch-2 metrics line is written but its checkpoint is not: resuming redoes epoch 2, logged once."""
     out = tmp_path / "out"
     save = training.save_checkpoint
 
-    def crash_at_end_of_epoch_2(output, tagger, optimizer, progress):
+    def crash_at_end_of_epoch_2(output, tagger, optimizer, progress, average=None):
         if progress.epoch == 2 and progress.step == 0:
             raise SystemExit("killed")
-        save(output, tagger, optimizer, progress)
+        save(output, tagger, optimizer, progress, average)
 
     monkeypatch.setattr(training, "save_checkpoint", crash_at_end_of_epoch_2)
     with pytest.raises(SystemExit):
