@@ -113,7 +113,8 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="default: standard output"),
     format: Format = typer.Option(Format.auto, "--format", help="column layout of CoNLL input"),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="sentences tagged together"),
-    workers: int = typer.Option(1, "--workers", min=1, help="processes tagging in parallel (order is kept)"),
+    workers: int = typer.Option(0, "--workers", min=0, help="processes tagging in parallel, order kept (0: one "
+                                "per CPU core for inputs of 1 MiB or more, else 1)"),
     quantize: bool = typer.Option(False, "--quantize", help="dynamic int8 quantisation of the LSTM and linear "
                                   "layers (faster; see the README for its F1 cost)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --output file"),

@@ -8,6 +8,8 @@ and one set of transition rules serve all schemes.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Iterable, Sequence
 
 SCHEMES = ("iob1", "iob2", "bioes", "bilou", "bmes")
@@ -117,15 +119,17 @@ def _scheme_for_prefixes(prefixes: set[str]) -> str:
 
 def _roles(tags: Sequence[str], scheme: str) -> list[tuple[str, str | None]]:
     """(role, label) for each tag; ValueError for a tag that does not belong to `scheme`."""
+    return [_role(tag, scheme) for tag in tags]
+
+
+@functools.lru_cache(maxsize=4096)
+def _role(tag: str, scheme: str) -> tuple[str, str | None]:
     roles = _ROLES[scheme]
-    result = []
-    for tag in tags:
-        prefix, label = split_tag(tag)
-        if prefix not in roles:
-            prefixes = ", ".join(roles)
-            raise ValueError(f"tag {tag!r} is not a tag of the {scheme.upper()} scheme (prefixes: {prefixes})")
-        result.append((roles[prefix], label))
-    return result
+    prefix, label = split_tag(tag)
+    if prefix not in roles:
+        prefixes = ", ".join(roles)
+        raise ValueError(f"tag {tag!r} is not a tag of the {scheme.upper()} scheme (prefixes: {prefixes})")
+    return roles[prefix], label
 
 
 def _ends_chunk(prev: tuple[str, str | None], cur: tuple[str, str | None]) -> bool:
@@ -152,6 +156,8 @@ def spans(tags: Sequence[str], scheme: str) -> list[Span]:
     """
     scheme = normalize_scheme(scheme)
     result: list[Span] = []
+    if tags.count("O") == len(tags):  # most sentences of most corpora
+        return result
     prev: tuple[str, str | None] = ("O", None)
     start = 0
     for i, cur in enumerate(_roles(tags, scheme)):

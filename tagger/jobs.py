@@ -23,6 +23,7 @@ from tagger.store import FILES
 # named feature columns of CoNLL-2003 files (token POS chunk NER)
 FEATURE_NAMES = {"pos": 1, "chunk": 2}
 CHUNK_LINES = 4096  # input lines tagged together when streaming predictions
+PARALLEL_BYTES = 1 << 20  # --workers 0 (auto) uses every core for inputs this large
 
 
 def make_config(config_file: Path | None, overrides: dict, features: str | None) -> Config:
@@ -173,14 +174,17 @@ def atomic_text(path: Path | None) -> Iterator[TextIO]:
 
 def predict(model: Path, inputs: Sequence[str], input_format: str = "text", output_format: str = "jsonl",
             output: Path | None = None, format: str = "auto", batch_size: int = 256, force: bool = False,
-            workers: int = 1, quantize: bool = False) -> None:
-    """Tag INPUTs as they stream in: chunks of lines (or sentences) in, their rendered output out, in order."""
+            workers: int = 0, quantize: bool = False) -> None:
+    """Tag INPUTs as they stream in: chunks of lines (or sentences) in, their rendered output out, in order.
+
+    workers: processes tagging chunks in parallel; 0 picks one per core for large inputs, 1 otherwise."""
     check_output_file(output, force)
     if input_format == "text" and output_format == "conll":
         raise InputError("raw text cannot be written as CoNLL: use --input-format tokens or conll")
     for ref in inputs:
         if ref != "-":
             _check_input_file(ref)
+    workers = workers or auto_workers(inputs)
     _init_worker(model, batch_size, quantize, threads=0 if workers <= 1 else 1)
     with atomic_text(output) as out:
         for ref in inputs:
@@ -194,6 +198,13 @@ def predict(model: Path, inputs: Sequence[str], input_format: str = "text", outp
 
 
 _TAGGER = None  # the model of this process (the main one, or a --workers process)
+
+
+def auto_workers(inputs: Sequence[str]) -> int:
+    """One process per usable core when the input files hold PARALLEL_BYTES or more (a pool costs a fork
+    and a little memory per process: not worth it for a few sentences, nor knowable for standard input)."""
+    size = sum(os.path.getsize(ref) for ref in inputs if ref != "-")
+    return max(1, len(os.sched_getaffinity(0))) if size >= PARALLEL_BYTES else 1
 
 
 def _init_worker(model: Path, batch_size: int, quantize: bool, threads: int) -> None:

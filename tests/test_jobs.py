@@ -13,11 +13,21 @@ def write_lines(path, n):
 def test_output_keeps_input_order_across_chunks_and_workers(trained_model, tmp_path, monkeypatch):
     monkeypatch.setattr(jobs, "CHUNK_LINES", 7)  # many small chunks in flight at once
     lines = write_lines(tmp_path / "in.txt", 60)
-    jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "one.jsonl")
+    jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "one.jsonl", workers=1)
     jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "two.jsonl", workers=2)
     one = (tmp_path / "one.jsonl").read_text(encoding="utf-8")
     assert one == (tmp_path / "two.jsonl").read_text(encoding="utf-8")
     assert [json.loads(line)["text"] for line in one.splitlines()] == lines
+
+
+def test_auto_workers_use_every_core_only_for_large_inputs(tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    small, large = tmp_path / "small.txt", tmp_path / "large.txt"
+    small.write_text("a b c\n")
+    large.write_bytes(b"a b c\n" * (jobs.PARALLEL_BYTES // 6 + 1))
+    assert jobs.auto_workers([str(small)]) == 1
+    assert jobs.auto_workers(["-"]) == 1  # standard input: size unknown
+    assert jobs.auto_workers([str(small), str(large)]) == 3
 
 
 def test_quantized_model_tags_every_line_with_valid_offsets(trained_model, tmp_path):
