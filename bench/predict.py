@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,17 +28,44 @@ def test_sentences(data: Path) -> list[list[str]]:
     return [list(s.tokens) for s in read_conll(data / "test.txt")]
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (worker processes), in MB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmRSS:")))
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration):
+            continue  # it just ended
+    return total / 1024
+
+
 def run_cli(args: list[str], stdin: Path | None = None) -> dict:
-    """Run `tagger ...` in a child process; wall seconds and its peak RSS in MB."""
+    """Run `tagger ...` in a child process: wall seconds, its own peak RSS in MB (from wait4), and the peak
+    sum of the RSS of it and its worker processes (sampled every 50 ms; shared pages counted in each)."""
     start = time.perf_counter()
+    peak_tree = [0.0]
     with open(stdin or os.devnull, "rb") as inp:
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], stdin=inp, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, cwd=ROOT)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.05):
+                peak_tree[0] = max(peak_tree[0], tree_rss_mb(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        done.set()
+        sampler.join()
     seconds = time.perf_counter() - start
     if status != 0:
         raise SystemExit(f"tagger {' '.join(args)} failed: {proc.stderr.read().decode()}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "peak_rss_all_processes_mb": peak_tree[0]}
 
 
 def model_alone(model: Path, sentences: list[list[str]], batch_size: int, quantize: bool) -> dict:
@@ -64,6 +92,18 @@ def model_alone(model: Path, sentences: list[list[str]], batch_size: int, quanti
             "with_encoding_tokens_per_s": tokens / with_encoding}
 
 
+def quantization_f1(model: Path, data: Path) -> dict:
+    """Test F1 of the model as it is and dynamically quantised to int8 (--quantize)."""
+    from corpora.conll import read_conll
+    from tagger.api import Tagger
+
+    sentences = list(read_conll(data / "test.txt"))
+    plain, quantized = Tagger.load(model), Tagger.load(model)
+    quantized.quantize()
+    f1, q_f1 = plain.evaluate(sentences)["f1"], quantized.evaluate(sentences)["f1"]
+    return {"test_f1": f1, "test_f1_quantized": q_f1, "change": q_f1 - f1}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=ROOT / "models/conll2003")
@@ -71,12 +111,13 @@ def main() -> None:
     p.add_argument("--large-mb", type=float, default=100.0)
     p.add_argument("--small-mb", type=float, default=5.0)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0, help="0: the default (one per core for large inputs)")
     p.add_argument("--quantize", action="store_true")
     args = p.parse_args()
     sentences = test_sentences(args.data)
     result: dict = {"model": str(args.model), "quantize": args.quantize, "workers": args.workers}
     result["model_alone"] = model_alone(args.model, sentences, args.batch_size, args.quantize)
+    result["quantization"] = quantization_f1(args.model, args.data)
     extra = ["--batch-size", str(args.batch_size), "--workers", str(args.workers)] + (
         ["--quantize"] if args.quantize else [])
     with tempfile.TemporaryDirectory() as tmp:

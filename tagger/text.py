@@ -97,8 +97,16 @@ _LETTER = rf"[^\W\d_{_CJK}]"           # a letter of any script but CJK
 
 
 @functools.cache
-def _patterns() -> dict[str, tuple[re.Pattern[str], str]]:
-    """Each tokeniser's (pattern, characters to strip off the end); compiled once, on first use.
+def _pattern(name: str) -> tuple[re.Pattern[str], str]:
+    """A tokeniser's compiled pattern and the characters to strip off the end: compiled on first use, and
+    only the one asked for (compiling takes a noticeable part of a cold start)."""
+    source, blank = _sources()[name]
+    return re.compile(source), blank
+
+
+@functools.cache
+def _sources() -> dict[str, tuple[str, str]]:
+    """Each tokeniser's (pattern source, characters to strip off the end).
 
     A pattern is `skip(token)`: it eats the whitespace and dropped characters before a token, so that the
     scan never tries every alternative at every space. The caller stops the scan before trailing blanks,
@@ -143,8 +151,7 @@ def _patterns() -> dict[str, tuple[re.Pattern[str], str]]:
     skip = rf"[\s{_DROP}]*+"
     blank = "".join(c for c in map(chr, range(0x10000)) if c.isspace())   # none lies beyond the BMP
     blank += "".join(chr(cp) for a, b in _DROP_RANGES for cp in range(a, b + 1))
-    return {"words": (re.compile(f"{skip}({words})"), blank),
-            "chars": (re.compile(f"{skip}({flag}|{jamo}|{unit})"), blank)}
+    return {"words": (f"{skip}({words})", blank), "chars": (f"{skip}({flag}|{jamo}|{unit})", blank)}
 
 
 # A frozen dataclass's __init__ goes through object.__setattr__ once per field; setting the slots directly
@@ -164,7 +171,7 @@ def _make(m: re.Match[str]) -> Token:
 
 def _tokens(name: str, text: str) -> list[Token]:
     """Every token the `name` pattern finds in `text`."""
-    pattern, blank = _patterns()[name]
+    pattern, blank = _pattern(name)
     end = len(text)
     if end and text[-1] in blank:
         end = len(text.rstrip(blank))
