@@ -95,7 +95,7 @@ def collate(items: Sequence[Encoded]) -> Batch:
         spelling_lengths=torch.tensor(list(map(len, spelt)), dtype=torch.long),
         types=stack(types),
         casing=stack([e.casing for e in items]),
-        features=torch.stack([stack(e.features).view(-1, seq_len) for e in items]),
+        features=stack([column for e in items for column in e.features]).view(len(items), -1, seq_len),
         mask=stack([[1] * len(e.words) for e in items]).bool(),
         tags=stack([e.tags for e in items]) if items[0].tags is not None else None,
     )
