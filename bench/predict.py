@@ -28,14 +28,15 @@ def test_sentences(data: Path) -> list[list[str]]:
     return [list(s.tokens) for s in read_conll(data / "test.txt")]
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (worker processes), in MB."""
+def tree_pss_mb(pid: int) -> float:
+    """Memory of a process and all its descendants (worker processes) in MB: the sum of their proportional
+    set sizes, so pages that forked workers share with their parent count once, not once per process."""
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            total += int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmRSS:")))
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+            total += int(next(l.split()[1] for l in rollup.splitlines() if l.startswith("Pss:")))
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, StopIteration):
@@ -44,8 +45,9 @@ def tree_rss_mb(pid: int) -> float:
 
 
 def run_cli(args: list[str], stdin: Path | None = None) -> dict:
-    """Run `tagger ...` in a child process: wall seconds, its own peak RSS in MB (from wait4), and the peak
-    sum of the RSS of it and its worker processes (sampled every 50 ms; shared pages counted in each)."""
+    """Run `tagger ...` in a child process: wall seconds, its own peak RSS in MB (from wait4; this process
+    must not hold much memory when it forks, since Linux carries the forked copy's peak over exec), and the
+    peak memory of it and its worker processes together (PSS, sampled every 50 ms)."""
     start = time.perf_counter()
     peak_tree = [0.0]
     with open(stdin or os.devnull, "rb") as inp:
@@ -55,7 +57,7 @@ def run_cli(args: list[str], stdin: Path | None = None) -> dict:
 
         def sample() -> None:
             while not done.wait(0.05):
-                peak_tree[0] = max(peak_tree[0], tree_rss_mb(proc.pid))
+                peak_tree[0] = max(peak_tree[0], tree_pss_mb(proc.pid))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -65,7 +67,7 @@ def run_cli(args: list[str], stdin: Path | None = None) -> dict:
     seconds = time.perf_counter() - start
     if status != 0:
         raise SystemExit(f"tagger {' '.join(args)} failed: {proc.stderr.read().decode()}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "peak_rss_all_processes_mb": peak_tree[0]}
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "peak_pss_all_processes_mb": peak_tree[0]}
 
 
 def model_alone(model: Path, sentences: list[list[str]], batch_size: int, quantize: bool) -> dict:
@@ -116,8 +118,6 @@ def main() -> None:
     args = p.parse_args()
     sentences = test_sentences(args.data)
     result: dict = {"model": str(args.model), "quantize": args.quantize, "workers": args.workers}
-    result["model_alone"] = model_alone(args.model, sentences, args.batch_size, args.quantize)
-    result["quantization"] = quantization_f1(args.model, args.data)
     extra = ["--batch-size", str(args.batch_size), "--workers", str(args.workers)] + (
         ["--quantize"] if args.quantize else [])
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,6 +143,9 @@ def main() -> None:
         one = tmp / "one.txt"
         one.write_text("Angela Merkel met Emmanuel Macron in Paris on Monday.\n")
         result["cold_start_one_sentence"] = run_cli(["predict", str(args.model), str(one)])
+    # in this process, after the child processes (whose peak RSS would otherwise include this one's)
+    result["model_alone"] = model_alone(args.model, sentences, args.batch_size, args.quantize)
+    result["quantization"] = quantization_f1(args.model, args.data)
     print(json.dumps(result, indent=2))
 
 

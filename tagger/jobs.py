@@ -227,9 +227,11 @@ def _map_ordered(fn, items: Iterable, workers: int) -> Iterator:
     if workers <= 1:
         yield from map(fn, items)
         return
+    import gc
     import multiprocessing as mp
     from collections import deque
 
+    gc.freeze()  # the model and vocabulary stay shared with the workers: the collector never writes to them
     with mp.get_context("fork").Pool(workers) as pool:
         pending: deque = deque()
         for item in items:
