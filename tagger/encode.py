@@ -1,7 +1,8 @@
-"""Sentences -> ids (once per corpus) -> batches of sentences of one length (no padding, no packing).
+"""Sentences -> ids (once per corpus) -> batches.
 
-Grouping by exact length makes a padded BiLSTM see exactly what an unbatched one sees, at padded speed:
-batched predictions equal one-sentence predictions, and training never wastes work on padding.
+Training batches hold sentences of one exact length, so training never spends work on padding (and needs
+no packing). Tagging batches are full and hold neighbouring lengths: the model's ragged BiLSTM gives each
+sentence exactly what it gets alone, so batched predictions equal one-sentence predictions.
 
 A batch spells each distinct word once, end to end with no padding (`spellings`), and points every token at
 its word (`types`): the character encoder then works on a few distinct words instead of every token padded
