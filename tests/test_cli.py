@@ -297,3 +297,19 @@ def test_predict_raw_text_keeps_one_output_line_per_input_line_whatever_the_char
     for record in records:
         for e in record["entities"]:
             assert record["text"][e["start"]:e["end"]] == e["text"]
+
+
+def test_the_tagger_command_gives_complete_output_and_keeps_exit_codes(trained_model, tmp_path):
+    """`tagger` ends with os._exit (fast exit after torch): output must still be complete, statuses kept."""
+    import subprocess
+    import sys
+
+    lines = [f"Anna Novak visited Veldmark on day {i} ." for i in range(3000)]
+    run = lambda *args, **kw: subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)],
+                                             capture_output=True, text=True, cwd=Path(__file__).parent.parent, **kw)
+    ok = run("predict", trained_model, input="\n".join(lines) + "\n")
+    assert ok.returncode == 0
+    assert [json.loads(line)["text"] for line in ok.stdout.splitlines()] == lines
+    missing = run("predict", tmp_path / "nope")
+    assert missing.returncode == 1 and missing.stderr.startswith("error: ") and missing.stdout == ""
+    assert run("predict", "--no-such-option").returncode == 2
