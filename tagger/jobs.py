@@ -232,14 +232,17 @@ def _map_ordered(fn, items: Iterable, workers: int) -> Iterator:
     from collections import deque
 
     gc.freeze()  # the model and vocabulary stay shared with the workers: the collector never writes to them
-    with mp.get_context("fork").Pool(workers) as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append(pool.apply_async(fn, (item,)))
-            if len(pending) >= 2 * workers:
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            pending: deque = deque()
+            for item in items:
+                pending.append(pool.apply_async(fn, (item,)))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().get()
+            while pending:
                 yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+    finally:
+        gc.unfreeze()  # a long-running caller's objects become collectable again
 
 
 def _render(job_chunk) -> str:

@@ -37,3 +37,12 @@ def test_quantized_model_tags_every_line_with_valid_offsets(trained_model, tmp_p
     assert [o["text"] for o in out] == lines
     for o in out:
         assert all(o["text"][e["start"] : e["end"]] == e["text"] for e in o["entities"])
+
+
+def test_parallel_prediction_leaves_the_garbage_collector_as_it_found_it(trained_model, tmp_path, monkeypatch):
+    import gc
+
+    monkeypatch.setattr(jobs, "CHUNK_LINES", 7)
+    write_lines(tmp_path / "in.txt", 30)
+    jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "out.jsonl", workers=2)
+    assert gc.get_freeze_count() == 0  # objects frozen for the fork are collectable again
