@@ -14,11 +14,10 @@ from pathlib import Path
 
 import torch
 
-from corpora import schemes
 from tagger.config import Config
 from tagger.data import check_tags, read_sentences
-from tagger.train import Silent, build_tagger, make_optimizer, prepare_data
 from tagger.encode import iter_batches
+from tagger.train import Silent, build_tagger, make_optimizer, prepare_data, train_step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,11 +31,7 @@ def measure(config: Config, train, source_scheme, batches: int) -> float:
     tokens, seconds = 0, 0.0
     for k, (_, batch) in enumerate(itertools.islice(stream, batches + 20)):
         start = time.perf_counter()
-        loss = model.loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        (loss / len(batch)).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-        optimizer.step()
+        train_step(model, optimizer, batch, config.clip)
         if k >= 20:  # warm-up excluded
             seconds += time.perf_counter() - start
             tokens += int(batch.mask.sum())

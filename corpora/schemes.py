@@ -9,7 +9,6 @@ and one set of transition rules serve all schemes.
 from __future__ import annotations
 
 import functools
-
 from typing import Iterable, Sequence
 
 SCHEMES = ("iob1", "iob2", "bioes", "bilou", "bmes")

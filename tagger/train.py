@@ -24,7 +24,7 @@ from corpora.conll import Sentence
 from tagger import store
 from tagger.api import Tagger, feature_columns, model_scheme
 from tagger.config import Config
-from tagger.encode import Encoded, iter_batches
+from tagger.encode import Batch, Encoded, iter_batches
 from tagger.errors import InputError
 from tagger.evaluate import score
 from tagger.vocab import build_vocab
@@ -265,12 +265,7 @@ def run_epoch(tagger: Tagger, optimizer: torch.optim.Optimizer, data: Data, prog
             return None
         start = time.perf_counter()
         batch = batches[k][1]
-        loss = model.loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        (loss / len(batch)).backward()
-        if cfg.clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        optimizer.step()
+        loss = train_step(model, optimizer, batch, cfg.clip)
         if average is not None:
             average.update(progress.updates)
         progress.updates += 1
@@ -287,6 +282,17 @@ def run_epoch(tagger: Tagger, optimizer: torch.optim.Optimizer, data: Data, prog
                "seconds": progress.epoch_seconds}
     progress.epoch_loss, progress.epoch_tokens, progress.epoch_seconds = 0.0, 0, 0.0
     return metrics
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, clip: float) -> torch.Tensor:
+    """One update on the batch's mean loss (gradients clipped to norm `clip` if set); returns the summed loss."""
+    loss = model.loss(batch)
+    optimizer.zero_grad(set_to_none=True)
+    (loss / len(batch)).backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return loss
 
 
 def _evaluate_and_keep(tagger: Tagger, data: Data, progress: Progress, metrics: dict, output: Path) -> None:
