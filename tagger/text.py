@@ -124,7 +124,7 @@ def _sources() -> dict[str, tuple[str, str]]:
             rf"|(?<=\d)[.,:/](?=\d))")
     abbrev = "|".join(re.escape(a[:-1]) for a in sorted(ABBREVIATIONS, key=len, reverse=True))
     # A decomposed hangul syllable (leading, vowel, trailing jamo) is one unit; possessive, so linear.
-    jamo = (r"(?=[\u1100-\u11ff\ua960-\ua97f\ud7b0-\ud7ff])[\u1100-\u115f\ua960-\ua97f]*+"
+    jamo = (r"(?=[\u1100-\u11ff\ua960-\ua97f\ud7b0-\ud7c6\ud7cb-\ud7fb])[\u1100-\u115f\ua960-\ua97f]*+"
             rf"[\u1160-\u11a7\ud7b0-\ud7c6]*+[\u11a8-\u11ff\ud7cb-\ud7fb]*+[{mark}]*+")
     unit = rf"{vis}[{ext}]*+(?:\u200d(?:{vis}[{ext}]*+)?)*+"   # a character, its extenders, ZWJ joins
     flag = rf"[\U0001f1e6-\U0001f1ff]{{2}}[{ext}]*+"

@@ -313,3 +313,12 @@ def test_english_sample_tokens_are_what_the_words_tokenizer_gives(split):
         pytest.skip("samples not generated")
     for tokens in read_sentences(path):
         assert texts(tokenize(" ".join(tokens))) == tokens
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+@pytest.mark.parametrize("text", ["\ud7c7", "x\ud7fc y", "\ud7ca\u11a8"])
+def test_unassigned_code_points_in_the_hangul_jamo_blocks_give_no_empty_token(text, name):
+    """The jamo pattern once matched nothing at all before U+D7C7-U+D7CA and U+D7FC-U+D7FF (found by hypothesis)."""
+    tokens = tokenize(text, name)
+    check_offsets(text, tokens)
+    assert "".join(t.text for t in tokens) == text.replace(" ", "")
