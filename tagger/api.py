@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -15,6 +16,7 @@ from tagger.encode import Encoded, Encoder, iter_batches
 from tagger.errors import ModelError
 from tagger.evaluate import score
 from tagger.model import BiLSTMCRF
+from tagger.text import Tokens, sentence_ends
 from tagger.vocab import Vocab
 
 
@@ -140,27 +142,27 @@ class Tagger:
                              f"({', '.join(map(str, self.config.features))}), which raw text does not have: "
                              "give CoNLL input (--input-format conll)")
         texts = list(texts)
-        per_text = [self._sentences(t) for t in texts]
-        flat = [[tok.text for tok in s] for sents in per_text for s in sents]
-        tags = iter(self.tag_ids(flat))
-        for text, sents in zip(texts, per_text):
+        scanned = [self._sentences(t) for t in texts]  # per text: its tokens and where its sentences end
+        tags = iter(self.tag_ids([tokens.texts[a:b] for tokens, ends in scanned for a, b in pairwise([0, *ends])]))
+        for text, (tokens, ends) in zip(texts, scanned):
             entities = []
-            for sent in sents:
-                entities += self._spans(text, sent, next(tags))
+            for a, b in pairwise([0, *ends]):
+                entities += self._spans(text, tokens, a, next(tags))
             yield entities
 
-    def _sentences(self, text: str):
-        from tagger.text import split_sentences
-
+    def _sentences(self, text: str) -> tuple[Tokens, list[int]]:
         tokenizer = self.config.tokenizer
-        return split_sentences(text, "words" if tokenizer == "auto" else tokenizer)
+        return sentence_ends(text, "words" if tokenizer == "auto" else tokenizer)
 
-    def _spans(self, text: str, tokens, tags: list[str]) -> list[dict]:
+    def _spans(self, text: str, tokens: Tokens, first: int, tags: list[str]) -> list[dict]:
+        """Entities (or, for plain tags, tagged tokens) of the sentence whose tokens start at `first`."""
+        starts, ends = tokens.starts, tokens.ends
         if self.scheme is None:
-            return [{"start": t.start, "end": t.end, "label": tag, "text": t.text} for t, tag in zip(tokens, tags)]
+            return [{"start": starts[i], "end": ends[i], "label": tag, "text": tokens.texts[i]}
+                    for i, tag in enumerate(tags, start=first)]
         spans = []
         for label, s, e in schemes.spans(tags, self.scheme):
-            start, end = tokens[s].start, tokens[e - 1].end
+            start, end = starts[first + s], ends[first + e - 1]
             spans.append({"start": start, "end": end, "label": label, "text": text[start:end]})
         return spans
 
