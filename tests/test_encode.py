@@ -13,7 +13,7 @@ def small_vocab():
 def test_words_are_found_exactly_then_lower_cased_and_unknown_words_map_to_unk():
     vocab = small_vocab()
     enc = Encoder(vocab)(["EU", "eu", "Lamb", "zebra"])
-    eu, eu_lower, lamb, zebra = enc.words
+    eu, eu_lower, lamb, zebra = [word for word, _, _ in enc.tokens]
     assert eu == eu_lower != 1          # "EU" is stored under its pretrained key "eu"
     assert lamb >= len(vocab.words)      # pretrained-only word: a frozen row after the trainable ones
     assert zebra == 1                    # <unk>
@@ -22,10 +22,11 @@ def test_words_are_found_exactly_then_lower_cased_and_unknown_words_map_to_unk()
 def test_each_token_is_spelt_in_character_ids_and_casing_is_kept():
     vocab = small_vocab()
     enc = Encoder(vocab)(["EU", "rejects", "", "Ω"])
-    assert enc.chars[0] == (vocab.chars.ids["E"], vocab.chars.ids["U"])
-    assert [len(c) for c in enc.chars] == [2, 7, 1, 1]
-    assert enc.chars[2] == enc.chars[3] == (1,)  # an empty token and an unseen character: <unk>
-    assert [CASINGS[i] for i in enc.casing[:2]] == ["upper", "lower"]
+    spellings = [spelling for _, _, spelling in enc.tokens]
+    assert spellings[0] == (vocab.chars.ids["E"], vocab.chars.ids["U"])
+    assert [len(c) for c in spellings] == [2, 7, 1, 1]
+    assert spellings[2] == spellings[3] == (1,)  # an empty token and an unseen character: <unk>
+    assert [CASINGS[shape] for _, shape, _ in enc.tokens[:2]] == ["upper", "lower"]
     assert CASINGS[casing("1996")] == "numeric" and CASINGS[casing("Blackburn")] == "title"
 
 
@@ -41,6 +42,7 @@ def test_collate_pads_and_masks_sentences_of_different_lengths():
     batch = collate([encoder(["EU", "rejects", "call"]), encoder(["Peter"])])
     assert batch.words.shape == batch.types.shape == batch.casing.shape == (2, 3)
     assert batch.mask.tolist() == [[True, True, True], [True, False, False]]
+    assert batch.words[1].tolist() == [encoder.vocab.word_id("Peter"), 0, 0]  # padding is word 0
 
 
 def test_a_batch_spells_each_distinct_word_once():
@@ -48,6 +50,8 @@ def test_a_batch_spells_each_distinct_word_once():
     batch = collate([encoder(["EU", "call", "EU"]), encoder(["call", "EU", "Peter"])])
     assert batch.spelling_lengths.tolist() == [2, 4, 5]  # EU, call, Peter
     assert batch.types.tolist() == [[0, 1, 0], [1, 0, 2]]
+    assert batch.type_words[batch.types].tolist() == batch.words.tolist()
+    assert batch.type_casing[batch.types].tolist() == batch.casing.tolist()
     assert len(batch.spellings) == 11
     ids = encoder.vocab.chars.ids
     assert batch.spellings[6:].tolist() == [ids[c] for c in "Peter"]

@@ -72,13 +72,26 @@ def test_char_cnn_equals_a_padded_conv1d_max_pooled_over_each_words_characters(k
         assert torch.allclose(conv(x)[0].max(1).values, row, atol=1e-6)
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_mixed_length_batches_give_each_sentence_the_outputs_it_has_alone(layers):
+def test_mixed_length_batches_give_each_sentence_the_outputs_it_has_alone(layers, training):
     small = tiny()
-    tagger = Tagger.build(dataclasses.replace(small.config, num_layers=layers), small.vocab)
-    model = tagger.model.eval()
+    config = dataclasses.replace(small.config, num_layers=layers, dropout=0.0, word_dropout=0.0)
+    tagger = Tagger.build(config, small.vocab)
+    model = tagger.model.train(training)
     encoded = [tagger.encode(s) for s in SENTENCES]
     together = model.emissions(collate(encoded))  # lengths 4, 2, 2, 6: padded to 6
     for i, e in enumerate(encoded):
         alone = model.emissions(collate([e]))[0]
-        assert torch.allclose(together[i, : len(e.words)], alone, atol=1e-6)
+        assert torch.allclose(together[i, : len(e)], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("char_encoder", ["cnn", "lstm", "none"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_tagging_projects_distinct_words_once_and_gets_the_training_paths_numbers(layers, char_encoder):
+    small = tiny(char_encoder)
+    config = dataclasses.replace(small.config, num_layers=layers, dropout=0.0, word_dropout=0.0)
+    model = Tagger.build(config, small.vocab).model
+    batch = collate([small.encode(["EU", "call", "EU", "German", "call"])])
+    per_token = model.train().emissions(batch)  # one sentence, no padding: every token through nn.LSTM
+    assert torch.allclose(model.eval().emissions(batch), per_token, atol=1e-6)
