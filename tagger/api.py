@@ -119,7 +119,7 @@ class Tagger:
         with torch.inference_mode():
             for ids, batch in iter_batches(encoded, self.batch_size, mixed=True):
                 for i, path in zip(ids, self.model.decode(batch)):
-                    out[i] = [names[k] for k in path]
+                    out[i] = list(map(names.__getitem__, path))
         return out
 
     def predict_tokens(self, sentences: Sequence[Sequence[str]],

@@ -79,8 +79,11 @@ class Encoder:
                  features: Sequence[Sequence[str]] = ()) -> Encoded:
         """Ids for one sentence; tags must be in vocab.tags (the caller checks and reports unknown ones)."""
         vocab = self.vocab
+        described = list(map(self.cache.get, tokens))  # most words are cached: no Python call per token
+        if None in described:
+            described = list(map(self.word, tokens))
         return Encoded(
-            tokens=list(map(self.word, tokens)),
+            tokens=described,
             features=[[index.get(v) for v in column] for index, column in zip(vocab.features, features)],
             tags=None if tags is None else [vocab.tags.ids[t] for t in tags],
         )

@@ -221,6 +221,7 @@ _BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028"             # what str.splitlines
 _BREAK = rf"(?>\r\n|[{_BREAKS}])"                      # CRLF is one break
 _INVISIBLE = re.escape("".join(chr(cp) for a, b in _DROP_RANGES for cp in range(a, b + 1) if not chr(cp).isspace()))
 _BLANK_LINE = re.compile(rf"{_BREAK}(?:[^\S{_BREAKS}\u2029]|[{_INVISIBLE}])*+{_BREAK}|\u2029")
+_ANY_BREAK = re.compile(f"[{_BREAKS}\u2029]")  # no blank line without one: a quick test for one-line texts
 _WORD_BEFORE = re.compile(rf"(?:{_LETTER}|\.)+\Z")
 _WINDOW = 24
 
@@ -293,7 +294,7 @@ def _ender_cuts(text: str, tokens: Tokens, enders: list[int]) -> list[int]:
 
 def _blank_line_cuts(text: str, tokens: Tokens) -> list[int]:
     """Indices of the tokens that follow a blank line."""
-    found = [m.end() for m in _BLANK_LINE.finditer(text)]
+    found = [m.end() for m in _BLANK_LINE.finditer(text)] if _ANY_BREAK.search(text) else []
     if not found:
         return []
     return [bisect.bisect_left(tokens.starts, pos) for pos in found]
