@@ -35,7 +35,8 @@ def test_min_count_sends_rare_words_to_unk_unless_pretrained():
 def test_pretrained_words_never_seen_in_training_are_frozen():
     vocab = build_vocab(TOKENS, TAGS, pretrained=["cat", "zebra", "Paris"])
     assert vocab.frozen.items == ["Paris", "zebra"]
-    assert vocab.word_id("zebra") == len(vocab.words) + vocab.frozen.ids["zebra"]
+    assert vocab.word_id("zebra") == len(vocab.words) + vocab.frozen.find("zebra")
+    assert vocab.frozen.find("yak") is None and vocab.frozen.find("zzz") is None
     assert vocab.word_id("ZEBRA") == vocab.word_id("zebra")  # lower-cased fallback reaches frozen words
     assert vocab.word_id("Paris") == len(vocab.words)  # exact form first
 
@@ -76,3 +77,11 @@ def test_casing(word, shape):
 def test_index_unknown_ids():
     assert Index(["x", "y"], specials=False).get("z") == -1
     assert Index([PAD, UNK, "x"]).get("z") == 1
+
+
+def test_frozen_words_must_be_sorted_since_they_are_found_by_bisection():
+    data = build_vocab(TOKENS, TAGS, pretrained=["zebra", "yak"]).to_json()
+    assert data["frozen_words"] == ["yak", "zebra"]
+    data["frozen_words"].reverse()  # a hand-edited vocab.json
+    with pytest.raises(ValueError, match="not sorted"):
+        Vocab.from_json(data)
