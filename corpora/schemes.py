@@ -9,6 +9,7 @@ and one set of transition rules serve all schemes.
 from __future__ import annotations
 
 import functools
+from itertools import compress, count
 from typing import Iterable, Sequence
 
 SCHEMES = ("iob1", "iob2", "bioes", "bilou", "bmes")
@@ -131,22 +132,6 @@ def _role(tag: str, scheme: str) -> tuple[str, str | None]:
     return roles[prefix], label
 
 
-def _ends_chunk(prev: tuple[str, str | None], cur: tuple[str, str | None]) -> bool:
-    """conlleval's endOfChunk: does the chunk that `prev` is in end before `cur`?"""
-    (p_role, p_label), (c_role, c_label) = prev, cur
-    if p_role == "O":
-        return False
-    return p_role in "ES" or c_role in "BSO" or p_label != c_label
-
-
-def _starts_chunk(prev: tuple[str, str | None], cur: tuple[str, str | None]) -> bool:
-    """conlleval's startOfChunk: does a new chunk start at `cur`?"""
-    (p_role, p_label), (c_role, c_label) = prev, cur
-    if c_role == "O":
-        return False
-    return c_role in "BS" or p_role in "OES" or p_label != c_label
-
-
 def spans(tags: Sequence[str], scheme: str) -> list[Span]:
     """The labelled chunks of a tag sequence as (label, start, end) with `end` exclusive, in order.
 
@@ -155,18 +140,21 @@ def spans(tags: Sequence[str], scheme: str) -> list[Span]:
     """
     scheme = normalize_scheme(scheme)
     result: list[Span] = []
-    if tags.count("O") == len(tags):  # most sentences of most corpora
-        return result
-    prev: tuple[str, str | None] = ("O", None)
-    start = 0
-    for i, cur in enumerate(_roles(tags, scheme)):
-        if _ends_chunk(prev, cur):
-            result.append((prev[1], start, i))
-        if _starts_chunk(prev, cur):
+    p_role, p_label, start, last = "O", None, 0, -1  # the previous non-O tag, at `last`
+    # Only non-O tags are visited (most tags are O): an O closes the open chunk and opens none.
+    for i in compress(count(), map("O".__ne__, tags)):
+        role, label = _role(tags[i], scheme)
+        if p_role != "O" and i > last + 1:  # O tags since the last one closed its chunk
+            result.append((p_label, start, last + 1))
+            p_role = "O"
+        # conlleval's endOfChunk and startOfChunk, for a current tag that is not O
+        if p_role != "O" and (p_role in "ES" or role in "BS" or p_label != label):
+            result.append((p_label, start, i))
+        if p_role in "OES" or role in "BS" or p_label != label:
             start = i
-        prev = cur
-    if prev[0] != "O":
-        result.append((prev[1], start, len(tags)))
+        p_role, p_label, last = role, label, i
+    if p_role != "O":
+        result.append((p_label, start, last + 1))
     return result
 
 
