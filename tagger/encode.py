@@ -101,9 +101,11 @@ def collate(items: Sequence[Encoded]) -> Batch:
         out[mask] = longs(flat)
         return out
 
-    distinct: dict[tuple[int, int, tuple[int, ...]], int] = {}
-    types = stack([distinct.setdefault(t, len(distinct)) for e in items for t in e.tokens])  # (B, T)
-    described = list(distinct)
+    flat = list(chain.from_iterable(e.tokens for e in items))
+    keys = list(map(id, flat))  # the encoder shares one triple per distinct word: identity finds repeats cheaply
+    first = dict(zip(keys, flat))  # distinct triples, in order of first use
+    types = stack(map(dict(zip(first, range(len(first)))).__getitem__, keys))  # (B, T)
+    described = list(first.values())
     type_words, type_casing = longs(t[0] for t in described), longs(t[1] for t in described)
     columns = len(items[0].features)
     return Batch(

@@ -5,6 +5,7 @@ import io
 import itertools
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -271,10 +272,16 @@ def _render(job_chunk) -> str:
     return "".join(lines)
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False)
+_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
+
+
 def _jsonl(record: dict) -> str:
     """One JSON line, UTF-8 kept readable, but U+0085/U+2028/U+2029 escaped: `str.splitlines()` breaks on them."""
-    text = json.dumps(record, ensure_ascii=False)
-    return text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"
+    text = _JSON.encode(record)
+    if _LINE_BREAKS.search(text):
+        text = text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text + "\n"
 
 
 def _conll_sentences(ref: str, format: str) -> Iterator[Sentence]:
