@@ -186,8 +186,9 @@ def _bilstm(table: Tensor, rows: Tensor, mask: Tensor, w_hh: Tensor) -> Tensor:
     for s in range(seq_len):
         gates = torch.stack([table[0].index_select(0, rows[s]), table[1].index_select(0, rows[seq_len - 1 - s])])
         act = torch.sigmoid(torch.baddbmm(gates, h, w_hh))  # (2, B, 4*hidden): i, f, o, (g + 1) / 2
-        c = (act[..., hidden : 2 * hidden] * c + act[..., :hidden] * (2 * act[..., 3 * hidden :] - 1)) * keep[s]
-        h = act[..., 2 * hidden : 3 * hidden] * (2 * torch.sigmoid(2 * c) - 1)
+        i, f, o, g = act.split(hidden, 2)
+        c = (torch.addcmul(f * c, i, g, value=2) - i) * keep[s]  # f c + i tanh(.), tanh = 2 (g + 1) / 2 - 1
+        h = torch.addcmul(-o, o, torch.sigmoid(2 * c), value=2)  # o tanh(c)
         forward.append(h[0])
         backward.append(h[1])
     return torch.cat([torch.stack(forward), torch.stack(backward[::-1])], 2)
