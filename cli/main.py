@@ -11,7 +11,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from tagger.errors import USER_ERRORS, InputError
+from tagger.errors import USER_ERRORS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sequence labelling with a BiLSTM-CRF: train on CoNLL files, tag raw text, score entity F1.")

@@ -1,8 +1,6 @@
 """A rich progress display for training: sentences/s, loss and dev F1; silent with --quiet."""
 from __future__ import annotations
 
-import sys
-
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import operator
 from bisect import bisect_left
 from collections import Counter
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Iterable, Sequence
 
 PAD, UNK = "<pad>", "<unk>"
