@@ -15,7 +15,8 @@ ever inside a token, and every token satisfies `text[token.start:token.end] == t
 
 Both tokenisers are one compiled `re.findall` pass (compiled on first use: the Unicode mark classes take
 ~0.1 s) into parallel lists (`scan`: 6.6 M characters/s of English here; 2.2 M as Token objects), and
-sentence splitting adds one linear pass (`sentence_ends`: 4.6 M characters/s). Pure Python (stdlib `re`, `unicodedata`): no torch.
+sentence splitting adds one linear pass (`sentence_ends`: 4.6 M characters/s).
+Pure Python (stdlib `re`, `unicodedata`): no torch.
 """
 from __future__ import annotations
 
