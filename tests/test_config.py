@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,10 @@ def test_feature_names_and_indices():
     assert parse_features("2,1") == [2, 1]
     with pytest.raises(ConfigError, match="'lemma' is neither a column index"):
         parse_features("pos,lemma")
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_recipe_loads_and_survives_the_trip_through_a_model_directory(recipe: Path):
+    config = Config.from_dict(load_toml(recipe), source=str(recipe))  # no unknown key, no wrong type
+    assert Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
