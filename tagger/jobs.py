@@ -278,10 +278,7 @@ _LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 def _jsonl(record: dict) -> str:
     """One JSON line, UTF-8 kept readable, but U+0085/U+2028/U+2029 escaped: `str.splitlines()` breaks on them."""
-    text = _JSON.encode(record)
-    if _LINE_BREAKS.search(text):
-        text = text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return text + "\n"
+    return _LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}", _JSON.encode(record)) + "\n"
 
 
 def _conll_sentences(ref: str, format: str) -> Iterator[Sentence]:

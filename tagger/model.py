@@ -129,16 +129,18 @@ class BiLSTMCRF(nn.Module):
         w_ih, bias, w_hh = _joint_weights(self.lstm, 0)
         table = torch.baddbmm(bias, torch.cat(typed, 1).expand(2, -1, -1), w_ih)  # (2, U, 4*hidden)
         h = _bilstm(table, batch.types.t(), batch.mask, w_hh)  # (T, B, 2*hidden)
-        return self.ragged_lstm(h, batch.mask, first=1).transpose(0, 1)
+        return self._layers(h, batch.mask, first=1).transpose(0, 1)
 
-    def ragged_lstm(self, x: Tensor, mask: Tensor, first: int = 0) -> Tensor:
+    def ragged_lstm(self, x: Tensor, mask: Tensor) -> Tensor:
         """The BiLSTM over left-aligned, padded sentences of different lengths, each sentence getting exactly
-        its outputs alone (packed sequences are far slower on CPU). x (B, T, in_dim) -> (B, T, 2*hidden), or
-        time-major from layer `first` on: the outputs (T, B, 2*hidden) of the layer before it."""
+        its outputs alone (packed sequences are far slower on CPU). x (B, T, in_dim) -> (B, T, 2*hidden)."""
         if not isinstance(self.lstm, nn.LSTM):  # a quantised LSTM: packing is its exact way
             packed = pack_padded_sequence(x, mask.sum(1), batch_first=True, enforce_sorted=False)
             return pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])[0]
-        h = x if first else x.transpose(0, 1)  # (T, B, D)
+        return self._layers(x.transpose(0, 1), mask, first=0).transpose(0, 1)
+
+    def _layers(self, h: Tensor, mask: Tensor, first: int) -> Tensor:
+        """BiLSTM layers `first`, first + 1, ... over time-major inputs: h (T, B, D) -> (T, B, 2*hidden)."""
         rows = torch.arange(h.shape[0] * h.shape[1]).view(h.shape[:2])  # (T, B) each step's rows of the table
         for layer in range(first, self.lstm.num_layers):
             w_ih, bias, w_hh = _joint_weights(self.lstm, layer)
@@ -146,7 +148,7 @@ class BiLSTMCRF(nn.Module):
                 h = nn.functional.dropout(h, self.lstm.dropout, self.training)
             table = torch.baddbmm(bias, h.reshape(1, -1, h.shape[2]).expand(2, -1, -1), w_ih)  # (2, T*B, 4*hidden)
             h = _bilstm(table, rows, mask, w_hh)
-        return h if first else h.transpose(0, 1)
+        return h
 
     def loss(self, batch: Batch) -> Tensor:
         """Negative log-likelihood summed over the batch's sentences."""
