@@ -4,9 +4,7 @@ from __future__ import annotations
 import os
 from itertools import pairwise
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from corpora import schemes
 from corpora.conll import Sentence
@@ -15,9 +13,14 @@ from tagger.config import Config
 from tagger.encode import Encoded, Encoder, iter_batches
 from tagger.errors import ModelError
 from tagger.evaluate import score
-from tagger.model import BiLSTMCRF
 from tagger.text import Tokens, sentence_ends
+from tagger.lite import LiteNetwork, state_shapes
 from tagger.vocab import Vocab
+
+if TYPE_CHECKING:
+    from tagger.model import BiLSTMCRF
+
+ENGINES = ("torch", "numpy")
 
 
 def model_scheme(config: Config, source_scheme: str | None) -> str | None:
@@ -35,15 +38,23 @@ def allowed_for(tags: Sequence[str], scheme: str | None) -> tuple[list[bool], li
     return schemes.allowed_transitions(tags, scheme)
 
 
+def network_sizes(vocab: Vocab) -> tuple[int, int, int, int, list[int]]:
+    """Words, frozen pretrained words, characters, tags and each feature column's values: what sizes the network."""
+    return len(vocab.words), len(vocab.frozen), len(vocab.chars), len(vocab.tags), [len(f) for f in vocab.features]
+
+
 class Tagger:
     """A trained BiLSTM-CRF with its vocabulary and config.
 
     >>> t = Tagger.load("model_dir")
     >>> t.predict("Angela Merkel visited Paris.")
     [{'start': 0, 'end': 13, 'label': 'PER', 'text': 'Angela Merkel'}, ...]
+
+    `model` is the torch network (trainable), or with `load(..., engine="numpy")` the same network's tagging
+    pass in numpy (tagger.lite), which tags identically without importing torch.
     """
 
-    def __init__(self, config: Config, vocab: Vocab, model: BiLSTMCRF):
+    def __init__(self, config: Config, vocab: Vocab, model: "BiLSTMCRF | LiteNetwork"):
         self.config, self.vocab, self.model = config, vocab, model
         self.scheme = model_scheme(config, vocab.source_scheme)
         self.encode = Encoder(vocab)
@@ -54,27 +65,34 @@ class Tagger:
     @classmethod
     def build(cls, config: Config, vocab: Vocab) -> "Tagger":
         """A fresh, untrained network sized for this vocabulary."""
-        model = BiLSTMCRF(config, len(vocab.words), len(vocab.frozen), len(vocab.chars), len(vocab.tags),
-                          [len(f) for f in vocab.features],
-                          allowed_for(vocab.tags.items, model_scheme(config, vocab.source_scheme)))
+        from tagger.model import BiLSTMCRF
+
+        model = BiLSTMCRF(config, *network_sizes(vocab), allowed_for(vocab.tags.items, model_scheme(config, vocab.source_scheme)))
         return cls(config, vocab, model)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Tagger":
-        """Read config.json, vocab.json and model.safetensors; never unpickles anything."""
-        config, vocab_json, state, _ = store.load_model(path)
+    def load(cls, path: str | os.PathLike, engine: str = "torch") -> "Tagger":
+        """Read config.json, vocab.json and model.safetensors; never unpickles anything.
+
+        engine: "torch" (the network itself: trainable, quantisable, fastest on large inputs) or "numpy"
+        (tagging only, and no torch import: a cold start in a fraction of the time)."""
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        config, vocab_json, state, _ = store.load_model(path, arrays=engine)
         try:
             vocab = Vocab.from_json(vocab_json)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"malformed vocabulary ({e})", path=str(Path(path) / "vocab.json")) from None
-        tagger = cls.build(config, vocab)
-        expected = tagger.model.state_dict()
+        expected = state_shapes(config, *network_sizes(vocab))
         problems = sorted(set(expected) ^ set(state)) or [
-            f"{k}: {tuple(state[k].shape)} instead of {tuple(v.shape)}"
-            for k, v in expected.items() if state[k].shape != v.shape]
+            f"{k}: {tuple(state[k].shape)} instead of {shape}"
+            for k, shape in expected.items() if tuple(state[k].shape) != shape]
         if problems:
             raise ModelError(f"weights do not match config.json and vocab.json ({'; '.join(problems[:3])})",
                              path=str(Path(path) / "model.safetensors"))
+        if engine == "numpy":
+            return cls(config, vocab, LiteNetwork(config, state))
+        tagger = cls.build(config, vocab)
         tagger.model.load_state_dict(state)
         tagger.model.eval()
         return tagger
@@ -86,7 +104,11 @@ class Tagger:
         """Dynamic int8 quantisation of the BiLSTM and the emission layer, for faster CPU tagging."""
         import warnings
 
+        import torch
         from torch.ao.quantization import quantize_dynamic
+
+        if isinstance(self.model, LiteNetwork):
+            raise ModelError("quantisation needs the torch engine (Tagger.load(path, engine=\"torch\"))")
 
         self.model.eval()
         with warnings.catch_warnings():  # torch.ao.quantization is deprecated but still the CPU int8 path
@@ -115,11 +137,9 @@ class Tagger:
         """Tags (in the model's scheme) of already encoded, non-empty sentences, in input order."""
         out: list[list[str]] = [[] for _ in encoded]
         names = self.vocab.tags.items
-        self.model.eval()
-        with torch.inference_mode():
-            for ids, batch in iter_batches(encoded, self.batch_size, mixed=True):
-                for i, path in zip(ids, self.model.decode(batch)):
-                    out[i] = list(map(names.__getitem__, path))
+        for ids, batch in iter_batches(encoded, self.batch_size, mixed=True):
+            for i, path in zip(ids, self.model.tag(batch)):
+                out[i] = list(map(names.__getitem__, path))
         return out
 
     def predict_tokens(self, sentences: Sequence[Sequence[str]],

@@ -1,4 +1,5 @@
-"""pytorch-crf's CRF with the tagging scheme's impossible transitions forbidden, and a batched Viterbi.
+"""pytorch-crf's CRF with the tagging scheme's impossible transitions forbidden, a fast likelihood, and a
+batched Viterbi (tagger.viterbi).
 
 The constraints are torch parametrizations of the CRF's own parameters, so pytorch-crf's log-likelihood
 and `decode` see the constrained scores too: a forbidden transition scores -10000 in training and decoding.
@@ -9,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torchcrf import CRF
+
+from tagger.viterbi import viterbi
 
 FORBIDDEN = -10000.0
 
@@ -46,7 +49,8 @@ class ConstrainedCRF(CRF):
     def viterbi(self, emissions: Tensor, mask: Tensor) -> list[list[int]]:
         """Best tag sequence of every sentence, vectorised over the batch (backtracking too)."""
         with parametrize.cached():
-            return viterbi(emissions, mask, self.start_transitions, self.transitions, self.end_transitions)
+            scores = (self.start_transitions, self.transitions, self.end_transitions)
+            return viterbi(*(t.detach().numpy() for t in (emissions, mask, *scores)))
 
 
 def path_score(emissions: Tensor, tags: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor
@@ -89,29 +93,3 @@ def log_partition(emissions: Tensor, mask: Tensor, start: Tensor, trans: Tensor,
     log_z = torch.cat(norms, 1).log().sum(1) + final.log() + (shift * m).sum(1)
     log_z = log_z + s_max + e_max + t_max * (m.sum(1) - 1)
     return log_z.to(emissions.dtype)
-
-
-def viterbi(emissions: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor) -> list[list[int]]:
-    """Batched Viterbi. emissions (B, T, K), mask (B, T) with mask[:, 0] all on; returns unpadded paths.
-
-    Ties are broken as pytorch-crf breaks them (first maximum), so the paths equal `CRF.decode`'s.
-    """
-    batch, seq_len, _ = emissions.shape
-    lengths = mask.sum(1)  # (B,)
-    score = start + emissions[:, 0]  # (B, K)
-    history = []
-    for t in range(1, seq_len):
-        best, idx = (score.unsqueeze(2) + trans).max(1)  # (B, K): best previous tag for each current tag
-        history.append(idx)
-        score = torch.where(mask[:, t : t + 1], best + emissions[:, t], score)
-    score = score + end
-    last = score.argmax(1)  # (B,)
-    paths = torch.empty(batch, seq_len, dtype=torch.long)
-    cur = last
-    for t in range(seq_len - 1, -1, -1):
-        cur = torch.where(lengths - 1 == t, last, cur)  # a sentence's backtrack starts at its own end
-        paths[:, t] = cur
-        if t:
-            prev = history[t - 1].gather(1, cur.unsqueeze(1)).squeeze(1)  # (B,)
-            cur = torch.where(t <= lengths - 1, prev, cur)
-    return [p[:n] for p, n in zip(paths.tolist(), lengths.tolist())]

@@ -14,12 +14,14 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 from itertools import chain
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
-import torch
-from torch import Tensor
+import numpy as np
 
 from tagger.vocab import Vocab, casing
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -41,19 +43,29 @@ class Encoded:
 
 @dataclass
 class Batch:
-    words: Tensor             # (B, T) word ids, 0 on padding
-    casing: Tensor            # (B, T)
-    types: Tensor             # (B, T) each token's distinct (word, casing, spelling): an index into the type_ rows
-    type_words: Tensor        # (U,) word id of each distinct type
-    type_casing: Tensor       # (U,)
-    spellings: Tensor         # (N,) character ids of the types' spellings, one after another
-    spelling_lengths: Tensor  # (U,) characters in each spelling (all >= 1)
-    features: Tensor          # (B, F, T)
-    mask: Tensor              # (B, T) bool
-    tags: Tensor | None       # (B, T)
+    """numpy arrays (torch tensors after `tensors()`, for the torch network)."""
+
+    words: np.ndarray             # (B, T) word ids, 0 on padding
+    casing: np.ndarray            # (B, T)
+    types: np.ndarray             # (B, T) each token's distinct (word, casing, spelling): an index into the type_ rows
+    type_words: np.ndarray        # (U,) word id of each distinct type
+    type_casing: np.ndarray       # (U,)
+    spellings: np.ndarray         # (N,) character ids of the types' spellings, one after another
+    spelling_lengths: np.ndarray  # (U,) characters in each spelling (all >= 1)
+    features: np.ndarray          # (B, F, T)
+    mask: np.ndarray              # (B, T) bool
+    tags: np.ndarray | None       # (B, T)
 
     def __len__(self) -> int:
         return self.words.shape[0]
+
+    def tensors(self) -> "Batch":
+        """The same batch as torch tensors sharing the arrays' memory (itself if it already is)."""
+        import torch
+
+        if isinstance(self.mask, torch.Tensor):
+            return self
+        return Batch(**{k: None if v is None else torch.from_numpy(v) for k, v in vars(self).items()})
 
 
 class Encoder:
@@ -91,13 +103,13 @@ class Encoder:
 
 def collate(items: Sequence[Encoded]) -> Batch:
     """Stack sentences into a batch (padding where lengths differ), each distinct word described once."""
-    lengths = torch.tensor([len(e) for e in items])
-    mask = torch.arange(int(lengths.max())) < lengths.unsqueeze(1)  # (B, T)
+    lengths = np.array([len(e) for e in items])
+    mask = np.arange(lengths.max()) < lengths[:, None]  # (B, T)
 
-    def stack(flat: Iterable[int]) -> Tensor:
-        """(B, T) from the sentences' values one after another: one flat tensor scattered under the mask
-        (far faster than a tensor from nested, padded lists)."""
-        out = torch.zeros(mask.shape, dtype=torch.long)
+    def stack(flat: Iterable[int]) -> np.ndarray:
+        """(B, T) from the sentences' values one after another: one flat array scattered under the mask
+        (far faster than an array from nested, padded lists)."""
+        out = np.zeros(mask.shape, dtype=np.int64)
         out[mask] = longs(flat)
         return out
 
@@ -109,29 +121,30 @@ def collate(items: Sequence[Encoded]) -> Batch:
     type_words, type_casing = longs(t[0] for t in described), longs(t[1] for t in described)
     columns = len(items[0].features)
     return Batch(
-        words=torch.where(mask, type_words[types], 0),
-        casing=torch.where(mask, type_casing[types], 0),
+        words=np.where(mask, type_words[types], 0),
+        casing=np.where(mask, type_casing[types], 0),
         types=types,
         type_words=type_words,
         type_casing=type_casing,
         spellings=longs(chain.from_iterable(t[2] for t in described)),
         spelling_lengths=longs(len(t[2]) for t in described),
-        features=torch.stack([stack(chain.from_iterable(e.features[f] for e in items)) for f in range(columns)], 1)
-        if columns else torch.zeros(mask.shape[0], 0, mask.shape[1], dtype=torch.long),  # (B, F, T)
+        features=np.stack([stack(chain.from_iterable(e.features[f] for e in items)) for f in range(columns)], 1)
+        if columns else np.zeros((mask.shape[0], 0, mask.shape[1]), dtype=np.int64),  # (B, F, T)
         mask=mask,
         tags=stack(chain.from_iterable(e.tags for e in items)) if items[0].tags is not None else None,
     )
 
 
-def longs(values: Iterable[int]) -> Tensor:
-    """A 1-d int64 tensor of the values: through array('q'), 3x faster than torch.tensor(list)."""
-    packed = array("q", values)
-    return torch.frombuffer(packed, dtype=torch.long) if packed else torch.zeros(0, dtype=torch.long)
+def longs(values: Iterable[int]) -> np.ndarray:
+    """A 1-d int64 array of the values: through array('q'), 3x faster than from a list."""
+    return np.frombuffer(array("q", values), dtype=np.int64)
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator | None = None
+def length_batches(lengths: Sequence[int], batch_size: int, generator: "torch.Generator | None" = None
                    ) -> list[list[int]]:
-    """Indices grouped into batches of sentences of one length; shuffled when a generator is given."""
+    """Indices grouped into batches of sentences of one length; shuffled when a (torch) generator is given."""
+    if generator is not None:
+        import torch
     by_length: dict[int, list[int]] = {}
     order = torch.randperm(len(lengths), generator=generator).tolist() if generator else range(len(lengths))
     for i in order:
@@ -149,7 +162,7 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
 
 
-def iter_batches(encoded: Sequence[Encoded], batch_size: int, generator: torch.Generator | None = None,
+def iter_batches(encoded: Sequence[Encoded], batch_size: int, generator: "torch.Generator | None" = None,
                  mixed: bool = False) -> Iterator[tuple[list[int], Batch]]:
     """Batches of one length (shuffled when a generator is given), or of neighbouring lengths if `mixed`."""
     lengths = list(map(len, encoded))

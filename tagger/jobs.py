@@ -175,10 +175,12 @@ def atomic_text(path: Path | None) -> Iterator[TextIO]:
 
 def predict(model: Path, inputs: Sequence[str], input_format: str = "text", output_format: str = "jsonl",
             output: Path | None = None, format: str = "auto", batch_size: int = 256, force: bool = False,
-            workers: int = 0, quantize: bool = False) -> None:
+            workers: int = 0, quantize: bool = False, engine: str = "auto") -> None:
     """Tag INPUTs as they stream in: chunks of lines (or sentences) in, their rendered output out, in order.
 
-    workers: processes tagging chunks in parallel; 0 picks one per core for large inputs, 1 otherwise."""
+    workers: processes tagging chunks in parallel; 0 picks one per core for large inputs, 1 otherwise.
+    engine: torch or numpy (Tagger.load); auto picks numpy for one process, which then never imports torch
+    (most of a cold start), and torch for several, whose thread count it can set to one each."""
     check_output_file(output, force)
     if input_format == "text" and output_format == "conll":
         raise InputError("raw text cannot be written as CoNLL: use --input-format tokens or conll")
@@ -186,7 +188,9 @@ def predict(model: Path, inputs: Sequence[str], input_format: str = "text", outp
         if ref != "-":
             _check_input_file(ref)
     workers = workers or auto_workers(inputs)
-    _init_worker(model, batch_size, quantize, threads=0 if workers <= 1 else 1)
+    if engine == "auto":
+        engine = "torch" if quantize or workers > 1 else "numpy"
+    _init_worker(model, batch_size, quantize, threads=0 if workers <= 1 else 1, engine=engine)
     with atomic_text(output) as out:
         for ref in inputs:
             if input_format == "conll":
@@ -208,15 +212,15 @@ def auto_workers(inputs: Sequence[str]) -> int:
     return max(1, len(os.sched_getaffinity(0))) if size >= PARALLEL_BYTES else 1
 
 
-def _init_worker(model: Path, batch_size: int, quantize: bool, threads: int) -> None:
-    import torch
-
+def _init_worker(model: Path, batch_size: int, quantize: bool, threads: int, engine: str) -> None:
     from tagger.api import Tagger
 
     global _TAGGER
-    if threads:
+    if threads and engine == "torch":
+        import torch
+
         torch.set_num_threads(threads)
-    _TAGGER = Tagger.load(model)
+    _TAGGER = Tagger.load(model, engine)
     _TAGGER.batch_size = batch_size
     if quantize:
         _TAGGER.quantize()

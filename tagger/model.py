@@ -8,6 +8,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence, pad_packed_s
 from tagger.config import Config
 from tagger.crf import ConstrainedCRF
 from tagger.encode import Batch
+from tagger.lite import gate_layout
 from tagger.vocab import CASINGS
 
 
@@ -105,6 +106,7 @@ class BiLSTMCRF(nn.Module):
         return torch.where((words >= n).unsqueeze(-1), pretrained, own)
 
     def emissions(self, batch: Batch) -> Tensor:
+        batch = batch.tensors()
         if not self.training and not len(self.features) and isinstance(self.lstm, nn.LSTM):
             return self.emit(self.tag_lstm(batch))
         parts = [self.embed_words(batch.words), self.casing(batch.casing)]
@@ -152,20 +154,25 @@ class BiLSTMCRF(nn.Module):
 
     def loss(self, batch: Batch) -> Tensor:
         """Negative log-likelihood summed over the batch's sentences."""
+        batch = batch.tensors()
         return self.crf.nll(self.emissions(batch), batch.tags, batch.mask)
 
     def decode(self, batch: Batch) -> list[list[int]]:
+        batch = batch.tensors()
         return self.crf.viterbi(self.emissions(batch), batch.mask)
+
+    def tag(self, batch: Batch) -> list[list[int]]:
+        """Best tag ids of each sentence, in eval mode and without autograd (as tagger.lite.LiteNetwork.tag)."""
+        self.eval()
+        with torch.inference_mode():
+            return self.decode(batch)
 
 
 def _joint_weights(lstm: nn.LSTM, layer: int) -> tuple[Tensor, Tensor, Tensor]:
     """One layer's weights for _bilstm, both directions stacked: input (2, in_dim, 4*hidden), summed biases
     (2, 1, 4*hidden), recurrent (2, hidden, 4*hidden). Gates are reordered (i, f, o, g) and the g rows doubled,
     so that one sigmoid gives all four (tanh(x) = 2 sigmoid(2x) - 1; torch's CPU tanh is 4x slower)."""
-    h = lstm.hidden_size
-    order = torch.cat([torch.arange(2 * h), torch.arange(3 * h, 4 * h), torch.arange(2 * h, 3 * h)])
-    scale = torch.ones(4 * h)
-    scale[3 * h :] = 2.0
+    order, scale = map(torch.from_numpy, gate_layout(lstm.hidden_size))
 
     def stacked(name: str) -> Tensor:  # (2, 4*hidden, ...)
         ws = [getattr(lstm, f"{name}_l{layer}{d}")[order] for d in ("", "_reverse")]

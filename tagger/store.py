@@ -13,13 +13,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
+from typing import TYPE_CHECKING
+
 from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from tagger.config import Config
 from tagger.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "bilstm-tagger/1"
 FILES = ("config.json", "vocab.json", "model.safetensors")
@@ -46,6 +48,8 @@ def sha256(data: bytes) -> str:
 
 def save_model(directory: str | Path, config: Config, vocab: dict, state: dict[str, torch.Tensor],
                extra: dict[str, Any] | None = None) -> None:
+    from safetensors.torch import save as st_save
+
     directory = Path(directory)
     blobs = {"vocab.json": json.dumps(vocab, ensure_ascii=False).encode("utf-8"),
              "model.safetensors": st_save({k: v.contiguous() for k, v in state.items()})}
@@ -56,8 +60,10 @@ def save_model(directory: str | Path, config: Config, vocab: dict, state: dict[s
     atomic_write(directory / "config.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
-def load_model(directory: str | Path) -> tuple[Config, dict, dict[str, torch.Tensor], dict[str, Any]]:
-    """Read and check a model directory; ModelError names the file and what is wrong with it."""
+def load_model(directory: str | Path, arrays: str = "torch") -> tuple[Config, dict, dict, dict[str, Any]]:
+    """Read and check a model directory; ModelError names the file and what is wrong with it.
+
+    The weights come as torch tensors, or as numpy arrays with `arrays="numpy"` (torch is then not imported)."""
     directory = Path(directory)
     if not directory.exists():
         raise ModelError("no such model directory", path=str(directory))
@@ -81,6 +87,10 @@ def load_model(directory: str | Path) -> tuple[Config, dict, dict[str, torch.Ten
             raise ModelError("checksum does not match config.json: the file was altered, truncated or "
                              "half-written", path=str(directory / name))
     vocab = _parse_json(blobs["vocab.json"], directory / "vocab.json")
+    if arrays == "numpy":
+        from safetensors.numpy import load as st_load
+    else:
+        from safetensors.torch import load as st_load
     try:
         state = st_load(blobs["model.safetensors"])
     except (SafetensorError, ValueError, RuntimeError) as e:

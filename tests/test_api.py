@@ -167,12 +167,13 @@ def test_unseen_test_label_is_reported_by_evaluate(trained_model, tmp_path, caps
     assert f"warning: {test}: label(s) MISC never seen in training" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("engine", ["torch", "numpy"])
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
-def test_damaged_model_directory_raises_model_error(damage, model_copy):
+def test_damaged_model_directory_raises_model_error(damage, engine, model_copy):
     spoil, fragments = DAMAGES[damage]
     spoil(model_copy)
     with pytest.raises(ModelError) as info:
-        Tagger.load(model_copy)
+        Tagger.load(model_copy, engine)
     for fragment in fragments:
         assert fragment in str(info.value)
 
