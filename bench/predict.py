@@ -4,7 +4,8 @@
 
 Inputs: the CoNLL-2003 test sentences as raw text (tokens joined by spaces, one sentence a line), and a
 large file made by repeating them (--large-mb). Each `tagger predict` run is a separate process whose
-peak RSS is read from os.wait4. Prints one JSON object.
+peak RSS is read from os.wait4; the one-sentence cold start is run --cold-runs times. The model alone is
+timed with both engines (torch, and numpy: tagger.lite). Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -72,15 +73,15 @@ def run_cli(args: list[str], stdin: Path | None = None) -> dict:
     return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "peak_pss_all_processes_mb": peak_tree[0]}
 
 
-def model_alone(model: Path, sentences: list[list[str]], batch_size: int, quantize: bool) -> dict:
+def model_alone(model: Path, sentences: list[list[str]], batch_size: int, quantize: bool, engine: str) -> dict:
     """Tokens/s of encoding + network + Viterbi on pre-tokenised sentences, in this process."""
     import torch
 
     from tagger.api import Tagger
 
-    tagger = Tagger.load(model)
+    tagger = Tagger.load(model, engine)
     tagger.batch_size = batch_size
-    if quantize:
+    if quantize and engine == "torch":
         tagger.quantize()
     encoded = [tagger.encode(s) for s in sentences]
     tokens = sum(map(len, sentences))
@@ -91,7 +92,7 @@ def model_alone(model: Path, sentences: list[list[str]], batch_size: int, quanti
     start = time.perf_counter()
     tagger.predict_tokens(sentences)
     with_encoding = time.perf_counter() - start
-    return {"tokens": tokens, "threads": torch.get_num_threads(), "batch_size": batch_size,
+    return {"engine": engine, "tokens": tokens, "torch_threads": torch.get_num_threads(), "batch_size": batch_size,
             "network_and_viterbi_tokens_per_s": tokens / network,
             "with_encoding_tokens_per_s": tokens / with_encoding}
 
@@ -117,6 +118,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=0, help="0: the default (one per core for large inputs)")
     p.add_argument("--quantize", action="store_true")
+    p.add_argument("--cold-runs", type=int, default=5)
     args = p.parse_args()
     sentences = test_sentences(args.data)
     result: dict = {"model": str(args.model), "quantize": args.quantize, "workers": args.workers}
@@ -144,9 +146,13 @@ def main() -> None:
             out.unlink()
         one = tmp / "one.txt"
         one.write_text("Angela Merkel met Emmanuel Macron in Paris on Monday.\n")
-        result["cold_start_one_sentence"] = run_cli(["predict", str(args.model), str(one)])
+        cold = [run_cli(["predict", str(args.model), str(one)]) for _ in range(args.cold_runs)]
+        seconds = sorted(run["seconds"] for run in cold)
+        result["cold_start_one_sentence"] = {"seconds": seconds, "median_seconds": seconds[len(seconds) // 2],
+                                             "peak_rss_mb": max(run["peak_rss_mb"] for run in cold)}
     # in this process, after the child processes (whose peak RSS would otherwise include this one's)
-    result["model_alone"] = model_alone(args.model, sentences, args.batch_size, args.quantize)
+    result["model_alone"] = [model_alone(args.model, sentences, args.batch_size, args.quantize, engine)
+                             for engine in ("torch", "numpy")]
     result["quantization"] = quantization_f1(args.model, args.data)
     print(json.dumps(result, indent=2))
 

@@ -1,6 +1,6 @@
 """Where one core's prediction time goes: raw text -> JSONL, stage by stage, on one thread.
 
-    python bench/predict_stages.py --model runs/bench-conll2003/seed1 --copies 4
+    python bench/predict_stages.py --model runs/bench-conll2003/seed1 --copies 4 [--engine numpy]
 
 Runs the steps of `Tagger.predict_texts` and the JSONL writer one after another over the CoNLL-2003 test
 sentences as raw text (`--copies` times), in chunks as `tagger predict` does, and prints seconds and share
@@ -9,6 +9,7 @@ per stage. It mirrors predict_texts rather than calling it, so that each stage c
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from itertools import pairwise
@@ -16,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+os.environ["OPENBLAS_NUM_THREADS"] = "1"  # numpy's matrix products on one thread too (read when numpy loads)
 
 
 def main() -> None:
@@ -23,19 +25,29 @@ def main() -> None:
     p.add_argument("--model", type=Path, default=ROOT / "models/conll2003")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/conll2003")
     p.add_argument("--copies", type=int, default=4)
+    p.add_argument("--engine", choices=["torch", "numpy"], default="torch")
     args = p.parse_args()
 
-    import torch
+    from contextlib import nullcontext
 
     from corpora.conll import read_conll
     from tagger import jobs
     from tagger.api import Tagger
     from tagger.encode import collate, sorted_batches
+    from tagger.viterbi import viterbi
 
-    torch.set_num_threads(1)
     lines = [" ".join(s.tokens) for s in read_conll(args.data / "test.txt")] * args.copies
-    tagger = Tagger.load(args.model)
-    model, names = tagger.model.eval(), tagger.vocab.tags.items
+    tagger = Tagger.load(args.model, args.engine)
+    model, names = tagger.model, tagger.vocab.tags.items
+    if args.engine == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+        model.eval()
+        no_grad, crf = torch.inference_mode, lambda: [t.detach().numpy() for t in (
+            model.crf.start_transitions, model.crf.transitions, model.crf.end_transitions)]
+    else:
+        no_grad, crf = nullcontext, lambda: model.crf
     list(tagger.predict_texts(lines[:300]))  # warm up: tokeniser pattern, encoder cache, torch kernels
     seconds: dict[str, float] = {}
     tokens = 0
@@ -53,9 +65,9 @@ def main() -> None:
         encoded = timed("encode", lambda: [tagger.encode(w) for w in words])
         batches = timed("batch", lambda: [(ids, collate([encoded[i] for i in ids]))
                                           for ids in sorted_batches(list(map(len, encoded)), tagger.batch_size)])
-        with torch.inference_mode():
+        with no_grad():
             scores = timed("network", lambda: [model.emissions(b) for _, b in batches])
-            paths = timed("viterbi", lambda: [model.crf.viterbi(s, b.mask) for s, (_, b) in zip(scores, batches)])
+            paths = timed("viterbi", lambda: [viterbi(s.__array__(), b.mask, *crf()) for s, (_, b) in zip(scores, batches)])
 
         def tag_names() -> list:
             out: list = [None] * len(encoded)
@@ -77,7 +89,8 @@ def main() -> None:
     total = sum(seconds.values())
     for stage, s in seconds.items():
         print(f"{stage:28s} {s:6.2f} s {100 * s / total:5.1f}%")
-    print(f"{'total':28s} {total:6.2f} s  {tokens / total:,.0f} tokens/s ({tokens:,} tokens, one thread)")
+    print(f"{'total':28s} {total:6.2f} s  {tokens / total:,.0f} tokens/s ({tokens:,} tokens, one thread, "
+          f"{args.engine} engine)")
 
 
 if __name__ == "__main__":
