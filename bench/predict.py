@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+os.environ["OPENBLAS_NUM_THREADS"] = "1"  # as the `tagger` command sets it (numpy loads after this line)
 SAMPLE_EVERY = 1.0  # seconds between memory samples of a running `tagger predict`
 sys.path.insert(0, str(ROOT))
 

@@ -9,9 +9,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, List, Optional
 
-import typer
+# numpy's matrix products here are small (a BiLSTM step is 256 x 100 by 100 x 400): OpenBLAS threads cost
+# more than they give (one process tagging 5 MB: 34k tokens/s with its default threads, ~70k with one; two
+# workers: 15k). Read when numpy loads, which is after this line; torch has its own thread setting.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from tagger.errors import USER_ERRORS
+import typer  # noqa: E402
+
+from tagger.errors import USER_ERRORS  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sequence labelling with a BiLSTM-CRF: train on CoNLL files, tag raw text, score entity F1.")

@@ -180,8 +180,9 @@ def predict(model: Path, inputs: Sequence[str], input_format: str = "text", outp
     """Tag INPUTs as they stream in: chunks of lines (or sentences) in, their rendered output out, in order.
 
     workers: processes tagging chunks in parallel; 0 picks one per core for large inputs, 1 otherwise.
-    engine: torch or numpy (Tagger.load); auto picks numpy for one process, which then never imports torch
-    (most of a cold start), and torch for several, whose thread count it can set to one each."""
+    engine: torch or numpy (Tagger.load); auto is numpy unless quantising: it never imports torch (most of
+    a cold start) and its workers are lighter. With OPENBLAS_NUM_THREADS=1, as the `tagger` command sets,
+    its tokens/s equal torch's on one core and beat them with workers (see the README)."""
     check_output_file(output, force)
     if input_format == "text" and output_format == "conll":
         raise InputError("raw text cannot be written as CoNLL: use --input-format tokens or conll")
@@ -190,7 +191,7 @@ def predict(model: Path, inputs: Sequence[str], input_format: str = "text", outp
             _check_input_file(ref)
     workers = workers or auto_workers(inputs)
     if engine == "auto":
-        engine = "torch" if quantize or workers > 1 else "numpy"
+        engine = "torch" if quantize else "numpy"
     _init_worker(model, batch_size, quantize, threads=0 if workers <= 1 else 1, engine=engine)
     # The objects there are now (modules, model, vocabulary) live to the end: frozen, the collector stops
     # walking them every few thousand allocations (tokenising got 1.8x faster with torch's objects loaded),

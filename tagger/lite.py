@@ -1,9 +1,12 @@
 """The trained network's tagging pass in numpy, from the same safetensors weights: tags without importing torch.
 
 `import torch` alone takes 1.4-1.8 s on the 2-core machine this is developed on, most of the time to tag one
-sentence from a cold start; numpy imports in 0.1 s. `tagger predict` uses this engine for small inputs (a
-single process), torch's for large ones, where its LSTM steps run ~10% faster. Both give the same tags:
-the same arithmetic in float32 (emissions agree to ~1e-6, tested) and one shared Viterbi.
+sentence from a cold start; numpy imports in 0.1 s. `tagger predict` uses this engine unless asked to
+quantise: a BiLSTM step here is ~10% slower than torch's, but the rest of the path is cheaper without torch
+(no tensor wrapping, fewer objects for the collector), and workers are half the size. Both engines give the
+same tags: the same float32 arithmetic (emissions agree to ~1e-6, tested) and one shared Viterbi.
+Run it with OPENBLAS_NUM_THREADS=1 (the `tagger` command does): its matrix products are too small for
+OpenBLAS's threads, which made it 2x slower with them.
 """
 from __future__ import annotations
 
@@ -185,9 +188,10 @@ def bilstm(table: np.ndarray, rows: np.ndarray, mask: np.ndarray, w_hh: np.ndarr
 
 
 def _sigmoid(x: np.ndarray) -> None:
-    """In place."""
+    """In place. exp(-x) overflows to inf for x below about -88, and 1 / (1 + inf) is the right 0."""
     np.negative(x, out=x)
-    np.exp(x, out=x)
+    with np.errstate(over="ignore"):
+        np.exp(x, out=x)
     x += 1
     np.reciprocal(x, out=x)
 

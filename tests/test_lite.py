@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_sentences
 from tagger.api import Tagger, network_sizes
 from tagger.config import Config
 from tagger.encode import collate
@@ -101,3 +102,17 @@ def test_predict_command_on_a_small_input_does_not_import_torch(trained_model, t
 def test_unknown_engine_is_refused(trained_model):
     with pytest.raises(ValueError, match="engine must be one of torch, numpy"):
         Tagger.load(trained_model, engine="onnx")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_predict_writes_the_same_output_with_either_engine(trained_model, corpus, tmp_path, workers):
+    from tagger import jobs
+
+    text = tmp_path / "in.txt"
+    text.write_text("".join(" ".join(tokens) + "\n" for tokens, _ in make_sentences(300, seed=5)) + TEXT + "\n")
+    outputs = {}
+    for engine in ("torch", "numpy"):
+        outputs[engine] = tmp_path / f"{engine}.jsonl"
+        jobs.predict(trained_model, [str(text)], output=outputs[engine], workers=workers, engine=engine)
+    assert outputs["numpy"].read_text() == outputs["torch"].read_text()
+    assert '"label": "PER"' in outputs["numpy"].read_text()
