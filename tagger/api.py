@@ -13,8 +13,8 @@ from tagger.config import Config
 from tagger.encode import Encoded, Encoder, iter_batches
 from tagger.errors import ModelError
 from tagger.evaluate import score
-from tagger.text import Tokens, sentence_ends
 from tagger.lite import LiteNetwork, state_shapes
+from tagger.text import Tokens, sentence_ends
 from tagger.vocab import Vocab
 
 if TYPE_CHECKING:
@@ -67,15 +67,16 @@ class Tagger:
         """A fresh, untrained network sized for this vocabulary."""
         from tagger.model import BiLSTMCRF
 
-        model = BiLSTMCRF(config, *network_sizes(vocab), allowed_for(vocab.tags.items, model_scheme(config, vocab.source_scheme)))
+        allowed = allowed_for(vocab.tags.items, model_scheme(config, vocab.source_scheme))
+        model = BiLSTMCRF(config, *network_sizes(vocab), allowed)
         return cls(config, vocab, model)
 
     @classmethod
     def load(cls, path: str | os.PathLike, engine: str = "torch") -> "Tagger":
         """Read config.json, vocab.json and model.safetensors; never unpickles anything.
 
-        engine: "torch" (the network itself: trainable, quantisable, fastest on large inputs) or "numpy"
-        (tagging only, and no torch import: a cold start in a fraction of the time)."""
+        engine: "torch" (the network itself: trainable, quantisable) or "numpy" (tagging only, the same tags,
+        and no torch import: a cold start in a fraction of the time; what `tagger predict` uses)."""
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         config, vocab_json, state, _ = store.load_model(path, arrays=engine)
@@ -109,7 +110,6 @@ class Tagger:
 
         if isinstance(self.model, LiteNetwork):
             raise ModelError("quantisation needs the torch engine (Tagger.load(path, engine=\"torch\"))")
-
         self.model.eval()
         with warnings.catch_warnings():  # torch.ao.quantization is deprecated but still the CPU int8 path
             warnings.simplefilter("ignore")
