@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Encoded:
-    """One sentence as ids (plain lists: a batch makes its tensors in one go).
+    """One sentence as ids (plain lists: a batch makes its arrays in one go).
 
     tokens: T (word id, casing id, spelling) triples, a spelling being a tuple of character ids (the encoder
     hands out one shared triple per distinct word); features: F lists of T ids; tags: T ids, or None for
@@ -43,7 +43,7 @@ class Encoded:
 
 @dataclass
 class Batch:
-    """numpy arrays (torch tensors after `tensors()`, for the torch network)."""
+    """Several sentences as numpy arrays (`tensors()` gives the torch network the same memory as tensors)."""
 
     words: np.ndarray             # (B, T) word ids, 0 on padding
     casing: np.ndarray            # (B, T)

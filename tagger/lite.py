@@ -1,4 +1,4 @@
-"""The trained network's tagging pass in numpy, from the same safetensors weights: tags without importing torch.
+"""The trained network's tagging pass in numpy, from the same weights: tags without importing torch.
 
 `import torch` alone takes 1.4-1.8 s on the 2-core machine this is developed on, most of the time to tag one
 sentence from a cold start; numpy imports in 0.1 s. `tagger predict` uses this engine unless asked to
