@@ -18,9 +18,10 @@ from tagger.data import check_tags, read_sentences
 from tagger.errors import USER_ERRORS, InputError, ModelError, TaggerError
 
 
-@pytest.fixture(scope="module")
-def model(trained_model) -> Tagger:
-    return Tagger.load(trained_model)
+@pytest.fixture(scope="module", params=["torch", "numpy"])
+def model(trained_model, request) -> Tagger:
+    """The trained tiny model with either engine: every tagging test below holds for both."""
+    return Tagger.load(trained_model, request.param)
 
 
 def test_user_errors_are_the_two_documented_families():
