@@ -11,9 +11,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torchcrf import CRF
 
-from tagger.viterbi import viterbi
-
-FORBIDDEN = -10000.0
+from tagger.viterbi import FORBIDDEN, viterbi
 
 
 class Forbid(nn.Module):

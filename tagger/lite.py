@@ -14,10 +14,8 @@ import numpy as np
 
 from tagger.config import Config
 from tagger.encode import Batch
-from tagger.viterbi import viterbi
+from tagger.viterbi import FORBIDDEN, viterbi
 from tagger.vocab import CASINGS
-
-FORBIDDEN = -10000.0  # tagger.crf's score of a transition the tagging scheme forbids
 
 
 class LiteNetwork:
@@ -53,7 +51,7 @@ class LiteNetwork:
         if self.features:  # feature columns vary per token: project every token
             per_token = [x[batch.types]] + [emb[batch.features[:, i]] for i, emb in enumerate(self.features)]
             x, rows = np.concatenate(per_token, 2).transpose(1, 0, 2).reshape(rows.size, -1), _rows(rows.shape)
-        for layer, (w_ih, bias, w_hh) in enumerate(self.lstm):
+        for w_ih, bias, w_hh in self.lstm:
             h = bilstm(x @ w_ih + bias, rows, batch.mask, w_hh)  # (T, B, 2*hidden)
             x, rows = h.reshape(-1, h.shape[2]), _rows(h.shape[:2])
         w, b = self.emit

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+FORBIDDEN = -10000.0  # the score of a transition the tagging scheme forbids (tagger.crf pins it there)
+
 
 def viterbi(emissions: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np.ndarray, end: np.ndarray
             ) -> list[list[int]]:
