@@ -67,7 +67,8 @@ def main() -> None:
                                           for ids in sorted_batches(list(map(len, encoded)), tagger.batch_size)])
         with no_grad():
             scores = timed("network", lambda: [model.emissions(b) for _, b in batches])
-            paths = timed("viterbi", lambda: [viterbi(s.__array__(), b.mask, *crf()) for s, (_, b) in zip(scores, batches)])
+            paths = timed("viterbi", lambda: [viterbi(s.__array__(), b.mask, *crf())
+                                              for s, (_, b) in zip(scores, batches)])
 
         def tag_names() -> list:
             out: list = [None] * len(encoded)
