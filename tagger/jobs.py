@@ -115,7 +115,7 @@ def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int |
              scheme: str = "auto") -> dict:
     from tagger.api import Tagger
 
-    tagger = Tagger.load(model)
+    tagger = Tagger.load(model, "numpy")  # the same tags as torch's engine (tested), without importing torch
     sentences = read_sentences(test_ref, format, tag_column, split="test")
     test_scheme = check_tags(sentences, test_ref, scheme)
     result = tagger.evaluate(sentences, test_scheme)

@@ -1,5 +1,4 @@
 """The numpy engine: the torch network's numbers and tags, without importing torch."""
-import dataclasses
 import json
 import subprocess
 import sys
@@ -9,8 +8,10 @@ import pytest
 import torch
 
 from conftest import make_sentences
+from tagger import jobs
 from tagger.api import Tagger, network_sizes
 from tagger.config import Config
+from tagger.data import read_sentences
 from tagger.encode import collate
 from tagger.lite import LiteNetwork, state_shapes
 from tagger.vocab import build_vocab
@@ -88,15 +89,23 @@ def test_saved_model_tags_the_same_with_either_engine_and_numpy_never_imports_to
     assert {s["label"] for s in spans} >= {"PER", "LOC"}
 
 
-def test_predict_command_on_a_small_input_does_not_import_torch(trained_model, tmp_path):
+def imported_modules(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run `tagger ARGS`; the names of the modules it imported."""
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli.main", *args], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run, {line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_predict_and_evaluate_commands_do_not_import_torch(trained_model, corpus, tmp_path):
     text = tmp_path / "in.txt"
     text.write_text(TEXT + "\n")
-    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli.main", "predict", str(trained_model),
-                          str(text)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    run, imported = imported_modules("predict", str(trained_model), str(text))
     assert "numpy" in imported and "torch" not in imported
     assert json.loads(run.stdout)["entities"] == Tagger.load(trained_model).predict(TEXT)
+    run, imported = imported_modules("evaluate", str(trained_model), str(corpus["test"]), "--json")
+    assert "torch" not in imported
+    gold = read_sentences(str(corpus["test"]), "auto", None, split="test")
+    assert json.loads(run.stdout)["f1"] == Tagger.load(trained_model, "torch").evaluate(gold)["f1"] > 0.5
 
 
 def test_unknown_engine_is_refused(trained_model):
@@ -106,8 +115,6 @@ def test_unknown_engine_is_refused(trained_model):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_predict_writes_the_same_output_with_either_engine(trained_model, corpus, tmp_path, workers):
-    from tagger import jobs
-
     text = tmp_path / "in.txt"
     text.write_text("".join(" ".join(tokens) + "\n" for tokens, _ in make_sentences(300, seed=5)) + TEXT + "\n")
     outputs = {}
