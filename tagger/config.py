@@ -34,10 +34,11 @@ class Config:
     num_layers: int = 1
     dropout: float = 0.5
     word_dropout: float = 0.05       # probability of replacing a training word by <unk>
+    char_dropout: float = 0.0        # dropout on the character embeddings, before the char CNN/BiLSTM
     # training
     epochs: int = 60
     batch_size: int = 32
-    optimizer: str = "sgd"           # sgd | adam
+    optimizer: str = "sgd"           # sgd | adam | nadam
     lr: float = 0.015
     momentum: float = 0.9
     lr_decay: float = 0.05           # lr_t = lr / (1 + lr_decay * epoch)
@@ -53,7 +54,7 @@ class Config:
 
     def validate(self) -> "Config":
         """Raise ConfigError for values that would fail later in a less clear way."""
-        choices = {"optimizer": ("sgd", "adam"), "char_encoder": ("cnn", "lstm", "none"),
+        choices = {"optimizer": ("sgd", "adam", "nadam"), "char_encoder": ("cnn", "lstm", "none"),
                    "tokenizer": ("auto", "words", "chars"),
                    "tag_scheme": ("auto", "iob1", "iob2", "bioes", "iobes", "bilou", "bmes")}
         for name, allowed in choices.items():
@@ -69,7 +70,7 @@ class Config:
                 raise ConfigError(f"{name} must be at least 0, not {getattr(self, name)}")
         if not all(isinstance(c, int) and not isinstance(c, bool) for c in self.features):
             raise ConfigError(f"features must be a list of column indices, not {self.features!r}")
-        for name in ("dropout", "word_dropout"):
+        for name in ("dropout", "word_dropout", "char_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}")
         if not 0.0 <= self.average < 1.0:

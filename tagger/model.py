@@ -20,9 +20,10 @@ class CharCNN(nn.Module):
     naive (tokens, longest word) layout spends most of its time on repeated words and padding.
     """
 
-    def __init__(self, num_chars: int, dim: int, filters: int, kernel: int):
+    def __init__(self, num_chars: int, dim: int, filters: int, kernel: int, dropout: float = 0.0):
         super().__init__()
         self.embed = nn.Embedding(num_chars, dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)  # on the character embeddings, as Ma & Hovy
         self.window = nn.Linear(kernel * dim, filters)
         self.kernel = kernel
         self.out_dim = filters
@@ -32,7 +33,7 @@ class CharCNN(nn.Module):
         gap = self.kernel // 2  # zero vectors before, between and after words: no window spans two words
         word = torch.repeat_interleave(torch.arange(len(lengths)), lengths)  # (N,) each character's word
         at = torch.arange(len(spellings)) + gap * (word + 1)  # (N,) place in the gapped layout
-        x = self.embed(spellings)  # (N, dim)
+        x = self.dropout(self.embed(spellings))  # (N, dim)
         laid = x.new_zeros(len(spellings) + gap * (len(lengths) + 1), x.shape[1]).index_copy(0, at, x)
         windows = torch.cat([laid[at + (i - gap)] for i in range(self.kernel)], 1)  # (N, kernel*dim)
         y = self.window(windows)  # (N, filters)
@@ -42,15 +43,16 @@ class CharCNN(nn.Module):
 class CharLSTM(nn.Module):
     """Final states of a BiLSTM over each word's characters (Lample et al. 2016)."""
 
-    def __init__(self, num_chars: int, dim: int, hidden: int):
+    def __init__(self, num_chars: int, dim: int, hidden: int, dropout: float = 0.0):
         super().__init__()
         self.embed = nn.Embedding(num_chars, dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)
         self.lstm = nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
         self.out_dim = 2 * hidden
 
     def forward(self, spellings: Tensor, lengths: Tensor) -> Tensor:
         """spellings (N,) character ids, lengths (U,) per word; returns (U, 2*hidden)."""
-        words = torch.split(self.embed(spellings), lengths.tolist())  # U x (length, dim)
+        words = torch.split(self.dropout(self.embed(spellings)), lengths.tolist())  # U x (length, dim)
         _, (h, _) = self.lstm(pack_sequence(words, enforce_sorted=False))  # h (2, U, hidden)
         return h.transpose(0, 1).reshape(len(words), -1)
 
@@ -81,8 +83,9 @@ class BiLSTMCRF(nn.Module):
         # pretrained vectors of words never seen in training: looked up, never trained
         self.register_buffer("frozen", torch.zeros(num_frozen, c.word_dim))
         self.casing = nn.Embedding(len(CASINGS), c.casing_dim, padding_idx=0)
-        self.chars = {"cnn": lambda: CharCNN(num_chars, c.char_dim, c.char_filters, c.char_kernel),
-                      "lstm": lambda: CharLSTM(num_chars, c.char_dim, c.char_filters),
+        self.chars = {"cnn": lambda: CharCNN(num_chars, c.char_dim, c.char_filters, c.char_kernel,
+                                                    c.char_dropout),
+                      "lstm": lambda: CharLSTM(num_chars, c.char_dim, c.char_filters, c.char_dropout),
                       "none": lambda: None}[c.char_encoder]()
         self.features = nn.ModuleList(nn.Embedding(n, c.feature_dim, padding_idx=0) for n in feature_sizes)
         in_dim = (c.word_dim + c.casing_dim + (self.chars.out_dim if self.chars else 0)

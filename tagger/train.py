@@ -180,6 +180,8 @@ def make_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimi
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    if config.optimizer == "nadam":  # Adam with Nesterov momentum (Dozat 2016; Reimers & Gurevych 2017)
+        return torch.optim.NAdam(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
                            foreach=True)
 

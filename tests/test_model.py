@@ -72,6 +72,24 @@ def test_char_cnn_equals_a_padded_conv1d_max_pooled_over_each_words_characters(k
         assert torch.allclose(conv(x)[0].max(1).values, row, atol=1e-6)
 
 
+@pytest.mark.parametrize("encoder", ["cnn", "lstm"])
+def test_char_dropout_acts_only_while_training(encoder):
+    from tagger.model import CharCNN, CharLSTM
+
+    torch.manual_seed(0)
+    chars = CharCNN(20, 6, 5, 3, dropout=0.5) if encoder == "cnn" else CharLSTM(20, 6, 5, dropout=0.5)
+    spellings, lengths = torch.tensor([3, 4, 5, 7, 2, 9, 9]), torch.tensor([3, 1, 3])
+    chars.train()
+    assert not torch.equal(chars(spellings, lengths), chars(spellings, lengths))
+    chars.eval()
+    assert torch.equal(chars(spellings, lengths), chars(spellings, lengths))
+    chars.dropout.p = 0.0
+    chars.train()  # no dropout: training and tagging see the same characters
+    train_out = chars(spellings, lengths)
+    chars.eval()
+    assert torch.allclose(train_out, chars(spellings, lengths))
+
+
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("layers", [1, 2])
 def test_mixed_length_batches_give_each_sentence_the_outputs_it_has_alone(layers, training):

@@ -166,6 +166,19 @@ def test_resume_after_ctrl_c_gives_the_same_weights(call, tmp_path, monkeypatch,
     assert scores(out) == scores(uninterrupted)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "nadam"])  # adam: the tests above
+def test_resume_restores_each_optimizers_state(optimizer, tmp_path, monkeypatch):
+    run(tmp_path / "whole", epochs=2, optimizer=optimizer)
+    interrupt_loss_at(monkeypatch, 10)  # mid-epoch 2
+    with pytest.raises(training.Interrupted):
+        run(tmp_path / "resumed", epochs=2, optimizer=optimizer)
+    monkeypatch.undo()
+    run(tmp_path / "resumed", resume=True, epochs=2, optimizer=optimizer)
+    assert_same_weights(tmp_path / "resumed" / "checkpoint" / "model.safetensors",
+                        tmp_path / "whole" / "checkpoint" / "model.safetensors")
+    assert scores(tmp_path / "resumed") == scores(tmp_path / "whole")
+
+
 def test_resumed_epoch_logs_the_whole_epochs_loss(tmp_path, monkeypatch, uninterrupted):
     out = tmp_path / "out"
     interrupt_loss_at(monkeypatch, 14)
