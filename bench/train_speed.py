@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def measure(config: Config, train, source_scheme, batches: int) -> float:
-    tagger = build_tagger(config, train, source_scheme, None, Silent())
+    tagger, _ = build_tagger(config, train, source_scheme, None, Silent())
     data = prepare_data(tagger, train, [], None)
     optimizer = make_optimizer(config, tagger.model)
     model = tagger.model.train()

@@ -22,6 +22,11 @@ class Config:
     features: list[int] = field(default_factory=list)  # extra input columns, each embedded and concatenated
     lowercase_lookup: bool = True    # look words up in the pretrained vectors lower-cased when the exact form is missing
     min_word_count: int = 1          # training words seen fewer times map to <unk> (unless pretrained)
+    pretrained_swap: float = 0.0     # probability of reading a training word from the pretrained vector its row
+                                     # started from, as words never seen in training are read (tagger/unseen.py)
+    unseen_drift: float = 0.0        # move each pretrained word never seen in training by this times the mean
+                                     # fine-tuning drift of its nearest trained words (tagger/unseen.py; 0: off)
+    unseen_neighbours: int = 10      # how many nearest trained words (cosine of the pretrained vectors)
     # network
     word_dim: int = 50               # ignored when pretrained vectors are given (their dimension wins)
     casing_dim: int = 10             # a small embedding of the word's shape (all caps, initial cap, digits, ...)
@@ -61,16 +66,16 @@ class Config:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         for name in ("epochs", "batch_size", "hidden_size", "num_layers", "char_dim", "char_filters", "char_kernel",
-                     "word_dim", "patience"):
+                     "word_dim", "patience", "unseen_neighbours"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("casing_dim", "feature_dim", "momentum", "lr_decay", "weight_decay", "clip", "max_minutes",
-                     "threads"):
+        for name in ("casing_dim", "feature_dim", "unseen_drift", "momentum", "lr_decay", "weight_decay", "clip",
+                     "max_minutes", "threads"):
             if not getattr(self, name) >= 0:  # `not >=` also catches nan
                 raise ConfigError(f"{name} must be at least 0, not {getattr(self, name)}")
         if not all(isinstance(c, int) and not isinstance(c, bool) for c in self.features):
             raise ConfigError(f"features must be a list of column indices, not {self.features!r}")
-        for name in ("dropout", "word_dropout", "char_dropout"):
+        for name in ("dropout", "word_dropout", "char_dropout", "pretrained_swap"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}")
         if not 0.0 <= self.average < 1.0:

@@ -96,6 +96,16 @@ class BiLSTMCRF(nn.Module):
         self.emit = nn.Linear(2 * c.hidden_size, num_tags)
         self.crf = ConstrainedCRF(num_tags, *allowed)
         self.word_dropout = c.word_dropout
+        self.pretrained_swap = c.pretrained_swap
+        self.pretrained: Tensor | None = None  # (num_words, word_dim): keep_pretrained sets it for training
+
+    def keep_pretrained(self, rows: Tensor, start: Tensor) -> None:
+        """The pretrained vectors that rows (T,) of the word embedding started from, start (T, word_dim):
+        training reads them instead of the rows now and then (pretrained_swap, tagger/unseen.py)."""
+        self.pretrained = torch.zeros_like(self.word.weight, requires_grad=False)
+        self.pretrained[rows] = start
+        self.has_pretrained = torch.zeros(len(self.pretrained), dtype=torch.bool)
+        self.has_pretrained[rows] = True
 
     def embed_words(self, words: Tensor) -> Tensor:
         n = self.word.num_embeddings
@@ -103,6 +113,10 @@ class BiLSTMCRF(nn.Module):
             drop = torch.rand(words.shape) < self.word_dropout
             words = words.masked_fill(drop & (words > 0), 1)  # -> <unk>
         own = self.word(words.clamp(max=n - 1))  # (B, T, word_dim)
+        if self.training and self.pretrained_swap and self.pretrained is not None:
+            rows = words.clamp(max=n - 1)
+            swap = (torch.rand(words.shape) < self.pretrained_swap) & (words < n) & self.has_pretrained[rows]
+            own = torch.where(swap.unsqueeze(-1), self.pretrained[rows], own)  # (B, T, word_dim)
         if not len(self.frozen):
             return own
         pretrained = nn.functional.embedding((words - n).clamp(min=0), self.frozen)

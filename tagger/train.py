@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from corpora import schemes
 from corpora.conll import Sentence
-from tagger import store
+from tagger import store, unseen
 from tagger.api import Tagger, feature_columns, model_scheme
 from tagger.config import Config
 from tagger.encode import Batch, Encoded, iter_batches
@@ -114,8 +114,10 @@ def set_seed(seed: int) -> None:
 
 
 def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str | None,
-                 vectors: tuple[list[str], np.ndarray] | None, reporter: Reporter) -> Tagger:
-    """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in."""
+                 vectors: tuple[list[str], np.ndarray] | None, reporter: Reporter
+                 ) -> tuple[Tagger, unseen.Pretrained | None]:
+    """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in;
+    and what training keeps of the pretrained vectors (tagger/unseen.py)."""
     if vectors is not None:
         config.word_dim = vectors[1].shape[1]
     if config.tokenizer == "auto":
@@ -128,9 +130,16 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
                         lowercase=config.lowercase_lookup, source_scheme=source_scheme)
     set_seed(config.seed)
     tagger = Tagger.build(config, vocab)
-    if vectors is not None:
-        _copy_vectors(tagger, vectors, reporter, train)
-    return tagger
+    if vectors is None:
+        return tagger, None
+    rows = _copy_vectors(tagger, vectors, reporter, train)
+    pretrained = unseen.Pretrained(rows, tagger.model.word.weight.detach()[rows].clone())
+    if config.unseen_drift and len(rows) and len(vocab.frozen):
+        start = time.perf_counter()
+        pretrained = pretrained.with_neighbours(tagger.model.frozen, config.unseen_neighbours)
+        reporter.message(f"nearest trained words of {len(vocab.frozen):,} unseen pretrained words found in "
+                         f"{time.perf_counter() - start:.1f}s")
+    return tagger, pretrained
 
 
 def choose_tokenizer(train: Sequence[Sentence]) -> str:
@@ -145,20 +154,20 @@ def _convert(tags, source: str | None, target: str | None) -> list[str]:
 
 
 def _copy_vectors(tagger: Tagger, vectors: tuple[list[str], np.ndarray], reporter: Reporter,
-                  train: Sequence[Sentence]) -> None:
+                  train: Sequence[Sentence]) -> torch.Tensor:
+    """Pretrained vectors into the trainable rows and the frozen buffer; returns the rows that got one."""
     words, matrix = vectors
     row = {w: i for i, w in enumerate(words)}
     model, vocab = tagger.model, tagger.vocab
+    rows = [i for i, key in enumerate(vocab.words.items[2:], start=2) if key in row]
     with torch.no_grad():
-        emb = model.word.weight
-        for i, key in enumerate(vocab.words.items[2:], start=2):
-            if key in row:
-                emb[i] = torch.from_numpy(matrix[row[key]])
+        model.word.weight[rows] = torch.from_numpy(matrix[[row[vocab.words.items[i]] for i in rows]])
         model.frozen.copy_(torch.from_numpy(matrix[[row[w] for w in vocab.frozen.items]]))
     types = {w for s in train for w in s.tokens}
     covered = sum(1 for w in types if w in row or (vocab.lowercase and w.lower() in row))
     reporter.message(f"pretrained vectors: {len(words):,} x {matrix.shape[1]}; they cover {covered:,} of "
                      f"{len(types):,} training word types ({100 * covered / max(len(types), 1):.1f}%)")
+    return torch.tensor(rows, dtype=torch.long)
 
 
 def prepare_data(tagger: Tagger, train: Sequence[Sentence], dev: Sequence[Sentence],
@@ -196,28 +205,31 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
     if config.threads:
         torch.set_num_threads(config.threads)
     if resume:
-        tagger, optimizer, progress, average = load_checkpoint(output)
+        tagger, optimizer, progress, average, pretrained = load_checkpoint(output)
         config = tagger.config
         reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")
     else:
-        tagger = build_tagger(config, train_sents, source_scheme, vectors, reporter)
+        tagger, pretrained = build_tagger(config, train_sents, source_scheme, vectors, reporter)
         optimizer, progress = make_optimizer(config, tagger.model), Progress()
         average = WeightAverage(tagger.model, config.average) if config.average else None
+    if pretrained is not None and config.pretrained_swap:
+        tagger.model.keep_pretrained(pretrained.rows, pretrained.start)
     data = prepare_data(tagger, train_sents, dev_sents, dev_scheme)
     _trim_metrics(output / "metrics.jsonl", progress.epoch)
     with StopOnSigint() as stop:
         while progress.epoch < config.epochs and not _stop(config, progress):
             metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop, average)
             if metrics is None:  # Ctrl-C: the batches done so far are in the checkpoint
-                save_checkpoint(output, tagger, optimizer, progress, average)
+                save_checkpoint(output, tagger, optimizer, progress, average, pretrained)
                 raise Interrupted(output / "checkpoint", progress.epoch, progress.step)
-            with average.applied() if average else nullcontext():
+            with average.applied() if average else nullcontext(), \
+                    unseen.drifted(tagger.model, pretrained, config.unseen_drift):
                 _evaluate_and_keep(tagger, data, progress, metrics, output)
             with open(output / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")
             reporter.end_epoch(metrics)
             progress.epoch, progress.step = progress.epoch + 1, 0
-            save_checkpoint(output, tagger, optimizer, progress, average)
+            save_checkpoint(output, tagger, optimizer, progress, average, pretrained)
             if stop.requested:
                 raise Interrupted(output / "checkpoint", progress.epoch, 0)
     return progress
@@ -327,7 +339,7 @@ def _trim_metrics(path: Path, epochs_done: int) -> None:
 # -- checkpoints: a model directory + trainer state, swapped in as a whole -------------------------------
 
 def save_checkpoint(output: Path, tagger: Tagger, optimizer: torch.optim.Optimizer, progress: Progress,
-                    average: WeightAverage | None = None) -> None:
+                    average: WeightAverage | None = None, pretrained: unseen.Pretrained | None = None) -> None:
     """Write the new checkpoint beside the old one and swap directories, so a kill never loses both."""
     final, new, old = output / "checkpoint", output / "checkpoint.new", output / "checkpoint.old"
     shutil.rmtree(new, ignore_errors=True)
@@ -336,6 +348,8 @@ def save_checkpoint(output: Path, tagger: Tagger, optimizer: torch.optim.Optimiz
     tensors["rng.torch"] = torch.get_rng_state()
     if average is not None:
         tensors |= {f"average.{k}": v for k, v in average.average.items()}
+    if pretrained is not None:
+        tensors |= pretrained.state()
     save_file(tensors, str(new / "trainer.safetensors"))
     meta["progress"] = progress.__dict__
     store.atomic_write(new / "trainer.json", json.dumps(meta).encode())
@@ -346,7 +360,8 @@ def save_checkpoint(output: Path, tagger: Tagger, optimizer: torch.optim.Optimiz
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(output: Path) -> tuple[Tagger, torch.optim.Optimizer, Progress, WeightAverage | None]:
+def load_checkpoint(output: Path) -> tuple[Tagger, torch.optim.Optimizer, Progress, WeightAverage | None,
+                                           unseen.Pretrained | None]:
     directory = output / "checkpoint"
     if not directory.exists() and (output / "checkpoint.old").exists():
         directory = output / "checkpoint.old"  # killed between the two renames
@@ -361,7 +376,7 @@ def load_checkpoint(output: Path) -> tuple[Tagger, torch.optim.Optimizer, Progre
     torch.set_rng_state(tensors["rng.torch"])
     averaged = {k.removeprefix("average."): v for k, v in tensors.items() if k.startswith("average.")}
     average = WeightAverage(tagger.model, tagger.config.average, averaged) if tagger.config.average else None
-    return tagger, optimizer, Progress(**meta["progress"]), average
+    return tagger, optimizer, Progress(**meta["progress"]), average, unseen.Pretrained.from_state(tensors)
 
 
 def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:

@@ -256,10 +256,10 @@ def test_resume_after_a_crash_between_metrics_and_checkpoint(tmp_path, monkeypat
     out = tmp_path / "out"
     save = training.save_checkpoint
 
-    def crash_at_end_of_epoch_2(output, tagger, optimizer, progress, average=None):
+    def crash_at_end_of_epoch_2(output, tagger, optimizer, progress, *rest):
         if progress.epoch == 2 and progress.step == 0:
             raise SystemExit("killed")
-        save(output, tagger, optimizer, progress, average)
+        save(output, tagger, optimizer, progress, *rest)
 
     monkeypatch.setattr(training, "save_checkpoint", crash_at_end_of_epoch_2)
     with pytest.raises(SystemExit):
