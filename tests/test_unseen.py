@@ -49,6 +49,12 @@ def test_frozen_words_move_by_scale_times_their_neighbours_drift():
     assert torch.allclose(unseen.moved(nb, word, FROZEN, scale=2.0), FROZEN)
 
 
+def test_chunks_do_not_change_the_neighbours():
+    frozen = torch.randn(37, 2)
+    whole, chunked = (unseen.Pretrained(ROWS, START).with_neighbours(frozen, k=2, chunk=c) for c in (64, 5))
+    assert torch.equal(whole.index, chunked.index) and torch.equal(whole.weight, chunked.weight)
+
+
 def test_k_larger_than_the_trained_words_takes_them_all():
     assert unseen.Pretrained(ROWS, START).with_neighbours(FROZEN, k=50).index.shape == (2, 3)
 
