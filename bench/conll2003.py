@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import statistics
 import subprocess
 import sys
@@ -69,10 +70,19 @@ def main() -> None:
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `tagger train` options")
     args = parser.parse_args()
     if args.jobs > 1:
-        cores = sorted(os.sched_getaffinity(0))[: args.jobs]
-        with ThreadPoolExecutor(len(cores)) as pool:  # seed i runs on core i mod jobs
-            runs = list(pool.map(lambda i: one_seed(args, args.seeds[i], cores[i % len(cores)]),
-                                 range(len(args.seeds))))
+        free: queue.Queue[int] = queue.Queue()
+        for core in sorted(os.sched_getaffinity(0))[: args.jobs]:
+            free.put(core)
+
+        def on_a_free_core(seed: int) -> dict:  # a seed takes whichever core the last one to finish left
+            core = free.get()
+            try:
+                return one_seed(args, seed, core)
+            finally:
+                free.put(core)
+
+        with ThreadPoolExecutor(free.qsize()) as pool:
+            runs = list(pool.map(on_a_free_core, args.seeds))
     else:
         runs = [one_seed(args, s, None) for s in args.seeds]
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
