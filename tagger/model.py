@@ -83,8 +83,7 @@ class BiLSTMCRF(nn.Module):
         # pretrained vectors of words never seen in training: looked up, never trained
         self.register_buffer("frozen", torch.zeros(num_frozen, c.word_dim))
         self.casing = nn.Embedding(len(CASINGS), c.casing_dim, padding_idx=0)
-        self.chars = {"cnn": lambda: CharCNN(num_chars, c.char_dim, c.char_filters, c.char_kernel,
-                                                    c.char_dropout),
+        self.chars = {"cnn": lambda: CharCNN(num_chars, c.char_dim, c.char_filters, c.char_kernel, c.char_dropout),
                       "lstm": lambda: CharLSTM(num_chars, c.char_dim, c.char_filters, c.char_dropout),
                       "none": lambda: None}[c.char_encoder]()
         self.features = nn.ModuleList(nn.Embedding(n, c.feature_dim, padding_idx=0) for n in feature_sizes)
@@ -97,7 +96,8 @@ class BiLSTMCRF(nn.Module):
         self.crf = ConstrainedCRF(num_tags, *allowed)
         self.word_dropout = c.word_dropout
         self.pretrained_swap = c.pretrained_swap
-        self.pretrained: Tensor | None = None  # (num_words, word_dim): keep_pretrained sets it for training
+        self.pretrained: Tensor | None = None  # (num_words, word_dim): keep_pretrained sets both for training
+        self.has_pretrained: Tensor | None = None  # (num_words,) bool
 
     def keep_pretrained(self, rows: Tensor, start: Tensor) -> None:
         """The pretrained vectors that rows (T,) of the word embedding started from, start (T, word_dim):

@@ -34,7 +34,8 @@ class Pretrained:
 
     def state(self) -> dict[str, Tensor]:
         """Tensors for a checkpoint, so that a resumed run goes on exactly as before."""
-        return {f"pretrained.{f.name}": getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        kept = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f"pretrained.{name}": value for name, value in kept.items() if value is not None}
 
     @classmethod
     def from_state(cls, tensors: dict[str, Tensor]) -> "Pretrained | None":
@@ -45,8 +46,8 @@ class Pretrained:
     def with_neighbours(self, frozen: Tensor, k: int, chunk: int = 1024) -> "Pretrained":
         """The k nearest trained words (by cosine of the pretrained vectors) of every frozen word.
 
-        Exhaustive: for GloVe's 400k words against ~18k trained ones, about a minute on one core, mostly
-        writing the similarities; one reused buffer of (chunk, T) saves a third of it (page faults)."""
+        Exhaustive: for GloVe's 381k unseen words against CoNLL-2003's 18k trained ones, 30 s on one core
+        (17 s on two), mostly writing the similarities; one reused (chunk, T) buffer saves a third of it."""
         unit = F.normalize(self.start, dim=1).T.contiguous()  # (dim, T)
         k = min(k, len(self.rows))
         index, weight = [self.rows.new_zeros(0, k)], [self.start.new_zeros(0, k)]

@@ -30,7 +30,7 @@ def test_each_frozen_word_gets_its_most_similar_trained_words():
 
 
 def test_dissimilar_neighbours_do_not_pull():
-    nb = unseen.Pretrained(ROWS, START).with_neighbours(FROZEN, k=3)  # the second frozen word points away from every trained word
+    nb = unseen.Pretrained(ROWS, START).with_neighbours(FROZEN, k=3)  # the second frozen word points away
     word = torch.zeros(5, 2)
     word[ROWS] = START + 5.0  # every trained word drifted
     moved = unseen.moved(nb, word, FROZEN, scale=1.0)
