@@ -117,7 +117,7 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
                  vectors: tuple[list[str], np.ndarray] | None, reporter: Reporter
                  ) -> tuple[Tagger, unseen.Pretrained | None]:
     """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in;
-    and what training keeps of the pretrained vectors (tagger/unseen.py)."""
+    and, for pretrained_swap or unseen_drift, what training keeps of the pretrained vectors (tagger/unseen.py)."""
     if vectors is not None:
         config.word_dim = vectors[1].shape[1]
     if config.tokenizer == "auto":
@@ -133,6 +133,8 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
     if vectors is None:
         return tagger, None
     rows = _copy_vectors(tagger, vectors, reporter, train)
+    if not (config.pretrained_swap or config.unseen_drift):
+        return tagger, None
     pretrained = unseen.Pretrained(rows, tagger.model.word.weight.detach()[rows].clone())
     if config.unseen_drift and len(rows) and len(vocab.frozen):
         start = time.perf_counter()

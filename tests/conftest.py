@@ -7,7 +7,9 @@ made from templates so that a tiny model learns it in a few epochs (names are ca
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -173,3 +175,26 @@ DAMAGES = {
                      ["model.safetensors", "weights do not match"]),
 }
 """Ways a model directory gets damaged, and what loading it must say."""
+
+
+def ctrl_c() -> None:
+    """What pressing Ctrl-C does: SIGINT to this process."""
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def interrupt_loss_at(monkeypatch, call: int, after_forward: bool = False) -> None:
+    """Ctrl-C on the `call`-th batch: before its forward pass, or after it (as if during backward)."""
+    from tagger.model import BiLSTMCRF
+
+    real, calls = BiLSTMCRF.loss, {"n": 0}
+
+    def loss(self, batch):
+        calls["n"] += 1
+        if calls["n"] == call and not after_forward:
+            ctrl_c()
+        value = real(self, batch)
+        if calls["n"] == call and after_forward:
+            ctrl_c()
+        return value
+
+    monkeypatch.setattr(BiLSTMCRF, "loss", loss)

@@ -16,13 +16,12 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from cli.main import app
-from conftest import TINY_CONFIG, make_sentences, write_corpus, write_toml
+from conftest import TINY_CONFIG, ctrl_c, interrupt_loss_at, make_sentences, write_corpus, write_toml
 from corpora.conll import Sentence
 from tagger import train as training
 from tagger.api import Tagger
 from tagger.config import Config
 from tagger.errors import InputError
-from tagger.model import BiLSTMCRF
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = [["John", "Smith", "visited", "Paris", "."], ["Siemens", "AG", "hired", "Anna", "."], ["it", "rained", "."]]
@@ -128,27 +127,6 @@ def test_patience_stops_training_when_dev_f1_does_not_improve(tmp_path):
 
 
 # -- resuming ---------------------------------------------------------------------------------------------
-
-def ctrl_c() -> None:
-    """What pressing Ctrl-C does: SIGINT to this process."""
-    os.kill(os.getpid(), signal.SIGINT)
-
-
-def interrupt_loss_at(monkeypatch, call: int, after_forward: bool = False) -> None:
-    """Ctrl-C on the `call`-th batch: before its forward pass, or after it (as if during backward)."""
-    real, calls = BiLSTMCRF.loss, {"n": 0}
-
-    def loss(self, batch):
-        calls["n"] += 1
-        if calls["n"] == call and not after_forward:
-            ctrl_c()
-        value = real(self, batch)
-        if calls["n"] == call and after_forward:
-            ctrl_c()
-        return value
-
-    monkeypatch.setattr(BiLSTMCRF, "loss", loss)
-
 
 @pytest.mark.parametrize("call", [3, 14])  # in epoch 1 (of ~7 batches), and mid-epoch 2
 def test_resume_after_ctrl_c_gives_the_same_weights(call, tmp_path, monkeypatch, uninterrupted):

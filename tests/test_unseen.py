@@ -7,13 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY_CONFIG, make_sentences
+from conftest import TINY_CONFIG, interrupt_loss_at, make_sentences
 from corpora.conll import Sentence
 from tagger import unseen
 from tagger import train as training
 from tagger.api import Tagger
 from tagger.config import Config
-from test_train import interrupt_loss_at
 
 # trained rows 2..4 start at these pretrained vectors (rows 0, 1: padding and <unk>)
 ROWS = torch.tensor([2, 3, 4])
