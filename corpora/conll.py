@@ -133,10 +133,16 @@ def _decoded_lines(path: str) -> Iterator[str]:
     except OSError as e:
         raise CorpusError(path, None, f"cannot read the file ({e.strerror})") from None
     with f:
-        for number, raw in enumerate(f, start=1):
-            if b"\0" in raw:
-                raise CorpusError(path, number, "binary file? (found a NUL byte)")
-            yield _decode(raw, path, number)
+        yield from decode_lines(f, path)
+
+
+def decode_lines(stream: Iterable[bytes], name: str) -> Iterator[str]:
+    """Lines of a byte stream as text (line endings kept): UTF-8, a BOM on line 1 dropped; invalid UTF-8 and
+    NUL bytes are a CorpusError naming `name` and the line. The one decoder of files and standard input."""
+    for number, raw in enumerate(stream, start=1):
+        if b"\0" in raw:
+            raise CorpusError(name, number, "binary file? (found a NUL byte)")
+        yield _decode(raw, name, number)
 
 
 def _decode(raw: bytes, path: str, number: int) -> str:
@@ -302,32 +308,42 @@ def write_conll(
         out.write(format_sentence(sentence, sentence_tags, format))
 
 
-def format_sentence(sentence: Sentence, tags: Sequence[str] | None = None, format: str = "columns") -> str:
+def format_sentence(sentence: Sentence, tags: Sequence[str] | None = None, format: str = "columns",
+                    tag_column: int = -1, append: bool = False) -> str:
     """The text of one sentence, ending in a blank line.
 
     columns: `token tag` per line (tab-separated when a field contains a space, so reading splits it back
-    the same way). conll2003: the original rows with the last column replaced by the tag (appended to a
-    one-column row), or `token tag` without rows. conllu: the original 10 columns with UPOS replaced, or
+    the same way). conll2003: the original rows with column `tag_column` (default: the last) replaced by the
+    tag, or with the tag appended as a new last column when `append` (a prediction beside the gold) or the
+    row has one column; `token tag` without rows. conllu: the original 10 columns with UPOS replaced, or
     minimal rows when the sentence did not come from a CoNLL-U file.
     """
     _check_format(format, allow_auto=False)
     tags = sentence.tags if tags is None else tuple(tags)
     if tags is not None and len(tags) != len(sentence.tokens):
         raise ValueError(f"{len(tags)} tags for a sentence of {len(sentence.tokens)} tokens")
-    rows = _output_rows(sentence, tags, format)
+    rows = _output_rows(sentence, tags, format, tag_column, append)
     return "".join(_join(row, tab=format == "conllu") + "\n" for row in rows) + "\n"
 
 
-def _output_rows(sentence: Sentence, tags: Sequence[str] | None, format: str) -> list[Row]:
+def _output_rows(sentence: Sentence, tags: Sequence[str] | None, format: str, tag_column: int = -1,
+                 append: bool = False) -> list[Row]:
     if format == "conllu":
         return _conllu_rows(sentence, tags)
     if format == "conll2003" and sentence.rows:
         if tags is None:
             return list(sentence.rows)
-        return [row[:-1] + (tag,) if len(row) > 1 else row + (tag,) for row, tag in zip(sentence.rows, tags)]
+        return [row + (tag,) if append or len(row) == 1 else _replace(row, tag_column, tag)
+                for row, tag in zip(sentence.rows, tags)]
     if tags is None:
         return [(token,) for token in sentence.tokens]
     return list(zip(sentence.tokens, tags))
+
+
+def _replace(row: Row, column: int, value: str) -> Row:
+    fields = list(row)
+    fields[column] = value
+    return tuple(fields)
 
 
 def _conllu_rows(sentence: Sentence, tags: Sequence[str] | None) -> list[Row]:

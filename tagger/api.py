@@ -1,26 +1,28 @@
-"""`Tagger`: load a model directory, tag raw text or tokens, score a corpus. The CLI only calls this."""
+"""`Tagger`: load a model directory, tag raw text or tokens, score a corpus. The CLI only calls this.
+
+Tagging runs the numpy engine (tagger/inference.py) with OpenBLAS limited to one thread while it works
+(threadpoolctl): its matrix products are too small for BLAS threads, which made it 2-4x slower.
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
 
 from corpora import schemes
 from corpora.conll import Sentence
-from tagger import store
+from tagger import network, store
 from tagger.config import Config
 from tagger.encode import Encoded, Encoder, iter_batches
 from tagger.errors import ModelError
 from tagger.evaluate import score
-from tagger.lite import LiteNetwork, state_shapes
+from tagger.inference import Network
 from tagger.text import Tokens, sentence_ends
 from tagger.vocab import Vocab
-
-if TYPE_CHECKING:
-    from tagger.model import BiLSTMCRF
-
-ENGINES = ("torch", "numpy")
 
 
 def model_scheme(config: Config, source_scheme: str | None) -> str | None:
@@ -30,98 +32,77 @@ def model_scheme(config: Config, source_scheme: str | None) -> str | None:
     return source_scheme if config.tag_scheme == "auto" else schemes.normalize_scheme(config.tag_scheme)
 
 
-def allowed_for(tags: Sequence[str], scheme: str | None) -> tuple[list[bool], list[list[bool]], list[bool]]:
-    """The transitions a scheme allows between these tags (everything when tags have no scheme)."""
-    if scheme is None:
-        n = len(tags)
-        return [True] * n, [[True] * n for _ in range(n)], [True] * n
-    return schemes.allowed_transitions(tags, scheme)
+def sizes_of(vocab: Vocab) -> network.Sizes:
+    """What sizes the network besides its config."""
+    return network.Sizes(len(vocab.words), len(vocab.frozen), len(vocab.chars), len(vocab.tags),
+                         tuple(len(f) for f in vocab.features))
 
 
-def network_sizes(vocab: Vocab) -> tuple[int, int, int, int, list[int]]:
-    """Words, frozen pretrained words, characters, tags and each feature column's values: what sizes the network."""
-    return len(vocab.words), len(vocab.frozen), len(vocab.chars), len(vocab.tags), [len(f) for f in vocab.features]
+@dataclass
+class TaggedText:
+    """One raw text tagged: its tokens (with offsets), where its sentences end, each sentence's tags (in the
+    training corpus's scheme) and the entities (or, for plain tags, tagged tokens) with character offsets."""
+
+    text: str
+    tokens: Tokens
+    ends: list[int]
+    entities: list[dict]
+    model_tags: list[list[str]]  # each sentence's tags in the model's scheme
+    to_source: Callable[[list[str]], list[str]]  # model scheme -> the training corpus's
+
+    def sentences(self) -> Iterator[tuple[list[str], list[str]]]:
+        """(tokens, tags in the training corpus's scheme) of each sentence."""
+        for (a, b), tags in zip(pairwise([0, *self.ends]), self.model_tags):
+            yield list(self.tokens.texts[a:b]), self.to_source(tags)
 
 
 class Tagger:
-    """A trained BiLSTM-CRF with its vocabulary and config.
+    """A trained BiLSTM-CRF with its vocabulary and config, tagging with the numpy engine.
 
     >>> t = Tagger.load("model_dir")
     >>> t.predict("Angela Merkel visited Paris.")
     [{'start': 0, 'end': 13, 'label': 'PER', 'text': 'Angela Merkel'}, ...]
-
-    `model` is the torch network (trainable), or with `load(..., engine="numpy")` the same network's tagging
-    pass in numpy (tagger.lite), which tags identically without importing torch.
     """
 
-    def __init__(self, config: Config, vocab: Vocab, model: "BiLSTMCRF | LiteNetwork"):
-        self.config, self.vocab, self.model = config, vocab, model
+    def __init__(self, config: Config, vocab: Vocab, tensors: Mapping[str, np.ndarray], meta: dict | None = None):
+        self.config, self.vocab, self.tensors, self.meta = config, vocab, tensors, meta or {}
+        self.network = Network(config, tensors)
         self.scheme = model_scheme(config, vocab.source_scheme)
         self.encode = Encoder(vocab)
         self.batch_size = 256
-
-    # -- building, saving, loading -------------------------------------------------------------------
-
-    @classmethod
-    def build(cls, config: Config, vocab: Vocab) -> "Tagger":
-        """A fresh, untrained network sized for this vocabulary."""
-        from tagger.model import BiLSTMCRF
-
-        allowed = allowed_for(vocab.tags.items, model_scheme(config, vocab.source_scheme))
-        model = BiLSTMCRF(config, *network_sizes(vocab), allowed)
-        return cls(config, vocab, model)
+        self._threads = None  # threadpoolctl's controller, made on first use
 
     @classmethod
-    def load(cls, path: str | os.PathLike, engine: str = "torch") -> "Tagger":
-        """Read config.json, vocab.json and model.safetensors; never unpickles anything.
-
-        engine: "torch" (the network itself: trainable, quantisable) or "numpy" (tagging only, the same tags,
-        and no torch import: a cold start in a fraction of the time; what `tagger predict` uses)."""
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-        config, vocab_json, state, _ = store.load_model(path, arrays=engine)
+    def load(cls, path: str | os.PathLike) -> "Tagger":
+        """Read config.json, vocab.json and model.safetensors (any format version); never unpickles anything."""
+        config, vocab_json, tensors, meta = store.load_model(path)
         try:
             vocab = Vocab.from_json(vocab_json)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"malformed vocabulary ({e})", path=str(Path(path) / "vocab.json")) from None
-        expected = state_shapes(config, *network_sizes(vocab))
-        problems = sorted(set(expected) ^ set(state)) or [
-            f"{k}: {tuple(state[k].shape)} instead of {shape}"
-            for k, shape in expected.items() if tuple(state[k].shape) != shape]
+        sizes = sizes_of(vocab)
+        if meta.get("format_version", 1) == 1:
+            tensors = store.from_format_1(tensors, config, sizes, Path(path))
+        problems = network.check(tensors, config, sizes)
         if problems:
             raise ModelError(f"weights do not match config.json and vocab.json ({'; '.join(problems[:3])})",
                              path=str(Path(path) / "model.safetensors"))
-        if engine == "numpy":
-            return cls(config, vocab, LiteNetwork(config, state))
-        tagger = cls.build(config, vocab)
-        tagger.model.load_state_dict(state)
-        tagger.model.eval()
-        return tagger
+        return cls(config, vocab, tensors, meta)
+
+    @property
+    def labels(self) -> list[str]:
+        """What the tagger finds: entity types (PER, LOC, ...) for tags in a scheme, else the tags (POS-like)."""
+        if self.scheme is None:
+            return list(self.vocab.tags.items)
+        return sorted({schemes.split_tag(t)[1] for t in self.vocab.tags.items} - {None})
 
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
-        store.save_model(path, self.config, self.vocab.to_json(), self.model.state_dict(), extra)
-
-    def quantize(self) -> None:
-        """Dynamic int8 quantisation of the BiLSTM and the emission layer, for faster CPU tagging."""
-        import warnings
-
-        import torch
-        from torch.ao.quantization import quantize_dynamic
-
-        if isinstance(self.model, LiteNetwork):
-            raise ModelError("quantisation needs the torch engine (Tagger.load(path, engine=\"torch\"))")
-        self.model.eval()
-        with warnings.catch_warnings():  # torch.ao.quantization is deprecated but still the CPU int8 path
-            warnings.simplefilter("ignore")
-            self.model.lstm = quantize_dynamic(torch.nn.Sequential(self.model.lstm), {torch.nn.LSTM},
-                                               dtype=torch.qint8)[0]
-            self.model.emit = quantize_dynamic(torch.nn.Sequential(self.model.emit), {torch.nn.Linear},
-                                               dtype=torch.qint8)[0]
+        store.save_model(path, self.config, self.vocab.to_json(), self.tensors, extra)
 
     # -- tagging ----------------------------------------------------------------------------------------
 
-    def tag_ids(self, sentences: Sequence[Sequence[str]], features: Sequence[Sequence[Sequence[str]]] = ()
-                ) -> list[list[str]]:
+    def model_tags(self, sentences: Sequence[Sequence[str]], features: Sequence[Sequence[Sequence[str]]] = ()
+                   ) -> list[list[str]]:
         """Tags (in the model's training scheme) of pre-tokenised sentences, in input order."""
         if self.vocab.features and not features:
             raise ModelError("this model needs feature columns "
@@ -137,19 +118,31 @@ class Tagger:
         """Tags (in the model's scheme) of already encoded, non-empty sentences, in input order."""
         out: list[list[str]] = [[] for _ in encoded]
         names = self.vocab.tags.items
-        for ids, batch in iter_batches(encoded, self.batch_size, mixed=True):
-            for i, path in zip(ids, self.model.tag(batch)):
-                out[i] = list(map(names.__getitem__, path))
+        with self._one_blas_thread():
+            for ids, batch in iter_batches(encoded, self.batch_size, mixed=True):
+                for i, path in zip(ids, self.network.tag(batch)):
+                    out[i] = list(map(names.__getitem__, path))
         return out
+
+    def _one_blas_thread(self):
+        """A context in which OpenBLAS (numpy's) runs one thread, restored after it."""
+        if self._threads is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._threads = ThreadpoolController()
+        return self._threads.limit(limits=1, user_api="blas")
 
     def predict_tokens(self, sentences: Sequence[Sequence[str]],
                        features: Sequence[Sequence[Sequence[str]]] = ()) -> list[list[str]]:
         """Tags of pre-tokenised sentences, in the scheme of the corpus the model was trained on."""
-        tags = self.tag_ids(sentences, features)
+        return [self.to_source(t) for t in self.model_tags(sentences, features)]
+
+    def to_source(self, tags: list[str]) -> list[str]:
+        """Tags in the model's scheme -> the same tags in the scheme of the corpus it was trained on."""
         source = self.vocab.source_scheme
         if self.scheme is None or source is None or source == self.scheme:
             return tags
-        return [schemes.convert(t, self.scheme, source) for t in tags]
+        return schemes.convert(tags, self.scheme, source)
 
     def predict(self, text: str) -> list[dict]:
         """Entity spans of raw text; `text[start:end] == entity["text"]` for every one."""
@@ -157,18 +150,23 @@ class Tagger:
 
     def predict_texts(self, texts: Iterable[str]) -> Iterator[list[dict]]:
         """Entity spans of each text (e.g. each input line), tagged in batches across texts."""
+        return (tagged.entities for tagged in self.tag_texts(texts))
+
+    def tag_texts(self, texts: Iterable[str]) -> Iterator[TaggedText]:
+        """Each raw text tokenised, split into sentences and tagged (batched across texts): what writers render."""
         if self.vocab.features:
             raise ModelError("this model needs feature columns "
                              f"({', '.join(map(str, self.config.features))}), which raw text does not have: "
                              "give CoNLL input (--input-format conll)")
         texts = list(texts)
         scanned = [self._sentences(t) for t in texts]  # per text: its tokens and where its sentences end
-        tags = iter(self.tag_ids([tokens.texts[a:b] for tokens, ends in scanned for a, b in pairwise([0, *ends])]))
+        tags = iter(self.model_tags([tokens.texts[a:b] for tokens, ends in scanned for a, b in pairwise([0, *ends])]))
         for text, (tokens, ends) in zip(texts, scanned):
+            per_sentence = [next(tags) for _ in ends]
             entities = []
-            for a, b in pairwise([0, *ends]):
-                entities += self._spans(text, tokens, a, next(tags))
-            yield entities
+            for first, sentence_tags in zip([0, *ends], per_sentence):
+                entities += self._spans(text, tokens, first, sentence_tags)
+            yield TaggedText(text, tokens, ends, entities, per_sentence, self.to_source)
 
     def _sentences(self, text: str) -> tuple[Tokens, list[int]]:
         tokenizer = self.config.tokenizer
@@ -194,7 +192,7 @@ class Tagger:
         `scheme` is the gold tags' scheme (detected when None): it may differ from the training corpus's.
         """
         feats = [feature_columns(s, self.config.features) for s in sentences] if self.config.features else ()
-        pred = self.tag_ids([s.tokens for s in sentences], feats)
+        pred = self.model_tags([s.tokens for s in sentences], feats)
         if self.scheme is None:
             return score([list(s.tags) for s in sentences], pred, None)
         source = scheme or schemes.detect_scheme(s.tags for s in sentences) or self.scheme

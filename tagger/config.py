@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +126,3 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         flat.update(value if isinstance(value, dict) else {key: value})
     return flat
 
-
-def save_json(config: Config) -> str:
-    return json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"

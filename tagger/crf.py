@@ -1,5 +1,5 @@
-"""pytorch-crf's CRF with the tagging scheme's impossible transitions forbidden, a fast likelihood, and a
-batched Viterbi (tagger.viterbi).
+"""The training loss: pytorch-crf's CRF with the tagging scheme's impossible transitions forbidden, and a
+fast likelihood. (Tagging decodes with tagger.viterbi, in numpy, on the saved scores.)
 
 The constraints are torch parametrizations of the CRF's own parameters, so pytorch-crf's log-likelihood
 and `decode` see the constrained scores too: a forbidden transition scores -10000 in training and decoding.
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torchcrf import CRF
 
-from tagger.viterbi import FORBIDDEN, viterbi
+from tagger.viterbi import FORBIDDEN
 
 
 class Forbid(nn.Module):
@@ -43,12 +43,6 @@ class ConstrainedCRF(CRF):
             start, trans, end = self.start_transitions, self.transitions, self.end_transitions
             gold = path_score(emissions, tags, mask, start, trans, end)
             return (log_partition(emissions, mask, start, trans, end) - gold).sum()
-
-    def viterbi(self, emissions: Tensor, mask: Tensor) -> list[list[int]]:
-        """Best tag sequence of every sentence, vectorised over the batch (backtracking too)."""
-        with parametrize.cached():
-            scores = (self.start_transitions, self.transitions, self.end_transitions)
-            return viterbi(*(t.detach().numpy() for t in (emissions, mask, *scores)))
 
 
 def path_score(emissions: Tensor, tags: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor

@@ -1,26 +1,21 @@
 """What each `tagger` command does, from paths and options to results: the CLI parses and prints around these."""
 from __future__ import annotations
 
-import gc
-import io
-import itertools
-import json
-import os
-import re
 import shutil
 import sys
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TextIO
+from typing import Callable, Sequence
 
 from corpora import schemes
-from corpora.conll import Sentence, format_sentence, iter_conll_lines, read_conll
+from corpora.conll import format_sentence, read_conll
+from tagger import store
+from tagger.api import Tagger
 from tagger.config import Config, load_toml
 from tagger.data import check_tags, read_sentences, unseen_labels
-from tagger.api import feature_columns
 from tagger.errors import ConfigError, InputError
+from tagger.predicting import auto_workers, check_feature_columns, check_input_file, predict_files
 from tagger.store import FILES
+from tagger.writers import WRITERS
 
 # named feature columns of CoNLL-2003 files (token POS chunk NER)
 FEATURE_NAMES = {"pos": 1, "chunk": 2}
@@ -68,15 +63,6 @@ def check_output_dir(output: Path, resume: bool, force: bool) -> None:
     output.mkdir(parents=True, exist_ok=True)
 
 
-def check_feature_columns(sentences: Sequence[Sentence], columns: Sequence[int], source: str) -> None:
-    for s in sentences:
-        width = len(s.rows[0]) if s.rows else 1
-        for c in columns:
-            if not -width <= c < width:
-                raise InputError(f"feature column {c} does not exist (lines have {width} columns)",
-                                 path=source, line=s.line or None)
-
-
 def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, embeddings: Path | None = None,
           format: str = "auto", tag_column: int | None = None, scheme: str = "auto",
           config_file: Path | None = None, overrides: dict | None = None, features: str | None = None,
@@ -115,7 +101,7 @@ def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int |
              scheme: str = "auto") -> dict:
     from tagger.api import Tagger
 
-    tagger = Tagger.load(model, "numpy")  # the same tags as torch's engine (tested), without importing torch
+    tagger = Tagger.load(model)
     sentences = read_sentences(test_ref, format, tag_column, split="test")
     test_scheme = check_tags(sentences, test_ref, scheme)
     result = tagger.evaluate(sentences, test_scheme)
@@ -135,18 +121,19 @@ def convert(input: Path, output: Path, to: str, source: str = "auto", format: st
     if src is None:
         raise InputError("tags have no B-/I-/E-/S- prefixes: there is no scheme to convert", path=str(input))
     dst = schemes.normalize_scheme(to)
-    with atomic_text(output) as out:
+    column = -1 if tag_column is None else tag_column
+    with store.atomic_file(output) as out:
         for s in sentences:
-            out.write(format_sentence(s, schemes.convert(s.tags, src, dst), _write_format(format, s)))
+            out.write(format_sentence(s, schemes.convert(s.tags, src, dst), _write_format(s), tag_column=column))
     return len(sentences)
 
 
-def _write_format(format: str, sentence: Sentence) -> str:
+def _write_format(sentence) -> str:
     return "conll2003" if sentence.rows and len(sentence.rows[0]) > 2 else "columns"
 
 
 def check_output_file(path: Path | None, force: bool) -> None:
-    if path is None:
+    if path is None or str(path) == "-":
         return
     if path.is_dir():
         raise InputError("is a directory", path=str(path))
@@ -154,176 +141,19 @@ def check_output_file(path: Path | None, force: bool) -> None:
         raise InputError("already exists: use --force to overwrite it", path=str(path))
 
 
-@contextmanager
-def atomic_text(path: Path | None) -> Iterator[TextIO]:
-    """Standard output, or a temporary file renamed over `path` once everything is written."""
-    if path is None:
-        yield sys.stdout
-        sys.stdout.flush()
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# -- prediction: streamed, in chunks, order kept ----------------------------------------------------------
-
-def predict(model: Path, inputs: Sequence[str], input_format: str = "text", output_format: str = "jsonl",
+def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "text", output_format: str = "jsonl",
             output: Path | None = None, format: str = "auto", batch_size: int = 256, force: bool = False,
-            workers: int = 0, quantize: bool = False, engine: str = "auto") -> None:
-    """Tag INPUTs as they stream in: chunks of lines (or sentences) in, their rendered output out, in order.
+            workers: int = 0, warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> None:
+    """Tag INPUTs ("-": standard input) as they stream in, written to `output` (atomically) or standard output.
 
-    workers: processes tagging chunks in parallel; 0 picks one per core for large inputs, 1 otherwise.
-    engine: torch or numpy (Tagger.load); auto is numpy unless quantising: it never imports torch (most of
-    a cold start) and its workers are lighter. With OPENBLAS_NUM_THREADS=1, as the `tagger` command sets,
-    its tokens/s equal torch's on one core and beat them with workers (see the README)."""
+    workers: processes tagging chunks in parallel; 0 picks one per core for large inputs, 1 otherwise."""
     check_output_file(output, force)
-    if input_format == "text" and output_format == "conll":
-        raise InputError("raw text cannot be written as CoNLL: use --input-format tokens or conll")
     for ref in inputs:
-        if ref != "-":
-            _check_input_file(ref)
-    workers = workers or auto_workers(inputs)
-    if engine == "auto":
-        engine = "torch" if quantize else "numpy"
-    _init_worker(model, batch_size, quantize, threads=0 if workers <= 1 else 1, engine=engine)
-    # The objects there are now (modules, model, vocabulary) live to the end: frozen, the collector stops
-    # walking them every few thousand allocations (tokenising got 1.8x faster with torch's objects loaded),
-    # and never writes to them, so forked workers keep sharing their pages.
-    gc.freeze()
-    try:
-        with atomic_text(output) as out:
-            for ref in inputs:
-                if input_format == "conll":
-                    chunks = _chunks(_conll_sentences(ref, format), CHUNK_LINES)
-                else:
-                    chunks = _chunks(_lines(ref), CHUNK_LINES)
-                job = (input_format, output_format, format)
-                for text in _map_ordered(_render, ((job, chunk) for chunk in chunks), workers):
-                    out.write(text)
-    finally:
-        gc.unfreeze()  # a long-running caller's objects become collectable again
-
-
-_TAGGER = None  # the model of this process (the main one, or a --workers process)
-
-
-def auto_workers(inputs: Sequence[str]) -> int:
-    """One process per usable core when the input files hold PARALLEL_BYTES or more (a pool costs a fork
-    and a little memory per process: not worth it for a few sentences, nor knowable for standard input)."""
-    size = sum(os.path.getsize(ref) for ref in inputs if ref != "-")
-    return max(1, len(os.sched_getaffinity(0))) if size >= PARALLEL_BYTES else 1
-
-
-def _init_worker(model: Path, batch_size: int, quantize: bool, threads: int, engine: str) -> None:
-    from tagger.api import Tagger
-
-    global _TAGGER
-    if threads and engine == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
-    _TAGGER = Tagger.load(model, engine)
-    _TAGGER.batch_size = batch_size
-    if quantize:
-        _TAGGER.quantize()
-
-
-def _map_ordered(fn, items: Iterable, workers: int) -> Iterator:
-    """fn over items, results in input order; with workers > 1, in forked processes, at most
-    2 x workers items in flight so memory does not grow with the input."""
-    if workers <= 1:
-        yield from map(fn, items)
-        return
-    import multiprocessing as mp
-    from collections import deque
-
-    with mp.get_context("fork").Pool(workers) as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append(pool.apply_async(fn, (item,)))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
-
-def _render(job_chunk) -> str:
-    """Tag one chunk and render it as JSONL or CoNLL text."""
-    (input_format, output_format, format), chunk = job_chunk
-    tagger = _TAGGER
-    lines: list[str] = []
-    if input_format == "text":
-        for text, entities in zip(chunk, tagger.predict_texts(chunk)):
-            lines.append(_jsonl({"text": text, "entities": entities}))
-        return "".join(lines)
-    if input_format == "tokens":
-        sentences = [Sentence(tuple(line.split())) for line in chunk]
-        feats = ()
-    else:
-        sentences = chunk
-        columns = tagger.config.features
-        if columns:
-            check_feature_columns(chunk, columns, "input")
-        feats = [feature_columns(s, columns) for s in chunk] if columns else ()
-    for s, tags in zip(sentences, tagger.predict_tokens([s.tokens for s in sentences], feats)):
-        if output_format == "conll":
-            lines.append(format_sentence(s, tags, _write_format(format, s)) if s.tokens else "")
-        else:
-            lines.append(_jsonl({"tokens": list(s.tokens), "tags": tags}))
-    return "".join(lines)
-
-
-_JSON = json.JSONEncoder(ensure_ascii=False)
-_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
-
-
-def _jsonl(record: dict) -> str:
-    """One JSON line, UTF-8 kept readable, but U+0085/U+2028/U+2029 escaped: `str.splitlines()` breaks on them."""
-    return _LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}", _JSON.encode(record)) + "\n"
-
-
-def _conll_sentences(ref: str, format: str) -> Iterator[Sentence]:
-    if ref == "-":
-        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
-        return iter_conll_lines(stream, "<stdin>", format=format, labelled=False)
-    return read_conll(ref, format=format, labelled=False)
-
-
-def _check_input_file(ref: str) -> None:
-    path = Path(ref)
-    if not path.exists():
-        raise InputError("no such file", path=ref)
-    if path.is_dir():
-        raise InputError("is a directory, not a file", path=ref)
-
-
-def _lines(ref: str) -> Iterator[str]:
-    """Lines without their line ends; invalid UTF-8 and NUL bytes are reported with their line."""
-    stream = sys.stdin.buffer if ref == "-" else open(ref, "rb")
-    name = "<stdin>" if ref == "-" else ref
-    try:
-        for number, raw in enumerate(stream, start=1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if b"\x00" in raw:
-                raise InputError("NUL byte: this looks like a binary file, not text", path=name, line=number)
-            try:
-                yield raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                raise InputError("invalid UTF-8", path=name, line=number) from None
-    finally:
-        if ref != "-":
-            stream.close()
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    it = iter(items)
-    while chunk := list(itertools.islice(it, size)):
-        yield chunk
+        check_input_file(ref)
+    tagger = model if isinstance(model, Tagger) else Tagger.load(model)
+    tagger.batch_size = batch_size
+    if output_format not in WRITERS:
+        raise InputError(f"unknown output format {output_format!r} (one of {', '.join(WRITERS)})")
+    writer = WRITERS[output_format](tagger.labels)
+    with store.atomic_file(output) as out:
+        predict_files(tagger, inputs, writer, out, input_format, format, workers or auto_workers(inputs), warn)

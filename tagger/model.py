@@ -1,15 +1,24 @@
-"""The network: word + casing + character (+ feature) embeddings -> BiLSTM -> emissions -> constrained CRF."""
+"""The network for training (torch): word + casing + character (+ feature) embeddings -> BiLSTM -> emissions
+-> constrained CRF loss. Tagging runs tagger/inference.py on the same tensors (tagger/network.py names them);
+`Trainable` pairs this network with its config and vocabulary, saves it and hands it to the tagging engine.
+"""
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_sequence
 
+from corpora import schemes
+from tagger import network, store
+from tagger.api import Tagger, model_scheme, sizes_of
 from tagger.config import Config
 from tagger.crf import ConstrainedCRF
-from tagger.encode import Batch
-from tagger.lite import gate_layout
-from tagger.vocab import CASINGS
+from tagger.encode import Batch, Encoder
+from tagger.vocab import CASINGS, Vocab
 
 
 class CharCNN(nn.Module):
@@ -75,10 +84,13 @@ class LockedDropout(nn.Module):
 
 
 class BiLSTMCRF(nn.Module):
-    def __init__(self, config: Config, num_words: int, num_frozen: int, num_chars: int, num_tags: int,
-                 feature_sizes: list[int], allowed: tuple[list[bool], list[list[bool]], list[bool]]):
+    def __init__(self, config: Config, sizes: network.Sizes,
+                 allowed: tuple[list[bool], list[list[bool]], list[bool]]):
         super().__init__()
-        c = config
+        c = self.config = config
+        self.sizes = sizes
+        num_words, num_frozen, num_chars, num_tags = sizes.words, sizes.frozen, sizes.chars, sizes.tags
+        feature_sizes = sizes.features
         self.word = nn.Embedding(num_words, c.word_dim, padding_idx=0)
         # pretrained vectors of words never seen in training: looked up, never trained
         self.register_buffer("frozen", torch.zeros(num_frozen, c.word_dim))
@@ -87,8 +99,7 @@ class BiLSTMCRF(nn.Module):
                       "lstm": lambda: CharLSTM(num_chars, c.char_dim, c.char_filters, c.char_dropout),
                       "none": lambda: None}[c.char_encoder]()
         self.features = nn.ModuleList(nn.Embedding(n, c.feature_dim, padding_idx=0) for n in feature_sizes)
-        in_dim = (c.word_dim + c.casing_dim + (self.chars.out_dim if self.chars else 0)
-                  + c.feature_dim * len(feature_sizes))
+        in_dim = network.input_size(c, len(feature_sizes))
         self.dropout = LockedDropout(c.dropout)
         self.lstm = nn.LSTM(in_dim, c.hidden_size, c.num_layers, batch_first=True, bidirectional=True,
                             dropout=c.dropout if c.num_layers > 1 else 0.0)
@@ -123,98 +134,78 @@ class BiLSTMCRF(nn.Module):
         return torch.where((words >= n).unsqueeze(-1), pretrained, own)
 
     def emissions(self, batch: Batch) -> Tensor:
+        """(B, T, num_tags) scores of a batch of sentences of one length, as training batches are (tagging
+        batches mix lengths and go to tagger/inference.py)."""
         batch = batch.tensors()
-        if not self.training and not len(self.features) and isinstance(self.lstm, nn.LSTM):
-            return self.emit(self.tag_lstm(batch))
+        if not bool(batch.mask.all()):
+            raise ValueError("the training network takes batches of sentences of one length")
         parts = [self.embed_words(batch.words), self.casing(batch.casing)]
         if self.chars is not None:
             spelt = self.chars(batch.spellings, batch.spelling_lengths)  # (U, char_dim)
             parts.append(spelt[batch.types])  # (B, T, char_dim)
         parts += [emb(batch.features[:, i]) for i, emb in enumerate(self.features)]
         x = self.dropout(torch.cat(parts, -1))  # (B, T, in_dim)
-        if bool(batch.mask.all()):
-            x, _ = self.lstm(x)  # (B, T, 2*hidden)
-        else:
-            x = self.ragged_lstm(x, batch.mask)
+        x, _ = self.lstm(x)  # (B, T, 2*hidden)
         return self.emit(self.dropout(x))  # (B, T, num_tags)
-
-    def tag_lstm(self, batch: Batch) -> Tensor:
-        """The BiLSTM's outputs (B, T, 2*hidden) at tagging time (no dropout, no feature columns), with the
-        first layer's input projection computed once per distinct word of the batch: the same numbers as
-        projecting every token, at a fraction of the cost."""
-        typed = [self.embed_words(batch.type_words), self.casing(batch.type_casing)]
-        if self.chars is not None:
-            typed.append(self.chars(batch.spellings, batch.spelling_lengths))
-        w_ih, bias, w_hh = _joint_weights(self.lstm, 0)
-        table = torch.baddbmm(bias, torch.cat(typed, 1).expand(2, -1, -1), w_ih)  # (2, U, 4*hidden)
-        h = _bilstm(table, batch.types.t(), batch.mask, w_hh)  # (T, B, 2*hidden)
-        return self._layers(h, batch.mask, first=1).transpose(0, 1)
-
-    def ragged_lstm(self, x: Tensor, mask: Tensor) -> Tensor:
-        """The BiLSTM over left-aligned, padded sentences of different lengths, each sentence getting exactly
-        its outputs alone (packed sequences are far slower on CPU). x (B, T, in_dim) -> (B, T, 2*hidden)."""
-        if not isinstance(self.lstm, nn.LSTM):  # a quantised LSTM: packing is its exact way
-            packed = pack_padded_sequence(x, mask.sum(1), batch_first=True, enforce_sorted=False)
-            return pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])[0]
-        return self._layers(x.transpose(0, 1), mask, first=0).transpose(0, 1)
-
-    def _layers(self, h: Tensor, mask: Tensor, first: int) -> Tensor:
-        """BiLSTM layers `first`, first + 1, ... over time-major inputs: h (T, B, D) -> (T, B, 2*hidden)."""
-        rows = torch.arange(h.shape[0] * h.shape[1]).view(h.shape[:2])  # (T, B) each step's rows of the table
-        for layer in range(first, self.lstm.num_layers):
-            w_ih, bias, w_hh = _joint_weights(self.lstm, layer)
-            if layer:
-                h = nn.functional.dropout(h, self.lstm.dropout, self.training)
-            table = torch.baddbmm(bias, h.reshape(1, -1, h.shape[2]).expand(2, -1, -1), w_ih)  # (2, T*B, 4*hidden)
-            h = _bilstm(table, rows, mask, w_hh)
-        return h
 
     def loss(self, batch: Batch) -> Tensor:
         """Negative log-likelihood summed over the batch's sentences."""
         batch = batch.tensors()
         return self.crf.nll(self.emissions(batch), batch.tags, batch.mask)
 
-    def decode(self, batch: Batch) -> list[list[int]]:
-        batch = batch.tensors()
-        return self.crf.viterbi(self.emissions(batch), batch.mask)
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The network's tensors under tagger/network.py's names, as numpy arrays sharing the live weights'
+        memory (the CRF scores, with the forbidden moves set, are computed)."""
+        with torch.no_grad():
+            state = {k: v.detach().numpy() for k, v in self.state_dict().items()}
+        tensors = network.from_torch(state, list(network.shapes(self.config, self.sizes)))
+        # rounded as they are saved, so that dev is scored on the numbers the saved model will have
+        return tensors | {k: tensors[k].astype(np.float16) for k in network.HALF}
 
-    def tag(self, batch: Batch) -> list[list[int]]:
-        """Best tag ids of each sentence, in eval mode and without autograd (as tagger.lite.LiteNetwork.tag)."""
-        self.eval()
-        with torch.inference_mode():
-            return self.decode(batch)
-
-
-def _joint_weights(lstm: nn.LSTM, layer: int) -> tuple[Tensor, Tensor, Tensor]:
-    """One layer's weights for _bilstm, both directions stacked: input (2, in_dim, 4*hidden), summed biases
-    (2, 1, 4*hidden), recurrent (2, hidden, 4*hidden). Gates are reordered (i, f, o, g) and the g rows doubled,
-    so that one sigmoid gives all four (tanh(x) = 2 sigmoid(2x) - 1; torch's CPU tanh is 4x slower)."""
-    order, scale = map(torch.from_numpy, gate_layout(lstm.hidden_size))
-
-    def stacked(name: str) -> Tensor:  # (2, 4*hidden, ...)
-        ws = [getattr(lstm, f"{name}_l{layer}{d}")[order] for d in ("", "_reverse")]
-        return torch.stack([w * scale.view(-1, *[1] * (w.dim() - 1)) for w in ws])
-
-    bias = (stacked("bias_ih") + stacked("bias_hh")).unsqueeze(1)
-    return stacked("weight_ih").transpose(1, 2), bias, stacked("weight_hh").transpose(1, 2)
+    def load_tensors(self, tensors: dict[str, np.ndarray]) -> None:
+        """Copy saved tensors (tagger/network.py's names) into the network."""
+        state = self.state_dict()
+        with torch.no_grad():
+            for name, value in tensors.items():
+                state[network.torch_name(name)].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))
 
 
-def _bilstm(table: Tensor, rows: Tensor, mask: Tensor, w_hh: Tensor) -> Tensor:
-    """Both directions of one BiLSTM layer, stepping together. table (2, R, 4*hidden): input projections with
-    biases, per direction; rows (T, B): each token's row in it; mask (B, T). Returns (T, B, 2*hidden).
-    The backward direction starts from a zero state at each sentence's last token, because its state is
-    zeroed wherever the mask is off."""
-    seq_len, batch, hidden = rows.shape[0], rows.shape[1], w_hh.shape[1]
-    on = mask.t().unsqueeze(2).to(table.dtype)  # (T, B, 1)
-    keep = torch.stack([torch.ones_like(on), on.flip(0)], 1)  # (T, 2, B, 1): step s reads t = s and T-1-s
-    h = c = table.new_zeros(2, batch, hidden)
-    forward, backward = [], []
-    for s in range(seq_len):
-        gates = torch.stack([table[0].index_select(0, rows[s]), table[1].index_select(0, rows[seq_len - 1 - s])])
-        act = torch.sigmoid(torch.baddbmm(gates, h, w_hh))  # (2, B, 4*hidden): i, f, o, (g + 1) / 2
-        i, f, o, g = act.split(hidden, 2)
-        c = (torch.addcmul(f * c, i, g, value=2) - i) * keep[s]  # f c + i tanh(.), tanh = 2 (g + 1) / 2 - 1
-        h = torch.addcmul(-o, o, torch.sigmoid(2 * c), value=2)  # o tanh(c)
-        forward.append(h[0])
-        backward.append(h[1])
-    return torch.cat([torch.stack(forward), torch.stack(backward[::-1])], 2)
+@dataclasses.dataclass
+class Trainable:
+    """The torch network with its config and vocabulary: what training builds, checkpoints and resumes."""
+
+    config: Config
+    vocab: Vocab
+    model: BiLSTMCRF
+
+    def __post_init__(self):
+        self.encode = Encoder(self.vocab)
+
+    @classmethod
+    def build(cls, config: Config, vocab: Vocab) -> "Trainable":
+        """A fresh, untrained network sized for this vocabulary, constrained by the model's tagging scheme."""
+        tags, scheme = vocab.tags.items, model_scheme(config, vocab.source_scheme)
+        if scheme is None:
+            allowed = [True] * len(tags), [[True] * len(tags) for _ in tags], [True] * len(tags)
+        else:
+            allowed = schemes.allowed_transitions(tags, scheme)
+        return cls(config, vocab, BiLSTMCRF(config, sizes_of(vocab), allowed))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Trainable":
+        """A saved model directory (any format version) as a trainable network."""
+        tagger = Tagger.load(path)
+        trainable = cls.build(tagger.config, tagger.vocab)
+        trainable.model.load_tensors(tagger.tensors)
+        return trainable
+
+    @property
+    def scheme(self) -> str | None:
+        return model_scheme(self.config, self.vocab.source_scheme)
+
+    def tagger(self) -> Tagger:
+        """The tagging engine over the live weights (the embeddings are not copied): what scores dev."""
+        return Tagger(self.config, self.vocab, self.model.tensors())
+
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        store.save_model(path, self.config, self.vocab.to_json(), self.model.tensors(), extra)

@@ -3,65 +3,92 @@
 Every file is written to a temporary name and renamed into place, so a kill leaves the old file or the
 new one. config.json is written last and records the SHA-256 of the other two: a truncated, altered or
 half-replaced model is refused on loading. Nothing is ever unpickled.
+
+The weights are the tensors tagger/network.py names (format_version 2). Format 1 saved torch's state-dict
+keys; such models still load, renamed on the way in.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, Any, Iterator, Mapping
 
+import numpy as np
 from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
 
+from tagger import network
 from tagger.config import Config
 from tagger.errors import ConfigError, ModelError
 
-if TYPE_CHECKING:
-    import torch
-
-FORMAT = "bilstm-tagger/1"
+FORMAT = "bilstm-tagger"
+FORMAT_1 = "bilstm-tagger/1"  # config.json's "format" in format 1, which had no format_version
 FILES = ("config.json", "vocab.json", "model.safetensors")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary file beside `path`, fsync, and rename it over `path`."""
+@contextmanager
+def atomic_file(path: Path | None, text: bool = True) -> Iterator[IO]:
+    """A file to write that appears at `path` only once the block ends without error (standard output when
+    `path` is None or "-"). Its mode honours the umask, as open()'s does."""
+    if path is None or str(path) == "-":
+        yield sys.stdout if text else sys.stdout.buffer
+        sys.stdout.flush()
+        return
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8", "newline": "\n"} if text else {})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes to a temporary file beside `path`, fsync, and rename it over `path`."""
+    with atomic_file(path, text=False) as f:
+        f.write(data)
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_model(directory: str | Path, config: Config, vocab: dict, state: dict[str, torch.Tensor],
+def save_model(directory: str | Path, config: Config, vocab: dict, tensors: Mapping[str, np.ndarray],
                extra: dict[str, Any] | None = None) -> None:
-    from safetensors.torch import save as st_save
-
+    """Write a model directory: tensors named as tagger/network.py says (float16 where it says so)."""
     directory = Path(directory)
-    blobs = {"vocab.json": json.dumps(vocab, ensure_ascii=False).encode("utf-8"),
-             "model.safetensors": st_save({k: v.contiguous() for k, v in state.items()})}
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float16 if k in network.HALF else np.float32)
+              for k, v in tensors.items()}
+    blobs = {"vocab.json": json.dumps(vocab, ensure_ascii=False).encode("utf-8"), "model.safetensors": st_save(arrays)}
     for name, data in blobs.items():
         atomic_write(directory / name, data)
-    meta = {"format": FORMAT, "config": config.to_dict(), "sha256": {k: sha256(v) for k, v in blobs.items()},
-            **(extra or {})}
+    meta = {"format": FORMAT, "format_version": network.FORMAT_VERSION, "config": config.to_dict(),
+            "sha256": {k: sha256(v) for k, v in blobs.items()}, **(extra or {})}
     atomic_write(directory / "config.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
-def load_model(directory: str | Path, arrays: str = "torch") -> tuple[Config, dict, dict, dict[str, Any]]:
-    """Read and check a model directory; ModelError names the file and what is wrong with it.
-
-    The weights come as torch tensors, or as numpy arrays with `arrays="numpy"` (torch is then not imported)."""
+def load_model(directory: str | Path) -> tuple[Config, dict, dict[str, np.ndarray], dict[str, Any]]:
+    """Read and check a model directory: config, vocabulary (JSON), weights (numpy arrays, as saved: format 1
+    has torch's keys, see from_format_1) and config.json's other entries. ModelError names the file and what
+    is wrong with it."""
     directory = Path(directory)
     if not directory.exists():
         raise ModelError("no such model directory", path=str(directory))
@@ -72,9 +99,7 @@ def load_model(directory: str | Path, arrays: str = "torch") -> tuple[Config, di
     if missing:
         raise ModelError(f"model directory lacks {', '.join(missing)}", path=str(directory))
     meta = _read_json(directory / "config.json")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelError(f"not a model of this tagger (format {meta.get('format') if isinstance(meta, dict) else None!r},"
-                         f" expected {FORMAT!r})", path=str(directory / "config.json"))
+    _check_format(meta, directory / "config.json")
     try:
         config = Config.from_dict(meta["config"], source=str(directory / "config.json"))
     except ConfigError as e:
@@ -85,15 +110,34 @@ def load_model(directory: str | Path, arrays: str = "torch") -> tuple[Config, di
             raise ModelError("checksum does not match config.json: the file was altered, truncated or "
                              "half-written", path=str(directory / name))
     vocab = _parse_json(blobs["vocab.json"], directory / "vocab.json")
-    if arrays == "numpy":
-        from safetensors.numpy import load as st_load
-    else:
-        from safetensors.torch import load as st_load
     try:
-        state = st_load(blobs["model.safetensors"])
+        tensors = st_load(blobs["model.safetensors"])
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise ModelError(f"unreadable weights: {e}", path=str(directory / "model.safetensors")) from None
-    return config, vocab, state, meta
+    meta.setdefault("format_version", 1)
+    return config, vocab, tensors, meta
+
+
+def _check_format(meta: Any, path: Path) -> None:
+    if isinstance(meta, dict) and meta.get("format") == FORMAT_1 and "format_version" not in meta:
+        return
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(version, int):
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ModelError(f"not a model of this tagger (format {found!r}, expected {FORMAT!r})", path=str(path))
+    if not 1 <= version <= network.FORMAT_VERSION:
+        raise ModelError(f"format_version {version} is newer than this tagger reads ({network.FORMAT_VERSION}): "
+                         "upgrade bilstm-tagger", path=str(path))
+
+
+def from_format_1(state: Mapping[str, np.ndarray], config: Config, sizes: network.Sizes,
+                  directory: Path) -> dict[str, np.ndarray]:
+    """A format-1 model's weights (torch's state-dict keys) under tagger/network.py's names."""
+    try:
+        return network.from_torch(state, list(network.shapes(config, sizes)))
+    except KeyError as e:
+        raise ModelError(f"weights do not match config.json and vocab.json (missing {e.args[0]})",
+                         path=str(directory / "model.safetensors")) from None
 
 
 def _read_json(path: Path) -> Any:

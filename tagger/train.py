@@ -5,6 +5,7 @@ epoch) and `checkpoint/` (the last state, from which `resume=True` continues, bi
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -22,11 +23,12 @@ from safetensors.torch import load_file, save_file
 from corpora import schemes
 from corpora.conll import Sentence
 from tagger import store, unseen
-from tagger.api import Tagger, feature_columns, model_scheme
+from tagger.api import feature_columns, model_scheme
 from tagger.config import Config
 from tagger.encode import Batch, Encoded, iter_batches
 from tagger.errors import InputError
 from tagger.evaluate import score
+from tagger.model import Trainable
 from tagger.vocab import build_vocab
 
 
@@ -115,13 +117,13 @@ def set_seed(seed: int) -> None:
 
 def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str | None,
                  vectors: tuple[list[str], np.ndarray] | None, reporter: Reporter
-                 ) -> tuple[Tagger, unseen.Pretrained | None]:
+                 ) -> tuple[Trainable, unseen.Pretrained | None]:
     """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in;
     and, for pretrained_swap or unseen_drift, what training keeps of the pretrained vectors (tagger/unseen.py)."""
     if vectors is not None:
-        config.word_dim = vectors[1].shape[1]
+        config = dataclasses.replace(config, word_dim=vectors[1].shape[1])
     if config.tokenizer == "auto":
-        config.tokenizer = choose_tokenizer(train)
+        config = dataclasses.replace(config, tokenizer=choose_tokenizer(train))
         reporter.message(f"raw text will be split into {config.tokenizer} (tokenizer = \"{config.tokenizer}\")")
     scheme = model_scheme(config, source_scheme)
     vocab = build_vocab((s.tokens for s in train), (_convert(s.tags, source_scheme, scheme) for s in train),
@@ -129,7 +131,7 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
                         pretrained=vectors[0] if vectors else (), min_count=config.min_word_count,
                         lowercase=config.lowercase_lookup, source_scheme=source_scheme)
     set_seed(config.seed)
-    tagger = Tagger.build(config, vocab)
+    tagger = Trainable.build(config, vocab)
     if vectors is None:
         return tagger, None
     rows = _copy_vectors(tagger, vectors, reporter, train)
@@ -155,7 +157,7 @@ def _convert(tags, source: str | None, target: str | None) -> list[str]:
     return list(tags) if source is None or target is None else schemes.convert(tags, source, target)
 
 
-def _copy_vectors(tagger: Tagger, vectors: tuple[list[str], np.ndarray], reporter: Reporter,
+def _copy_vectors(tagger: Trainable, vectors: tuple[list[str], np.ndarray], reporter: Reporter,
                   train: Sequence[Sentence]) -> torch.Tensor:
     """Pretrained vectors into the trainable rows and the frozen buffer; returns the rows that got one."""
     words, matrix = vectors
@@ -164,7 +166,8 @@ def _copy_vectors(tagger: Tagger, vectors: tuple[list[str], np.ndarray], reporte
     rows = [i for i, key in enumerate(vocab.words.items[2:], start=2) if key in row]
     with torch.no_grad():
         model.word.weight[rows] = torch.from_numpy(matrix[[row[vocab.words.items[i]] for i in rows]])
-        model.frozen.copy_(torch.from_numpy(matrix[[row[w] for w in vocab.frozen.items]]))
+        # rounded to float16, as the model saves them (tagger/network.py): training sees what tagging will
+        model.frozen.copy_(torch.from_numpy(matrix[[row[w] for w in vocab.frozen.items]]).half())
     types = {w for s in train for w in s.tokens}
     covered = sum(1 for w in types if w in row or (vocab.lowercase and w.lower() in row))
     reporter.message(f"pretrained vectors: {len(words):,} x {matrix.shape[1]}; they cover {covered:,} of "
@@ -172,7 +175,7 @@ def _copy_vectors(tagger: Tagger, vectors: tuple[list[str], np.ndarray], reporte
     return torch.tensor(rows, dtype=torch.long)
 
 
-def prepare_data(tagger: Tagger, train: Sequence[Sentence], dev: Sequence[Sentence],
+def prepare_data(tagger: Trainable, train: Sequence[Sentence], dev: Sequence[Sentence],
                  dev_scheme: str | None) -> Data:
     """Encode both corpora once (ids, characters, features), so epochs only batch tensors."""
     cfg, vocab, scheme = tagger.config, tagger.vocab, tagger.scheme
@@ -212,6 +215,7 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
         reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")
     else:
         tagger, pretrained = build_tagger(config, train_sents, source_scheme, vectors, reporter)
+        config = tagger.config
         optimizer, progress = make_optimizer(config, tagger.model), Progress()
         average = WeightAverage(tagger.model, config.average) if config.average else None
     if pretrained is not None and config.pretrained_swap:
@@ -266,7 +270,7 @@ def _stop(config: Config, progress: Progress) -> bool:
     return bool(config.max_minutes) and progress.seconds >= 60 * config.max_minutes
 
 
-def run_epoch(tagger: Tagger, optimizer: torch.optim.Optimizer, data: Data, progress: Progress,
+def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, progress: Progress,
               reporter: Reporter, stop: StopOnSigint, average: WeightAverage | None = None) -> dict | None:
     """One pass over the training batches (from `progress.step` on); None when stopped by Ctrl-C."""
     cfg, model = tagger.config, tagger.model
@@ -311,10 +315,10 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     return loss
 
 
-def _evaluate_and_keep(tagger: Tagger, data: Data, progress: Progress, metrics: dict, output: Path) -> None:
+def _evaluate_and_keep(tagger: Trainable, data: Data, progress: Progress, metrics: dict, output: Path) -> None:
     start = time.perf_counter()
     if data.dev:
-        result = score(data.dev_gold, tagger.tag_encoded(data.dev), data.scheme)
+        result = score(data.dev_gold, tagger.tagger().tag_encoded(data.dev), data.scheme)
         metrics |= {"dev_precision": result["precision"], "dev_recall": result["recall"], "dev_f1": result["f1"]}
     else:  # no dev data: the last epoch is the model
         metrics |= {"dev_f1": float(progress.epoch)}
@@ -340,7 +344,7 @@ def _trim_metrics(path: Path, epochs_done: int) -> None:
 
 # -- checkpoints: a model directory + trainer state, swapped in as a whole -------------------------------
 
-def save_checkpoint(output: Path, tagger: Tagger, optimizer: torch.optim.Optimizer, progress: Progress,
+def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Optimizer, progress: Progress,
                     average: WeightAverage | None = None, pretrained: unseen.Pretrained | None = None) -> None:
     """Write the new checkpoint beside the old one and swap directories, so a kill never loses both."""
     final, new, old = output / "checkpoint", output / "checkpoint.new", output / "checkpoint.old"
@@ -362,14 +366,14 @@ def save_checkpoint(output: Path, tagger: Tagger, optimizer: torch.optim.Optimiz
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(output: Path) -> tuple[Tagger, torch.optim.Optimizer, Progress, WeightAverage | None,
+def load_checkpoint(output: Path) -> tuple[Trainable, torch.optim.Optimizer, Progress, WeightAverage | None,
                                            unseen.Pretrained | None]:
     directory = output / "checkpoint"
     if not directory.exists() and (output / "checkpoint.old").exists():
         directory = output / "checkpoint.old"  # killed between the two renames
     if not (directory / "trainer.json").exists():
         raise InputError("nothing to resume: no checkpoint here (train without --resume)", path=str(output))
-    tagger = Tagger.load(directory)
+    tagger = Trainable.load(directory)
     tagger.model.train()
     meta = json.loads((directory / "trainer.json").read_text(encoding="utf-8"))
     tensors = load_file(str(directory / "trainer.safetensors"))

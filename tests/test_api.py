@@ -18,10 +18,10 @@ from tagger.data import check_tags, read_sentences
 from tagger.errors import USER_ERRORS, InputError, ModelError, TaggerError
 
 
-@pytest.fixture(scope="module", params=["torch", "numpy"])
-def model(trained_model, request) -> Tagger:
-    """The trained tiny model with either engine: every tagging test below holds for both."""
-    return Tagger.load(trained_model, request.param)
+@pytest.fixture(scope="module")
+def model(trained_model) -> Tagger:
+    """The trained tiny model."""
+    return Tagger.load(trained_model)
 
 
 def test_user_errors_are_the_two_documented_families():
@@ -168,13 +168,12 @@ def test_unseen_test_label_is_reported_by_evaluate(trained_model, tmp_path, caps
     assert f"warning: {test}: label(s) MISC never seen in training" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("engine", ["torch", "numpy"])
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
-def test_damaged_model_directory_raises_model_error(damage, engine, model_copy):
+def test_damaged_model_directory_raises_model_error(damage, model_copy):
     spoil, fragments = DAMAGES[damage]
     spoil(model_copy)
     with pytest.raises(ModelError) as info:
-        Tagger.load(model_copy, engine)
+        Tagger.load(model_copy)
     for fragment in fragments:
         assert fragment in str(info.value)
 

@@ -127,7 +127,8 @@ def test_predict_conll_in_conll_out(trained_model, tmp_path):
     result = tagger("predict", trained_model, path, "--input-format", "conll")
     assert_ok(result)
     blocks = [b.splitlines() for b in result.stdout.strip().split("\n\n")]
-    assert blocks[0] == ["John B-PER", "Smith I-PER", "visited O", "Paris B-LOC", ". O"]
+    # the input's columns stay (here its gold tags, all O) and the prediction is a new last column
+    assert blocks[0] == ["John O B-PER", "Smith O I-PER", "visited O O", "Paris O B-LOC", ". O O"]
     assert [line.split()[0] for line in blocks[1]] == ["it", "rained", "."]
     assert result.stdout.endswith("\n\n")
 
@@ -150,9 +151,13 @@ def test_predict_output_file_is_never_overwritten_without_force(trained_model, t
     assert jsonl(out.read_text())[0]["tokens"] == ["it", "rained", "."]
 
 
-def test_predict_raw_text_cannot_be_written_as_conll(trained_model):
-    result = tagger("predict", trained_model, "--output-format", "conll", input="John Smith visited Paris .\n")
-    assert_user_error(result, "--input-format")
+def test_predict_raw_text_as_conll_writes_the_tokeniser_s_tokens_a_sentence_a_block(trained_model):
+    result = tagger("predict", trained_model, "--output-format", "conll",
+                    input="John Smith visited Paris. It rained.\nMary works for Siemens AG.\n")
+    assert_ok(result)
+    blocks = [b.splitlines() for b in result.stdout.strip().split("\n\n")]
+    assert blocks[0] == ["John B-PER", "Smith I-PER", "visited O", "Paris B-LOC", ". O"]
+    assert [len(b) for b in blocks] == [5, 3, 6]  # two sentences in the first line, one in the second
 
 
 # -- evaluate ------------------------------------------------------------------------------------------------

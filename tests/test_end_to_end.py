@@ -71,7 +71,8 @@ def test_conll2003_files_with_a_pos_feature(tmp_path, corpus):
     tokens, tags = sents[45]
     assert [line.split()[:3] for line in first] == [
         line.split()[:3] for line in conll2003_text([sents[45]]).splitlines()[2:2 + len(tokens)]]
-    assert all(len(line.split()) == 4 for line in first)  # the predicted tag replaces the NER column
+    assert all(len(line.split()) == 5 for line in first)  # the prediction beside the gold NER column
+    assert [line.split()[3] for line in first] == list(tags)
     assert json.loads(tagger("evaluate", model, tmp_path / "dev.txt", "--json").stdout)["f1"] > 0.5
     # raw text has no POS column: a clear error, not a crash
     result = runner.invoke(app, ["predict", str(model)], input="John visited Paris .\n")

@@ -1,10 +1,8 @@
 """The network: shapes, character encoders, feature columns, batching that does not change predictions."""
-import dataclasses
-
 import pytest
 import torch
 
-from tagger.api import Tagger
+from tagger.model import Trainable
 from tagger.config import Config
 from tagger.encode import Encoder, collate
 from tagger.vocab import build_vocab
@@ -20,27 +18,26 @@ def tiny(char_encoder="cnn", features=()):
                     char_encoder=char_encoder, features=list(features), tag_scheme="auto")
     vocab = build_vocab(SENTENCES, TAGS, [POS] if features else [], source_scheme="bioes")
     torch.manual_seed(0)
-    return Tagger.build(config, vocab)
+    return Trainable.build(config, vocab)
 
 
 @pytest.mark.parametrize("char_encoder", ["cnn", "lstm", "none"])
 def test_emissions_have_one_score_per_token_and_tag(char_encoder):
     tagger = tiny(char_encoder)
-    batch = collate([tagger.encode(s) for s in SENTENCES])
-    assert tagger.model.emissions(batch).shape == (4, 6, len(tagger.vocab.tags))
+    batch = collate([tagger.encode(SENTENCES[0])] * 4)  # a training batch: one length
+    assert tagger.model.emissions(batch).shape == (4, 4, len(tagger.vocab.tags))
 
 
 def test_feature_columns_are_embedded_and_required():
     tagger = tiny(features=[1])
     enc = Encoder(tagger.vocab)
-    batch = collate([enc(s, features=[p]) for s, p in zip(SENTENCES, POS)])
-    assert tagger.model.emissions(batch).shape[:2] == (4, 6)
-    assert len(tagger.predict_tokens(SENTENCES, [[p] for p in POS])[3]) == 6
+    batch = collate([enc(s, features=[p]) for s, p in zip(SENTENCES[1:3], POS[1:3])])
+    assert tagger.model.emissions(batch).shape[:2] == (2, 2)
+    assert len(tagger.tagger().predict_tokens(SENTENCES, [[p] for p in POS])[3]) == 6
 
 
 def test_batched_tagging_equals_one_sentence_at_a_time():
-    tagger = tiny()
-    tagger.model.eval()
+    tagger = tiny().tagger()
     together = tagger.predict_tokens(SENTENCES * 5)
     alone = [tagger.predict_tokens([s])[0] for s in SENTENCES * 5]
     assert together == alone
@@ -49,7 +46,7 @@ def test_batched_tagging_equals_one_sentence_at_a_time():
 def test_untrained_model_still_outputs_valid_bioes():
     from corpora import schemes
 
-    tagger = tiny()
+    tagger = tiny().tagger()
     for tags in tagger.predict_tokens(SENTENCES):
         assert schemes.is_valid(tags, "bioes")
 
@@ -90,26 +87,7 @@ def test_char_dropout_acts_only_while_training(encoder):
     assert torch.allclose(train_out, chars(spellings, lengths))
 
 
-@pytest.mark.parametrize("training", [False, True])
-@pytest.mark.parametrize("layers", [1, 2])
-def test_mixed_length_batches_give_each_sentence_the_outputs_it_has_alone(layers, training):
-    small = tiny()
-    config = dataclasses.replace(small.config, num_layers=layers, dropout=0.0, word_dropout=0.0)
-    tagger = Tagger.build(config, small.vocab)
-    model = tagger.model.train(training)
-    encoded = [tagger.encode(s) for s in SENTENCES]
-    together = model.emissions(collate(encoded))  # lengths 4, 2, 2, 6: padded to 6
-    for i, e in enumerate(encoded):
-        alone = model.emissions(collate([e]))[0]
-        assert torch.allclose(together[i, : len(e)], alone, atol=1e-6)
-
-
-@pytest.mark.parametrize("char_encoder", ["cnn", "lstm", "none"])
-@pytest.mark.parametrize("layers", [1, 2])
-def test_tagging_projects_distinct_words_once_and_gets_the_training_paths_numbers(layers, char_encoder):
-    small = tiny(char_encoder)
-    config = dataclasses.replace(small.config, num_layers=layers, dropout=0.0, word_dropout=0.0)
-    model = Tagger.build(config, small.vocab).model
-    batch = collate([small.encode(["EU", "call", "EU", "German", "call"])])
-    per_token = model.train().emissions(batch)  # one sentence, no padding: every token through nn.LSTM
-    assert torch.allclose(model.eval().emissions(batch), per_token, atol=1e-6)
+def test_the_training_network_refuses_padded_batches():
+    tagger = tiny()
+    with pytest.raises(ValueError, match="one length"):
+        tagger.model.emissions(collate([tagger.encode(s) for s in SENTENCES]))  # lengths 4, 2, 2, 6

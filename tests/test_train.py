@@ -20,6 +20,7 @@ from conftest import TINY_CONFIG, ctrl_c, interrupt_loss_at, make_sentences, wri
 from corpora.conll import Sentence
 from tagger import train as training
 from tagger.api import Tagger
+from tagger.model import Trainable
 from tagger.config import Config
 from tagger.errors import InputError
 
@@ -97,13 +98,13 @@ def test_output_holds_the_best_epoch_and_the_checkpoint_the_last(uninterrupted):
 def test_predictions_are_the_same_before_saving_and_after_loading(tmp_path, monkeypatch):
     """What the in-memory model tags when it is saved as the best is what the loaded model tags."""
     at_save: dict[str, list] = {}
-    save = Tagger.save
+    save = Trainable.save
 
     def recording_save(self, path, extra=None):
         save(self, path, extra)
-        at_save[Path(path).name] = self.predict_tokens(PROBE)
+        at_save[Path(path).name] = self.tagger().predict_tokens(PROBE)
 
-    monkeypatch.setattr(Tagger, "save", recording_save)
+    monkeypatch.setattr(Trainable, "save", recording_save)
     out = tmp_path / "out"
     run(out, epochs=3)
     monkeypatch.undo()
@@ -116,8 +117,8 @@ def test_a_fixed_seed_gives_identical_weights(tmp_path, uninterrupted):
     assert_same_weights(uninterrupted / "model.safetensors", tmp_path / "again" / "model.safetensors")
     assert scores(tmp_path / "again") == scores(uninterrupted)
     run(tmp_path / "other", epochs=3, seed=4)
-    assert weights(tmp_path / "other" / "model.safetensors")["emit.weight"].ne(
-        weights(uninterrupted / "model.safetensors")["emit.weight"]).any()
+    assert weights(tmp_path / "other" / "model.safetensors")["emissions.weight"].ne(
+        weights(uninterrupted / "model.safetensors")["emissions.weight"]).any()
 
 
 def test_patience_stops_training_when_dev_f1_does_not_improve(tmp_path):
@@ -221,7 +222,7 @@ def test_weight_average_is_what_is_scored_and_saved_and_resumes_exactly(tmp_path
     assert scores(plain) != scores(averaged)
     run(one, epochs=1, average=0.9)  # epoch 1 is always the best so far: its average is saved
     raw, saved = weights(one / "checkpoint" / "model.safetensors"), weights(one / "model.safetensors")
-    assert not torch.equal(raw["emit.weight"], saved["emit.weight"])
+    assert not torch.equal(raw["emissions.weight"], saved["emissions.weight"])
     with pytest.raises(training.Interrupted):
         run(resumed, epochs=2, average=0.9, reporter=InterruptingReporter(7))
     run(resumed, resume=True)

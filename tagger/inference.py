@@ -1,42 +1,42 @@
-"""The trained network's tagging pass in numpy, from the same weights: tags without importing torch.
+"""The tagging engine: the trained network's forward pass and Viterbi in numpy, from a model's tensors.
 
-`import torch` alone takes 1.4-1.8 s on the 2-core machine this is developed on, most of the time to tag one
-sentence from a cold start; numpy imports in 0.1 s. `tagger predict` uses this engine unless asked to
-quantise: a BiLSTM step here is ~10% slower than torch's, but the rest of the path is cheaper without torch
-(no tensor wrapping, fewer objects for the collector), and workers are half the size. Both engines give the
-same tags: the same float32 arithmetic (emissions agree to ~1e-6, tested) and one shared Viterbi.
-Run it with OPENBLAS_NUM_THREADS=1 (the `tagger` command does): its matrix products are too small for
-OpenBLAS's threads, which made it 2x slower with them.
+The one inference path: `Tagger` (tagger/api.py) tags with it, so `tagger predict`, `tagger evaluate` and
+training's dev scores (built from the live weights, tagger/model.py) run the same code. It never imports
+torch: `import torch` alone takes 1.4-1.8 s on a 2-core machine, most of a cold start, and a process
+without torch is half the size. It reads the tensors tagger/network.py names, never torch's keys.
+
+Its matrix products are small (a BiLSTM step is 256 x 100 by 100 x 400): OpenBLAS's threads cost more
+than they give, so `Tagger` limits them to one around tagging (threadpoolctl).
 """
 from __future__ import annotations
+
+from typing import Mapping
 
 import numpy as np
 
 from tagger.config import Config
 from tagger.encode import Batch
-from tagger.viterbi import FORBIDDEN, viterbi
-from tagger.vocab import CASINGS
+from tagger.viterbi import viterbi
 
 
-class LiteNetwork:
-    """BiLSTMCRF's tagging pass (eval mode: no dropout) over numpy arrays, built from its state dict."""
+class Network:
+    """The network's tagging pass (no dropout) over numpy arrays; `tensors` as tagger/network.py names them."""
 
-    def __init__(self, config: Config, state: dict[str, np.ndarray]):
-        self.word, self.frozen, self.casing = state["word.weight"], state["frozen"], state["casing.weight"]
-        self.features = [state[f"features.{i}.weight"] for i in range(len(config.features))]
+    def __init__(self, config: Config, tensors: Mapping[str, np.ndarray]):
+        t = tensors
+        self.word, self.frozen, self.casing = t["words.trained"], t["words.frozen"], t["casing"]
+        self.features = [t[f"features.{i}"] for i in range(len(config.features))]
         self.char_encoder = config.char_encoder
         if config.char_encoder != "none":
-            self.char_embed = state["chars.embed.weight"]
+            self.char_embed = t["chars.embedding"]
         if config.char_encoder == "cnn":
-            self.char_window = (state["chars.window.weight"].T, state["chars.window.bias"])  # (kernel*dim, filters)
+            self.char_window = (t["chars.cnn.weight"].T, t["chars.cnn.bias"])  # (kernel*dim, filters)
             self.char_kernel = config.char_kernel
         elif config.char_encoder == "lstm":
-            self.char_lstm = joint_weights(state, "chars.lstm", 0)
-        self.lstm = [joint_weights(state, "lstm", layer) for layer in range(config.num_layers)]
-        self.emit = (state["emit.weight"].T, state["emit.bias"])  # (2*hidden, num_tags)
-        self.crf = [np.where(state[f"crf.parametrizations.{name}.0.allowed"],
-                             state[f"crf.parametrizations.{name}.original"], np.float32(FORBIDDEN))
-                    for name in ("start_transitions", "transitions", "end_transitions")]
+            self.char_lstm = joint_weights(t, "chars.lstm.0")
+        self.lstm = [joint_weights(t, f"lstm.{layer}") for layer in range(config.num_layers)]
+        self.emit = (t["emissions.weight"].T, t["emissions.bias"])  # (2*hidden, num_tags)
+        self.crf = (t["crf.start"], t["crf.transitions"], t["crf.end"])
 
     def tag(self, batch: Batch) -> list[list[int]]:
         """Best tag ids of each sentence of the batch."""
@@ -92,67 +92,25 @@ class LiteNetwork:
         return np.concatenate([h[lengths - 1, words, :hidden], h[0, :, hidden:]], 1)
 
 
-def state_shapes(config: Config, num_words: int, num_frozen: int, num_chars: int, num_tags: int,
-                 feature_sizes: list[int]) -> dict[str, tuple[int, ...]]:
-    """The shape of every weight model.BiLSTMCRF has for this config and vocabulary (tested equal to its
-    state_dict): a model's weights are checked against it before either engine uses them."""
-    c = config
-    shapes = {"word.weight": (num_words, c.word_dim), "frozen": (num_frozen, c.word_dim),
-              "casing.weight": (len(CASINGS), c.casing_dim)}
-    char_dim = {"cnn": c.char_filters, "lstm": 2 * c.char_filters, "none": 0}[c.char_encoder]
-    if c.char_encoder != "none":
-        shapes["chars.embed.weight"] = (num_chars, c.char_dim)
-    if c.char_encoder == "cnn":
-        shapes |= {"chars.window.weight": (c.char_filters, c.char_kernel * c.char_dim),
-                   "chars.window.bias": (c.char_filters,)}
-    elif c.char_encoder == "lstm":
-        shapes |= _lstm_shapes("chars.lstm", c.char_dim, c.char_filters, 1)
-    shapes |= {f"features.{i}.weight": (n, c.feature_dim) for i, n in enumerate(feature_sizes)}
-    in_dim = c.word_dim + c.casing_dim + char_dim + c.feature_dim * len(feature_sizes)
-    shapes |= _lstm_shapes("lstm", in_dim, c.hidden_size, c.num_layers)
-    shapes |= {"emit.weight": (num_tags, 2 * c.hidden_size), "emit.bias": (num_tags,)}
-    for name, shape in (("start_transitions", (num_tags,)), ("transitions", (num_tags, num_tags)),
-                        ("end_transitions", (num_tags,))):
-        shapes[f"crf.parametrizations.{name}.original"] = shapes[f"crf.parametrizations.{name}.0.allowed"] = shape
-    return shapes
-
-
-def _lstm_shapes(prefix: str, in_dim: int, hidden: int, layers: int) -> dict[str, tuple[int, ...]]:
-    shapes = {}
-    for layer in range(layers):
-        for d in ("", "_reverse"):
-            shapes |= {f"{prefix}.weight_ih_l{layer}{d}": (4 * hidden, in_dim if layer == 0 else 2 * hidden),
-                       f"{prefix}.weight_hh_l{layer}{d}": (4 * hidden, hidden),
-                       f"{prefix}.bias_ih_l{layer}{d}": (4 * hidden,), f"{prefix}.bias_hh_l{layer}{d}": (4 * hidden,)}
-    return shapes
-
-
-def joint_weights(state: dict[str, np.ndarray], prefix: str, layer: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def joint_weights(tensors: Mapping[str, np.ndarray], prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One BiLSTM layer's weights for `bilstm`, both directions stacked: input (2, in_dim, 4*hidden), summed
-    biases (2, 1, 4*hidden), recurrent (2, hidden, 4*hidden); gates reordered as model._joint_weights does."""
-    order, scale = gate_layout(state[f"{prefix}.weight_hh_l{layer}"].shape[1])
+    biases (2, 1, 4*hidden), recurrent (2, hidden, 4*hidden). The saved gate rows (i, f, g, o) are reordered
+    (i, f, o, g) and the g rows doubled, so that one sigmoid gives all four gates: tanh(x) = 2 sigmoid(2x) - 1."""
+    hidden = tensors[f"{prefix}.forward.weight_hh"].shape[1]
+    order = np.concatenate([np.arange(2 * hidden), np.arange(3 * hidden, 4 * hidden), np.arange(2 * hidden, 3 * hidden)])
+    scale = np.ones(4 * hidden, dtype=np.float32)
+    scale[3 * hidden :] = 2.0
 
     def stacked(name: str) -> np.ndarray:  # (2, 4*hidden, ...)
-        ws = [state[f"{prefix}.{name}_l{layer}{d}"][order] for d in ("", "_reverse")]
+        ws = [tensors[f"{prefix}.{d}.{name}"][order] for d in ("forward", "backward")]
         return np.stack([w * scale.reshape(-1, *[1] * (w.ndim - 1)) for w in ws])
 
     bias = (stacked("bias_ih") + stacked("bias_hh"))[:, None]
     return stacked("weight_ih").transpose(0, 2, 1), bias, stacked("weight_hh").transpose(0, 2, 1)
 
 
-def gate_layout(hidden: int) -> tuple[np.ndarray, np.ndarray]:
-    """torch's LSTM gate rows (i, f, g, o) reordered as (i, f, o, g), and the g rows' scale 2: one sigmoid
-    then gives all four gates, since tanh(x) = 2 sigmoid(2x) - 1 (torch's CPU tanh is 4x slower)."""
-    h = hidden
-    order = np.concatenate([np.arange(2 * h), np.arange(3 * h, 4 * h), np.arange(2 * h, 3 * h)])
-    scale = np.ones(4 * h, dtype=np.float32)
-    scale[3 * h :] = 2.0
-    return order, scale
-
-
 def bilstm(table: np.ndarray, rows: np.ndarray, mask: np.ndarray, w_hh: np.ndarray) -> np.ndarray:
-    """Both directions of one BiLSTM layer, stepping together, as model._bilstm: table (2, R, 4*hidden) input
+    """Both directions of one BiLSTM layer, stepping together, table (2, R, 4*hidden) input
     projections with biases, rows (T, B) each token's row in it, mask (B, T). Returns (T, B, 2*hidden).
     The backward state is zeroed wherever the mask is off, so it starts afresh at each sentence's end."""
     seq_len, batch = rows.shape

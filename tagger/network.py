@@ -1,0 +1,135 @@
+"""The network written down once: which tensors a model has, their names, shapes and layout.
+
+This is the saved model format (model.safetensors, format_version 2). Training (tagger/model.py, torch)
+writes these tensors and the tagging engine (tagger/inference.py, numpy) reads them; neither reads the
+other's internals, so a torch release that renames its modules' keys changes nothing saved.
+
+    words.trained      (num_words, word_dim)    rows trained with the network (0: padding, 1: <unk>)
+    words.frozen       (num_frozen, word_dim)   pretrained vectors of words never seen in training (float16)
+    casing             (6, casing_dim)          the word's shape (tagger.vocab.CASINGS)
+    chars.embedding    (num_chars, char_dim)
+    chars.cnn.weight   (char_filters, char_kernel * char_dim)   one window of characters -> filters
+    chars.cnn.bias     (char_filters,)
+    chars.lstm.0.{forward,backward}.{weight_ih,weight_hh,bias_ih,bias_hh}   the character BiLSTM
+    features.{i}       (values of column i, feature_dim)
+    lstm.{layer}.{forward,backward}.weight_ih  (4 * hidden, input)   gate rows in the order i, f, g, o:
+    lstm.{layer}.{forward,backward}.weight_hh  (4 * hidden, hidden)  c' = f c + i g, h' = o tanh(c'),
+    lstm.{layer}.{forward,backward}.bias_ih    (4 * hidden,)         i, f, o sigmoid, g tanh
+    lstm.{layer}.{forward,backward}.bias_hh    (4 * hidden,)
+    emissions.weight   (num_tags, 2 * hidden)   BiLSTM output (forward ; backward) -> tag scores
+    emissions.bias     (num_tags,)
+    crf.start          (num_tags,)              CRF scores, moves the tagging scheme forbids already set
+    crf.transitions    (num_tags, num_tags)     to FORBIDDEN; transitions[a, b] scores tag a -> tag b
+    crf.end            (num_tags,)
+
+Adding an encoder: its Config field, its torch module (model.py), its numpy forward (inference.py), and
+its tensors here (`shapes`, `TORCH_NAMES` when torch's key differs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from tagger.config import Config
+from tagger.viterbi import FORBIDDEN
+from tagger.vocab import CASINGS
+
+FORMAT_VERSION = 2
+DIRECTIONS = ("forward", "backward")
+HALF = ("words.frozen",)  # stored as float16: lookup-only pretrained rows, half the size of a model
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What sizes the network besides its config: the vocabulary's parts."""
+
+    words: int
+    frozen: int
+    chars: int
+    tags: int
+    features: tuple[int, ...]
+
+
+def char_output_size(config: Config) -> int:
+    """Width of a word's character encoding."""
+    return {"cnn": config.char_filters, "lstm": 2 * config.char_filters, "none": 0}[config.char_encoder]
+
+
+def input_size(config: Config, num_features: int) -> int:
+    """Width of the BiLSTM's input: word, casing, characters and feature columns, concatenated in that order."""
+    return config.word_dim + config.casing_dim + char_output_size(config) + config.feature_dim * num_features
+
+
+def shapes(config: Config, sizes: Sizes) -> dict[str, tuple[int, ...]]:
+    """Every tensor of a model with this config and vocabulary, by name."""
+    c = config
+    out = {"words.trained": (sizes.words, c.word_dim), "words.frozen": (sizes.frozen, c.word_dim),
+           "casing": (len(CASINGS), c.casing_dim)}
+    if c.char_encoder != "none":
+        out["chars.embedding"] = (sizes.chars, c.char_dim)
+    if c.char_encoder == "cnn":
+        out |= {"chars.cnn.weight": (c.char_filters, c.char_kernel * c.char_dim), "chars.cnn.bias": (c.char_filters,)}
+    elif c.char_encoder == "lstm":
+        out |= _lstm_shapes("chars.lstm", c.char_dim, c.char_filters, 1)
+    out |= {f"features.{i}": (n, c.feature_dim) for i, n in enumerate(sizes.features)}
+    out |= _lstm_shapes("lstm", input_size(c, len(sizes.features)), c.hidden_size, c.num_layers)
+    k = sizes.tags
+    return out | {"emissions.weight": (k, 2 * c.hidden_size), "emissions.bias": (k,),
+                  "crf.start": (k,), "crf.transitions": (k, k), "crf.end": (k,)}
+
+
+def _lstm_shapes(prefix: str, in_dim: int, hidden: int, layers: int) -> dict[str, tuple[int, ...]]:
+    out = {}
+    for layer in range(layers):
+        for d in DIRECTIONS:
+            p = f"{prefix}.{layer}.{d}"
+            out |= {f"{p}.weight_ih": (4 * hidden, in_dim if layer == 0 else 2 * hidden),
+                    f"{p}.weight_hh": (4 * hidden, hidden), f"{p}.bias_ih": (4 * hidden,), f"{p}.bias_hh": (4 * hidden,)}
+    return out
+
+
+def check(tensors: Mapping[str, object], config: Config, sizes: Sizes) -> list[str]:
+    """What is wrong with these tensors for this config and vocabulary (nothing: an empty list)."""
+    expected = shapes(config, sizes)
+    problems = [f"missing {k}" for k in expected if k not in tensors]
+    problems += [f"unexpected {k}" for k in tensors if k not in expected]
+    problems += [f"{k}: {tuple(tensors[k].shape)} instead of {shape}"  # type: ignore[attr-defined]
+                 for k, shape in expected.items() if k in tensors and tuple(tensors[k].shape) != shape]
+    return problems
+
+
+# -- torch's names (tagger.model.BiLSTMCRF's state dict, which format 1 saved as it was) -----------------
+
+_CRF = {"crf.start": "start_transitions", "crf.transitions": "transitions", "crf.end": "end_transitions"}
+
+
+def torch_name(name: str) -> str:
+    """The BiLSTMCRF state-dict key of one of our tensors (CRF scores: the unconstrained parameter)."""
+    if name in _CRF:
+        return f"crf.parametrizations.{_CRF[name]}.original"
+    fixed = {"words.trained": "word.weight", "words.frozen": "frozen", "casing": "casing.weight",
+             "chars.embedding": "chars.embed.weight", "chars.cnn.weight": "chars.window.weight",
+             "chars.cnn.bias": "chars.window.bias", "emissions.weight": "emit.weight", "emissions.bias": "emit.bias"}
+    if name in fixed:
+        return fixed[name]
+    parts = name.split(".")
+    if parts[0] == "features":
+        return f"features.{parts[1]}.weight"
+    prefix, layer, direction, weight = ".".join(parts[:-3]), parts[-3], parts[-2], parts[-1]  # an LSTM's tensor
+    return f"{prefix}.{weight}_l{layer}{'_reverse' if direction == 'backward' else ''}"
+
+
+def from_torch(state: Mapping[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """Our tensors from a BiLSTMCRF state dict as numpy arrays (a live model's, or a format-1 file's):
+    the same memory where the tensor is only renamed; CRF scores with the forbidden moves set."""
+    out = {}
+    for name in names:
+        key = torch_name(name)
+        if name in _CRF:
+            allowed = state[key.replace(".original", ".0.allowed")]
+            out[name] = np.where(allowed, state[key], np.float32(FORBIDDEN)).astype(np.float32)
+        else:
+            out[name] = state[key]
+    return out

@@ -1,0 +1,157 @@
+"""Streaming prediction: input files in chunks -> tagged -> rendered by a writer -> written in input order.
+
+Memory does not grow with the input: CHUNK_LINES lines (or sentences) are tagged together, and with
+`workers` > 1 forked processes render at most 2 x workers chunks at a time. Workers share the parent's
+loaded model pages (fork, copy on write); the model reaches them through the pool's initializer, so no
+module state outlives `predict_files` in the calling process.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from collections import deque
+from typing import Callable, Iterable, Iterator, Sequence, TextIO
+
+from corpora.conll import DOCSTART, Sentence, decode_lines, iter_conll_lines, read_conll
+from tagger.api import Tagger, feature_columns
+from tagger.errors import InputError
+from tagger.writers import Writer
+
+CHUNK_LINES = 4096  # input lines tagged together
+PARALLEL_BYTES = 1 << 20  # workers=0 (auto) uses every core for inputs this large
+INPUT_FORMATS = ("text", "tokens", "conll")
+
+
+def predict_files(tagger: Tagger, inputs: Sequence[str], writer: Writer, out: TextIO, input_format: str = "text",
+                  format: str = "auto", workers: int = 1, warn: Callable[[str], None] = lambda _: None) -> None:
+    """Tag each input ("-": standard input) and write what `writer` renders to `out`, in input order.
+
+    input_format: text (a raw-text line is one record), tokens (a line of space-separated tokens is one
+    sentence) or conll (column files; `format` is their dialect). `warn` gets one-line warnings, such as a
+    CoNLL file given as raw text."""
+    for ref in inputs:
+        check_input_file(ref)
+    out.write(writer.header())
+    job = (tagger, writer, input_format)
+    for ref in inputs:
+        if input_format == "conll":
+            chunks = _chunks(_conll_sentences(ref, format), CHUNK_LINES)
+        else:
+            lines = read_lines(ref)
+            if input_format == "text":
+                lines = _warn_if_conll(lines, ref, warn)
+            chunks = _chunks(lines, CHUNK_LINES)
+        for text in _map_ordered(chunks, workers, job):
+            out.write(text)
+    out.write(writer.footer())
+
+
+def auto_workers(inputs: Sequence[str]) -> int:
+    """One process per usable core when the input files hold PARALLEL_BYTES or more (a pool costs a fork
+    and a little memory per process: not worth it for a few sentences, nor knowable for standard input)."""
+    size = sum(os.path.getsize(ref) for ref in inputs if ref != "-")
+    return max(1, len(os.sched_getaffinity(0))) if size >= PARALLEL_BYTES else 1
+
+
+def render(tagger: Tagger, writer: Writer, input_format: str, chunk: list) -> str:
+    """Tag one chunk of raw-text lines, token lines or CoNLL sentences and render it with the writer."""
+    if input_format == "text":
+        return "".join(map(writer.text, tagger.tag_texts(chunk)))
+    if input_format == "tokens":
+        sentences = [Sentence(tuple(line.split())) for line in chunk]
+        feats: Sequence = ()
+    else:
+        sentences, columns = chunk, tagger.config.features
+        if columns:
+            check_feature_columns(chunk, columns, "input")
+        feats = [feature_columns(s, columns) for s in chunk] if columns else ()
+    tags = tagger.predict_tokens([s.tokens for s in sentences], feats)
+    return "".join(writer.sentence(s, t) for s, t in zip(sentences, tags))
+
+
+def check_feature_columns(sentences: Sequence[Sentence], columns: Sequence[int], source: str) -> None:
+    for s in sentences:
+        width = len(s.rows[0]) if s.rows else 1
+        for c in columns:
+            if not -width <= c < width:
+                raise InputError(f"feature column {c} does not exist (lines have {width} columns)",
+                                 path=source, line=s.line or None)
+
+
+def check_input_file(ref: str) -> None:
+    if ref == "-":
+        return
+    if not os.path.exists(ref):
+        raise InputError("no such file", path=ref)
+    if os.path.isdir(ref):
+        raise InputError("is a directory, not a file", path=ref)
+
+
+def read_lines(ref: str) -> Iterator[str]:
+    """Lines of a file or standard input ("-") without their line ends; decoding errors name the line."""
+    if ref == "-":
+        yield from (line.rstrip("\r\n") for line in decode_lines(sys.stdin.buffer, "<stdin>"))
+        return
+    with open(ref, "rb") as f:
+        yield from (line.rstrip("\r\n") for line in decode_lines(f, ref))
+
+
+def _warn_if_conll(lines: Iterator[str], ref: str, warn: Callable[[str], None]) -> Iterator[str]:
+    """Pass lines through; warn once if the first ones look like CoNLL columns (-DOCSTART-, or a token and
+    a tag on each line) rather than raw text."""
+    head = list(itertools.islice(lines, 20))
+    filled = [line.split() for line in head if line.strip()]
+    looks = bool(filled) and (filled[0][0] == DOCSTART or all(
+        1 < len(fields) <= 10 and _looks_like_tag(fields[-1]) for fields in filled))
+    if looks:
+        warn(f"warning: {'<stdin>' if ref == '-' else ref}: this looks like a CoNLL file, tagged as raw text "
+             "(one record a line): use --input-format conll to tag its tokens")
+    yield from head
+    yield from lines
+
+
+def _looks_like_tag(field: str) -> bool:
+    return field == "O" or (len(field) > 2 and field[1] in "-_" and field[0] in "BIESLMU")
+
+
+def _conll_sentences(ref: str, format: str) -> Iterator[Sentence]:
+    if ref == "-":
+        return iter_conll_lines(decode_lines(sys.stdin.buffer, "<stdin>"), "<stdin>", format=format, labelled=False)
+    return read_conll(ref, format=format, labelled=False)
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+_JOB: tuple | None = None  # (tagger, writer, input_format) in a --workers process, set by its initializer
+
+
+def _set_job(job: tuple) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _render_in_worker(chunk: list) -> str:
+    return render(*_JOB, chunk)  # type: ignore[misc]
+
+
+def _map_ordered(chunks: Iterable[list], workers: int, job: tuple) -> Iterator[str]:
+    """Each chunk rendered, in input order; with workers > 1 in forked processes (which get `job` from their
+    initializer, not pickled per chunk), at most 2 x workers chunks in flight."""
+    if workers <= 1:
+        yield from (render(*job, chunk) for chunk in chunks)
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(workers, initializer=_set_job, initargs=(job,)) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(_render_in_worker, (chunk,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()

@@ -1,0 +1,80 @@
+"""Streaming prediction: chunks and worker processes keep the output and its order; nothing outlives a call."""
+import json
+import os
+
+from threadpoolctl import threadpool_info
+
+from tagger import jobs, predicting
+from tagger.api import Tagger
+
+
+def write_lines(path, n):
+    lines = [f"Line {i} : Anna Novak visited Veldmark with {i} friends ." for i in range(n)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
+
+
+def test_output_keeps_input_order_across_chunks_and_workers(trained_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(predicting, "CHUNK_LINES", 7)  # many small chunks in flight at once
+    lines = write_lines(tmp_path / "in.txt", 60)
+    jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "one.jsonl", workers=1)
+    jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "two.jsonl", workers=2)
+    one = (tmp_path / "one.jsonl").read_text(encoding="utf-8")
+    assert one == (tmp_path / "two.jsonl").read_text(encoding="utf-8")
+    assert [json.loads(line)["text"] for line in one.splitlines()] == lines
+    for record in map(json.loads, one.splitlines()):
+        assert all(record["text"][e["start"] : e["end"]] == e["text"] for e in record["entities"])
+
+
+def test_auto_workers_use_every_core_only_for_large_inputs(tmp_path, monkeypatch):
+    monkeypatch.setattr(predicting.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    small, large = tmp_path / "small.txt", tmp_path / "large.txt"
+    small.write_text("a b c\n")
+    large.write_bytes(b"a b c\n" * (predicting.PARALLEL_BYTES // 6 + 1))
+    assert predicting.auto_workers([str(small)]) == 1
+    assert predicting.auto_workers(["-"]) == 1  # standard input: size unknown
+    assert predicting.auto_workers([str(small), str(large)]) == 3
+
+
+def test_prediction_leaves_no_state_behind(trained_model, tmp_path, monkeypatch):
+    import gc
+
+    monkeypatch.setattr(predicting, "CHUNK_LINES", 7)
+    write_lines(tmp_path / "in.txt", 30)
+    blas_before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    environ, frozen = dict(os.environ), gc.get_freeze_count()
+    jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "out.jsonl", workers=2)
+    jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "out1.jsonl", workers=1, force=True)
+    assert predicting._JOB is None  # the workers' model reached them through their initializer
+    assert gc.get_freeze_count() == frozen  # collector tuning is the CLI's, not the library's
+    assert dict(os.environ) == environ
+    assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == blas_before
+
+
+def test_tagging_runs_blas_on_one_thread_and_restores_it(trained_model, monkeypatch):
+    from tagger import inference
+
+    seen = []
+    real = inference.Network.tag
+
+    def tag(self, batch):
+        seen.append([lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"])
+        return real(self, batch)
+
+    monkeypatch.setattr(inference.Network, "tag", tag)
+    tagger = Tagger.load(trained_model)
+    tagger.predict("Anna Novak visited Veldmark .")
+    assert seen and all(threads == [1] * len(threads) for threads in seen)
+
+
+def test_a_conll_file_given_as_raw_text_is_tagged_with_one_warning(trained_model, tmp_path, capsys):
+    conll = tmp_path / "doc.txt"
+    conll.write_text("-DOCSTART- O\n\nJohn B-PER\nSmith I-PER\nvisited O\n\nMary B-PER\n", encoding="utf-8")
+    warnings = []
+    jobs.predict(trained_model, [str(conll)], output=tmp_path / "out.jsonl", warn=warnings.append)
+    assert len(warnings) == 1 and str(conll) in warnings[0] and "--input-format conll" in warnings[0]
+    assert len((tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()) == 7  # still one record a line
+    plain = tmp_path / "plain.txt"
+    write_lines(plain, 5)
+    jobs.predict(trained_model, [str(plain)], output=tmp_path / "plain.jsonl", warn=warnings.append)
+    assert len(warnings) == 1  # raw text: no warning
