@@ -52,14 +52,18 @@ def scale(emissions: np.ndarray, start: np.ndarray, trans: np.ndarray, end: np.n
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The scores as float64, divided by `temperature` (1: unchanged). Forbidden moves stay FORBIDDEN: a
     temperature softens the model's preferences, not the tagging scheme's rules."""
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
         raise ValueError(f"temperature must be a positive number, not {temperature!r}")
 
     def cool(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
-        return np.where(x <= FORBIDDEN, FORBIDDEN, x / temperature)
+        return np.where(x <= FORBIDDEN, FORBIDDEN, x / value)
 
-    return np.asarray(emissions, dtype=np.float64) / temperature, cool(start), cool(trans), cool(end)
+    return np.asarray(emissions, dtype=np.float64) / value, cool(start), cool(trans), cool(end)
 
 
 def forward_backward(emissions: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np.ndarray,
