@@ -112,19 +112,44 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
 
 
 def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int | None = None,
-             scheme: str = "auto") -> dict:
+             scheme: str = "auto", report: Path | None = None) -> dict:
+    """Scores of MODEL on TEST; with `report`, also the error analysis, under "errors", and its HTML page
+    written (atomically) to `report`."""
     from tagger.api import Tagger
 
+    if report is not None and report.is_dir():
+        raise InputError("is a directory", path=str(report))
     tagger = Tagger.load(model, "numpy")  # the same tags as torch's engine (tested), without importing torch
     sentences = read_sentences(test_ref, format, tag_column, split="test")
     test_scheme = check_tags(sentences, test_ref, scheme)
-    result = tagger.evaluate(sentences, test_scheme)
+    if report is None:
+        result = tagger.evaluate(sentences, test_scheme)
+    else:
+        result = _evaluate_with_report(tagger, sentences, test_scheme, f"Errors of {model.name} on {test_ref}",
+                                       report)
     missing = unseen_labels(sentences, tagger.vocab.tags.items)
     if missing:
         result["unseen_labels"] = missing
         print(f"warning: {test_ref}: label(s) {', '.join(missing)} never seen in training: scored as missed",
               file=sys.stderr)
     return result
+
+
+def _evaluate_with_report(tagger, sentences: Sequence[Sentence], test_scheme: str | None, title: str,
+                          report: Path) -> dict:
+    from tagger.analysis import analyse
+    from tagger.evaluate import score
+    from tagger.report import render_report
+    from tagger.store import atomic_write
+
+    if tagger.scheme is None:
+        raise InputError("--report: the model's tags are plain labels, not entity spans: there are no entity "
+                         "errors to analyse", path=str(report))
+    gold, pred = tagger.gold_and_predicted(sentences, test_scheme)
+    result = score(gold, pred, tagger.scheme)
+    analysis = analyse([s.tokens for s in sentences], gold, pred, tagger.scheme, scores=result)
+    atomic_write(report, render_report(analysis, title).encode("utf-8"))
+    return result | {"errors": analysis["errors"]}
 
 
 def convert(input: Path, output: Path, to: str, source: str = "auto", format: str = "auto",
