@@ -36,7 +36,8 @@ Span = tuple[str, int, int]
 def sentence_errors(gold: Sequence[Span], pred: Sequence[Span]) -> tuple[list[dict], list[tuple[Span, Span]]]:
     """The errors of one sentence, and its correct (gold, pred) pairs, by the matching in the module docstring.
 
-    Each error is {"kind", "gold": span or None, "pred": span or None}, in order of position.
+    Each error is {"kind", "gold": span or None, "pred": span or None}, ordered by their first token (paired
+    errors before unpaired ones at the same token).
     """
     gold_left, pred_left = [tuple(g) for g in gold], [tuple(p) for p in pred]
     exact = set(gold_left) & set(pred_left)
