@@ -152,6 +152,8 @@ def evaluate(
     result = jobs.evaluate(model, test, format=format.value, tag_column=tag_column, scheme=scheme.value,
                            report=report)
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+    if report is not None:
+        typer.echo(f"error analysis written to {report}", err=True)
 
 
 @app.command()
