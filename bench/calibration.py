@@ -40,7 +40,7 @@ def model_scores(t: Tagger, sentences: Sequence[Sentence]) -> Iterator[tuple[lis
     columns = t.config.features
     enc = [t.encode(s.tokens, features=feature_columns(s, columns) if columns else ()) for s in sentences]
     for ids, batch in iter_batches(enc, 256, mixed=True):
-        yield ids, t.model.emissions(batch), batch.mask
+        yield ids, t.network.emissions(batch), batch.mask
 
 
 def scored_entities(t: Tagger, sentences: Sequence[Sentence]) -> tuple[list[marginals.ScoredEntities], int]:
@@ -50,7 +50,7 @@ def scored_entities(t: Tagger, sentences: Sequence[Sentence]) -> tuple[list[marg
     names = t.vocab.tags.items
     data = []
     for ids, emissions, mask in model_scores(t, sentences):
-        paths = viterbi(emissions, mask, *t.model.crf)
+        paths = viterbi(emissions, mask, *t.network.crf)
         predicted = [schemes.spans([names[i] for i in path], t.scheme) for path in paths]
         correct = [[span in gold[i] for span in spans] for i, spans in zip(ids, predicted)]
         data.append(marginals.ScoredEntities(emissions, mask, predicted, correct))
@@ -61,7 +61,7 @@ def report(data: Sequence[marginals.ScoredEntities], t: Tagger, gold: int, tempe
     """The calibration table of the entities at `temperature`."""
     scores, correct = [], []
     for item in data:
-        lattice = marginals.forward_backward(item.emissions, item.mask, *t.model.crf, temperature=temperature)
+        lattice = marginals.forward_backward(item.emissions, item.mask, *t.network.crf, temperature=temperature)
         for probs, flags in zip(marginals.span_probabilities(lattice, item.spans, t.vocab.tags.items, t.scheme),
                                 item.correct):
             scores += probs
@@ -75,7 +75,7 @@ def labelled(path: str) -> list[Sentence]:
 
 def run(model: str, dev: str, test: str, fit: bool = False) -> dict:
     """Everything the script reports, as one dict."""
-    t = Tagger.load(model, engine="numpy")
+    t = Tagger.load(model)
     if t.scheme is None:
         raise SystemExit(f"error: {model}: the model's tags are not span tags: it has no entities to score")
     test_data, test_gold = scored_entities(t, labelled(test))
@@ -83,7 +83,7 @@ def run(model: str, dev: str, test: str, fit: bool = False) -> dict:
               "test_scores": report(test_data, t, test_gold, 1.0)}
     if fit or result["test_scores"]["ece"] > ECE_LIMIT:
         dev_data, _ = scored_entities(t, labelled(dev))
-        temperature = marginals.fit_temperature(dev_data, t.model.crf, t.vocab.tags.items, t.scheme)
+        temperature = marginals.fit_temperature(dev_data, t.network.crf, t.vocab.tags.items, t.scheme)
         result["fitted_temperature"] = temperature
         result["test_scores_at_fitted_temperature"] = report(test_data, t, test_gold, temperature)
     return result

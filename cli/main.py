@@ -143,12 +143,17 @@ def evaluate(
     tag_column: Optional[int] = typer.Option(None, "--tag-column"),
     scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of TEST (auto: detect)"),
     as_json: bool = typer.Option(False, "--json", help="print the scores as JSON"),
+    report: Optional[Path] = typer.Option(None, "--report", help="write the error analysis as an HTML page; "
+                                          "--json then includes its numbers under \"errors\""),
 ) -> None:
     """Score MODEL_DIR on TEST: entity precision/recall/F1 per type and overall (seqeval, strict)."""
     from tagger import jobs
 
-    result = jobs.evaluate(model, test, format=format.value, tag_column=tag_column, scheme=scheme.value)
+    result = jobs.evaluate(model, test, format=format.value, tag_column=tag_column, scheme=scheme.value,
+                           report=report)
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+    if report is not None:
+        typer.echo(f"error analysis written to {report}", err=True)
 
 
 @app.command()
@@ -167,6 +172,23 @@ def convert(
 
     n = jobs.convert(input, output, to.value, source.value, format.value, tag_column, force)
     typer.echo(f"wrote {n} sentences to {output}", err=True)
+
+
+@app.command()
+@user_errors
+def plot(
+    run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="model or run directories holding "
+                                          "metrics.jsonl"),
+    output: Path = typer.Option(..., "--output", "-o", help="the plot to write: .svg, .png or .pdf"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing OUTPUT"),
+) -> None:
+    """Draw the training curves (loss, dev F1, tokens/s by epoch) of one or more runs, overlaid."""
+    from tagger import jobs, plots
+
+    plots.check_plot_path(output)
+    jobs.check_output_file(output, force)
+    plots.plot_runs(run_dirs, output)
+    typer.echo(f"wrote {output}", err=True)
 
 
 def format_table(result: dict) -> str:

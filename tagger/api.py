@@ -191,13 +191,18 @@ class Tagger:
 
         `scheme` is the gold tags' scheme (detected when None): it may differ from the training corpus's.
         """
+        gold, pred = self.gold_and_predicted(sentences, scheme)
+        return score(gold, pred, self.scheme)
+
+    def gold_and_predicted(self, sentences: Sequence[Sentence], scheme: str | None = None
+                           ) -> tuple[list[list[str]], list[list[str]]]:
+        """The sentences' gold tags and the model's, both in the model's scheme (what `evaluate` scores)."""
         feats = [feature_columns(s, self.config.features) for s in sentences] if self.config.features else ()
         pred = self.model_tags([s.tokens for s in sentences], feats)
         if self.scheme is None:
-            return score([list(s.tags) for s in sentences], pred, None)
+            return [list(s.tags) for s in sentences], pred
         source = scheme or schemes.detect_scheme(s.tags for s in sentences) or self.scheme
-        gold = [schemes.convert(s.tags, source, self.scheme) for s in sentences]
-        return score(gold, pred, self.scheme)
+        return [schemes.convert(s.tags, source, self.scheme) for s in sentences], pred
 
 
 def feature_columns(sentence: Sentence, columns: Sequence[int]) -> list[list[str]]:

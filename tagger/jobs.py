@@ -56,7 +56,7 @@ def check_output_dir(output: Path, resume: bool, force: bool) -> None:
         raise InputError("already exists and is not empty: use --force to overwrite it or --resume to continue "
                          "its training", path=str(output))
     if taken:
-        for name in (*FILES, "metrics.jsonl"):
+        for name in (*FILES, "metrics.jsonl", "training.svg"):
             (output / name).unlink(missing_ok=True)
         for name in ("checkpoint", "checkpoint.new", "checkpoint.old"):
             shutil.rmtree(output / name, ignore_errors=True)
@@ -98,19 +98,42 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
 
 
 def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int | None = None,
-             scheme: str = "auto") -> dict:
-    from tagger.api import Tagger
-
+             scheme: str = "auto", report: Path | None = None) -> dict:
+    """Scores of MODEL on TEST; with `report`, also the error analysis, under "errors", and its HTML page
+    written (atomically) to `report`."""
+    if report is not None and report.is_dir():
+        raise InputError("is a directory", path=str(report))
     tagger = Tagger.load(model)
     sentences = read_sentences(test_ref, format, tag_column, split="test")
     test_scheme = check_tags(sentences, test_ref, scheme)
-    result = tagger.evaluate(sentences, test_scheme)
+    if report is None:
+        result = tagger.evaluate(sentences, test_scheme)
+    else:
+        result = _evaluate_with_report(tagger, sentences, test_scheme, f"Errors of {model.name} on {test_ref}",
+                                       report)
     missing = unseen_labels(sentences, tagger.vocab.tags.items)
     if missing:
         result["unseen_labels"] = missing
         print(f"warning: {test_ref}: label(s) {', '.join(missing)} never seen in training: scored as missed",
               file=sys.stderr)
     return result
+
+
+def _evaluate_with_report(tagger, sentences: Sequence[Sentence], test_scheme: str | None, title: str,
+                          report: Path) -> dict:
+    from tagger.analysis import analyse
+    from tagger.evaluate import score
+    from tagger.report import render_report
+    from tagger.store import atomic_write
+
+    if tagger.scheme is None:
+        raise InputError("--report: the model's tags are plain labels, not entity spans: there are no entity "
+                         "errors to analyse", path=str(report))
+    gold, pred = tagger.gold_and_predicted(sentences, test_scheme)
+    result = score(gold, pred, tagger.scheme)
+    analysis = analyse([s.tokens for s in sentences], gold, pred, tagger.scheme, scores=result)
+    atomic_write(report, render_report(analysis, title).encode("utf-8"))
+    return result | {"errors": analysis["errors"]}
 
 
 def convert(input: Path, output: Path, to: str, source: str = "auto", format: str = "auto",
@@ -154,6 +177,6 @@ def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "te
     tagger.batch_size = batch_size
     if output_format not in WRITERS:
         raise InputError(f"unknown output format {output_format!r} (one of {', '.join(WRITERS)})")
-    writer = WRITERS[output_format](tagger.labels)
+    writer = WRITERS[output_format](tagger.labels, tagger.vocab.source_scheme, f"Entities found by {tagger.meta.get('name', 'tagger')}")
     with store.atomic_file(output) as out:
         predict_files(tagger, inputs, writer, out, input_format, format, workers or auto_workers(inputs), warn)

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from corpora import schemes
 from corpora.conll import Sentence
-from tagger import store, unseen
+from tagger import plots, store, unseen
 from tagger.api import feature_columns, model_scheme
 from tagger.config import Config
 from tagger.encode import Batch, Encoded, iter_batches
@@ -222,6 +222,7 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
         tagger.model.keep_pretrained(pretrained.rows, pretrained.start)
     data = prepare_data(tagger, train_sents, dev_sents, dev_scheme)
     _trim_metrics(output / "metrics.jsonl", progress.epoch)
+    curves = plots.Redrawer(output, reporter.message)  # training.svg, redrawn after every epoch
     with StopOnSigint() as stop:
         while progress.epoch < config.epochs and not _stop(config, progress):
             metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop, average)
@@ -234,10 +235,12 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
             with open(output / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")
             reporter.end_epoch(metrics)
+            curves.request()
             progress.epoch, progress.step = progress.epoch + 1, 0
             save_checkpoint(output, tagger, optimizer, progress, average, pretrained)
             if stop.requested:
                 raise Interrupted(output / "checkpoint", progress.epoch, 0)
+    curves.close()
     return progress
 
 

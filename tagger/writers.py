@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from corpora import schemes
 from corpora.conll import Sentence, format_sentence
+from tagger import html
 
 if TYPE_CHECKING:
     from tagger.api import TaggedText
@@ -32,24 +35,25 @@ def register(name: str) -> Callable[[type["Writer"]], type["Writer"]]:
     return add
 
 
-class Writer:
-    """Renders records as text. `labels` are the model's labels, known before the first record."""
+class Writer(ABC):
+    """Renders records as text. `labels` are the model's labels and `scheme` the scheme of the tags it is
+    given (None for plain tags), both known before the first record."""
 
     name = ""
 
-    def __init__(self, labels: Sequence[str] = ()):
-        self.labels = list(labels)
+    def __init__(self, labels: Sequence[str] = (), scheme: str | None = None, title: str = "tagger"):
+        self.labels, self.scheme, self.title = list(labels), scheme, title
 
     def header(self) -> str:
         return ""
 
+    @abstractmethod
     def text(self, tagged: "TaggedText") -> str:
         """One raw-text input line, tagged."""
-        raise NotImplementedError
 
+    @abstractmethod
     def sentence(self, sentence: Sentence, tags: Sequence[str]) -> str:
         """One tokenised sentence (tokens or CoNLL input) with its predicted tags."""
-        raise NotImplementedError
 
     def footer(self) -> str:
         return ""
@@ -80,6 +84,33 @@ class ConllWriter(Writer):
         if sentence.rows:
             return format_sentence(sentence, tags, "conll2003", append=True)
         return format_sentence(sentence, tags)
+
+
+@register("html")
+class HtmlWriter(Writer):
+    """One self-contained page (tagger/html.py): a paragraph an input line or sentence, entities marked with
+    their label's colour, a legend of the model's labels; streams in constant memory."""
+
+    def header(self) -> str:
+        return html.page_header(self.labels, self.title)
+
+    def text(self, tagged: "TaggedText") -> str:
+        return html.paragraph(tagged.text, tagged.entities)
+
+    def sentence(self, sentence: Sentence, tags: Sequence[str]) -> str:
+        """The tokens joined by spaces, each entity (or, for plain tags, each token) marked."""
+        starts = [sum(len(t) + 1 for t in sentence.tokens[:i]) for i in range(len(sentence.tokens))]
+        text = " ".join(sentence.tokens)
+        if self.scheme is None:
+            spans = [(tag, i, i + 1) for i, tag in enumerate(tags)]
+        else:
+            spans = schemes.spans(tags, self.scheme)
+        entities = [{"start": starts[s], "end": starts[e - 1] + len(sentence.tokens[e - 1]), "label": label}
+                    for label, s, e in spans]
+        return html.paragraph(text, [e | {"text": text[e["start"] : e["end"]]} for e in entities])
+
+    def footer(self) -> str:
+        return html.page_footer()
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False)

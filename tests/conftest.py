@@ -198,3 +198,104 @@ def interrupt_loss_at(monkeypatch, call: int, after_forward: bool = False) -> No
         return value
 
     monkeypatch.setattr(BiLSTMCRF, "loss", loss)
+
+
+# -- a headless Chromium, for the tests that look at our HTML pages as a reader would ------------------------
+
+CHROMIUM = os.environ.get("TAGGER_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+
+
+class Browser:
+    """Runs Chromium on a page file: its DOM after rendering, a screenshot, the requests the page made."""
+
+    def __init__(self, executable: str, workdir: Path):
+        self.executable, self.workdir, self.runs = executable, workdir, 0
+
+    def _run(self, page: Path, *args: str) -> tuple[str, Path]:
+        import subprocess
+
+        self.runs += 1
+        netlog = self.workdir / f"netlog-{self.runs}.json"
+        command = [self.executable, *CHROMIUM_FLAGS, f"--user-data-dir={self.workdir / f'profile-{self.runs}'}",
+                   f"--log-net-log={netlog}", *args, page.resolve().as_uri()]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout, netlog
+
+    def dom(self, page: Path) -> tuple[str, list[str]]:
+        """The serialised DOM after loading `page`, and the URLs of the requests the page made."""
+        dom, netlog = self._run(page, "--dump-dom")
+        return dom, page_requests(netlog)
+
+    def screenshot(self, page: Path, width: int = 1000, height: int = 700):
+        """The page as Chromium paints it: a (height, width, 3) uint8 array."""
+        import numpy as np
+        from matplotlib import image
+
+        png = self.workdir / f"shot-{self.runs + 1}.png"
+        self._run(page, f"--screenshot={png}", f"--window-size={width},{height}")
+        pixels = image.imread(png)  # (height, width, 3 or 4) floats in [0, 1]
+        return np.round(pixels[..., :3] * 255).astype(np.uint8)
+
+
+def page_requests(netlog: Path) -> list[str]:
+    """URLs fetched on behalf of a file:// page, from Chromium's net log (Chromium's own background
+    requests carry another network isolation key and are left out)."""
+    log = json.loads(netlog.read_text(encoding="utf-8"))
+    start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    return [e["params"]["url"] for e in log["events"]
+            if e["type"] == start_job and "file://" in e["params"].get("network_isolation_key", "")]
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Browser:
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        if os.environ.get("TAGGER_REQUIRE_BROWSER"):  # CI: .ci/run installs Chromium, so these must run
+            pytest.fail(f"TAGGER_REQUIRE_BROWSER is set but there is no Chromium at {CHROMIUM}")
+        pytest.skip(f"no Chromium at {CHROMIUM} (set TAGGER_CHROMIUM, or install Debian's chromium package as "
+                    ".ci/run does): the page is not checked in a browser")
+    return Browser(CHROMIUM, tmp_path / "chromium")
+
+
+def colour_pixels(pixels, colour: str) -> int:
+    """How many pixels of a screenshot are exactly the #rrggbb `colour`."""
+    import numpy as np
+
+    rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
+    return int((pixels == rgb).all(axis=-1).sum())
+
+
+def html_marks(document: str) -> list[dict]:
+    """The <mark> elements of an HTML document: their attributes, text (without the label tag inside) and
+    the label tag's text, in document order."""
+    from html.parser import HTMLParser
+
+    found: list[dict] = []
+
+    class Parser(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.mark, self.in_tag = None, False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "mark":
+                self.mark = {"attrs": dict(attrs), "text": "", "tag": ""}
+            elif tag == "span" and self.mark is not None:
+                self.in_tag = True
+
+        def handle_endtag(self, tag):
+            if tag == "span":
+                self.in_tag = False
+            elif tag == "mark" and self.mark is not None:
+                found.append(self.mark)
+                self.mark = None
+
+        def handle_data(self, data):
+            if self.mark is not None:
+                self.mark["tag" if self.in_tag else "text"] += data
+
+    Parser().feed(document)
+    return found

@@ -318,3 +318,11 @@ def test_the_tagger_command_gives_complete_output_and_keeps_exit_codes(trained_m
     missing = run("predict", tmp_path / "nope")
     assert missing.returncode == 1 and missing.stderr.startswith("error: ") and missing.stdout == ""
     assert run("predict", "--no-such-option").returncode == 2
+
+
+def test_convert_replaces_the_tag_column_it_is_given_and_keeps_the_others(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("John B-PER NNP\nSmith I-PER NNP\nvisited O VBD\n\n", encoding="utf-8")
+    result = tagger("convert", src, tmp_path / "out.txt", "--to", "bioes", "--tag-column", "1")
+    assert_ok(result)
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == "John B-PER NNP\nSmith E-PER NNP\nvisited O VBD\n\n"
