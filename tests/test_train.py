@@ -40,8 +40,9 @@ def config(**changes) -> Config:
     return Config.from_dict({**TINY_CONFIG, "dropout": 0.3, "word_dropout": 0.1, **changes})
 
 
-def run(output: Path, resume: bool = False, reporter=None, **changes) -> training.Progress:
-    return training.train(config(**changes), TRAIN, DEV, output, "iob2", "iob2", resume=resume, reporter=reporter)
+def run(output: Path, resume: bool = False, reporter=None, given=(), **changes) -> training.Progress:
+    return training.train(config(**changes), TRAIN, DEV, output, "iob2", "iob2", resume=resume, reporter=reporter,
+                          given=given)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -254,8 +255,10 @@ def test_resume_after_a_kill_between_the_checkpoint_renames(tmp_path, uninterrup
     out = tmp_path / "out"
     run(out, epochs=2)
     (out / "checkpoint").rename(out / "checkpoint.old")  # the moment between `final -> old` and `new -> final`
-    run(out, resume=True, epochs=2)  # epochs is read from the checkpoint's config: it says 2
-    assert [m["epoch"] for m in metrics(out)] == [1, 2]
+    with pytest.raises(InputError, match="nothing left to train: all 2 epochs"):  # found: it is the finished one
+        run(out, resume=True, epochs=2)
+    run(out, resume=True, epochs=3, given={"epochs"})
+    assert [m["epoch"] for m in metrics(out)] == [1, 2, 3]
 
 
 def test_resume_without_a_checkpoint_is_a_user_error(tmp_path):
