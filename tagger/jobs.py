@@ -91,6 +91,8 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     env = distributed.env_world()  # torchrun's: only its rank 0 touches the output directory
     if env is None or env.leader:
         check_output_dir(output, resume, force)
+    else:
+        reporter = training.Silent()
     train_sents = read_sentences(train_ref, format, tag_column, split="train")
     dev_sents = read_sentences(dev_ref, format, tag_column, split="validation")
     check_feature_columns([*train_sents, *dev_sents], config.features, train_ref)

@@ -217,7 +217,7 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
     output, world = Path(output), world or World()
     if resume:
         tagger, optimizer, progress, average, pretrained = load_checkpoint(output, world)
-        config = tagger.config = resumed_config(tagger.config, config, given, output)
+        config = tagger.config = resumed_config(tagger.config, config, given, output, len(tagger.vocab.frozen) > 0)
         check_left(config, progress, output)
         reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")
     else:
@@ -256,10 +256,15 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
     return progress
 
 
-def resumed_config(saved: Config, config: Config, given: Collection[str], output: Path) -> Config:
-    """The checkpoint's config with the settings that may change on resume taken from `config`."""
+def resumed_config(saved: Config, config: Config, given: Collection[str], output: Path,
+                   pretrained: bool = False) -> Config:
+    """The checkpoint's config with the settings that may change on resume taken from `config`. Settings that
+    training resolved are not compared: tokenizer = "auto" (became words or chars), and word_dim when the
+    model has pretrained vectors (their dimension won)."""
+    resolved = {"version", *(["tokenizer"] if config.tokenizer == "auto" else []),
+                *(["word_dim"] if pretrained else [])}
     changing = {name for name in given if name in RESUMABLE}
-    fixed = sorted(name for name in given if name not in RESUMABLE and name != "version"
+    fixed = sorted(name for name in given if name not in RESUMABLE and name not in resolved
                    and getattr(config, name) != getattr(saved, name))
     if fixed:
         raise ConfigError(f"--resume cannot change {', '.join(fixed)} (the checkpoint has "
