@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.multiprocessing.spawn import ProcessException
 
 from tagger.errors import TaggerError
 
@@ -198,7 +199,7 @@ def _wait(context, failed: bool) -> None:
                     p.terminate()
         while not context.join(timeout=30 if not failed else 5):
             pass
-    except torch.multiprocessing.ProcessException:
+    except ProcessException:
         if not failed:
             raise
     finally:

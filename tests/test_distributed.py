@@ -106,25 +106,39 @@ def test_ctrl_c_stops_both_processes_and_resume_gives_the_same_weights(tmp_path,
     assert [m["dev_f1"] for m in metrics(tmp_path / "resumed")] == [m["dev_f1"] for m in metrics(tmp_path / "whole")]
 
 
-def test_a_killed_rank_ends_the_other_with_one_line_and_exit_1(tmp_path):
-    """Two `tagger train` processes as torchrun starts them (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT);
-    rank 1 is killed with SIGKILL after the first checkpoint."""
+def spawned_rank(parent: subprocess.Popen) -> int | None:
+    """The pid of the training process `tagger train --processes 2` started (not multiprocessing's tracker)."""
+    children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+    for pid in children:
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    return None
+
+
+@pytest.mark.parametrize("launch", ["torchrun", "processes"])
+def test_a_killed_rank_ends_the_other_with_one_line_and_exit_1(launch, tmp_path):
+    """Rank 1 is killed with SIGKILL after the first checkpoint: of two `tagger train` processes started as
+    torchrun starts them (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), or of `tagger train --processes 2`."""
     train, dev, toml = corpus(tmp_path, epochs=500, patience=1000)
     out = tmp_path / "out"
     args = [sys.executable, "-m", "cli.main", "train", str(train), "--dev", str(dev), "-o", str(out), "--config",
             str(toml), "-q"]
     port = str(distributed.free_port())
-    procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
-                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"})
-             for r in (0, 1)]
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
+    if launch == "torchrun":
+        procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in (0, 1)]
+    else:
+        procs = [subprocess.Popen(args + ["--processes", "2"], cwd=REPO, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)]
     try:
         deadline = time.monotonic() + 120
         while not (out / "checkpoint" / "trainer.json").exists():
             assert procs[0].poll() is None, procs[0].stderr.read()
             assert time.monotonic() < deadline, "no checkpoint after 120 s"
             time.sleep(0.05)
-        procs[1].send_signal(signal.SIGKILL)
+        victim = procs[1].pid if launch == "torchrun" else spawned_rank(procs[0])
+        os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
         code = procs[0].wait(timeout=60)
         stderr = procs[0].stderr.read()
@@ -136,6 +150,5 @@ def test_a_killed_rank_ends_the_other_with_one_line_and_exit_1(tmp_path):
             p.stderr.close()
     assert code == 1 and time.monotonic() - killed < 60
     lines = stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("error: "), stderr
-    assert lines[-1].startswith("error: ") and "another training process stopped" in lines[-1]
+    assert lines and lines[-1].startswith("error: training process 0 of 2: another training process stopped"), stderr
     assert "Traceback" not in stderr
