@@ -76,26 +76,37 @@ def train(
     features: Optional[str] = typer.Option(None, "--features", help="extra input columns, e.g. 1,2 or pos,chunk"),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="raw-text tokeniser saved with the model: "
                                             "words or chars"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=0, help="torch threads per training process "
+                                          "(default 1; 0: torch's default, one per core)"),
+    processes: int = typer.Option(1, "--processes", min=1, help="data-parallel training processes on this "
+                                  "machine (torch.distributed; under torchrun, leave it out)"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT's last checkpoint"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing model in OUTPUT"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Train a BiLSTM-CRF on TRAIN, keeping the best model on DEV in OUTPUT."""
+    import torch
+
     from cli.progress import TrainProgress
     from tagger import jobs
     from tagger.train import Interrupted
 
-    overrides = {k: v for k, v in {"epochs": epochs, "seed": seed, "tokenizer": tokenizer}.items() if v is not None}
+    try:  # a process-wide setting, so here; torch allows it once, before any inter-op work
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set (several commands in one process, as in tests)
+        pass
+    overrides = {k: v for k, v in {"epochs": epochs, "seed": seed, "tokenizer": tokenizer, "threads": threads}.items()
+                 if v is not None}
     try:
         with TrainProgress(quiet) as reporter:
             result = jobs.train(train_data, dev, output, test=test, embeddings=embeddings, format=format.value,
                                 tag_column=tag_column, scheme=scheme.value, config_file=config_file,
                                 overrides=overrides, features=features, resume=resume, force=force,
-                                reporter=reporter)
+                                reporter=reporter, processes=processes)
     except Interrupted as e:  # Ctrl-C: a checkpoint was saved; say how to go on, no traceback
         typer.echo(f"{e}: continue with the same command and --resume", err=True)
         raise typer.Exit(130)
-    if not quiet:
+    if not quiet and result["rank"] == 0:
         typer.echo(f"best dev F1 {100 * result['best_dev_f1']:.2f} at epoch {result['best_epoch']}; "
                    f"model saved in {output}")
         if result.get("test"):

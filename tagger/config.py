@@ -41,7 +41,8 @@ class Config:
     char_dropout: float = 0.0        # dropout on the character embeddings, before the char CNN/BiLSTM
     # training
     epochs: int = 60
-    batch_size: int = 32
+    batch_size: int = 32             # sentences per optimizer step, over all processes (--processes N: each
+                                     # trains on a 1/N slice of every batch, so N x 1 process = 1 process)
     optimizer: str = "sgd"           # sgd | adam | nadam
     lr: float = 0.015
     momentum: float = 0.9
@@ -53,7 +54,8 @@ class Config:
     patience: int = 10               # epochs without a better dev F1 before stopping
     max_minutes: float = 0.0         # stop after this many minutes of training (0: no limit)
     seed: int = 1
-    threads: int = 0                 # 0: torch's default
+    threads: int = 1                 # torch threads per training process (0: torch's default, one per core);
+                                     # one, because threads stall each other next to any busy process (README)
     version: int = CONFIG_VERSION
 
     def validate(self) -> "Config":

@@ -66,14 +66,19 @@ def check_output_dir(output: Path, resume: bool, force: bool) -> None:
 def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, embeddings: Path | None = None,
           format: str = "auto", tag_column: int | None = None, scheme: str = "auto",
           config_file: Path | None = None, overrides: dict | None = None, features: str | None = None,
-          resume: bool = False, force: bool = False, reporter=None) -> dict:
-    from tagger import train as training
+          resume: bool = False, force: bool = False, reporter=None, processes: int = 1) -> dict:
+    from tagger import distributed, train as training
     from tagger.api import Tagger
     from tagger.embeddings import load_vectors
 
     reporter = reporter or training.Silent()
     config = make_config(config_file, overrides or {}, features)
-    check_output_dir(output, resume, force)
+    given = {*(load_toml(config_file) if config_file else ()), *(overrides or {}), *(["features"] if features else [])}
+    env = distributed.env_world()  # torchrun's: only its rank 0 touches the output directory
+    if env is None or env.leader:
+        check_output_dir(output, resume, force)
+    else:
+        reporter = training.Silent()
     train_sents = read_sentences(train_ref, format, tag_column, split="train")
     dev_sents = read_sentences(dev_ref, format, tag_column, split="validation")
     check_feature_columns([*train_sents, *dev_sents], config.features, train_ref)
@@ -88,11 +93,11 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     vectors = None
     if embeddings is not None and not resume:
         vectors = load_vectors(embeddings)
-    progress = training.train(config, train_sents, dev_sents, output, source, dev_scheme, vectors, resume,
-                              reporter)
+    progress, world = training.train_processes(processes, config, train_sents, dev_sents, output, source,
+                                               dev_scheme, vectors, resume, reporter, given)
     result = {"best_dev_f1": progress.best_f1, "best_epoch": progress.best_epoch,
-              "epochs": progress.epoch, "minutes": progress.seconds / 60}
-    if test:
+              "epochs": progress.epoch, "minutes": progress.seconds / 60, "rank": world.rank}
+    if test and world.leader:
         result["test"] = evaluate(output, test, format, tag_column, scheme)
     return result
 

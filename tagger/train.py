@@ -2,6 +2,9 @@
 
 The output directory holds the best model on dev (a loadable model directory), `metrics.jsonl` (one line an
 epoch) and `checkpoint/` (the last state, from which `resume=True` continues, bit for bit, even mid-epoch).
+
+With a `World` of several processes (tagger/distributed.py) each rank trains on its slice of every global batch
+and rank 0 alone scores, saves, logs and decides; the others follow its decisions.
 """
 from __future__ import annotations
 
@@ -14,19 +17,21 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Collection, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch.nn.parallel import DistributedDataParallel
 
 from corpora import schemes
 from corpora.conll import Sentence
-from tagger import plots, store, unseen
+from tagger import distributed, plots, store, unseen
+from tagger.distributed import LossModule, World, wrap
 from tagger.api import feature_columns, model_scheme
 from tagger.config import Config
-from tagger.encode import Batch, Encoded, iter_batches
-from tagger.errors import InputError
+from tagger.encode import Batch, Encoded, collate, length_batches
+from tagger.errors import ConfigError, InputError
 from tagger.evaluate import score
 from tagger.model import Trainable
 from tagger.vocab import build_vocab
@@ -116,10 +121,11 @@ def set_seed(seed: int) -> None:
 
 
 def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str | None,
-                 vectors: tuple[list[str], np.ndarray] | None, reporter: Reporter
+                 vectors: tuple[list[str], np.ndarray] | None, reporter: Reporter, neighbours: bool = True
                  ) -> tuple[Trainable, unseen.Pretrained | None]:
     """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in;
-    and, for pretrained_swap or unseen_drift, what training keeps of the pretrained vectors (tagger/unseen.py)."""
+    and, for pretrained_swap or unseen_drift, what training keeps of the pretrained vectors (tagger/unseen.py).
+    neighbours=False skips the unseen words' neighbour search (ranks other than 0 never score nor save)."""
     if vectors is not None:
         config = dataclasses.replace(config, word_dim=vectors[1].shape[1])
     if config.tokenizer == "auto":
@@ -138,7 +144,7 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
     if not (config.pretrained_swap or config.unseen_drift):
         return tagger, None
     pretrained = unseen.Pretrained(rows, tagger.model.word.weight.detach()[rows].clone())
-    if config.unseen_drift and len(rows) and len(vocab.frozen):
+    if neighbours and config.unseen_drift and len(rows) and len(vocab.frozen):
         start = time.perf_counter()
         pretrained = pretrained.with_neighbours(tagger.model.frozen, config.unseen_neighbours)
         reporter.message(f"nearest trained words of {len(vocab.frozen):,} unseen pretrained words found in "
@@ -203,68 +209,139 @@ def make_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimi
 def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[Sentence], output: str | Path,
           source_scheme: str | None, dev_scheme: str | None = None,
           vectors: tuple[list[str], np.ndarray] | None = None, resume: bool = False,
-          reporter: Reporter | None = None) -> Progress:
-    """Train (or resume training) and keep the best model on dev in `output`."""
+          reporter: Reporter | None = None, given: Collection[str] = (), world: World | None = None) -> Progress:
+    """Train (or resume training) and keep the best model on dev in `output`.
+
+    On resume the checkpoint's config is used, except for the settings named in `given` (those the user set:
+    the CLI's options and config file): epochs, max_minutes and threads take `config`'s values; any other that
+    differs from the checkpoint's is a ConfigError. `world`: this process's rank among data-parallel training
+    processes (tagger/distributed.py), in a process group already set up; one process when None."""
     reporter = reporter or Silent()
-    output = Path(output)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    output, world = Path(output), world or World()
     if resume:
-        tagger, optimizer, progress, average, pretrained = load_checkpoint(output)
-        config = tagger.config
+        tagger, optimizer, progress, average, pretrained = load_checkpoint(output, world)
+        config = tagger.config = resumed_config(tagger.config, config, given, output, len(tagger.vocab.frozen) > 0)
+        check_left(config, progress, output)
         reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")
     else:
-        tagger, pretrained = build_tagger(config, train_sents, source_scheme, vectors, reporter)
+        tagger, pretrained = build_tagger(config, train_sents, source_scheme, vectors, reporter, world.leader)
         config = tagger.config
         optimizer, progress = make_optimizer(config, tagger.model), Progress()
         average = WeightAverage(tagger.model, config.average) if config.average else None
+        if not world.leader:  # its own dropout draws (the weights are the same on every rank)
+            torch.manual_seed(config.seed + 7919 * world.rank)
+    if not world.leader:
+        average = None  # rank 0's average is the one scored and saved
     if pretrained is not None and config.pretrained_swap:
         tagger.model.keep_pretrained(pretrained.rows, pretrained.start)
-    data = prepare_data(tagger, train_sents, dev_sents, dev_scheme)
-    _trim_metrics(output / "metrics.jsonl", progress.epoch)
-    curves = plots.Redrawer(output, reporter.message)  # training.svg, redrawn after every epoch
-    with StopOnSigint() as stop:
+    data = prepare_data(tagger, train_sents, dev_sents if world.leader else (), dev_scheme)
+    if world.leader:
+        _trim_metrics(output / "metrics.jsonl", progress.epoch)
+    curves = plots.Redrawer(output, reporter.message) if world.leader else None  # training.svg, each epoch
+    with torch_threads(config.threads), StopOnSigint(also_sigterm=world.size > 1) as stop, \
+            distributed.peers_watched(world):
+        model = wrap(tagger.model, world)
         while progress.epoch < config.epochs and not _stop(config, progress):
-            metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop, average)
+            metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop, average, model, world)
             if metrics is None:  # Ctrl-C: the batches done so far are in the checkpoint
-                save_checkpoint(output, tagger, optimizer, progress, average, pretrained)
+                _checkpoint(output, tagger, optimizer, progress, average, pretrained, world)
                 raise Interrupted(output / "checkpoint", progress.epoch, progress.step)
-            with average.applied() if average else nullcontext(), \
-                    unseen.drifted(tagger.model, pretrained, config.unseen_drift):
-                _evaluate_and_keep(tagger, data, progress, metrics, output)
-            with open(output / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(metrics) + "\n")
-            reporter.end_epoch(metrics)
-            curves.request()
+            if world.leader:
+                with average.applied() if average else nullcontext(), \
+                        unseen.drifted(tagger.model, pretrained, config.unseen_drift):
+                    _evaluate_and_keep(tagger, data, progress, metrics, output)
+                with open(output / "metrics.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                reporter.end_epoch(metrics)
+                curves.request()
             progress.epoch, progress.step = progress.epoch + 1, 0
-            save_checkpoint(output, tagger, optimizer, progress, average, pretrained)
-            if stop.requested:
+            _checkpoint(output, tagger, optimizer, progress, average, pretrained, world)
+            progress = Progress(**world.share(progress.__dict__))  # rank 0's scores and clock decide for all
+            if world.any(stop.requested):
                 raise Interrupted(output / "checkpoint", progress.epoch, 0)
-    curves.close()
+    if curves is not None:
+        curves.close()
     return progress
+
+
+def resumed_config(saved: Config, config: Config, given: Collection[str], output: Path,
+                   pretrained: bool = False) -> Config:
+    """The checkpoint's config with the settings that may change on resume taken from `config`. Settings that
+    training resolved are not compared: tokenizer = "auto" (became words or chars), and word_dim when the
+    model has pretrained vectors (their dimension won)."""
+    resolved = {"version", *(["tokenizer"] if config.tokenizer == "auto" else []),
+                *(["word_dim"] if pretrained else [])}
+    changing = {name for name in given if name in RESUMABLE}
+    fixed = sorted(name for name in given if name not in RESUMABLE and name not in resolved
+                   and getattr(config, name) != getattr(saved, name))
+    if fixed:
+        raise ConfigError(f"--resume cannot change {', '.join(fixed)} (the checkpoint has "
+                          f"{', '.join(f'{n} = {getattr(saved, n)!r}' for n in fixed)}); only "
+                          f"{', '.join(RESUMABLE)} may change", path=str(output / "checkpoint"))
+    return Config.from_dict({**saved.to_dict(), **{n: getattr(config, n) for n in changing}})
+
+
+RESUMABLE = ("epochs", "max_minutes", "threads")
+
+
+def check_left(config: Config, progress: Progress, output: Path) -> None:
+    """Refuse to resume a training that has nothing left to do, saying why it ended."""
+    if progress.epoch >= config.epochs:
+        why = f"all {config.epochs} epochs are trained (raise --epochs to train more)"
+    elif progress.bad_epochs >= config.patience:
+        why = f"it stopped early: no better dev F1 in {progress.bad_epochs} epochs (patience = {config.patience})"
+    elif _stop(config, progress):
+        why = f"it used its max_minutes = {config.max_minutes} (raise it in the config to train more)"
+    else:
+        return
+    raise InputError(f"nothing left to train: {why}; the best model is epoch {progress.best_epoch}",
+                     path=str(output))
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` inside the block (0: torch's default), restored after it."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Optimizer, progress: Progress,
+                average: WeightAverage | None, pretrained: unseen.Pretrained | None, world: World) -> None:
+    """Rank 0 saves, with every rank's random state; the others wait until it is on disk."""
+    states = world.gather(torch.get_rng_state())
+    if world.leader:
+        save_checkpoint(output, tagger, optimizer, progress, average, pretrained, states)
+    world.barrier()
 
 
 class StopOnSigint:
     """Ctrl-C asks the loop to stop at the next batch boundary (so a checkpoint is exact); a second
-    Ctrl-C interrupts at once."""
+    Ctrl-C interrupts at once. With also_sigterm (several processes), SIGTERM asks the same, never more:
+    torchrun forwards the terminal's Ctrl-C to its workers as SIGTERM, next to the SIGINT they get."""
 
-    def __init__(self):
+    def __init__(self, also_sigterm: bool = False):
         self.requested = False
-        self.previous = None
+        self.previous: dict[int, object] = {}
+        self.signals = (signal.SIGINT, signal.SIGTERM) if also_sigterm else (signal.SIGINT,)
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
+        if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
 
     def __enter__(self) -> "StopOnSigint":
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {s: signal.signal(s, self._handle) for s in self.signals}
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 def _stop(config: Config, progress: Progress) -> bool:
@@ -274,44 +351,61 @@ def _stop(config: Config, progress: Progress) -> bool:
 
 
 def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, progress: Progress,
-              reporter: Reporter, stop: StopOnSigint, average: WeightAverage | None = None) -> dict | None:
-    """One pass over the training batches (from `progress.step` on); None when stopped by Ctrl-C."""
-    cfg, model = tagger.config, tagger.model
+              reporter: Reporter, stop: StopOnSigint, average: WeightAverage | None = None,
+              model: torch.nn.Module | None = None, world: World | None = None) -> dict | None:
+    """One pass over the training batches (from `progress.step` on); None when stopped by Ctrl-C.
+
+    Every rank makes the same global batches (same seed) and trains on its slice of each, so all take the
+    same number of steps; a rank whose slice is empty (a batch smaller than the world) trains on a copy of
+    the batch's first sentence with weight 0, which keeps DDP's all-reduce going and adds nothing."""
+    cfg, world = tagger.config, world or World()
+    model = model or wrap(tagger.model, world)
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr / (1 + cfg.lr_decay * progress.epoch)
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + progress.epoch)
-    batches = list(iter_batches(data.train, cfg.batch_size, generator))
+    lengths = [len(e) for e in data.train]
+    batches = length_batches(lengths, cfg.batch_size, generator)
     reporter.start_epoch(progress.epoch, len(data.train))
-    model.train()
+    tagger.model.train()
+    stopping = False
     for k in range(progress.step, len(batches)):  # a resumed epoch starts where it stopped
-        if stop.requested:
+        if stopping or (world.size == 1 and stop.requested):
             return None
         start = time.perf_counter()
-        batch = batches[k][1]
-        loss = train_step(model, optimizer, batch, cfg.clip)
+        ids = batches[k]
+        mine = world.shard(ids)
+        batch = collate([data.train[i] for i in mine or ids[:1]])
+        loss = train_step(model, optimizer, batch, cfg.clip, weight=world.size / len(ids) if mine else 0.0)
         if average is not None:
             average.update(progress.updates)
         progress.updates += 1
+        total, stopping = world.reduce_step(loss.item() if mine else 0.0, stop.requested)
         seconds = time.perf_counter() - start
         progress.step = k + 1
-        progress.epoch_loss += loss.item()
-        progress.epoch_tokens += int(batch.mask.sum())
+        progress.epoch_loss += total
+        progress.epoch_tokens += sum(lengths[i] for i in ids)
         progress.epoch_seconds += seconds
         progress.seconds += seconds
-        reporter.advance(len(batch), loss.item() / len(batch))
+        reporter.advance(len(ids), total / len(ids))
     metrics = {"epoch": progress.epoch + 1, "loss": progress.epoch_loss / max(len(data.train), 1),
                "lr": optimizer.param_groups[0]["lr"],
                "tokens_per_s": progress.epoch_tokens / max(progress.epoch_seconds, 1e-9),
                "seconds": progress.epoch_seconds}
+    if world.size > 1:
+        metrics["processes"] = world.size
     progress.epoch_loss, progress.epoch_tokens, progress.epoch_seconds = 0.0, 0, 0.0
     return metrics
 
 
-def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, clip: float) -> torch.Tensor:
-    """One update on the batch's mean loss (gradients clipped to norm `clip` if set); returns the summed loss."""
-    loss = model.loss(batch)
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, clip: float,
+               weight: float | None = None) -> torch.Tensor:
+    """One update on the batch's loss times `weight` (default 1 / sentences: the mean), gradients clipped to
+    norm `clip` if set; returns the summed loss. `model(batch)` is the summed loss (distributed.wrap), or
+    `model` is the network itself. Under DDP, which averages gradients over ranks, weight = ranks / global
+    batch gives every rank the global batch's mean, as one process training on the whole batch."""
+    loss = model(batch) if isinstance(model, (LossModule, DistributedDataParallel)) else model.loss(batch)
     optimizer.zero_grad(set_to_none=True)
-    (loss / len(batch)).backward()
+    (loss * (1 / len(batch) if weight is None else weight)).backward()
     if clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
@@ -348,19 +442,24 @@ def _trim_metrics(path: Path, epochs_done: int) -> None:
 # -- checkpoints: a model directory + trainer state, swapped in as a whole -------------------------------
 
 def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Optimizer, progress: Progress,
-                    average: WeightAverage | None = None, pretrained: unseen.Pretrained | None = None) -> None:
-    """Write the new checkpoint beside the old one and swap directories, so a kill never loses both."""
+                    average: WeightAverage | None = None, pretrained: unseen.Pretrained | None = None,
+                    rng_states: Sequence[torch.Tensor] | None = None) -> None:
+    """Write the new checkpoint beside the old one and swap directories, so a kill never loses both.
+    rng_states: every rank's torch random state, rank 0's first (default: this process's)."""
     final, new, old = output / "checkpoint", output / "checkpoint.new", output / "checkpoint.old"
     shutil.rmtree(new, ignore_errors=True)
     tagger.save(new)
     tensors, meta = _optimizer_state(optimizer)
-    tensors["rng.torch"] = torch.get_rng_state()
+    states = list(rng_states) if rng_states is not None else [torch.get_rng_state()]
+    tensors["rng.torch"] = states[0]
+    tensors |= {f"rng.torch.{rank}": state for rank, state in enumerate(states) if rank}
     if average is not None:
         tensors |= {f"average.{k}": v for k, v in average.average.items()}
     if pretrained is not None:
         tensors |= pretrained.state()
     save_file(tensors, str(new / "trainer.safetensors"))
     meta["progress"] = progress.__dict__
+    meta["processes"] = len(states)
     store.atomic_write(new / "trainer.json", json.dumps(meta).encode())
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -369,8 +468,11 @@ def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Opti
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(output: Path) -> tuple[Trainable, torch.optim.Optimizer, Progress, WeightAverage | None,
-                                           unseen.Pretrained | None]:
+def load_checkpoint(output: Path, world: World | None = None) -> tuple[Trainable, torch.optim.Optimizer, Progress,
+                                                                       WeightAverage | None, unseen.Pretrained | None]:
+    """The state `save_checkpoint` wrote, this rank's random state restored. Another number of processes
+    than the checkpoint's resumes too: the same global batches, but new dropout draws on the extra ranks."""
+    world = world or World()
     directory = output / "checkpoint"
     if not directory.exists() and (output / "checkpoint.old").exists():
         directory = output / "checkpoint.old"  # killed between the two renames
@@ -382,7 +484,11 @@ def load_checkpoint(output: Path) -> tuple[Trainable, torch.optim.Optimizer, Pro
     tensors = load_file(str(directory / "trainer.safetensors"))
     optimizer = make_optimizer(tagger.config, tagger.model)
     optimizer.load_state_dict(_optimizer_dict(meta, tensors))
-    torch.set_rng_state(tensors["rng.torch"])
+    rng = tensors.get("rng.torch" if world.leader else f"rng.torch.{world.rank}")
+    if rng is not None:
+        torch.set_rng_state(rng)
+    else:
+        torch.manual_seed(tagger.config.seed + 7919 * world.rank + 104_729 * meta["progress"]["updates"])
     averaged = {k.removeprefix("average."): v for k, v in tensors.items() if k.startswith("average.")}
     average = WeightAverage(tagger.model, tagger.config.average, averaged) if tagger.config.average else None
     return tagger, optimizer, Progress(**meta["progress"]), average, unseen.Pretrained.from_state(tensors)
@@ -404,3 +510,27 @@ def _optimizer_dict(meta: dict, tensors: dict) -> dict:
             _, i, name = key.split(".", 2)
             state.setdefault(int(i), {})[name] = value
     return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def train_processes(processes: int, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[Sentence],
+                    output: str | Path, source_scheme: str | None, dev_scheme: str | None = None,
+                    vectors: tuple[list[str], np.ndarray] | None = None, resume: bool = False,
+                    reporter: Reporter | None = None, given: Collection[str] = ()) -> tuple[Progress, World]:
+    """train() data-parallel: in the world torchrun set up (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), or on
+    `processes` processes of this machine with this one as rank 0, or in this process alone. Returns this
+    rank's Progress (rank 0's decisions: the same on every rank) and its World."""
+    env = distributed.env_world()
+    if env is not None:
+        if processes > 1:
+            raise ConfigError(f"--processes {processes} under torchrun, which started {env.size} processes: "
+                              "leave --processes out and set --nproc-per-node instead")
+        with distributed.process_group(env) as world:
+            return train(config, train_sents, dev_sents, output, source_scheme, dev_scheme, vectors, resume,
+                         reporter if world.leader else Silent(), given, world), world
+    if processes <= 1:
+        return train(config, train_sents, dev_sents, output, source_scheme, dev_scheme, vectors, resume, reporter,
+                     given), World()
+    others = (config, train_sents, (), output, source_scheme, dev_scheme, vectors, resume, Silent(), given)
+    with distributed.spawned(processes, train, others, agreed=(Interrupted,)) as world:
+        return train(config, train_sents, dev_sents, output, source_scheme, dev_scheme, vectors, resume, reporter,
+                     given, world), world

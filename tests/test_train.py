@@ -41,8 +41,9 @@ def config(**changes) -> Config:
     return Config.from_dict({**TINY_CONFIG, "dropout": 0.3, "word_dropout": 0.1, **changes})
 
 
-def run(output: Path, resume: bool = False, reporter=None, **changes) -> training.Progress:
-    return training.train(config(**changes), TRAIN, DEV, output, "iob2", "iob2", resume=resume, reporter=reporter)
+def run(output: Path, resume: bool = False, reporter=None, given=(), **changes) -> training.Progress:
+    return training.train(config(**changes), TRAIN, DEV, output, "iob2", "iob2", resume=resume, reporter=reporter,
+                          given=given)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -255,8 +256,10 @@ def test_resume_after_a_kill_between_the_checkpoint_renames(tmp_path, uninterrup
     out = tmp_path / "out"
     run(out, epochs=2)
     (out / "checkpoint").rename(out / "checkpoint.old")  # the moment between `final -> old` and `new -> final`
-    run(out, resume=True, epochs=2)  # epochs is read from the checkpoint's config: it says 2
-    assert [m["epoch"] for m in metrics(out)] == [1, 2]
+    with pytest.raises(InputError, match="nothing left to train: all 2 epochs"):  # found: it is the finished one
+        run(out, resume=True, epochs=2)
+    run(out, resume=True, epochs=3, given={"epochs"})
+    assert [m["epoch"] for m in metrics(out)] == [1, 2, 3]
 
 
 def test_resume_without_a_checkpoint_is_a_user_error(tmp_path):
@@ -314,3 +317,65 @@ def test_kill_9_then_resume(tmp_path):
     result = CliRunner().invoke(app, [*args[:4], "-o", str(reference), *args[6:]])
     assert result.exit_code == 0, result.stderr
     assert_same_weights(out / "checkpoint" / "model.safetensors", reference / "checkpoint" / "model.safetensors")
+
+
+# -- threads, and what --resume may change ------------------------------------------------------------------
+
+def record_threads(monkeypatch) -> list[int]:
+    """torch's intra-op thread count at every training step, as the loss sees it."""
+    from tagger.model import BiLSTMCRF
+
+    seen, real = [], BiLSTMCRF.loss
+    monkeypatch.setattr(BiLSTMCRF, "loss", lambda self, batch: seen.append(torch.get_num_threads()) or real(self, batch))
+    return seen
+
+
+def test_training_uses_one_thread_by_default_and_restores_torchs_setting(tmp_path, monkeypatch):
+    seen = record_threads(monkeypatch)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        values = {k: v for k, v in TINY_CONFIG.items() if k != "threads"}
+        training.train(Config.from_dict({**values, "epochs": 1}), TRAIN, DEV, tmp_path / "out", "iob2")
+        assert set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cli_corpus(tmp_path) -> list[str]:
+    """`tagger train` arguments on the tiny corpus, 2 epochs, output tmp_path/out."""
+    train = write_corpus(tmp_path / "train.txt", [(s.tokens, s.tags) for s in TRAIN])
+    dev = write_corpus(tmp_path / "dev.txt", [(s.tokens, s.tags) for s in DEV])
+    toml = write_toml(tmp_path / "c.toml", epochs=2)
+    return ["train", str(train), "--dev", str(dev), "-o", str(tmp_path / "out"), "--config", str(toml), "-q"]
+
+
+def test_threads_option_and_resume_keeps_the_checkpoints_threads(cli_corpus, tmp_path, monkeypatch):
+    seen = record_threads(monkeypatch)
+    result = CliRunner().invoke(app, cli_corpus + ["--threads", "2"])
+    assert result.exit_code == 0, result.output
+    assert set(seen) == {2}
+    seen.clear()
+    result = CliRunner().invoke(app, cli_corpus[:-3] + ["--epochs", "3", "--resume", "-q"])  # no --config
+    assert result.exit_code == 0, result.output
+    assert seen and set(seen) == {2}
+    assert [m["epoch"] for m in metrics(tmp_path / "out")] == [1, 2, 3]
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_left(cli_corpus):
+    assert CliRunner().invoke(app, cli_corpus).exit_code == 0
+    result = CliRunner().invoke(app, cli_corpus + ["--resume"])
+    assert result.exit_code == 1
+    assert "nothing left to train: all 2 epochs are trained (raise --epochs" in result.stderr
+    assert "resuming from" not in result.output
+
+
+def test_resume_refuses_to_change_the_network_naming_the_options(cli_corpus, tmp_path):
+    assert CliRunner().invoke(app, cli_corpus + ["--epochs", "1"]).exit_code == 0
+    toml = write_toml(tmp_path / "bigger.toml", epochs=2, hidden_size=32, seed=9)
+    args = cli_corpus[:cli_corpus.index("--config")] + ["--config", str(toml), "--resume", "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "--resume cannot change hidden_size, seed" in result.stderr and "Traceback" not in result.output

@@ -1,0 +1,135 @@
+"""Training throughput by processes and threads, quiet and beside a busy process; and the all-reduce cost model.
+
+    python bench/train_scaling.py --data ../shared/data/conll2003 --config configs/conll2003.toml \
+        --embeddings ../shared/embeddings/glove.6B.50d.txt.gz --epochs 1 --output bench/results-train-scaling.json
+
+Each set-up runs `tagger train` in a subprocess for `--epochs` epochs: 1 process x 1 thread, 1 x 2 threads,
+2 processes x 1 thread, then 2 x 1 and 1 x 2 again while a Python busy loop (`while True: pass`, one
+process, one core) runs beside it. From metrics.jsonl: training tokens/s (dev scoring excluded) and dev F1
+after the last epoch. Then the cost model: bytes all-reduced per step (every trainable gradient, float32),
+the time of one all-reduce of that size between 2 processes on localhost (gloo), and the compute time of
+one step (1 x 1's epoch seconds / steps). Writes one JSON object to --output and to standard output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SETUPS = [  # (name, processes, threads, beside a busy loop)
+    ("1x1", 1, 1, False), ("1x2", 1, 2, False), ("2x1", 2, 1, False),
+    ("2x1+busy", 2, 1, True), ("1x2+busy", 1, 2, True),
+]
+BUSY = "while True: pass"
+
+
+def train(args, processes: int, threads: int, busy: bool, output: Path) -> dict:
+    """One `tagger train` run; its last metrics line."""
+    cmd = [sys.executable, "-m", "cli.main", "train", f"{args.data}/{args.train}", "--dev", f"{args.data}/{args.dev}",
+           "-o", str(output), "--epochs", str(args.epochs), "--processes", str(processes), "--threads", str(threads),
+           "--force", "-q"]
+    cmd += ["--config", args.config] if args.config else []
+    cmd += ["--embeddings", args.embeddings] if args.embeddings else []
+    print("$", " ".join(cmd), "(beside a busy loop)" if busy else "", file=sys.stderr, flush=True)
+    loop = subprocess.Popen([sys.executable, "-c", BUSY]) if busy else None
+    try:
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    finally:
+        if loop is not None:
+            loop.kill()
+            loop.wait()
+    lines = (output / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return json.loads(lines[-1])
+
+
+def gradient_floats(model_dir: Path) -> int:
+    """Trainable numbers of the trained network: what DDP all-reduces every step."""
+    from tagger.model import Trainable
+
+    model = Trainable.load(model_dir).model
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _all_reduce(floats: int, repeats: int, out: str, world=None) -> None:
+    import torch
+    import torch.distributed as dist
+
+    grad = torch.ones(floats)
+    dist.all_reduce(grad)  # warm-up: connections made
+    start = time.perf_counter()
+    for _ in range(repeats):
+        dist.all_reduce(grad)
+    if world.rank == 0:
+        Path(out).write_text(json.dumps((time.perf_counter() - start) / repeats))
+
+
+def all_reduce_seconds(floats: int, repeats: int = 20) -> float:
+    """Mean time of one all-reduce of `floats` float32 between 2 processes on this machine (gloo)."""
+    from tagger import distributed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = f"{tmp}/seconds.json"
+        with distributed.spawned(2, _all_reduce, (floats, repeats, out)) as world:
+            _all_reduce(floats, repeats, out, world=world)
+        return json.loads(Path(out).read_text())
+
+
+def steps_per_epoch(args) -> int:
+    from tagger.config import Config, load_toml
+    from tagger.data import read_sentences
+    from tagger.encode import length_batches
+
+    batch = Config.from_dict(load_toml(args.config) if args.config else {}).batch_size
+    train = [s for s in read_sentences(f"{args.data}/{args.train}") if s.tokens]
+    return len(length_batches([len(s.tokens) for s in train], batch))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/conll2003"))
+    parser.add_argument("--train", default="train.txt")
+    parser.add_argument("--dev", default="valid.txt")
+    parser.add_argument("--config", default=str(ROOT / "configs/conll2003.toml"), help="'' for the defaults")
+    parser.add_argument("--embeddings", default=str(ROOT.parent / "shared/embeddings/glove.6B.50d.txt.gz"),
+                        help="'' for none")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--setups", nargs="+", default=[s[0] for s in SETUPS], choices=[s[0] for s in SETUPS])
+    parser.add_argument("--output", default=str(ROOT / "bench/results-train-scaling.json"))
+    args = parser.parse_args()
+    result: dict = {"epochs": args.epochs, "config": args.config, "busy": f"python -c '{BUSY}'", "setups": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, processes, threads, busy in (s for s in SETUPS if s[0] in args.setups):
+            m = train(args, processes, threads, busy, Path(tmp) / name)
+            result["setups"][name] = {"processes": processes, "threads": threads, "busy": busy,
+                                      "tokens_per_s": round(m["tokens_per_s"]), "dev_f1": m.get("dev_f1"),
+                                      "seconds": m["seconds"]}
+            print(json.dumps({name: result["setups"][name]}), file=sys.stderr, flush=True)
+        floats = gradient_floats(Path(tmp) / args.setups[0])
+    quiet = result["setups"]
+    if "1x1" in quiet and "2x1" in quiet:
+        result["speedup_2x1_over_1x1"] = round(quiet["2x1"]["tokens_per_s"] / quiet["1x1"]["tokens_per_s"], 3)
+    for name in ("2x1", "1x2"):
+        if name in quiet and f"{name}+busy" in quiet:
+            result[f"kept_beside_busy_{name}"] = round(quiet[f"{name}+busy"]["tokens_per_s"]
+                                                        / quiet[name]["tokens_per_s"], 3)
+    steps = steps_per_epoch(args)
+    seconds = all_reduce_seconds(floats)
+    result["cost_model"] = {"all_reduce_bytes_per_step": 4 * floats, "all_reduce_seconds_2_processes": seconds,
+                            "steps_per_epoch": steps}
+    if "1x1" in quiet:
+        result["cost_model"]["compute_seconds_per_step_1x1"] = quiet["1x1"]["seconds"] / args.epochs / steps
+    print(f"all-reduce: {4 * floats:,} bytes a step; one all-reduce between 2 processes: {1000 * seconds:.2f} ms",
+          file=sys.stderr)
+    text = json.dumps(result, indent=2)
+    Path(args.output).write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Data-parallel training on several processes with torch.distributed: who this process is, how the processes
+start (torch.multiprocessing for `--processes N`, or torchrun's environment), and the few collectives the
+training loop needs besides DDP's gradient all-reduce.
+
+Every rank trains on its share of each global batch (length-grouped batches are cut into `size` slices), so
+every rank takes the same number of optimizer steps; rank 0 alone scores dev, saves, logs and decides, and
+its decisions reach the others through `share`. A rank that dies makes the others' next collective fail:
+they stop with `PeerLost` (one line, exit 1) instead of waiting forever.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.multiprocessing.spawn import ProcessException
+
+from tagger.errors import TaggerError
+
+TIMEOUT = timedelta(minutes=5)  # a collective waiting longer than this means a rank is gone: dev scoring and
+                                # checkpoints on rank 0 (which the others wait for) take seconds, not minutes
+
+
+class PeerLost(TaggerError):
+    """Another training process stopped (killed, crashed, unreachable): this one stops too."""
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes: rank 0 of 1 when not distributed."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, ids: Sequence[int]) -> list[int]:
+        """This rank's slice of a global batch: every size-th sentence, so slices differ by one at most."""
+        return list(ids[self.rank :: self.size])
+
+    def reduce_step(self, loss: float, stop: bool) -> tuple[float, bool]:
+        """The batch's loss summed over ranks, and whether any rank was asked to stop (one all-reduce)."""
+        if self.size == 1:
+            return loss, stop
+        totals = torch.tensor([loss, float(stop)], dtype=torch.float64)
+        self._collective(dist.all_reduce, totals)
+        return float(totals[0]), bool(totals[1])
+
+    def any(self, flag: bool) -> bool:
+        return self.reduce_step(0.0, flag)[1]
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's `value` (any picklable object) on every rank."""
+        if self.size == 1:
+            return value
+        box = [value]
+        self._collective(dist.broadcast_object_list, box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value`, in rank order, on every rank."""
+        if self.size == 1:
+            return [value]
+        out: list[Any] = [None] * self.size
+        self._collective(dist.all_gather_object, out, value)
+        return out
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            self._collective(dist.barrier)
+
+    def _collective(self, op: Callable, *args, **kwargs) -> None:
+        try:
+            op(*args, **kwargs)
+        except (dist.DistError, RuntimeError) as e:
+            raise lost(self, e) from None
+
+
+def lost(world: World, error: BaseException) -> PeerLost:
+    """The one line for a collective that failed: gloo's own text, without its source location and advice."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0]
+    return PeerLost(f"training process {world.rank} of {world.size}: another training process stopped or cannot "
+                    f"be reached ({text[:160]}); resume from the last checkpoint with --resume")
+
+
+@contextmanager
+def peers_watched(world: World) -> Iterator[None]:
+    """A failed collective inside the block (DDP's all-reduce in backward, say) becomes PeerLost; other
+    errors pass unchanged."""
+    try:
+        yield
+    except dist.DistError as e:
+        raise lost(world, e) from None
+    except RuntimeError as e:
+        if world.size > 1 and re.search(r"gloo|nccl|[Cc]onnection|[Tt]imed? ?out", str(e)):
+            raise lost(world, e) from None
+        raise
+
+
+class LossModule(nn.Module):
+    """The model's summed loss as `forward`, so that DistributedDataParallel sees the call it hooks."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.model.loss(batch)
+
+
+def wrap(model: nn.Module, world: World) -> nn.Module:
+    """A module whose forward is the loss: DDP-wrapped (gradients averaged over ranks) when distributed.
+
+    forward_sync_buffers=False: the only buffer is the frozen pretrained vectors (381k x 50 with GloVe), which no
+    step changes and every rank loaded itself; DDP would otherwise send them before every forward."""
+    module = LossModule(model)
+    if world.size == 1:
+        return module
+    return nn.parallel.DistributedDataParallel(module, forward_sync_buffers=False)
+
+
+def backend() -> str:
+    """nccl for CUDA tensors, gloo for CPU ones: training here runs on the CPU, so gloo."""
+    return "gloo"
+
+
+def env_world() -> World | None:
+    """The world torchrun (or any launcher setting RANK and WORLD_SIZE) put this process in; None otherwise."""
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
+        return None
+    return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]))
+
+
+@contextmanager
+def process_group(world: World, init_method: str = "env://", timeout: timedelta = TIMEOUT) -> Iterator[World]:
+    """torch.distributed initialised for `world` inside the block (env://: MASTER_ADDR and MASTER_PORT), and
+    torn down after it, so that no process group outlives the training."""
+    if world.size == 1:
+        yield world
+        return
+    try:
+        dist.init_process_group(backend(), init_method=init_method, rank=world.rank, world_size=world.size,
+                                timeout=timeout)
+    except (dist.DistError, RuntimeError, ValueError) as e:
+        raise PeerLost(f"training process {world.rank} of {world.size} could not join the others "
+                       f"({str(e).strip().splitlines()[0][:160]})") from None
+    try:
+        yield world
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def spawned(processes: int, worker: Callable, args: tuple, timeout: timedelta = TIMEOUT,
+            agreed: tuple[type[BaseException], ...] = ()) -> Iterator[World]:
+    """`processes` training processes on this machine: this one is rank 0 (inside the block), ranks 1.. are
+    started with torch.multiprocessing (spawn) and run `worker(*args, world=world)`. The block's end waits for
+    them (they end with rank 0's last collective); after an exception other than the `agreed` ones (which
+    every rank raises together, as Ctrl-C's Interrupted), it stops them instead."""
+    init = f"tcp://127.0.0.1:{free_port()}"
+    context = torch.multiprocessing.start_processes(_child, args=(init, processes, timeout, worker, args),
+                                                    nprocs=processes - 1, join=False, start_method="spawn")
+    failed = False
+    try:
+        with process_group(World(0, processes), init, timeout) as world:
+            yield world
+    except agreed:
+        raise
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        _wait(context, failed)
+
+
+def _wait(context, failed: bool) -> None:
+    """Join the other ranks; after a failure here, stop them rather than wait for their timeout."""
+    try:
+        if failed:
+            for p in context.processes:
+                if p.is_alive():
+                    p.terminate()
+        while not context.join(timeout=30 if not failed else 5):
+            pass
+    except ProcessException:
+        if not failed:
+            raise
+    finally:
+        for p in context.processes:
+            if p.is_alive():
+                p.kill()
+
+
+def _child(index: int, init: str, size: int, timeout: timedelta, worker: Callable, args: tuple) -> None:
+    """Rank index + 1: one thread of each kind (a fresh process, so this sets nothing anyone else sees),
+    then the worker; a user's error or a lost peer is one line on stderr and exit status 1."""
+    from tagger.errors import USER_ERRORS
+    from tagger.train import Interrupted
+
+    torch.set_num_interop_threads(1)
+    world = World(index + 1, size)
+    try:
+        with process_group(world, init, timeout):
+            worker(*args, world=world)
+    except Interrupted:  # rank 0 says so
+        return
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)

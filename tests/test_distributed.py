@@ -1,0 +1,154 @@
+"""tagger.distributed: two training processes on localhost (gloo, a free port) train as one process does on
+the whole batch, finish on uneven shards, stop together on Ctrl-C and resume exactly, and a killed rank ends
+the other with one line and exit 1 instead of a hang."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import TINY_CONFIG, interrupt_loss_at, make_sentences, write_corpus, write_toml
+from corpora.conll import Sentence
+from tagger import distributed, jobs
+from tagger import train as training
+from tagger.config import Config
+from tagger.encode import collate, length_batches
+
+REPO = Path(__file__).resolve().parent.parent
+SGD = dict(optimizer="sgd", lr=0.1, momentum=0.9)  # Adam would magnify float noise in near-zero gradients
+TRAIN = [Sentence(tuple(t), tuple(g)) for t, g in make_sentences(40, seed=5)]
+
+
+def tiny(**changes) -> Config:
+    return Config.from_dict({**TINY_CONFIG, **SGD, **changes})
+
+
+def steps(folder: Path, count: int, world: distributed.World = distributed.World()) -> None:
+    """`count` training steps on the first global batches (this rank's slices of them); writes the gradients
+    of the first step and the weights after the last into folder/rank{N}.safetensors."""
+    config = tiny()
+    tagger, _ = training.build_tagger(config, TRAIN, "iob2", None, training.Silent())
+    data = training.prepare_data(tagger, TRAIN, [], None)
+    model = distributed.wrap(tagger.model, world)
+    optimizer = training.make_optimizer(config, tagger.model)
+    batches = length_batches([len(e) for e in data.train], config.batch_size, torch.Generator().manual_seed(0))
+    batches = [ids for ids in batches if len(ids) >= 2][:count]  # slices of one sentence at least
+    tensors = {}
+    for k, ids in enumerate(batches):
+        batch = collate([data.train[i] for i in world.shard(ids)])
+        training.train_step(model, optimizer, batch, config.clip, weight=world.size / len(ids))
+        if k == 0:
+            tensors |= {f"grad.{n}": p.grad.clone() for n, p in tagger.model.named_parameters()}
+    tensors |= {f"weight.{n}": p.detach().clone() for n, p in tagger.model.named_parameters()}
+    save_file(tensors, str(folder / f"rank{world.rank}.safetensors"))
+
+
+def test_one_step_gives_the_gradients_of_one_process_on_both_shards(tmp_path):
+    (tmp_path / "one").mkdir()
+    steps(tmp_path / "one", 4)
+    with distributed.spawned(2, steps, (tmp_path, 4)) as world:
+        steps(tmp_path, 4, world)
+    one, r0, r1 = (load_file(str(p)) for p in (tmp_path / "one" / "rank0.safetensors", tmp_path / "rank0.safetensors",
+                                               tmp_path / "rank1.safetensors"))
+    for name, value in one.items():
+        assert torch.equal(r0[name], r1[name]), f"{name} differs between the ranks"
+        tolerance = 1e-6 if name.startswith("grad.") else 1e-5
+        assert torch.allclose(r0[name], value, atol=tolerance), f"{name}: 2 processes != 1 process"
+
+
+def corpus(tmp_path: Path, **changes) -> tuple[Path, Path, Path]:
+    """The tiny corpus plus one sentence of a length no other has: a global batch of one sentence, so one
+    rank's slice is empty."""
+    sents = make_sentences(50, seed=2)
+    sents.insert(3, (["x"] * 17, ["O"] * 17))
+    return (write_corpus(tmp_path / "train.txt", sents[:40]), write_corpus(tmp_path / "dev.txt", sents[40:]),
+            write_toml(tmp_path / "c.toml", **changes))
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "checkpoint" / "model.safetensors"))
+
+
+def metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_on_uneven_buckets_finish_and_train_like_one(tmp_path):
+    train, dev, toml = corpus(tmp_path, epochs=2, **SGD)
+    two = jobs.train(str(train), str(dev), tmp_path / "two", config_file=toml, processes=2)
+    one = jobs.train(str(train), str(dev), tmp_path / "one", config_file=toml)
+    assert two["epochs"] == one["epochs"] == 2
+    w1, w2 = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
+    assert [m["processes"] for m in metrics(tmp_path / "two")] == [2, 2]
+    assert [m["loss"] for m in metrics(tmp_path / "two")] == pytest.approx([m["loss"] for m in metrics(tmp_path / "one")])
+
+
+def test_ctrl_c_stops_both_processes_and_resume_gives_the_same_weights(tmp_path, monkeypatch):
+    train, dev, toml = corpus(tmp_path, epochs=2, dropout=0.3, word_dropout=0.1)  # each rank's RNG matters
+    jobs.train(str(train), str(dev), tmp_path / "whole", config_file=toml, processes=2)
+    interrupt_loss_at(monkeypatch, 7)  # rank 0 (this process) gets the Ctrl-C, in epoch 2
+    with pytest.raises(training.Interrupted) as info:
+        jobs.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2)
+    monkeypatch.undo()
+    assert info.value.step > 0
+    jobs.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2, resume=True)
+    w, r = weights(tmp_path / "whole"), weights(tmp_path / "resumed")
+    assert all(torch.equal(w[k], r[k]) for k in w)
+    assert [m["dev_f1"] for m in metrics(tmp_path / "resumed")] == [m["dev_f1"] for m in metrics(tmp_path / "whole")]
+
+
+def spawned_rank(parent: subprocess.Popen) -> int | None:
+    """The pid of the training process `tagger train --processes 2` started (not multiprocessing's tracker)."""
+    children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+    for pid in children:
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    return None
+
+
+@pytest.mark.parametrize("launch", ["torchrun", "processes"])
+def test_a_killed_rank_ends_the_other_with_one_line_and_exit_1(launch, tmp_path):
+    """Rank 1 is killed with SIGKILL after the first checkpoint: of two `tagger train` processes started as
+    torchrun starts them (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), or of `tagger train --processes 2`."""
+    train, dev, toml = corpus(tmp_path, epochs=500, patience=1000)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "cli.main", "train", str(train), "--dev", str(dev), "-o", str(out), "--config",
+            str(toml), "-q"]
+    port = str(distributed.free_port())
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
+    if launch == "torchrun":
+        procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in (0, 1)]
+    else:
+        procs = [subprocess.Popen(args + ["--processes", "2"], cwd=REPO, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)]
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint" / "trainer.json").exists():
+            assert procs[0].poll() is None, procs[0].stderr.read()
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.05)
+        victim = procs[1].pid if launch == "torchrun" else spawned_rank(procs[0])
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        code = procs[0].wait(timeout=60)
+        stderr = procs[0].stderr.read()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            p.stderr.close()
+    assert code == 1 and time.monotonic() - killed < 60
+    lines = stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: training process 0 of 2: another training process stopped"), stderr
+    assert "Traceback" not in stderr
