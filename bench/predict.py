@@ -4,8 +4,9 @@
 
 Inputs: the CoNLL-2003 test sentences as raw text (tokens joined by spaces, one sentence a line), and a
 large file made by repeating them (--large-mb). Each `tagger predict` run is a separate process whose
-peak RSS is read from os.wait4; the one-sentence cold start is run --cold-runs times. The model alone is
-timed with both engines (torch, and numpy: tagger.lite). Prints one JSON object.
+peak RSS is read from os.wait4; the one-sentence cold start is run --cold-runs times. The model alone
+(encoding, network, Viterbi) is timed in this process. `--extra` passes options to `tagger predict`
+(e.g. "--scores"). Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-os.environ["OPENBLAS_NUM_THREADS"] = "1"  # as the `tagger` command sets it (numpy loads after this line)
 SAMPLE_EVERY = 1.0  # seconds between memory samples of a running `tagger predict`
 sys.path.insert(0, str(ROOT))
 
@@ -74,15 +74,12 @@ def run_cli(args: list[str], stdin: Path | None = None) -> dict:
     return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "peak_pss_all_processes_mb": peak_tree[0]}
 
 
-def model_alone(model: Path, sentences: list[list[str]], batch_size: int, quantize: bool, engine: str) -> dict:
-    """Tokens/s of encoding + network + Viterbi on pre-tokenised sentences (three passes), in this process.
-    Run numpy's before torch's: torch's OpenMP threads keep spinning after its work, slowing what follows."""
+def model_alone(model: Path, sentences: list[list[str]], batch_size: int) -> dict:
+    """Tokens/s of encoding + network + Viterbi on pre-tokenised sentences (three passes), in this process."""
     from tagger.api import Tagger
 
-    tagger = Tagger.load(model, engine)
+    tagger = Tagger.load(model)
     tagger.batch_size = batch_size
-    if quantize and engine == "torch":
-        tagger.quantize()
     encoded = [tagger.encode(s) for s in sentences]
     tokens = sum(map(len, sentences))
     tagger.tag_encoded(encoded[:500])  # warm up
@@ -94,23 +91,8 @@ def model_alone(model: Path, sentences: list[list[str]], batch_size: int, quanti
     for _ in range(3):
         tagger.predict_tokens(sentences)
     with_encoding = (time.perf_counter() - start) / 3
-    threads = {"torch_threads": sys.modules["torch"].get_num_threads()} if engine == "torch" else {
-        "openblas_threads": os.environ["OPENBLAS_NUM_THREADS"]}
-    return {"engine": engine, "tokens": tokens, **threads, "batch_size": batch_size,
-            "network_and_viterbi_tokens_per_s": tokens / network,
+    return {"tokens": tokens, "batch_size": batch_size, "network_and_viterbi_tokens_per_s": tokens / network,
             "with_encoding_tokens_per_s": tokens / with_encoding}
-
-
-def quantization_f1(model: Path, data: Path) -> dict:
-    """Test F1 of the model as it is and dynamically quantised to int8 (--quantize)."""
-    from corpora.conll import read_conll
-    from tagger.api import Tagger
-
-    sentences = list(read_conll(data / "test.txt"))
-    plain, quantized = Tagger.load(model), Tagger.load(model)
-    quantized.quantize()
-    f1, q_f1 = plain.evaluate(sentences)["f1"], quantized.evaluate(sentences)["f1"]
-    return {"test_f1": f1, "test_f1_quantized": q_f1, "change": q_f1 - f1}
 
 
 def main() -> None:
@@ -121,13 +103,12 @@ def main() -> None:
     p.add_argument("--small-mb", type=float, default=5.0)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=0, help="0: the default (one per core for large inputs)")
-    p.add_argument("--quantize", action="store_true")
+    p.add_argument("--extra", default="", help="more `tagger predict` options, e.g. \"--scores\"")
     p.add_argument("--cold-runs", type=int, default=5)
     args = p.parse_args()
     sentences = test_sentences(args.data)
-    result: dict = {"model": str(args.model), "quantize": args.quantize, "workers": args.workers}
-    extra = ["--batch-size", str(args.batch_size), "--workers", str(args.workers)] + (
-        ["--quantize"] if args.quantize else [])
+    result: dict = {"model": str(args.model), "workers": args.workers, "extra": args.extra}
+    extra = ["--batch-size", str(args.batch_size), "--workers", str(args.workers), *args.extra.split()]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         text = "".join(" ".join(s) + "\n" for s in sentences)
@@ -155,9 +136,7 @@ def main() -> None:
         result["cold_start_one_sentence"] = {"seconds": seconds, "median_seconds": seconds[len(seconds) // 2],
                                              "peak_rss_mb": max(run["peak_rss_mb"] for run in cold)}
     # in this process, after the child processes (whose peak RSS would otherwise include this one's)
-    result["model_alone"] = [model_alone(args.model, sentences, args.batch_size, args.quantize, engine)
-                             for engine in ("numpy", "torch")]
-    result["quantization"] = quantization_f1(args.model, args.data)
+    result["model_alone"] = model_alone(args.model, sentences, args.batch_size)
     print(json.dumps(result, indent=2))
 
 

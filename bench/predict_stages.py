@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ["OPENBLAS_NUM_THREADS"] = "1"  # numpy's matrix products on one thread too (read when numpy loads)
+os.environ["OPENBLAS_NUM_THREADS"] = "1"  # numpy's matrix products on one thread, as Tagger limits them
 
 
 def main() -> None:
@@ -25,30 +25,19 @@ def main() -> None:
     p.add_argument("--model", type=Path, default=ROOT / "models/conll2003")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/conll2003")
     p.add_argument("--copies", type=int, default=4)
-    p.add_argument("--engine", choices=["torch", "numpy"], default="torch")
     args = p.parse_args()
 
-    from contextlib import nullcontext
-
     from corpora.conll import read_conll
-    from tagger import jobs
+    from tagger import predicting
     from tagger.api import Tagger
+    from tagger.writers import jsonl
     from tagger.encode import collate, sorted_batches
     from tagger.viterbi import viterbi
 
     lines = [" ".join(s.tokens) for s in read_conll(args.data / "test.txt")] * args.copies
-    tagger = Tagger.load(args.model, args.engine)
-    model, names = tagger.model, tagger.vocab.tags.items
-    if args.engine == "torch":
-        import torch
-
-        torch.set_num_threads(1)
-        model.eval()
-        no_grad, crf = torch.inference_mode, lambda: [t.detach().numpy() for t in (
-            model.crf.start_transitions, model.crf.transitions, model.crf.end_transitions)]
-    else:
-        no_grad, crf = nullcontext, lambda: model.crf
-    list(tagger.predict_texts(lines[:300]))  # warm up: tokeniser pattern, encoder cache, torch kernels
+    tagger = Tagger.load(args.model)
+    model, names = tagger.network, tagger.vocab.tags.items
+    list(tagger.predict_texts(lines[:300]))  # warm up: tokeniser pattern, encoder cache
     seconds: dict[str, float] = {}
     tokens = 0
 
@@ -58,17 +47,15 @@ def main() -> None:
         seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
         return result
 
-    for chunk in jobs._chunks(lines, jobs.CHUNK_LINES):
+    for chunk in predicting._chunks(lines, predicting.CHUNK_LINES):
         scanned = timed("tokenise + split sentences", lambda: [tagger._sentences(text) for text in chunk])
         words = [tok.texts[a:b] for tok, ends in scanned for a, b in pairwise([0, *ends])]
         tokens += sum(map(len, words))
         encoded = timed("encode", lambda: [tagger.encode(w) for w in words])
         batches = timed("batch", lambda: [(ids, collate([encoded[i] for i in ids]))
                                           for ids in sorted_batches(list(map(len, encoded)), tagger.batch_size)])
-        with no_grad():
-            scores = timed("network", lambda: [model.emissions(b) for _, b in batches])
-            paths = timed("viterbi", lambda: [viterbi(s.__array__(), b.mask, *crf())
-                                              for s, (_, b) in zip(scores, batches)])
+        scores = timed("network", lambda: [model.emissions(b) for _, b in batches])
+        paths = timed("viterbi", lambda: [viterbi(s, b.mask, *model.crf) for s, (_, b) in zip(scores, batches)])
 
         def tag_names() -> list:
             out: list = [None] * len(encoded)
@@ -84,14 +71,13 @@ def main() -> None:
                 entities = []
                 for a, b in pairwise([0, *ends]):
                     entities += tagger._spans(text, tok, a, next(tags))
-                jobs._jsonl({"text": text, "entities": entities})
+                jsonl({"text": text, "entities": entities})
 
         timed("spans + JSON", render)
     total = sum(seconds.values())
     for stage, s in seconds.items():
         print(f"{stage:28s} {s:6.2f} s {100 * s / total:5.1f}%")
-    print(f"{'total':28s} {total:6.2f} s  {tokens / total:,.0f} tokens/s ({tokens:,} tokens, one thread, "
-          f"{args.engine} engine)")
+    print(f"{'total':28s} {total:6.2f} s  {tokens / total:,.0f} tokens/s ({tokens:,} tokens, one thread)")
 
 
 if __name__ == "__main__":
