@@ -11,7 +11,7 @@ from corpora.conll import Sentence
 from tagger import store
 from tagger.config import Config
 from tagger.encode import Encoded, Encoder, iter_batches
-from tagger.errors import ModelError
+from tagger.errors import ModelError, TaggerError
 from tagger.evaluate import score
 from tagger.lite import LiteNetwork, state_shapes
 from tagger.text import Tokens, sentence_ends
@@ -59,6 +59,7 @@ class Tagger:
         self.scheme = model_scheme(config, vocab.source_scheme)
         self.encode = Encoder(vocab)
         self.batch_size = 256
+        self.meta: dict = {}  # config.json's other entries when loaded: best epoch, dev F1, training data
 
     # -- building, saving, loading -------------------------------------------------------------------
 
@@ -79,7 +80,7 @@ class Tagger:
         and no torch import: a cold start in a fraction of the time; what `tagger predict` uses)."""
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-        config, vocab_json, state, _ = store.load_model(path, arrays=engine)
+        config, vocab_json, state, meta = store.load_model(path, arrays=engine)
         try:
             vocab = Vocab.from_json(vocab_json)
         except (KeyError, TypeError, ValueError) as e:
@@ -92,10 +93,12 @@ class Tagger:
             raise ModelError(f"weights do not match config.json and vocab.json ({'; '.join(problems[:3])})",
                              path=str(Path(path) / "model.safetensors"))
         if engine == "numpy":
-            return cls(config, vocab, LiteNetwork(config, state))
-        tagger = cls.build(config, vocab)
-        tagger.model.load_state_dict(state)
-        tagger.model.eval()
+            tagger = cls(config, vocab, LiteNetwork(config, state))
+        else:
+            tagger = cls.build(config, vocab)
+            tagger.model.load_state_dict(state)
+            tagger.model.eval()
+        tagger.meta = {k: v for k, v in meta.items() if k not in ("config", "sha256")}
         return tagger
 
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
@@ -145,6 +148,10 @@ class Tagger:
     def predict_tokens(self, sentences: Sequence[Sequence[str]],
                        features: Sequence[Sequence[Sequence[str]]] = ()) -> list[list[str]]:
         """Tags of pre-tokenised sentences, in the scheme of the corpus the model was trained on."""
+        if sentences is None or isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
+            got = "a flat list of tokens" if isinstance(sentences, (list, tuple)) else type(sentences).__name__
+            raise TaggerError("predict_tokens takes a list of sentences, each a list of tokens, e.g. "
+                              f"[[\"EU\", \"rejects\"]], not {got}")
         tags = self.tag_ids(sentences, features)
         source = self.vocab.source_scheme
         if self.scheme is None or source is None or source == self.scheme:
@@ -153,6 +160,9 @@ class Tagger:
 
     def predict(self, text: str) -> list[dict]:
         """Entity spans of raw text; `text[start:end] == entity["text"]` for every one."""
+        if not isinstance(text, str):
+            raise TaggerError(f"predict takes a string of raw text, not {type(text).__name__} (for "
+                              "pre-tokenised sentences use predict_tokens)")
         return next(iter(self.predict_texts([text])))
 
     def predict_texts(self, texts: Iterable[str]) -> Iterator[list[dict]]:
@@ -200,6 +210,49 @@ class Tagger:
         source = scheme or schemes.detect_scheme(s.tags for s in sentences) or self.scheme
         gold = [schemes.convert(s.tags, source, self.scheme) for s in sentences]
         return score(gold, pred, self.scheme)
+
+
+    # -- what the model is ------------------------------------------------------------------------------
+
+    @property
+    def labels(self) -> list[str]:
+        """Every tag the model answers with, in the training corpus's scheme ("O", "B-LOC", "I-LOC", ...)."""
+        source = self.vocab.source_scheme
+        if self.scheme is None or source is None:
+            return sorted(self.vocab.tags.items)
+        types = sorted({schemes.split_tag(t)[1] for t in self.vocab.tags.items if t != "O"})
+        return ["O", *(tag for label in types for tag in _scheme_tags(label, source))]
+
+    def info(self) -> dict:
+        """What a user asks of a model: its labels and scheme, tokeniser, vocabulary sizes, embeddings, best
+        dev F1 and epoch, training corpus and date (the last ones as recorded when it was saved, else None)."""
+        training = self.meta.get("training", {})
+        best_f1 = self.meta.get("dev_f1")
+        return {
+            "labels": self.labels,
+            "entity_types": sorted({schemes.split_tag(t)[1] for t in self.labels if t != "O"} if self.scheme else ()),
+            "scheme": self.vocab.source_scheme,
+            "model_scheme": self.scheme,
+            "tokenizer": self.config.tokenizer,
+            "vocabulary": {"words": len(self.vocab.words), "pretrained_only_words": len(self.vocab.frozen),
+                           "characters": len(self.vocab.chars), "tags": len(self.vocab.tags),
+                           "features": [len(f) for f in self.vocab.features]},
+            "embeddings": training.get("embeddings"),
+            "best_dev_f1": best_f1,
+            "best_epoch": self.meta.get("epoch"),
+            "training_corpus": training.get("train"),
+            "dev_corpus": training.get("dev"),
+            "date": training.get("date"),
+        }
+
+
+_PREFIX_ORDER = "BIMELSU"
+
+
+def _scheme_tags(label: str, scheme: str) -> list[str]:
+    """Every tag of one entity type in `scheme`: the tags of a one-token span next to a three-token one."""
+    tags = set(schemes.from_spans([(label, 0, 1), (label, 1, 4)], 4, scheme))
+    return sorted(tags, key=lambda t: _PREFIX_ORDER.index(t[0]))
 
 
 def feature_columns(sentence: Sentence, columns: Sequence[int]) -> list[list[str]]:
