@@ -96,13 +96,17 @@ def is_dataset_ref(ref: str) -> bool:
     """Whether `ref` names a dataset rather than a corpus file: a `save_to_disk` directory, or a missing
     path that looks like a hub name ("conll2003", "user/name", optionally ":split").
 
-    A missing path with a file extension ("train.txt") is not a hub name, so its error stays "no such file".
+    A missing path with a file extension ("train.txt"), or in a local folder ("data/mytestset" where data/
+    exists), is not a hub name, so its error stays "no such file".
     """
     if os.path.exists(ref):
         return _is_saved_dataset(ref)
     name, _, _ = ref.partition(":")
     if _is_saved_dataset(name):
         return True
+    owner, slash, _ = name.partition("/")
+    if slash and os.path.isdir(owner):
+        return False
     return _HUB_NAME.fullmatch(name) is not None and not os.path.splitext(name)[1]
 
 

@@ -100,6 +100,13 @@ def test_is_dataset_ref(saved: dict[str, Path], tmp_path: Path):
     assert not any(is_dataset_ref(ref) for ref in not_refs)
 
 
+def test_a_missing_file_in_an_existing_folder_is_no_hub_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert not is_dataset_ref("data/mytestset")  # the user meant a file in data/: "no such file"
+    assert is_dataset_ref("user/mytestset")
+
+
 def test_load_single_dataset(saved: dict[str, Path]):
     assert list(load_sentences(str(saved["single"]))) == SENTENCES
 
