@@ -36,6 +36,16 @@ class Scheme(str, Enum):
     bmes = "bmes"
 
 
+class Target(str, Enum):
+    """What `convert --to` takes: a scheme to write (auto, which detects a file's scheme, is no target)."""
+    iob1 = "iob1"
+    iob2 = "iob2"
+    bioes = "bioes"
+    iobes = "iobes"
+    bilou = "bilou"
+    bmes = "bmes"
+
+
 class InputFormat(str, Enum):
     text = "text"
     tokens = "tokens"
@@ -43,6 +53,22 @@ class InputFormat(str, Enum):
 
 
 OutputFormat = Enum("OutputFormat", {name: name for name in WRITERS}, type=str)  # the writers' registry
+
+
+def show_version(value: bool) -> None:
+    if value:
+        from tagger import __version__
+
+        typer.echo(f"tagger {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """Sequence labelling with a BiLSTM-CRF: train on CoNLL files, tag raw text, score entity F1."""
 
 
 def user_errors(command: Callable) -> Callable:
@@ -171,8 +197,8 @@ def evaluate(
 @user_errors
 def convert(
     input: Path = typer.Argument(..., metavar="INPUT"),
-    output: Path = typer.Argument(..., metavar="OUTPUT"),
-    to: Scheme = typer.Option(..., "--to", help="target scheme"),
+    output: Path = typer.Argument(..., metavar="OUTPUT", help="file to write; - for standard output"),
+    to: Target = typer.Option(..., "--to", help="target scheme"),
     source: Scheme = typer.Option(Scheme.auto, "--from", help="scheme of INPUT (auto: detect)"),
     format: Format = typer.Option(Format.auto, "--format"),
     tag_column: Optional[int] = typer.Option(None, "--tag-column"),
@@ -181,8 +207,22 @@ def convert(
     """Rewrite a CoNLL file's tags in another scheme (invalid sequences are repaired as conlleval reads them)."""
     from tagger import jobs
 
-    n = jobs.convert(input, output, to.value, source.value, format.value, tag_column, force)
-    typer.echo(f"wrote {n} sentences to {output}", err=True)
+    to_stdout = str(output) == "-"
+    n = jobs.convert(input, None if to_stdout else output, to.value, source.value, format.value, tag_column, force)
+    typer.echo(f"wrote {n} sentences to {'standard output' if to_stdout else output}", err=True)
+
+
+@app.command()
+@user_errors
+def info(
+    model: Path = typer.Argument(..., metavar="MODEL_DIR"),
+    as_json: bool = typer.Option(False, "--json", help="print it as JSON"),
+) -> None:
+    """What a model is: labels, scheme, tokeniser, vocabulary sizes, embeddings, best dev F1, training data."""
+    from tagger.api import Tagger
+
+    about = Tagger.load(model).info()
+    typer.echo(json.dumps(about, indent=2, ensure_ascii=False) if as_json else format_info(about))
 
 
 @app.command()
@@ -213,6 +253,24 @@ def format_table(result: dict) -> str:
     rows.append(f"token accuracy {100 * result['accuracy']:.2f}  ({result['sentences']} sentences, "
                 f"{result['tokens']} tokens; scored as {result.get('scored_as')})")
     return "\n".join(rows)
+
+
+def format_info(about: dict) -> str:
+    """`tagger info` as aligned `name: value` lines."""
+    v = about["vocabulary"]
+    f1 = about["best_dev_f1"]
+    rows = {
+        "labels": " ".join(about["labels"]),
+        "scheme": about["scheme"] or "none (plain tags)",
+        "tokenizer": about["tokenizer"],
+        "vocabulary": f"{v['words']:,} words, {v['pretrained_only_words']:,} pretrained-only words, "
+                      f"{v['characters']:,} characters, {v['tags']} tags",
+        "embeddings": about["embeddings"] or "none recorded",
+        "best dev F1": f"{100 * f1:.2f} at epoch {about['best_epoch']}" if f1 is not None else "not recorded",
+        "trained on": about["training_corpus"] or "not recorded",
+        "date": about["date"] or "not recorded",
+    }
+    return "\n".join(f"{name + ':':<13}{value}" for name, value in rows.items())
 
 
 def main() -> None:

@@ -19,6 +19,8 @@ TAG_FIELDS = ("ner_tags", "tags", "pos_tags", "chunk_tags")  # looked for in thi
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 _SAVED_MARKERS = ("dataset_dict.json", "state.json")  # written by DatasetDict / Dataset .save_to_disk
 _BATCH = 1000
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+_HUB_TIMEOUT = 10.0  # seconds for the one request that asks the hub whether a dataset exists
 
 
 def to_dataset(sentences: Iterable[Sentence], tag_names: Sequence[str] | None = None) -> "datasets.Dataset":
@@ -94,13 +96,17 @@ def is_dataset_ref(ref: str) -> bool:
     """Whether `ref` names a dataset rather than a corpus file: a `save_to_disk` directory, or a missing
     path that looks like a hub name ("conll2003", "user/name", optionally ":split").
 
-    A missing path with a file extension ("train.txt") is not a hub name, so its error stays "no such file".
+    A missing path with a file extension ("train.txt"), or in a local folder ("data/mytestset" where data/
+    exists), is not a hub name, so its error stays "no such file".
     """
     if os.path.exists(ref):
         return _is_saved_dataset(ref)
     name, _, _ = ref.partition(":")
     if _is_saved_dataset(name):
         return True
+    owner, slash, _ = name.partition("/")
+    if slash and os.path.isdir(owner):
+        return False
     return _HUB_NAME.fullmatch(name) is not None and not os.path.splitext(name)[1]
 
 
@@ -116,7 +122,7 @@ def load_sentences(ref: str, split: str = "train", tags_field: str | None = None
         if _is_saved_dataset(name):
             ds = _load_local(ref, name, explicit_split or split, explicit_split is not None)
         else:
-            ds = _load_hub(name, explicit_split or split)
+            ds = _load_hub(ref, name, explicit_split or split)
         if len(ds) == 0:
             raise CorpusError(ref, None, "no sentences found")
         return from_dataset(ds, tags_field=tags_field)
@@ -149,7 +155,42 @@ def _load_local(ref: str, path: str, split: str, explicit: bool) -> Any:
     return loaded[split]
 
 
-def _load_hub(name: str, split: str) -> Any:
+def _load_hub(ref: str, name: str, split: str) -> Any:
+    """A split of a hub dataset. Offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE), only the local cache is read;
+    online, one request asks the hub first, so a mistyped file name fails at once with "no such file"
+    instead of after minutes of retries."""
     import datasets
 
-    return datasets.load_dataset(name, split=split)
+    offline = _offline_variable()
+    if offline is None:
+        _check_on_hub(ref, name)
+    try:
+        return datasets.load_dataset(name, split=split)
+    except (ConnectionError, FileNotFoundError) as e:
+        if offline is None:
+            raise
+        raise CorpusError(ref, None, f"no such file, nor a dataset {name!r} in the local cache ({offline} is "
+                          "set, so the Hugging Face hub was not asked)") from e
+
+
+def _offline_variable() -> str | None:
+    """The environment variable that forbids contacting the hub, if one is set to a true value."""
+    truthy = ("1", "true", "yes", "on")
+    return next((v for v in _OFFLINE_VARIABLES if os.environ.get(v, "").strip().lower() in truthy), None)
+
+
+def _check_on_hub(ref: str, name: str) -> None:
+    """One request, no retries: CorpusError "no such file" when the hub does not know `name` or cannot be
+    reached. Other answers (a gated dataset, a server error) are left to `datasets` to explain."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        HfApi().dataset_info(name, timeout=_HUB_TIMEOUT)
+    except RepositoryNotFoundError:
+        raise CorpusError(ref, None, "no such file, nor a dataset of that name on the Hugging Face hub") from None
+    except HfHubHTTPError:
+        return
+    except Exception as e:  # the HTTP client's own connection and timeout errors
+        raise CorpusError(ref, None, f"no such file (and the Hugging Face hub, where {name!r} could be a dataset, "
+                          f"is unreachable: {type(e).__name__})") from None

@@ -18,7 +18,7 @@ from corpora.conll import Sentence
 from tagger import network, store
 from tagger.config import Config
 from tagger.encode import Encoded, Encoder, iter_batches
-from tagger.errors import ModelError
+from tagger.errors import ModelError, TaggerError
 from tagger.evaluate import score
 from tagger.inference import Network
 from tagger.text import Tokens, sentence_ends
@@ -89,13 +89,6 @@ class Tagger:
                              path=str(Path(path) / "model.safetensors"))
         return cls(config, vocab, tensors, meta)
 
-    @property
-    def labels(self) -> list[str]:
-        """What the tagger finds: entity types (PER, LOC, ...) for tags in a scheme, else the tags (POS-like)."""
-        if self.scheme is None:
-            return list(self.vocab.tags.items)
-        return sorted({schemes.split_tag(t)[1] for t in self.vocab.tags.items} - {None})
-
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
         store.save_model(path, self.config, self.vocab.to_json(), self.tensors, extra)
 
@@ -135,6 +128,10 @@ class Tagger:
     def predict_tokens(self, sentences: Sequence[Sequence[str]],
                        features: Sequence[Sequence[Sequence[str]]] = ()) -> list[list[str]]:
         """Tags of pre-tokenised sentences, in the scheme of the corpus the model was trained on."""
+        if sentences is None or isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
+            got = "a flat list of tokens" if isinstance(sentences, (list, tuple)) else type(sentences).__name__
+            raise TaggerError("predict_tokens takes a list of sentences, each a list of tokens, e.g. "
+                              f"[[\"EU\", \"rejects\"]], not {got}")
         return [self.to_source(t) for t in self.model_tags(sentences, features)]
 
     def to_source(self, tags: list[str]) -> list[str]:
@@ -146,6 +143,9 @@ class Tagger:
 
     def predict(self, text: str) -> list[dict]:
         """Entity spans of raw text; `text[start:end] == entity["text"]` for every one."""
+        if not isinstance(text, str):
+            raise TaggerError(f"predict takes a string of raw text, not {type(text).__name__} (for "
+                              "pre-tokenised sentences use predict_tokens)")
         return next(iter(self.predict_texts([text])))
 
     def predict_texts(self, texts: Iterable[str]) -> Iterator[list[dict]]:
@@ -203,6 +203,55 @@ class Tagger:
             return [list(s.tags) for s in sentences], pred
         source = scheme or schemes.detect_scheme(s.tags for s in sentences) or self.scheme
         return [schemes.convert(s.tags, source, self.scheme) for s in sentences], pred
+
+    # -- what the model is ------------------------------------------------------------------------------
+
+    @property
+    def labels(self) -> list[str]:
+        """Every tag the model answers with, in the training corpus's scheme ("O", "B-LOC", "I-LOC", ...)."""
+        source = self.vocab.source_scheme
+        if self.scheme is None or source is None:
+            return sorted(self.vocab.tags.items)
+        types = sorted({schemes.split_tag(t)[1] for t in self.vocab.tags.items if t != "O"})
+        return ["O", *(tag for label in types for tag in _scheme_tags(label, source))]
+
+    @property
+    def entity_types(self) -> list[str]:
+        """What the tagger finds: entity types (PER, LOC, ...) for tags in a scheme, else the tags (POS-like)."""
+        if self.scheme is None:
+            return sorted(self.vocab.tags.items)
+        return sorted({schemes.split_tag(t)[1] for t in self.vocab.tags.items} - {None})
+
+    def info(self) -> dict:
+        """What a user asks of a model: its labels and scheme, tokeniser, vocabulary sizes, embeddings, best
+        dev F1 and epoch, training corpus and date (the last ones as recorded when it was saved, else None)."""
+        training = self.meta.get("training", {})
+        best_f1 = self.meta.get("dev_f1")
+        return {
+            "labels": self.labels,
+            "entity_types": self.entity_types if self.scheme else [],
+            "scheme": self.vocab.source_scheme,
+            "model_scheme": self.scheme,
+            "tokenizer": self.config.tokenizer,
+            "vocabulary": {"words": len(self.vocab.words), "pretrained_only_words": len(self.vocab.frozen),
+                           "characters": len(self.vocab.chars), "tags": len(self.vocab.tags),
+                           "features": [len(f) for f in self.vocab.features]},
+            "embeddings": training.get("embeddings"),
+            "best_dev_f1": best_f1,
+            "best_epoch": self.meta.get("epoch"),
+            "training_corpus": training.get("train"),
+            "dev_corpus": training.get("dev"),
+            "date": training.get("date"),
+        }
+
+
+_PREFIX_ORDER = "BIMELSU"
+
+
+def _scheme_tags(label: str, scheme: str) -> list[str]:
+    """Every tag of one entity type in `scheme`: the tags of a one-token span next to a three-token one."""
+    tags = set(schemes.from_spans([(label, 0, 1), (label, 1, 4)], 4, scheme))
+    return sorted(tags, key=lambda t: _PREFIX_ORDER.index(t[0]))
 
 
 def feature_columns(sentence: Sentence, columns: Sequence[int]) -> list[list[str]]:

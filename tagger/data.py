@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from corpora import schemes
 from corpora.conll import Sentence, read_conll
@@ -22,23 +24,97 @@ def read_sentences(ref: str | os.PathLike, format: str = "auto", tag_column: int
     return list(read_conll(ref_str, format=format, tag_column=tag_column, labelled=labelled))
 
 
-def check_tags(sentences: Sequence[Sentence], source: str, scheme: str | None = None) -> str | None:
-    """Detect (or check) the corpus's scheme; a malformed tag raises InputError at its file and line."""
-    prefixed = _span_tagged({t for s in sentences for t in (s.tags or ())})
-    if prefixed:
-        for s in sentences:
-            for i, tag in enumerate(s.tags or ()):
-                try:
-                    schemes.split_tag(tag)
-                except ValueError as e:
-                    raise InputError(f"tag {tag!r} fits no tagging scheme ({e})", path=source,
-                                     line=s.line + i if s.line else None) from None
+# A scheme prefix with nothing after its dash ("B-"): a type lost on the way, never a plain label.
+_NO_TYPE = re.compile(r"[BIESLUM]-")
+# What an entity tag with a prefix no scheme has looks like: one capital letter, a dash, a type ("X-LOC").
+_ENTITY_LIKE = re.compile(r"[A-Z]-\w.*")
+
+
+def _warn_stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def check_tags(sentences: Sequence[Sentence], source: str, scheme: str | None = None,
+               warn: Callable[[str], None] = _warn_stderr) -> str | None:
+    """Detect (or check) the corpus's scheme; a malformed tag raises InputError at its file and line.
+
+    A scheme given (not "auto") must fit every tag. Plain tags that look like entity tags with a prefix no
+    scheme has ("X-LOC") are kept as plain tags, but `warn` is called once, naming the first such line.
+    """
+    tags = {t for s in sentences for t in (s.tags or ())}
+    if any(map(_NO_TYPE.fullmatch, tags)):
+        tag, line = next(_first_line(sentences, _NO_TYPE.fullmatch))
+        raise InputError(f"tag {tag!r} fits no tagging scheme: a prefix without an entity type (expected "
+                         f"e.g. {tag}PER)", path=source, line=line)
+    prefixed = _span_tagged(tags)
+    if prefixed and not all(map(_splits, tags)):
+        tag, line = next(_first_line(sentences, lambda t: not _splits(t)))
+        raise InputError(f"tag {tag!r} fits no tagging scheme ({_split_error(tag)})", path=source, line=line)
+    if not prefixed and any(map(_entity_like, tags)):
+        tag, line = next(_first_line(sentences, _entity_like))
+        where = f"{source}:{line}" if line else source
+        warn(f"warning: {where}: tag {tag!r} looks like an entity tag, but {tag[0]}- is no prefix of "
+             "IOB1/IOB2/BIOES/BILOU/BMES: the tags are read as plain labels (like POS tags)")
     if scheme in (None, "auto"):
         try:
             return schemes.detect_scheme(s.tags or () for s in sentences) if prefixed else None
         except ValueError as e:
             raise InputError(str(e), path=source) from None
-    return schemes.normalize_scheme(scheme)
+    return _check_given_scheme(sentences, tags, source, schemes.normalize_scheme(scheme), prefixed)
+
+
+def _first_line(sentences: Sequence[Sentence], wrong: Callable[[str], object]) -> Iterator[tuple[str, int | None]]:
+    """(tag, line number or None) of each tag for which `wrong` is true, in file order."""
+    for s in sentences:
+        for i, tag in enumerate(s.tags or ()):
+            if wrong(tag):
+                yield tag, s.line + i if s.line else None
+
+
+def _entity_like(tag: str) -> bool:
+    return _ENTITY_LIKE.fullmatch(tag) is not None and not _splits(tag)
+
+
+def _split_error(tag: str) -> str:
+    try:
+        schemes.split_tag(tag)
+    except ValueError as e:
+        return str(e)
+    return ""
+
+
+def _fits(tag: str, scheme: str) -> bool:
+    try:
+        schemes.spans([tag], scheme)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_given_scheme(sentences: Sequence[Sentence], tags: set[str], source: str, scheme: str,
+                        prefixed: bool) -> str:
+    """`scheme` (from --scheme) when every tag is one of its tags; InputError at the first that is not."""
+    if all(_fits(t, scheme) for t in tags):
+        return scheme
+    try:
+        found = schemes.detect_scheme(s.tags or () for s in sentences) if prefixed else None
+    except ValueError:
+        found = None
+    looks = f"the file's tags look like {found.upper()}" if found else "the file's tags have no scheme"
+    tag, line = next(_first_line(sentences, lambda t: not _fits(t, scheme)))
+    raise InputError(f"tag {tag!r} is not a tag of the {scheme.upper()} scheme given by --scheme ({looks}: "
+                     "drop --scheme to detect it)", path=source, line=line)
+
+
+def check_model_fits(model_scheme: str | None, gold_scheme: str | None, source: str) -> None:
+    """Refuse to score a span-tagging model (NER, chunks) on plain tags (POS), or the other way round:
+    no score can compare them."""
+    if model_scheme is not None and gold_scheme is None:
+        raise InputError(f"the model tags spans ({model_scheme.upper()}) but these tags have no scheme (plain "
+                         "labels, like POS tags): score it on a file tagged like its training corpus", path=source)
+    if model_scheme is None and gold_scheme is not None:
+        raise InputError(f"the model tags plain labels (like POS tags) but these tags are spans "
+                         f"({gold_scheme.upper()}): score it on a file tagged like its training corpus", path=source)
 
 
 def _span_tagged(tags: set[str]) -> bool:

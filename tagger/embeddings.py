@@ -34,11 +34,17 @@ def load_vectors(path: str | Path, expected_dim: int | None = None) -> tuple[lis
     return words, vectors
 
 
-def _read_bytes(path: Path) -> bytes:
+def check_vectors_file(path: str | Path) -> None:
+    """Raise InputError unless `path` is a file (what `load_vectors` would find first, without reading it)."""
+    path = Path(path)
     if not path.exists():
         raise InputError("no such embeddings file", path=str(path))
     if path.is_dir():
         raise InputError("is a directory, not an embeddings file", path=str(path))
+
+
+def _read_bytes(path: Path) -> bytes:
+    check_vectors_file(path)
     try:
         with path.open("rb") as f:
             data = f.read()

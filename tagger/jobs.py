@@ -1,6 +1,7 @@
 """What each `tagger` command does, from paths and options to results: the CLI parses and prints around these."""
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from corpora.conll import format_sentence, read_conll
 from tagger import store
 from tagger.api import Tagger
 from tagger.config import Config, load_toml
-from tagger.data import check_tags, read_sentences, unseen_labels
+from tagger.data import check_model_fits, check_tags, read_sentences, unseen_labels
 from tagger.errors import ConfigError, InputError
 from tagger.predicting import auto_workers, check_feature_columns, check_input_file, predict_files
 from tagger.store import FILES
@@ -46,21 +47,41 @@ def parse_features(spec: str) -> list[int]:
 
 
 def check_output_dir(output: Path, resume: bool, force: bool) -> None:
-    """Refuse to overwrite a model unless --force; --force clears the old model, metrics and checkpoints."""
+    """Refuse to overwrite a model unless --force, and --resume where there is no checkpoint. Changes
+    nothing: `prepare_output_dir` does, once every input has been read, so a failed start leaves no trace."""
     if output.exists() and not output.is_dir():
         raise InputError("exists and is not a directory", path=str(output))
-    taken = output.is_dir() and any(output.iterdir())
     if resume:
+        if not any((output / name / "trainer.json").is_file() for name in ("checkpoint", "checkpoint.old")):
+            raise InputError("nothing to resume: no checkpoint here (train without --resume)", path=str(output))
         return
-    if taken and not force:
+    if output.is_dir() and any(output.iterdir()) and not force:
         raise InputError("already exists and is not empty: use --force to overwrite it or --resume to continue "
                          "its training", path=str(output))
-    if taken:
+
+
+def prepare_output_dir(output: Path, resume: bool) -> None:
+    """Create `output`; without --resume, clear the old model, metrics, curves and checkpoints (checked: --force)."""
+    if not resume:
         for name in (*FILES, "metrics.jsonl", "training.svg"):
             (output / name).unlink(missing_ok=True)
         for name in ("checkpoint", "checkpoint.new", "checkpoint.old"):
             shutil.rmtree(output / name, ignore_errors=True)
     output.mkdir(parents=True, exist_ok=True)
+
+
+def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path | None) -> None:
+    """Add what the model was trained on, and when, to its config.json (`tagger info` shows it)."""
+    from datetime import datetime, timezone
+
+    from tagger.store import atomic_write
+
+    path = output / "config.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta["training"] = {"train": str(train_ref), "dev": str(dev_ref),
+                        "embeddings": Path(embeddings).name if embeddings else None,
+                        "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    atomic_write(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, embeddings: Path | None = None,
@@ -69,21 +90,24 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
           resume: bool = False, force: bool = False, reporter=None, processes: int = 1) -> dict:
     from tagger import distributed, train as training
     from tagger.api import Tagger
-    from tagger.embeddings import load_vectors
+    from tagger.embeddings import check_vectors_file, load_vectors
 
     reporter = reporter or training.Silent()
     config = make_config(config_file, overrides or {}, features)
     given = {*(load_toml(config_file) if config_file else ()), *(overrides or {}), *(["features"] if features else [])}
     env = distributed.env_world()  # torchrun's: only its rank 0 touches the output directory
-    if env is None or env.leader:
+    leader = env is None or env.leader
+    if leader:
         check_output_dir(output, resume, force)
     else:
         reporter = training.Silent()
+    if embeddings is not None and not resume:
+        check_vectors_file(embeddings)  # before the corpus is read: a typo should not cost that wait
     train_sents = read_sentences(train_ref, format, tag_column, split="train")
     dev_sents = read_sentences(dev_ref, format, tag_column, split="validation")
     check_feature_columns([*train_sents, *dev_sents], config.features, train_ref)
-    source = check_tags(train_sents, train_ref, scheme)
-    dev_scheme = check_tags(dev_sents, dev_ref, scheme)
+    source = check_tags(train_sents, train_ref, scheme, warn=reporter.message)
+    dev_scheme = check_tags(dev_sents, dev_ref, scheme, warn=reporter.message)
     missing = unseen_labels(dev_sents, {t for s in train_sents for t in s.tags})
     if missing:
         reporter.message(f"warning: {dev_ref}: label(s) {', '.join(missing)} never seen in training: kept, and "
@@ -93,8 +117,18 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     vectors = None
     if embeddings is not None and not resume:
         vectors = load_vectors(embeddings)
-    progress, world = training.train_processes(processes, config, train_sents, dev_sents, output, source,
-                                               dev_scheme, vectors, resume, reporter, given)
+    created = not output.exists()
+    if leader:
+        prepare_output_dir(output, resume)
+    try:
+        progress, world = training.train_processes(processes, config, train_sents, dev_sents, output, source,
+                                                   dev_scheme, vectors, resume, reporter, given)
+    except BaseException:
+        if leader and created and output.is_dir() and not any(output.iterdir()):  # failed before writing
+            output.rmdir()  # anything: leave no empty directory
+        raise
+    if world.leader:
+        record_training(output, train_ref, dev_ref, embeddings)
     result = {"best_dev_f1": progress.best_f1, "best_epoch": progress.best_epoch,
               "epochs": progress.epoch, "minutes": progress.seconds / 60, "rank": world.rank}
     if test and world.leader:
@@ -111,6 +145,7 @@ def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int |
     tagger = Tagger.load(model)
     sentences = read_sentences(test_ref, format, tag_column, split="test")
     test_scheme = check_tags(sentences, test_ref, scheme)
+    check_model_fits(tagger.vocab.source_scheme, test_scheme, test_ref)
     if report is None:
         result = tagger.evaluate(sentences, test_scheme)
     else:
@@ -182,6 +217,6 @@ def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "te
     tagger.batch_size = batch_size
     if output_format not in WRITERS:
         raise InputError(f"unknown output format {output_format!r} (one of {', '.join(WRITERS)})")
-    writer = WRITERS[output_format](tagger.labels, tagger.vocab.source_scheme, f"Entities found by {tagger.meta.get('name', 'tagger')}")
+    writer = WRITERS[output_format](tagger.entity_types, tagger.vocab.source_scheme, f"Entities found by {tagger.meta.get('name', 'tagger')}")
     with store.atomic_file(output) as out:
         predict_files(tagger, inputs, writer, out, input_format, format, workers or auto_workers(inputs), warn)

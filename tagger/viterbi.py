@@ -1,4 +1,4 @@
-"""Batched Viterbi decoding in numpy, shared by both tagging engines (torch's and tagger.lite's).
+"""Batched Viterbi decoding in numpy: what the tagging engine (tagger/inference.py) decodes with.
 
 pytorch-crf's `decode` backtracks each sentence in a Python loop; this one is vectorised over the batch,
 backtracking included, and breaks ties as it does (first maximum), so the paths are equal (tested).

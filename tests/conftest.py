@@ -127,6 +127,7 @@ BAD_CORPORA = {
     "no_tag_column": (b"John\nvisited\nParis\n", [], [":1:", "missing tag column"]),
     "unknown_prefix": (b"John B-PER\nSmith X-PER\nvisited O\n", [], [":2:", "'X-PER'", "fits no tagging scheme"]),
     "empty_label": (b"John B-PER\nvisited O\nParis B-\n", [], [":3:", "'B-'", "fits no tagging scheme"]),
+    "only_empty_labels": (b"John O\nvisited O\n\nParis B-\n", [], [":4:", "'B-'", "without an entity type"]),
     "tag_column_out_of_range": (b"John B-PER\nvisited O\n", ["--tag-column", "5"], [":1:", "tag column 5"]),
 }
 """Corpus files a user may really pass, and what the error must say (besides the file's path)."""

@@ -29,6 +29,21 @@ def test_user_errors_are_the_two_documented_families():
     assert issubclass(InputError, TaggerError) and issubclass(ModelError, TaggerError)
 
 
+# -- what the model is --------------------------------------------------------------------------------------
+
+def test_labels_are_in_the_training_corpus_scheme(model):
+    assert model.vocab.source_scheme == "iob2" and model.scheme == "bioes"
+    assert model.labels == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+
+
+def test_info_reports_the_best_epoch_and_the_training_data(model, trained_model):
+    about = model.info()
+    assert about["labels"] == model.labels and about["entity_types"] == ["LOC", "ORG", "PER"]
+    assert about["training_corpus"].endswith("train.txt") and about["embeddings"] is None
+    assert 1 <= about["best_epoch"] <= 4 and 0 <= about["best_dev_f1"] <= 1
+    assert about["vocabulary"]["tags"] == len(model.vocab.tags.items)
+
+
 # -- tagging ----------------------------------------------------------------------------------------------
 
 def test_predict_tokens_tags_each_token_in_the_corpus_scheme(model):
@@ -64,6 +79,19 @@ def test_control_characters_and_any_unicode_in_tokens(model):
     tokens = ["Zoë", "\u200b", "東京", "\x07bell", "🙂", "e\u0301", "\u202eRTL", "ﬁ", "\ud7ff"]
     tags = model.predict_tokens([tokens])[0]
     assert len(tags) == len(tokens)
+
+
+def test_predict_takes_a_string_and_says_so(model):
+    with pytest.raises(TaggerError, match="predict takes a string of raw text, not NoneType"):
+        model.predict(None)
+
+
+def test_predict_tokens_refuses_a_flat_list_of_tokens(model):
+    """A common mistake: tagged as sentences of characters it would give garbage, silently."""
+    with pytest.raises(TaggerError, match=r"a list of sentences, each a list of tokens.*not a flat list of tokens"):
+        model.predict_tokens(["EU", "rejects"])
+    with pytest.raises(TaggerError, match="not str"):
+        model.predict_tokens("EU rejects")
 
 
 def test_predict_raw_text_spans_point_into_the_text(model):
@@ -135,6 +163,28 @@ def test_check_tags_names_the_line_of_a_tag_that_fits_no_scheme(tmp_path):
     with pytest.raises(InputError) as info:
         check_tags(read_sentences(path), str(path))
     assert str(info.value).startswith(f"{path}:6: tag 'B-' fits no tagging scheme")
+
+
+def test_a_prefix_without_a_type_is_refused_even_when_no_tag_has_a_type(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("John O\nruns O\n\nParis B-\n")
+    with pytest.raises(InputError, match=f"^{path}:4: tag 'B-' fits no tagging scheme: a prefix without"):
+        check_tags(read_sentences(path), str(path))
+
+
+def test_entity_like_tags_with_an_unknown_prefix_are_plain_labels_with_one_warning(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_text("John X-PER\nruns O\n\nParis X-LOC\nis O\n")
+    warnings = []
+    assert check_tags(read_sentences(path), str(path), warn=warnings.append) is None
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {path}:1: tag 'X-PER' looks like an entity tag")
+
+
+def test_a_given_scheme_must_fit_the_tags(tmp_path):
+    path = write_corpus(tmp_path / "c.txt", [(["John", "Smith", "left"], ["B-PER", "I-PER", "O"])])
+    assert check_tags(read_sentences(path), str(path), "iob1") == "iob1"  # same prefixes: the user's word
+    with pytest.raises(InputError, match=f"^{path}:2: tag 'I-PER' is not a tag of the BMES scheme"):
+        check_tags(read_sentences(path), str(path), "bmes")
 
 
 def test_plain_tags_are_not_mistaken_for_a_broken_scheme(tmp_path):

@@ -82,6 +82,27 @@ def test_train_resume_without_a_checkpoint_is_a_user_error(corpus, tmp_path):
     result = tagger("train", corpus["train"], "--dev", corpus["dev"], "-o", out, "--config", corpus["config"],
                     "--resume", "-q")
     assert_user_error(result, "nothing to resume")
+    assert not out.exists()  # no empty directory left behind
+
+
+def test_train_with_a_missing_embeddings_file_fails_first_and_leaves_no_directory(corpus, tmp_path):
+    out = tmp_path / "model"
+    missing = tmp_path / "glove.txt.gz"
+    result = tagger("train", tmp_path / "not-read-yet.txt", "--dev", corpus["dev"], "-o", out,
+                    "--config", corpus["config"], "--embeddings", missing, "-q")
+    assert_user_error(result, str(missing), "no such embeddings file")  # before the corpus is read
+    assert not out.exists()
+
+
+def test_train_warns_once_about_tags_with_a_prefix_no_scheme_has(corpus, tmp_path):
+    sents = [(["John", "visited", "Paris"], ["X-PER", "O", "X-LOC"]), (["it", "rained"], ["O", "O"])] * 10
+    train = write_corpus(tmp_path / "xtrain.txt", sents)
+    dev = write_corpus(tmp_path / "xdev.txt", sents[:4])
+    result = tagger("train", train, "--dev", dev, "-o", tmp_path / "m", "--config", corpus["config"])
+    assert_ok(result)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith(f"warning: {train}")]
+    assert warnings == [f"warning: {train}:1: tag 'X-PER' looks like an entity tag, but X- is no prefix of "
+                        "IOB1/IOB2/BIOES/BILOU/BMES: the tags are read as plain labels (like POS tags)"]
 
 
 def test_train_config_with_unknown_setting_names_the_file(corpus, tmp_path):
@@ -182,6 +203,55 @@ def test_evaluate_json_has_overall_and_per_type_scores(trained_model, corpus):
     assert scores["per_type"]["PER"]["support"] == gold_per
 
 
+def test_evaluate_with_a_scheme_the_file_is_not_in_names_file_and_line(trained_model, corpus):
+    text = corpus["test"].read_text()
+    line = text.splitlines().index(next(l for l in text.splitlines() if l.endswith(("I-PER", "I-ORG", "I-LOC")))) + 1
+    result = tagger("evaluate", trained_model, corpus["test"], "--scheme", "bmes")
+    assert_user_error(result, f"{corpus['test']}:{line}:", "BMES", "look like IOB2")
+
+
+def test_evaluate_an_entity_model_on_plain_tags_is_one_error_line(trained_model, tmp_path):
+    pos = write_corpus(tmp_path / "pos.txt", [(["John", "runs", "."], ["NNP", "VBZ", "."])])
+    assert_user_error(tagger("evaluate", trained_model, pos), str(pos), "no scheme")
+
+
+# -- info, --version ---------------------------------------------------------------------------------------
+
+def test_version():
+    from tagger import __version__
+
+    result = tagger("--version")
+    assert_ok(result)
+    assert result.stdout == f"tagger {__version__}\n"
+
+
+def test_info_says_what_the_model_is(corpus, tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("".join(f"{w} {' '.join(['0.1'] * 16)}\n" for w in ("john", "paris", "visited", "zebra")))
+    out = tmp_path / "model"
+    assert_ok(tagger("train", corpus["train"], "--dev", corpus["dev"], "-o", out, "--config", corpus["config"],
+                     "--embeddings", vectors, "-q"))
+    result = tagger("info", out, "--json")
+    assert_ok(result)
+    about = json.loads(result.stdout)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    best = max(metrics, key=lambda m: m["dev_f1"])
+    assert about["labels"] == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]  # the corpus's IOB2
+    assert (about["scheme"], about["model_scheme"], about["tokenizer"]) == ("iob2", "bioes", "words")
+    assert about["vocabulary"]["pretrained_only_words"] == 1  # zebra
+    assert about["embeddings"] == "vectors.txt"
+    assert (about["best_dev_f1"], about["best_epoch"]) == (best["dev_f1"], best["epoch"])
+    assert (about["training_corpus"], about["dev_corpus"]) == (str(corpus["train"]), str(corpus["dev"]))
+    assert about["date"][:4].isdigit() and "T" in about["date"]
+    text = tagger("info", out).stdout
+    assert "labels:      O B-LOC I-LOC B-ORG I-ORG B-PER I-PER\n" in text
+    assert f"best dev F1: {100 * best['dev_f1']:.2f} at epoch {best['epoch']}" in text
+
+
+def test_info_on_a_missing_model_is_one_error_line(tmp_path):
+    assert_user_error(tagger("info", tmp_path / "nope"), "no such model directory")
+
+
 # -- convert -------------------------------------------------------------------------------------------------
 
 def test_convert_rewrites_tags_and_refuses_to_overwrite(tmp_path):
@@ -194,6 +264,22 @@ def test_convert_rewrites_tags_and_refuses_to_overwrite(tmp_path):
     assert "E-PER" in out.read_text()
     assert_ok(tagger("convert", src, out, "--to", "bilou", "--force"))
     assert out.read_text() == "John B-PER\nSmith L-PER\nvisited O\nParis U-LOC\n\n"
+
+
+def test_convert_to_standard_output_with_a_dash(tmp_path, monkeypatch):
+    src = write_corpus(tmp_path / "in.txt", [(["John", "Smith", "visited", "Paris"], ["B-PER", "I-PER", "O", "B-LOC"])])
+    monkeypatch.chdir(tmp_path)
+    result = tagger("convert", src, "-", "--to", "bioes")
+    assert_ok(result)
+    assert result.stdout == "John B-PER\nSmith E-PER\nvisited O\nParis S-LOC\n\n"
+    assert "wrote 1 sentences to standard output" in result.stderr
+    assert not (tmp_path / "-").exists()
+
+
+def test_convert_does_not_offer_auto_as_a_target(tmp_path):
+    src = write_corpus(tmp_path / "in.txt", [(["Paris"], ["B-LOC"])])
+    assert_usage_error(tagger("convert", src, tmp_path / "out.txt", "--to", "auto"), "auto")
+    assert "auto" not in tagger("convert", "--help").stdout.split("--to", 1)[1].split("\n")[0]
 
 
 def test_convert_plain_tags_is_a_user_error(tmp_path):

@@ -1,12 +1,14 @@
 """corpora.hf: Hugging Face datasets built and saved locally (no network)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import datasets
 import pytest
+from huggingface_hub import HfApi
 
 from corpora.conll import Sentence
 from corpora.errors import CorpusError
@@ -21,6 +23,16 @@ SENTENCES = [
 @pytest.fixture(autouse=True)
 def quiet_datasets():
     datasets.disable_progress_bars()
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hub, faked: it knows every dataset name (so `datasets.load_dataset` is called); the names asked."""
+    asked = []
+    monkeypatch.setattr(HfApi, "dataset_info", lambda self, name, timeout=None: asked.append(name))
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    return asked
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +100,13 @@ def test_is_dataset_ref(saved: dict[str, Path], tmp_path: Path):
     assert not any(is_dataset_ref(ref) for ref in not_refs)
 
 
+def test_a_missing_file_in_an_existing_folder_is_no_hub_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert not is_dataset_ref("data/mytestset")  # the user meant a file in data/: "no such file"
+    assert is_dataset_ref("user/mytestset")
+
+
 def test_load_single_dataset(saved: dict[str, Path]):
     assert list(load_sentences(str(saved["single"]))) == SENTENCES
 
@@ -112,7 +131,7 @@ def test_split_of_a_single_dataset_is_an_error(saved: dict[str, Path]):
         load_sentences(ref)
 
 
-def test_hub_names_go_to_load_dataset(monkeypatch: pytest.MonkeyPatch):
+def test_hub_names_go_to_load_dataset(monkeypatch: pytest.MonkeyPatch, hub):
     calls = []
 
     def fake_load_dataset(name, split):
@@ -123,9 +142,10 @@ def test_hub_names_go_to_load_dataset(monkeypatch: pytest.MonkeyPatch):
     assert list(load_sentences("user/ner:validation", split="train")) == SENTENCES
     assert list(load_sentences("conll2003", split="test")) == SENTENCES
     assert calls == [("user/ner", "validation"), ("conll2003", "test")]
+    assert hub == ["user/ner", "conll2003"]  # asked once each, before loading
 
 
-def test_load_failures_are_corpus_errors(monkeypatch: pytest.MonkeyPatch):
+def test_load_failures_are_corpus_errors(monkeypatch: pytest.MonkeyPatch, hub):
     def offline(name, split):
         raise ConnectionError("no network")
 
@@ -135,7 +155,68 @@ def test_load_failures_are_corpus_errors(monkeypatch: pytest.MonkeyPatch):
     assert str(info.value) == "conll2003: cannot load the dataset: no network"
 
 
-def test_an_empty_split_has_no_sentences(monkeypatch: pytest.MonkeyPatch):
+def never_load(name, split):
+    raise AssertionError(f"load_dataset({name!r}) was called")
+
+
+def test_a_mistyped_file_name_is_no_such_file_when_the_hub_is_unreachable(monkeypatch: pytest.MonkeyPatch):
+    """One failed connection and no more: `datasets` (and its retries) is never reached."""
+    attempts = []
+
+    def unreachable(self, name, timeout=None):
+        attempts.append(name)
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(HfApi, "dataset_info", unreachable)
+    monkeypatch.setattr(datasets, "load_dataset", never_load)
+    with pytest.raises(CorpusError, match=r"^mytestset: no such file \(and the Hugging Face hub.*unreachable"):
+        load_sentences("mytestset", split="test")
+    assert attempts == ["mytestset"]
+
+
+def test_a_name_the_hub_does_not_know_is_no_such_file(monkeypatch: pytest.MonkeyPatch):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    def not_found(self, name, timeout=None):
+        error = RepositoryNotFoundError.__new__(RepositoryNotFoundError)  # its __init__ wants an HTTP response
+        Exception.__init__(error, "404 Client Error: Repository Not Found")
+        raise error
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(HfApi, "dataset_info", not_found)
+    monkeypatch.setattr(datasets, "load_dataset", never_load)
+    with pytest.raises(CorpusError) as info:
+        load_sentences("mytestset")
+    assert str(info.value) == "mytestset: no such file, nor a dataset of that name on the Hugging Face hub"
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"])
+def test_offline_the_hub_is_never_asked_and_a_missing_name_is_no_such_file(variable, monkeypatch):
+    def not_cached(name, split):  # what `datasets` raises offline for a dataset it has not cached
+        raise ConnectionError(f"Couldn't reach {name!r} on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setenv(variable, "1")
+    monkeypatch.setattr(HfApi, "dataset_info", lambda self, name, timeout=None: pytest.fail("the hub was asked"))
+    monkeypatch.setattr(datasets, "load_dataset", not_cached)
+    with pytest.raises(CorpusError, match=f"^mytestset: no such file, nor a dataset 'mytestset' in the local "
+                                          f"cache \\({variable} is set"):
+        load_sentences("mytestset")
+
+
+def test_evaluate_on_a_mistyped_path_offline_says_no_such_file(trained_model, tmp_path):
+    """The whole command, as a user runs it offline: one error line at once, no retries or hub logs."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "cli.main", "evaluate", str(trained_model), "mytestset"],
+                            capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == ["error: mytestset: no such file, nor a dataset 'mytestset' in the local "
+                                          "cache (HF_HUB_OFFLINE is set, so the Hugging Face hub was not asked)"]
+
+
+def test_an_empty_split_has_no_sentences(monkeypatch: pytest.MonkeyPatch, hub):
     monkeypatch.setattr(datasets, "load_dataset", lambda name, split: to_dataset([]))
     with pytest.raises(CorpusError) as info:
         load_sentences("user/empty")

@@ -1,0 +1,76 @@
+"""Test F1 of `tagger train` without --config (today's defaults) against the defaults before them, on the
+bundled samples (English word-level NER in IOB2, Chinese character-level NER in BMES), a few seeds each.
+
+    python bench/defaults.py --seeds 1 2 3 [--corpora en zh] [--epochs N (a quick check only)]
+
+One run at a time, one thread each (OMP_NUM_THREADS=1), `--quiet`; then `tagger evaluate --json` on test.
+Prints one JSON object: per corpus, per setting, per seed, the test F1, best dev F1 and its epoch.
+Dev only picks the best epoch and stops training; test is never seen before the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# tagger/config.py's defaults before they became Adam 0.002, BiLSTM 100, batch 64, weight average 0.999
+OLD_DEFAULTS = """hidden_size = 200
+optimizer = "sgd"
+lr = 0.015
+batch_size = 32
+average = 0.0
+"""
+
+
+def tagger(*args: str) -> str:
+    """Run the `tagger` command of this checkout; its stdout."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise SystemExit(f"tagger {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def one_run(corpus: Path, config: list[str], seed: int, out: Path, epochs: list[str]) -> dict:
+    tagger("train", str(corpus / "train.txt"), "--dev", str(corpus / "dev.txt"), "--output", str(out),
+           "--seed", str(seed), "--quiet", "--force", *config, *epochs)
+    test = json.loads(tagger("evaluate", str(out), str(corpus / "test.txt"), "--json"))
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    best = max(metrics, key=lambda m: m["dev_f1"])
+    return {"seed": seed, "test_f1": test["f1"], "dev_f1": best["dev_f1"], "best_epoch": best["epoch"],
+            "epochs": len(metrics)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--corpora", nargs="+", default=["en", "zh"], help="folders of samples/")
+    parser.add_argument("--epochs", type=int, help="cap the epochs (a quick check of this script, not a result)")
+    args = parser.parse_args()
+    epochs = ["--epochs", str(args.epochs)] if args.epochs else []
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "old-defaults.toml"
+        old.write_text(OLD_DEFAULTS, encoding="utf-8")
+        settings = {"old": ["--config", str(old)], "new": []}
+        for corpus in args.corpora:
+            for name, config in settings.items():
+                runs = [one_run(ROOT / "samples" / corpus, config, seed, Path(tmp) / f"{corpus}-{name}-{seed}", epochs)
+                        for seed in args.seeds]
+                f1 = [r["test_f1"] for r in runs]
+                results.setdefault(corpus, {})[name] = {
+                    "runs": runs, "test_f1_mean": statistics.mean(f1),
+                    "test_f1_std": statistics.stdev(f1) if len(f1) > 1 else 0.0}
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
