@@ -16,7 +16,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import typer  # noqa: E402
 
-from tagger.errors import USER_ERRORS  # noqa: E402
+from tagger.errors import USER_ERRORS, ConfigError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sequence labelling with a BiLSTM-CRF: train on CoNLL files, tag raw text, score entity F1.")
@@ -43,11 +43,14 @@ class InputFormat(str, Enum):
     text = "text"
     tokens = "tokens"
     conll = "conll"
+    jsonl = "jsonl"  # --ray only
+    parquet = "parquet"  # --ray only
 
 
 class OutputFormat(str, Enum):
     jsonl = "jsonl"
     conll = "conll"
+    parquet = "parquet"  # --ray only
 
 
 def user_errors(command: Callable) -> Callable:
@@ -124,9 +127,25 @@ def predict(
     quantize: bool = typer.Option(False, "--quantize", help="dynamic int8 quantisation of the LSTM and linear "
                                   "layers (faster; see the README for its F1 cost)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --output file"),
+    ray: bool = typer.Option(False, "--ray", help="tag on Ray Data: INPUTs are files, directories or globs of "
+                             "text/jsonl/parquet shards, --output a directory of shards, --workers the actors"),
+    address: Optional[str] = typer.Option(None, "--address", help="with --ray: a cluster, 'auto' or "
+                                          "'ray://HOST:10001' (default: Ray on this machine)"),
+    text_column: str = typer.Option("text", "--text-column", help="with --ray: the JSONL/Parquet text field"),
 ) -> None:
     """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
-    from tagger import jobs
+    from tagger import cluster, jobs
+
+    # --ray (tagger/cluster.py): Ray Data reads shards, actors tag them, shards are written
+    cluster.check_formats(input_format.value, output_format.value if output_format else None, ray,
+                          address)
+    if ray:
+        if quantize:
+            raise ConfigError("--quantize needs the torch engine; --ray tags with the numpy engine")
+        cluster.predict_files(model, inputs or [], output, input_format.value,
+                              output_format.value if output_format else "jsonl", text_column, batch_size,
+                              concurrency=workers, address=address)
+        return
 
     out_format = (output_format or (OutputFormat.conll if input_format is InputFormat.conll
                                     else OutputFormat.jsonl)).value
