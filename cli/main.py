@@ -142,6 +142,7 @@ def predict(
     if ray:
         if quantize:
             raise ConfigError("--quantize needs the torch engine; --ray tags with the numpy engine")
+        cluster.quiet_ray_data_logs()  # no progress lines, nor a task's traceback, around a one-line error
         cluster.predict_files(model, inputs or [], output, input_format.value,
                               output_format.value if output_format else "jsonl", text_column, batch_size,
                               concurrency=workers, address=address)

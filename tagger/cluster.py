@@ -48,6 +48,15 @@ def import_ray():
     return ray
 
 
+def quiet_ray_data_logs() -> None:
+    """Ray Data's console logs (progress, and a task's traceback before the driver re-raises it) off, for the
+    CLI, which prints a user's error as one line. Process-wide: for commands, not for library callers."""
+    import logging
+
+    import_ray()  # Ray Data sets its loggers up when imported: after that, or they would be reset
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+
+
 def entities_type() -> "pyarrow.DataType":
     """Arrow type of the `entities` column: a list of {start, end, label, text} structs per row.
 
@@ -130,7 +139,8 @@ def tag_dataset(ds: "ray.data.Dataset", model_dir: str | os.PathLike, text_colum
         raise InputError(f"no column {text_column!r} (columns: {', '.join(names)}): choose one with --text-column")
     model_ref = [ray.put(model_files(model_dir))]  # in a list: Ray hands the constructor the ref, not the bytes
     return ds.map_batches(TagBatches, fn_constructor_args=(model_ref, text_column, batch_size),
-                          batch_size=batch_size, batch_format="pyarrow", concurrency=concurrency, num_cpus=1)
+                          batch_size=batch_size, batch_format="pyarrow", num_cpus=1,
+                          compute=ray.data.ActorPoolStrategy(size=concurrency))
 
 
 # -- reading shards -------------------------------------------------------------------------------------------
@@ -305,7 +315,8 @@ def predict_files(model: str | os.PathLike, inputs: Sequence[str], output: str |
     check_output_dir(output)
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, logging_level="WARNING", include_dashboard=False)
+        # workers' own logs stay in Ray's session logs: a user error comes back here as an exception
+        ray.init(address=address, logging_level="WARNING", include_dashboard=False, log_to_driver=False)
     try:
         concurrency = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
         # Reading and writing are light next to tagging: their tasks ask for no CPU, or the actors (one CPU
@@ -330,28 +341,29 @@ def _write_args(output_format: str) -> dict:
 
 def _run(job) -> None:
     """Run a Ray job; a user error raised in a task or actor (an InputError naming a shard) comes back as
-    itself, one line, instead of Ray's wrapped traceback."""
+    itself, one line, instead of Ray's wrapped traceback (a RayTaskError, which may also be an InputError
+    subclass whose message holds the task's traceback)."""
     try:
         job()
-    except TaggerError:
-        raise
     except Exception as e:
         cause = _user_error(e)
         if cause is None:
             raise
-        raise cause from None
+        # Ray Data appends lines about its retries to the message: ours is its first line, as raised
+        raise type(cause)(str(cause).splitlines()[0]) from None
 
 
 def _user_error(e: BaseException | None) -> TaggerError | None:
+    """The TaggerError a task raised, from the exception the driver got (its `.cause` or `__cause__` chain)."""
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, TaggerError):
-            return e
-        nested = getattr(e, "cause", None)  # ray.exceptions.RayTaskError keeps the task's exception here
+        nested = getattr(e, "cause", None)  # ray.exceptions.RayTaskError: the task's own exception
         if isinstance(nested, TaggerError):
-            return nested
-        e = e.__cause__ or e.__context__ or (nested if isinstance(nested, BaseException) else None)
+            return _user_error(nested) or nested
+        if isinstance(e, TaggerError) and not isinstance(nested, BaseException):
+            return e
+        e = nested if isinstance(nested, BaseException) else (e.__cause__ or e.__context__)
     return None
 
 
