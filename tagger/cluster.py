@@ -33,7 +33,8 @@ OUTPUT_FORMATS = ("jsonl", "parquet")
 RAY_ONLY_INPUTS = ("jsonl", "parquet")
 RAY_ONLY_OUTPUTS = ("parquet",)
 SOURCE_COLUMNS = ("file", "line")  # added to every input row: where it came from (line: 1-based; Parquet: row)
-ROWS_PER_BLOCK = 4096  # rows a read task yields at a time (a block), so a large shard streams
+ROWS_PER_BLOCK = 4096  # rows a read task yields at a time (a block), so a large shard streams ...
+BLOCK_BYTES = 4 << 20  # ... or fewer when they are large (JSONL rows with bulky fields): blocks fit the store
 READ_BYTES = 1 << 20
 INSTALL_HINT = "pip install bilstm-tagger[ray]"
 
@@ -171,14 +172,16 @@ def _line_blocks(f, path: str, input_format: str, text_column: str) -> Iterator[
     import pyarrow as pa
 
     rows: list[dict] = []
+    size = 0
     for number, line in iter_lines(f, path):
+        size += len(line)
         if input_format == "text":
             rows.append({"text": line, "file": path, "line": number})
         elif line.strip():
             rows.append(_json_row(line, path, number, text_column))
-        if len(rows) >= ROWS_PER_BLOCK:
+        if len(rows) >= ROWS_PER_BLOCK or size >= BLOCK_BYTES:
             yield pa.Table.from_pylist(rows)
-            rows = []
+            rows, size = [], 0
     if rows:
         yield pa.Table.from_pylist(rows)
 
