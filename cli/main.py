@@ -50,9 +50,12 @@ class InputFormat(str, Enum):
     text = "text"
     tokens = "tokens"
     conll = "conll"
+    jsonl = "jsonl"  # --ray only
+    parquet = "parquet"  # --ray only
 
 
-OutputFormat = Enum("OutputFormat", {name: name for name in WRITERS}, type=str)  # the writers' registry
+# the writers' registry, and Parquet shards for --ray (tagger/cluster.py)
+OutputFormat = Enum("OutputFormat", {name: name for name in [*WRITERS, "parquet"]}, type=str)
 
 
 def show_version(value: bool) -> None:
@@ -154,10 +157,24 @@ def predict(
     workers: int = typer.Option(0, "--workers", min=0, help="processes tagging in parallel, order kept (0: one "
                                 "per CPU core for inputs of 1 MiB or more, else 1)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --output file"),
+    ray: bool = typer.Option(False, "--ray", help="tag on Ray Data: INPUTs are files, directories or globs of "
+                             "text/jsonl/parquet shards, --output a directory of shards, --workers the actors"),
+    address: Optional[str] = typer.Option(None, "--address", help="with --ray: a cluster, 'auto' or "
+                                          "'ray://HOST:10001' (default: Ray on this machine)"),
+    text_column: str = typer.Option("text", "--text-column", help="with --ray: the JSONL/Parquet text field"),
 ) -> None:
     """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
-    from tagger import jobs
+    from tagger import cluster, jobs
     from tagger.api import Tagger
+
+    # --ray (tagger/cluster.py): Ray Data reads shards, actors tag them, shards are written
+    cluster.check_formats(input_format.value, output_format.value if output_format else None, ray, address)
+    if ray:
+        cluster.quiet_ray_data_logs()  # no progress lines, nor a task's traceback, around a one-line error
+        cluster.predict_files(model, inputs or [], output, input_format.value,
+                              output_format.value if output_format else "jsonl", text_column, batch_size,
+                              concurrency=workers, address=address)
+        return
 
     out_format = output_format.value if output_format else ("conll" if input_format is InputFormat.conll else "jsonl")
     jobs.check_output_file(output, force)

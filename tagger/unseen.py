@@ -35,13 +35,18 @@ class Pretrained:
     def state(self) -> dict[str, Tensor]:
         """Tensors for a checkpoint, so that a resumed run goes on exactly as before."""
         kept = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.index is not None:  # positions in `rows` (< 2**31): half the bytes of int64 (15 MB for GloVe 6B)
+            kept["index"] = self.index.to(torch.int32)
         return {f"pretrained.{name}": value for name, value in kept.items() if value is not None}
 
     @classmethod
     def from_state(cls, tensors: dict[str, Tensor]) -> "Pretrained | None":
         if "pretrained.rows" not in tensors:
             return None
-        return cls(**{f.name: tensors.get(f"pretrained.{f.name}") for f in fields(cls)})
+        kept = {f.name: tensors.get(f"pretrained.{f.name}") for f in fields(cls)}
+        if kept["index"] is not None:
+            kept["index"] = kept["index"].long()
+        return cls(**kept)
 
     def with_neighbours(self, frozen: Tensor, k: int, chunk: int = 1024) -> "Pretrained":
         """The k nearest trained words (by cosine of the pretrained vectors) of every frozen word.
