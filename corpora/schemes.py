@@ -54,12 +54,18 @@ def split_tag(tag: str) -> tuple[str, str | None]:
     return prefix, label
 
 
-def _is_span_tag(tag: str) -> bool:
+def is_span_tag(tag: str) -> bool:
+    """Whether `split_tag` accepts the tag: O, or a known prefix, '-' and a label."""
     try:
         split_tag(tag)
     except ValueError:
         return False
     return True
+
+
+def label_of(tag: str) -> str:
+    """A span tag's label ("B-PER" -> "PER"); the tag itself for "O" and for plain tags ("NN")."""
+    return split_tag(tag)[1] or tag if is_span_tag(tag) else tag
 
 
 def has_prefixes(tags: Iterable[str]) -> bool:
@@ -69,7 +75,7 @@ def has_prefixes(tags: Iterable[str]) -> bool:
     """
     seen = False
     for tag in tags:
-        if not _is_span_tag(tag):
+        if not is_span_tag(tag):
             return False
         seen = True
     return seen

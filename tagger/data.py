@@ -47,8 +47,8 @@ def check_tags(sentences: Sequence[Sentence], source: str, scheme: str | None = 
         raise InputError(f"tag {tag!r} fits no tagging scheme: a prefix without an entity type (expected "
                          f"e.g. {tag}PER)", path=source, line=line)
     prefixed = _span_tagged(tags)
-    if prefixed and not all(map(_splits, tags)):
-        tag, line = next(_first_line(sentences, lambda t: not _splits(t)))
+    if prefixed and not all(map(schemes.is_span_tag, tags)):
+        tag, line = next(_first_line(sentences, lambda t: not schemes.is_span_tag(t)))
         raise InputError(f"tag {tag!r} fits no tagging scheme ({_split_error(tag)})", path=source, line=line)
     if not prefixed and any(map(_entity_like, tags)):
         tag, line = next(_first_line(sentences, _entity_like))
@@ -72,7 +72,7 @@ def _first_line(sentences: Sequence[Sentence], wrong: Callable[[str], object]) -
 
 
 def _entity_like(tag: str) -> bool:
-    return _ENTITY_LIKE.fullmatch(tag) is not None and not _splits(tag)
+    return _ENTITY_LIKE.fullmatch(tag) is not None and not schemes.is_span_tag(tag)
 
 
 def _split_error(tag: str) -> str:
@@ -124,27 +124,14 @@ def _span_tagged(tags: set[str]) -> bool:
     Not `schemes.has_prefixes` (every tag must split): one stray `X-PER` or `B-` would then turn an NER corpus
     into a plain-label one, silently, instead of being reported at its line.
     """
-    spans = [t for t in tags if _splits(t)]
+    spans = [t for t in tags if schemes.is_span_tag(t)]
     if len(spans) == len(tags):
         return bool(tags)
     return any(t != "O" for t in spans) and 2 * len(spans) >= len(tags)
 
 
-def _splits(tag: str) -> bool:
-    try:
-        schemes.split_tag(tag)
-    except ValueError:
-        return False
-    return True
-
-
 def unseen_labels(sentences: Iterable[Sentence], known_tags: Iterable[str]) -> list[str]:
     """Entity types (or plain tags) in `sentences` that training never saw."""
-    def label(tag: str) -> str:
-        try:
-            return schemes.split_tag(tag)[1] or tag
-        except ValueError:
-            return tag
-    known = {label(t) for t in known_tags}
-    seen = Counter(label(t) for s in sentences for t in (s.tags or ()))
+    known = {schemes.label_of(t) for t in known_tags}
+    seen = Counter(schemes.label_of(t) for s in sentences for t in (s.tags or ()))
     return sorted(lab for lab in seen if lab not in known)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from seqeval.metrics.sequence_labeling import get_entities
 
+from corpora import schemes
 from corpora.schemes import (
     SCHEMES,
     allowed_transitions,
@@ -266,3 +267,8 @@ def test_transitions_for_plain_tags_and_bad_names():
         allowed_transitions(["O", "E-PER"], "iob2")
     with pytest.raises(ValueError):
         allowed_transitions(["NN"], "iob2")
+
+
+def test_label_of_a_tag_and_whether_it_is_a_span_tag():
+    assert [schemes.label_of(t) for t in ["B-PER", "I-ORG.NAM", "O", "NN", "B-"]] == ["PER", "ORG.NAM", "O", "NN", "B-"]
+    assert [schemes.is_span_tag(t) for t in ["S-LOC", "O", "X-LOC", "B-", "PER"]] == [True, True, False, False, False]
