@@ -26,24 +26,9 @@ class Format(str, Enum):
     conllu = "conllu"
 
 
-class Scheme(str, Enum):
-    auto = "auto"
-    iob1 = "iob1"
-    iob2 = "iob2"
-    bioes = "bioes"
-    iobes = "iobes"
-    bilou = "bilou"
-    bmes = "bmes"
-
-
-class Target(str, Enum):
-    """What `convert --to` takes: a scheme to write (auto, which detects a file's scheme, is no target)."""
-    iob1 = "iob1"
-    iob2 = "iob2"
-    bioes = "bioes"
-    iobes = "iobes"
-    bilou = "bilou"
-    bmes = "bmes"
+_SCHEMES = ("iob1", "iob2", "bioes", "iobes", "bilou", "bmes")
+Scheme = Enum("Scheme", {name: name for name in ("auto", *_SCHEMES)}, type=str)  # auto: detect the file's
+Target = Enum("Target", {name: name for name in _SCHEMES}, type=str)  # what `convert --to` writes: no auto
 
 
 class InputFormat(str, Enum):
