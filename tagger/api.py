@@ -90,7 +90,10 @@ class Tagger:
         return cls(config, vocab, tensors, meta)
 
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
-        store.save_model(path, self.config, self.vocab.to_json(), self.tensors, extra)
+        """Write the model directory (format_version 2), keeping what config.json recorded (best epoch, dev
+        F1, training data) unless `extra` replaces it."""
+        kept = {k: v for k, v in self.meta.items() if k not in ("format", "format_version", "config", "sha256")}
+        store.save_model(path, self.config, self.vocab.to_json(), self.tensors, kept if extra is None else extra)
 
     # -- tagging ----------------------------------------------------------------------------------------
 
