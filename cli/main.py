@@ -154,12 +154,19 @@ def predict(
     workers: int = typer.Option(0, "--workers", min=0, help="processes tagging in parallel, order kept (0: one "
                                 "per CPU core for inputs of 1 MiB or more, else 1)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --output file"),
+    scores: bool = typer.Option(False, "--scores", help="add each entity's probability (\"score\"); CoNLL: a "
+                                "column with each tag's marginal probability"),
+    min_score: Optional[float] = typer.Option(None, "--min-score", metavar="P", help="drop entities whose "
+                                              "probability is below P (implies --scores)"),
+    n_best: Optional[int] = typer.Option(None, "--n-best", metavar="K", help="add the K most probable analyses "
+                                         "of each line with their probabilities (\"alternatives\"; JSONL)"),
 ) -> None:
     """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
     from tagger import jobs
     from tagger.api import Tagger
 
     out_format = output_format.value if output_format else ("conll" if input_format is InputFormat.conll else "jsonl")
+    jobs.score_options(out_format, scores, min_score, n_best)  # before loading the model: a typo is found at once
     jobs.check_output_file(output, force)
     for ref in inputs or ():
         jobs.check_input_file(ref)
@@ -168,7 +175,26 @@ def predict(
     # thousand allocations (tokenising got 1.8x faster) and never writes to it, so forked workers share it.
     gc.freeze()
     jobs.predict(tagger, inputs or ["-"], input_format.value, out_format, output, format=format.value,
-                 batch_size=batch_size, force=force, workers=workers)
+                 batch_size=batch_size, force=force, workers=workers, scores=scores, min_score=min_score,
+                 n_best=n_best)
+
+
+@app.command()
+@user_errors
+def calibrate(
+    model: Path = typer.Argument(..., metavar="MODEL_DIR"),
+    dev: str = typer.Argument(..., metavar="DEV", help="labelled data the model was not trained on (its dev set)"),
+    format: Format = typer.Option(Format.auto, "--format"),
+    tag_column: Optional[int] = typer.Option(None, "--tag-column"),
+    scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of DEV (auto: detect)"),
+) -> None:
+    """Fit the temperature that makes MODEL_DIR's entity scores calibrated on DEV, and save it in the model."""
+    from tagger import jobs
+
+    result = jobs.calibrate(model, dev, format=format.value, tag_column=tag_column, scheme=scheme.value)
+    typer.echo(f"temperature {result['temperature']:.4f} (was {result['previous_temperature']:.4f}), fitted on "
+               f"{result['entities']} entities: expected calibration error {result['ece_before']:.4f} -> "
+               f"{result['ece_after']:.4f}; saved in {model / 'config.json'}")
 
 
 @app.command()
