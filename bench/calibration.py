@@ -8,8 +8,9 @@ Tags the test sentences (Viterbi), gives each predicted entity its exact probabi
 (each bin's mean score, precision and count), the expected calibration error (ECE), and precision and
 recall at the thresholds 0.5, 0.8, 0.9 and 0.95 (the table a user needs to pick a minimum score). When the
 ECE is above 0.05 (or with --fit), it fits a temperature on the dev entities (tagger.marginals.fit_temperature:
-the temperature minimising the negative log-likelihood of "this entity is correct") and reports the test
-table at that temperature too. Prints the JSON it writes to --out.
+the temperature minimising the negative log-likelihood of "this entity is correct"; what `tagger calibrate`
+saves in the model) and reports the test table at that temperature too. The tables are at explicit
+temperatures (1 and the fitted one), whatever the model's config.json holds. Prints the JSON it writes to --out.
 """
 from __future__ import annotations
 
@@ -17,55 +18,22 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
-
-import numpy as np
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from corpora import schemes  # noqa: E402
 from corpora.conll import Sentence, read_conll  # noqa: E402
 from tagger import marginals  # noqa: E402
-from tagger.api import Tagger, feature_columns  # noqa: E402
-from tagger.encode import iter_batches  # noqa: E402
-from tagger.viterbi import viterbi  # noqa: E402
+from tagger.api import Tagger  # noqa: E402
+from tagger.calibration import entity_scores, scored_entities  # noqa: E402
 
 ECE_LIMIT = 0.05  # above this, a temperature is fitted on dev
 
 
-def model_scores(t: Tagger, sentences: Sequence[Sentence]) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
-    """The one place that touches the model: per batch, the sentences' indices, emissions (B, T, K) and
-    mask (B, T). Re-point this when the tagging engine's interface changes."""
-    columns = t.config.features
-    enc = [t.encode(s.tokens, features=feature_columns(s, columns) if columns else ()) for s in sentences]
-    for ids, batch in iter_batches(enc, 256, mixed=True):
-        yield ids, t.network.emissions(batch), batch.mask
-
-
-def scored_entities(t: Tagger, sentences: Sequence[Sentence]) -> tuple[list[marginals.ScoredEntities], int]:
-    """The predicted entities of each batch, each marked correct or not, and the number of gold entities."""
-    source = schemes.detect_scheme(s.tags for s in sentences) or t.scheme
-    gold = [set(schemes.spans(schemes.convert(s.tags, source, t.scheme), t.scheme)) for s in sentences]
-    names = t.vocab.tags.items
-    data = []
-    for ids, emissions, mask in model_scores(t, sentences):
-        paths = viterbi(emissions, mask, *t.network.crf)
-        predicted = [schemes.spans([names[i] for i in path], t.scheme) for path in paths]
-        correct = [[span in gold[i] for span in spans] for i, spans in zip(ids, predicted)]
-        data.append(marginals.ScoredEntities(emissions, mask, predicted, correct))
-    return data, sum(map(len, gold))
-
-
 def report(data: Sequence[marginals.ScoredEntities], t: Tagger, gold: int, temperature: float) -> dict:
     """The calibration table of the entities at `temperature`."""
-    scores, correct = [], []
-    for item in data:
-        lattice = marginals.forward_backward(item.emissions, item.mask, *t.network.crf, temperature=temperature)
-        for probs, flags in zip(marginals.span_probabilities(lattice, item.spans, t.vocab.tags.items, t.scheme),
-                                item.correct):
-            scores += probs
-            correct += flags
+    scores, correct = entity_scores(t, data, temperature)
     return {"temperature": temperature, "gold_entities": gold, **marginals.calibration(scores, correct, gold=gold)}
 
 
@@ -83,7 +51,7 @@ def run(model: str, dev: str, test: str, fit: bool = False) -> dict:
               "test_scores": report(test_data, t, test_gold, 1.0)}
     if fit or result["test_scores"]["ece"] > ECE_LIMIT:
         dev_data, _ = scored_entities(t, labelled(dev))
-        temperature = marginals.fit_temperature(dev_data, t.network.crf, t.vocab.tags.items, t.scheme)
+        temperature = marginals.fit_temperature(dev_data, t.network.crf, t.tags, t.scheme)
         result["fitted_temperature"] = temperature
         result["test_scores_at_fitted_temperature"] = report(test_data, t, test_gold, temperature)
     return result

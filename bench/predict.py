@@ -6,7 +6,9 @@ Inputs: the CoNLL-2003 test sentences as raw text (tokens joined by spaces, one 
 large file made by repeating them (--large-mb). Each `tagger predict` run is a separate process whose
 peak RSS is read from os.wait4; the one-sentence cold start is run --cold-runs times. The model alone
 (encoding, network, Viterbi) is timed in this process. `--extra` passes options to `tagger predict`
-(e.g. "--scores"). Prints one JSON object.
+(e.g. --extra=--scores, or --extra "--n-best 5"; a lone option needs the `=`), and the model-alone
+timing does the same scoring. Prints one JSON object.
+The cost of scores: run it with --extra="", --extra=--scores and --extra="--n-best 5", and compare tokens/s.
 """
 from __future__ import annotations
 
@@ -74,25 +76,40 @@ def run_cli(args: list[str], stdin: Path | None = None) -> dict:
     return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "peak_pss_all_processes_mb": peak_tree[0]}
 
 
-def model_alone(model: Path, sentences: list[list[str]], batch_size: int) -> dict:
-    """Tokens/s of encoding + network + Viterbi on pre-tokenised sentences (three passes), in this process."""
+def score_options(extra: str):
+    """The scoring that `--extra` asks `tagger predict` for (--scores, --min-score P, --n-best K), so that the
+    model-alone figure measures the same work."""
+    from tagger.scoring import ScoreOptions
+
+    words = extra.split()
+    value = lambda name: words[words.index(name) + 1] if name in words else None  # noqa: E731
+    min_score, n_best = value("--min-score"), value("--n-best")
+    return ScoreOptions(scores="--scores" in words, min_score=None if min_score is None else float(min_score),
+                        n_best=int(n_best or 0))
+
+
+def model_alone(model: Path, sentences: list[list[str]], batch_size: int, extra: str = "") -> dict:
+    """Tokens/s of encoding + network + Viterbi (and the scoring `extra` asks for) on pre-tokenised sentences
+    (three passes), in this process."""
     from tagger.api import Tagger
 
     tagger = Tagger.load(model)
     tagger.batch_size = batch_size
+    options = score_options(extra)
+    tag = (lambda e: tagger.score_encoded(e, options)) if options.active else tagger.tag_encoded
     encoded = [tagger.encode(s) for s in sentences]
     tokens = sum(map(len, sentences))
-    tagger.tag_encoded(encoded[:500])  # warm up
+    tag(encoded[:500])  # warm up
     start = time.perf_counter()
     for _ in range(3):
-        tagger.tag_encoded(encoded)
+        tag(encoded)
     network = (time.perf_counter() - start) / 3
     start = time.perf_counter()
     for _ in range(3):
-        tagger.predict_tokens(sentences)
+        tagger.scored_tokens(sentences, options=options) if options.active else tagger.predict_tokens(sentences)
     with_encoding = (time.perf_counter() - start) / 3
-    return {"tokens": tokens, "batch_size": batch_size, "network_and_viterbi_tokens_per_s": tokens / network,
-            "with_encoding_tokens_per_s": tokens / with_encoding}
+    return {"tokens": tokens, "batch_size": batch_size, "scoring": extra,
+            "network_and_viterbi_tokens_per_s": tokens / network, "with_encoding_tokens_per_s": tokens / with_encoding}
 
 
 def main() -> None:
@@ -103,7 +120,7 @@ def main() -> None:
     p.add_argument("--small-mb", type=float, default=5.0)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=0, help="0: the default (one per core for large inputs)")
-    p.add_argument("--extra", default="", help="more `tagger predict` options, e.g. \"--scores\"")
+    p.add_argument("--extra", default="", help="more `tagger predict` options, e.g. --extra=--scores")
     p.add_argument("--cold-runs", type=int, default=5)
     args = p.parse_args()
     sentences = test_sentences(args.data)
@@ -136,7 +153,7 @@ def main() -> None:
         result["cold_start_one_sentence"] = {"seconds": seconds, "median_seconds": seconds[len(seconds) // 2],
                                              "peak_rss_mb": max(run["peak_rss_mb"] for run in cold)}
     # in this process, after the child processes (whose peak RSS would otherwise include this one's)
-    result["model_alone"] = model_alone(args.model, sentences, args.batch_size)
+    result["model_alone"] = model_alone(args.model, sentences, args.batch_size, args.extra)
     print(json.dumps(result, indent=2))
 
 

@@ -12,7 +12,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from tagger.errors import USER_ERRORS
+from tagger.errors import USER_ERRORS, ConfigError
 from tagger.writers import WRITERS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -147,6 +147,12 @@ def predict(
     address: Optional[str] = typer.Option(None, "--address", help="with --ray: a cluster, 'auto' or "
                                           "'ray://HOST:10001' (default: Ray on this machine)"),
     text_column: str = typer.Option("text", "--text-column", help="with --ray: the JSONL/Parquet text field"),
+    scores: bool = typer.Option(False, "--scores", help="add each entity's probability (\"score\"); CoNLL: a "
+                                "column with each tag's marginal probability"),
+    min_score: Optional[float] = typer.Option(None, "--min-score", metavar="P", help="drop entities whose "
+                                              "probability is below P (implies --scores)"),
+    n_best: Optional[int] = typer.Option(None, "--n-best", metavar="K", help="add the K most probable analyses "
+                                         "of each line with their probabilities (\"alternatives\"; JSONL)"),
 ) -> None:
     """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
     from tagger import cluster, jobs
@@ -155,13 +161,16 @@ def predict(
     # --ray (tagger/cluster.py): Ray Data reads shards, actors tag them, shards are written
     cluster.check_formats(input_format.value, output_format.value if output_format else None, ray, address)
     if ray:
+        if n_best:
+            raise ConfigError("--n-best is not available with --ray (use --scores or --min-score)")
         cluster.quiet_ray_data_logs()  # no progress lines, nor a task's traceback, around a one-line error
         cluster.predict_files(model, inputs or [], output, input_format.value,
                               output_format.value if output_format else "jsonl", text_column, batch_size,
-                              concurrency=workers, address=address)
+                              concurrency=workers, address=address, scores=scores, min_score=min_score)
         return
 
     out_format = output_format.value if output_format else ("conll" if input_format is InputFormat.conll else "jsonl")
+    jobs.score_options(out_format, scores, min_score, n_best)  # before loading the model: a typo is found at once
     jobs.check_output_file(output, force)
     for ref in inputs or ():
         jobs.check_input_file(ref)
@@ -170,7 +179,26 @@ def predict(
     # thousand allocations (tokenising got 1.8x faster) and never writes to it, so forked workers share it.
     gc.freeze()
     jobs.predict(tagger, inputs or ["-"], input_format.value, out_format, output, format=format.value,
-                 batch_size=batch_size, force=force, workers=workers)
+                 batch_size=batch_size, force=force, workers=workers, scores=scores, min_score=min_score,
+                 n_best=n_best)
+
+
+@app.command()
+@user_errors
+def calibrate(
+    model: Path = typer.Argument(..., metavar="MODEL_DIR"),
+    dev: str = typer.Argument(..., metavar="DEV", help="labelled data the model was not trained on (its dev set)"),
+    format: Format = typer.Option(Format.auto, "--format"),
+    tag_column: Optional[int] = typer.Option(None, "--tag-column"),
+    scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of DEV (auto: detect)"),
+) -> None:
+    """Fit the temperature that makes MODEL_DIR's entity scores calibrated on DEV, and save it in the model."""
+    from tagger import jobs
+
+    result = jobs.calibrate(model, dev, format=format.value, tag_column=tag_column, scheme=scheme.value)
+    typer.echo(f"temperature {result['temperature']:.4f} (was {result['previous_temperature']:.4f}), fitted on "
+               f"{result['entities']} entities: expected calibration error {result['ece_before']:.4f} -> "
+               f"{result['ece_after']:.4f}; saved in {model / 'config.json'}")
 
 
 @app.command()

@@ -5,6 +5,7 @@ Tagging runs the numpy engine (tagger/inference.py) with OpenBLAS limited to one
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from itertools import pairwise
@@ -15,12 +16,13 @@ import numpy as np
 
 from corpora import schemes
 from corpora.conll import Sentence
-from tagger import network, store
+from tagger import marginals, network, scoring, store
 from tagger.config import Config
 from tagger.encode import Encoded, Encoder, iter_batches
 from tagger.errors import ModelError, TaggerError
 from tagger.evaluate import score
 from tagger.inference import Network
+from tagger.scoring import ScoreOptions, Scored
 from tagger.text import Tokens, sentence_ends
 from tagger.vocab import Vocab
 
@@ -39,9 +41,20 @@ def sizes_of(vocab: Vocab) -> network.Sizes:
 
 
 @dataclass
+class SentenceScores:
+    """How sure the model is of one tagged sentence: what writers add with --scores and --n-best."""
+
+    tags: list[float] | None          # P(y_t = the model's chosen tag | x), one per token (None: not asked)
+    entities: list[float] | None      # P(exactly this entity | x), per entity of the tags (plain tags: per token)
+    alternatives: list[dict] | None = None  # [{"tags": [...], "probability": p}], best first (None: not asked)
+
+
+@dataclass
 class TaggedText:
     """One raw text tagged: its tokens (with offsets), where its sentences end, each sentence's tags (in the
-    training corpus's scheme) and the entities (or, for plain tags, tagged tokens) with character offsets."""
+    training corpus's scheme) and the entities (or, for plain tags, tagged tokens) with character offsets.
+    When scored, each entity also has its "score", `scores` holds each sentence's and `alternatives` the
+    text's n best analyses [{"entities": [...], "probability": p}]."""
 
     text: str
     tokens: Tokens
@@ -49,6 +62,8 @@ class TaggedText:
     entities: list[dict]
     model_tags: list[list[str]]  # each sentence's tags in the model's scheme
     to_source: Callable[[list[str]], list[str]]  # model scheme -> the training corpus's
+    scores: list[SentenceScores] | None = None  # one per sentence
+    alternatives: list[dict] | None = None
 
     def sentences(self) -> Iterator[tuple[list[str], list[str]]]:
         """(tokens, tags in the training corpus's scheme) of each sentence."""
@@ -100,9 +115,7 @@ class Tagger:
     def model_tags(self, sentences: Sequence[Sequence[str]], features: Sequence[Sequence[Sequence[str]]] = ()
                    ) -> list[list[str]]:
         """Tags (in the model's training scheme) of pre-tokenised sentences, in input order."""
-        if self.vocab.features and not features:
-            raise ModelError("this model needs feature columns "
-                             f"({', '.join(map(str, self.config.features))}): give CoNLL input that has them")
+        self._check_features(features)
         out: list[list[str]] = [[] for _ in sentences]
         todo = [i for i, s in enumerate(sentences) if len(s)]
         encoded = [self.encode(sentences[i], features=features[i] if features else ()) for i in todo]
@@ -120,6 +133,58 @@ class Tagger:
                     out[i] = list(map(names.__getitem__, path))
         return out
 
+    def _check_features(self, features: Sequence) -> None:
+        if self.vocab.features and not features:
+            raise ModelError("this model needs feature columns "
+                             f"({', '.join(map(str, self.config.features))}): give CoNLL input that has them")
+
+    def model_scores(self, sentences: Sequence[Sequence[str]], features: Sequence[Sequence[Sequence[str]]] = (),
+                     options: ScoreOptions = ScoreOptions(scores=True)) -> list[Scored]:
+        """model_tags with what `options` asks for (tagger/scoring.py Scored): each sentence's best tags and
+        entities in the model's scheme, their probabilities, its n best paths; entities below
+        options.min_score already dropped. In input order; an empty sentence gets no entities."""
+        self._check_features(features)
+        out = [scoring.empty(len(self.vocab.tags), options) for _ in sentences]
+        todo = [i for i, s in enumerate(sentences) if len(s)]
+        encoded = [self.encode(sentences[i], features=features[i] if features else ()) for i in todo]
+        for i, scored in zip(todo, self.score_encoded(encoded, options)):
+            out[i] = scored
+        if options.min_score is not None:
+            out = [s.keep(options.min_score, self.vocab.tags.items) for s in out]
+        return out
+
+    def score_encoded(self, encoded: Sequence[Encoded], options: ScoreOptions) -> list[Scored]:
+        """Already encoded, non-empty sentences tagged and scored, in input order: one network pass per batch,
+        whose emissions give the Viterbi paths and, as asked, forward-backward and the k best paths."""
+        out: list = [None] * len(encoded)
+        with self._one_blas_thread():
+            for ids, batch in iter_batches(encoded, self.batch_size, mixed=True):
+                found = scoring.score_batch(self.network.emissions(batch), batch.mask, self.network.crf,
+                                            self.vocab.tags.items, self.scheme, options, self.config.temperature)
+                for i, scored in zip(ids, found):
+                    out[i] = scored
+        return out
+
+    def emission_batches(self, sentences: Sequence[Sequence[str]], features: Sequence[Sequence[Sequence[str]]] = ()
+                         ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+        """The network's scores of the non-empty sentences, batched: per batch the indices of its sentences,
+        emissions (B, T, K) and mask (B, T). What probabilities (tagger/marginals.py) start from."""
+        self._check_features(features)
+        todo = [i for i, s in enumerate(sentences) if len(s)]
+        encoded = [self.encode(sentences[i], features=features[i] if features else ()) for i in todo]
+        for ids, batch in iter_batches(encoded, self.batch_size, mixed=True):
+            with self._one_blas_thread():  # not held while the caller has the batch
+                emissions = self.network.emissions(batch)
+            yield [todo[i] for i in ids], emissions, batch.mask
+
+    def _lattices(self, sentences: Sequence[Sequence[str]]) -> Iterator[tuple[list[int], marginals.Lattice]]:
+        """Forward-backward over the non-empty sentences, batched: (their indices, the batch's lattice)."""
+        for ids, emissions, mask in self.emission_batches(sentences):
+            with self._one_blas_thread():
+                lattice = marginals.forward_backward(emissions, mask, *self.network.crf,
+                                                     temperature=self.config.temperature)
+            yield ids, lattice
+
     def _one_blas_thread(self):
         """A context in which OpenBLAS (numpy's) runs one thread, restored after it."""
         if self._threads is None:
@@ -131,10 +196,7 @@ class Tagger:
     def predict_tokens(self, sentences: Sequence[Sequence[str]],
                        features: Sequence[Sequence[Sequence[str]]] = ()) -> list[list[str]]:
         """Tags of pre-tokenised sentences, in the scheme of the corpus the model was trained on."""
-        if sentences is None or isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
-            got = "a flat list of tokens" if isinstance(sentences, (list, tuple)) else type(sentences).__name__
-            raise TaggerError("predict_tokens takes a list of sentences, each a list of tokens, e.g. "
-                              f"[[\"EU\", \"rejects\"]], not {got}")
+        _check_sentences(sentences, "predict_tokens")
         return [self.to_source(t) for t in self.model_tags(sentences, features)]
 
     def to_source(self, tags: list[str]) -> list[str]:
@@ -144,32 +206,125 @@ class Tagger:
             return tags
         return schemes.convert(tags, self.scheme, source)
 
-    def predict(self, text: str) -> list[dict]:
-        """Entity spans of raw text; `text[start:end] == entity["text"]` for every one."""
+    def scored_tokens(self, sentences: Sequence[Sequence[str]], features: Sequence[Sequence[Sequence[str]]] = (),
+                      options: ScoreOptions = ScoreOptions(scores=True)) -> list[tuple[list[str], SentenceScores]]:
+        """predict_tokens with scores: each sentence's tags (in the training corpus's scheme) and its
+        SentenceScores (the chosen tags' marginals, the entities' probabilities, the n best tag sequences)."""
+        _check_sentences(sentences, "scored_tokens")
+        return [(self.to_source(s.tags), self._sentence_scores(s, options, with_tags=True))
+                for s in self.model_scores(sentences, features, options)]
+
+    def marginals(self, tokens: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """P(y_t = k | x) of each pre-tokenised sentence, exact (forward-backward, at Config.temperature): a
+        (T, K) float64 array per sentence whose columns are the model's tags in the order of `Tagger.tags`, in
+        the model's own scheme (BIOES by default: a one-token person is S-PER); each row sums to 1."""
+        _check_sentences(tokens, "marginals")
+        out = [np.zeros((0, len(self.vocab.tags))) for _ in tokens]
+        for ids, lattice in self._lattices(tokens):
+            for b, i in enumerate(ids):
+                out[i] = lattice.marginals[b, : len(tokens[i])].copy()  # (T, K)
+        return out
+
+    def span_probability(self, tokens: Sequence[str], start: int, end: int, label: str) -> float:
+        """P(tokens[start:end] is exactly one entity of type `label` | tokens), summed over every tag sequence
+        that spells it, on the best path or not (token offsets, `end` exclusive; label as in entity_types)."""
+        if isinstance(tokens, str) or not all(isinstance(t, str) for t in tokens):
+            raise TaggerError("span_probability takes one sentence as a list of tokens, e.g. [\"EU\", \"rejects\"]")
+        if self.scheme is None:
+            raise TaggerError("span_probability: the model's tags are plain labels, not entity spans")
+        if label not in self.entity_types:
+            raise TaggerError(f"span_probability: unknown label {label!r} (one of {', '.join(self.entity_types)})")
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(tokens)):
+            raise TaggerError(f"span_probability: tokens [{start}, {end}) are not a span of a sentence of "
+                              f"{len(tokens)} tokens")
+        (_, lattice), = self._lattices([tokens])
+        return marginals.span_probabilities(lattice, [[(label, start, end)]], self.vocab.tags.items, self.scheme)[0][0]
+
+    @property
+    def tags(self) -> list[str]:
+        """The model's tags in its own scheme, in the order of its scores (the columns of `marginals`)."""
+        return list(self.vocab.tags.items)
+
+    def predict(self, text: str, scores: bool = False, min_score: float | None = None) -> list[dict]:
+        """Entity spans of raw text; `text[start:end] == entity["text"]` for every one. With `scores`, each
+        entity also has "score": P(exactly this span with this label | text) under the CRF, exact, at the
+        model's Config.temperature; `min_score` drops the entities scored below it (and implies scores)."""
         if not isinstance(text, str):
             raise TaggerError(f"predict takes a string of raw text, not {type(text).__name__} (for "
                               "pre-tokenised sentences use predict_tokens)")
-        return next(iter(self.predict_texts([text])))
+        return next(iter(self.predict_texts([text], scores, min_score)))
 
-    def predict_texts(self, texts: Iterable[str]) -> Iterator[list[dict]]:
-        """Entity spans of each text (e.g. each input line), tagged in batches across texts."""
-        return (tagged.entities for tagged in self.tag_texts(texts))
+    def alternatives(self, text: str, k: int) -> list[dict]:
+        """The k most probable analyses of raw text, best first: [{"entities": [...], "probability": p}]. The
+        first is predict()'s entities. A text of several sentences: the model tags each sentence on its own,
+        so an analysis is one tag sequence per sentence and its probability the product of theirs (exact, not
+        renormalised over the k: they sum to at most 1). Fewer than k when the text has fewer analyses."""
+        if not isinstance(text, str):
+            raise TaggerError(f"alternatives takes a string of raw text, not {type(text).__name__}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise TaggerError(f"alternatives: k must be a whole number of at least 1, not {k!r}")
+        return next(iter(self.tag_texts([text], ScoreOptions(n_best=k)))).alternatives
 
-    def tag_texts(self, texts: Iterable[str]) -> Iterator[TaggedText]:
-        """Each raw text tokenised, split into sentences and tagged (batched across texts): what writers render."""
+    def predict_texts(self, texts: Iterable[str], scores: bool = False, min_score: float | None = None
+                      ) -> Iterator[list[dict]]:
+        """Entity spans of each text (e.g. each input line), tagged in batches across texts (see predict)."""
+        options = ScoreOptions(scores=scores, min_score=min_score)
+        return (tagged.entities for tagged in self.tag_texts(texts, options))
+
+    def tag_texts(self, texts: Iterable[str], options: ScoreOptions = ScoreOptions()) -> Iterator[TaggedText]:
+        """Each raw text tokenised, split into sentences and tagged (batched across texts): what writers render.
+        With `options` (scores, min_score, n_best) scored too; without, no probability is computed."""
         if self.vocab.features:
             raise ModelError("this model needs feature columns "
                              f"({', '.join(map(str, self.config.features))}), which raw text does not have: "
                              "give CoNLL input (--input-format conll)")
         texts = list(texts)
         scanned = [self._sentences(t) for t in texts]  # per text: its tokens and where its sentences end
-        tags = iter(self.model_tags([tokens.texts[a:b] for tokens, ends in scanned for a, b in pairwise([0, *ends])]))
+        flat = [tokens.texts[a:b] for tokens, ends in scanned for a, b in pairwise([0, *ends])]
+        if options.active:
+            yield from self._scored_texts(texts, scanned, self.model_scores(flat, options=options), options)
+            return
+        tags = iter(self.model_tags(flat))
         for text, (tokens, ends) in zip(texts, scanned):
             per_sentence = [next(tags) for _ in ends]
             entities = []
             for first, sentence_tags in zip([0, *ends], per_sentence):
                 entities += self._spans(text, tokens, first, sentence_tags)
             yield TaggedText(text, tokens, ends, entities, per_sentence, self.to_source)
+
+    def _scored_texts(self, texts: list[str], scanned: list[tuple[Tokens, list[int]]], scored: list[Scored],
+                      options: ScoreOptions) -> Iterator[TaggedText]:
+        found = iter(scored)
+        for text, (tokens, ends) in zip(texts, scanned):
+            per_sentence = [next(found) for _ in ends]
+            entities, choices = [], []
+            for first, s in zip([0, *ends], per_sentence):
+                spans = [self._entity(text, tokens, first, span) for span in s.spans]
+                if options.marginals:
+                    for entity, p in zip(spans, s.span_scores):
+                        entity["score"] = p
+                entities += spans
+                if options.n_best:
+                    choices.append([(self._spans(text, tokens, first, tags), p) for tags, p in s.alternatives])
+            yield TaggedText(text, tokens, ends, entities, [s.tags for s in per_sentence], self.to_source,
+                             [self._sentence_scores(s, options) for s in per_sentence],
+                             joint_alternatives(choices, options.n_best) if options.n_best else None)
+
+    def _sentence_scores(self, scored: Scored, options: ScoreOptions, with_tags: bool = False) -> SentenceScores:
+        """What writers need of a scored sentence; the n best tag sequences (in the training corpus's
+        scheme) only `with_tags`: raw-text records show alternatives per text, as entities."""
+        alternatives = None
+        if with_tags and options.n_best:
+            alternatives = [{"tags": self.to_source(tags), "probability": p} for tags, p in scored.alternatives]
+        return SentenceScores(scored.tag_scores, scored.span_scores, alternatives)
+
+    def _entity(self, text: str, tokens: Tokens, first: int, span: tuple[str, int, int]) -> dict:
+        """The entity (label, s, e) of the sentence whose tokens start at `first`, with character offsets."""
+        label, s, e = span
+        start, end = tokens.starts[first + s], tokens.ends[first + e - 1]
+        if self.scheme is None:  # a plain tag marks one token
+            return {"start": start, "end": end, "label": label, "text": tokens.texts[first + s]}
+        return {"start": start, "end": end, "label": label, "text": text[start:end]}
 
     def _sentences(self, text: str) -> tuple[Tokens, list[int]]:
         tokenizer = self.config.tokenizer
@@ -246,6 +401,30 @@ class Tagger:
             "dev_corpus": training.get("dev"),
             "date": training.get("date"),
         }
+
+
+def joint_alternatives(per_sentence: Sequence[Sequence[tuple[list[dict], float]]], k: int) -> list[dict]:
+    """The k most probable analyses of a text from each of its sentences' k best (entities, probability),
+    as [{"entities", "probability"}]. The sentences are tagged independently, so an analysis's probability
+    is the product of its sentences' (in log space, so that long texts do not reorder by underflow), and the
+    k best products use only each sentence's k best: exact. The first is always every sentence's first
+    (the best path's); a text of no sentences has one analysis, no entities, with probability 1."""
+    best: list[tuple[list[dict], float]] = [([], 0.0)]  # (entities, log probability)
+    for choices in per_sentence:
+        merged = [(entities + more, log_p + _log(p)) for entities, log_p in best for more, p in choices]
+        best = merged[:1] + sorted(merged[1:], key=lambda x: -x[1])[: k - 1]  # sorted() is stable: ties keep rank order
+    return [{"entities": entities, "probability": math.exp(log_p)} for entities, log_p in best]
+
+
+def _log(p: float) -> float:
+    return math.log(p) if p > 0 else -math.inf
+
+
+def _check_sentences(sentences: Sequence[Sequence[str]], name: str) -> None:
+    if sentences is None or isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
+        got = "a flat list of tokens" if isinstance(sentences, (list, tuple)) else type(sentences).__name__
+        raise TaggerError(f"{name} takes a list of sentences, each a list of tokens, e.g. "
+                          f"[[\"EU\", \"rejects\"]], not {got}")
 
 
 _PREFIX_ORDER = "BIMELSU"

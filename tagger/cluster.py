@@ -60,15 +60,16 @@ def quiet_ray_data_logs() -> None:
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
 
-def entities_type() -> "pyarrow.DataType":
-    """Arrow type of the `entities` column: a list of {start, end, label, text} structs per row.
+def entities_type(scores: bool = False) -> "pyarrow.DataType":
+    """Arrow type of the `entities` column: a list of {start, end, label, text} structs per row (and "score",
+    the entity's probability, with `scores`).
 
     Explicit so that a batch without any entity still has the same schema (not list<null>): Parquet shards
     then share one schema, and JSONL holds the plain objects `tagger predict` writes."""
     import pyarrow as pa
 
-    return pa.list_(pa.struct([("start", pa.int64()), ("end", pa.int64()), ("label", pa.string()),
-                               ("text", pa.string())]))
+    fields = [("start", pa.int64()), ("end", pa.int64()), ("label", pa.string()), ("text", pa.string())]
+    return pa.list_(pa.struct(fields + ([("score", pa.float64())] if scores else [])))
 
 
 # -- the actor --------------------------------------------------------------------------------------------
@@ -80,13 +81,15 @@ class TagBatches:
     to the driver's model directory. Its BLAS thread limit is held for the actor's life: Ray gives each
     actor one CPU (num_cpus=1), and more threads per actor would only contend with the other actors."""
 
-    def __init__(self, model_ref: list, text_column: str, batch_size: int):
+    def __init__(self, model_ref: list, text_column: str, batch_size: int, scores: bool = False,
+                 min_score: float | None = None):
         import ray
         from threadpoolctl import threadpool_limits
 
         self._threads = threadpool_limits(limits=1)  # kept: released only when the actor process ends
         self.tagger = load_from_files(ray.get(model_ref[0]))
         self.tagger.batch_size = batch_size
+        self.scores, self.min_score = scores or min_score is not None, min_score
         self.text_column = text_column
 
     def __call__(self, batch: "pyarrow.Table") -> "pyarrow.Table":
@@ -95,8 +98,8 @@ class TagBatches:
         texts = batch.column(self.text_column).to_pylist()
         if None in texts:
             raise InputError(f"no {self.text_column!r} value (null) in {_where(batch, texts.index(None))}")
-        entities = list(self.tagger.predict_texts(texts))
-        return batch.append_column("entities", pa.array(entities, type=entities_type()))
+        entities = list(self.tagger.predict_texts(texts, scores=self.scores, min_score=self.min_score))
+        return batch.append_column("entities", pa.array(entities, type=entities_type(self.scores)))
 
 
 def _where(batch: "pyarrow.Table", row: int) -> str:
@@ -126,8 +129,10 @@ def load_from_files(files: dict[str, bytes]):
 
 
 def tag_dataset(ds: "ray.data.Dataset", model_dir: str | os.PathLike, text_column: str = "text",
-                batch_size: int = 256, concurrency: int = 2) -> "ray.data.Dataset":
-    """`ds` with an `entities` column: the spans `Tagger.predict_texts` finds in each row's `text_column`.
+                batch_size: int = 256, concurrency: int = 2, scores: bool = False,
+                min_score: float | None = None) -> "ray.data.Dataset":
+    """`ds` with an `entities` column: the spans `Tagger.predict_texts` finds in each row's `text_column`
+    (with `scores`, each with its probability; `min_score` drops those below it).
 
     Every other column is kept (ids, metadata, source file and line). Lazy, like any Ray Data transform:
     nothing runs until the dataset is written or iterated. `concurrency` actors, one CPU each, each holding
@@ -141,7 +146,7 @@ def tag_dataset(ds: "ray.data.Dataset", model_dir: str | os.PathLike, text_colum
     if names is not None and text_column not in names:
         raise InputError(f"no column {text_column!r} (columns: {', '.join(names)}): choose one with --text-column")
     model_ref = [ray.put(model_files(model_dir))]  # in a list: Ray hands the constructor the ref, not the bytes
-    return ds.map_batches(TagBatches, fn_constructor_args=(model_ref, text_column, batch_size),
+    return ds.map_batches(TagBatches, fn_constructor_args=(model_ref, text_column, batch_size, scores, min_score),
                           batch_size=batch_size, batch_format="pyarrow", num_cpus=1,
                           compute=ray.data.ActorPoolStrategy(size=concurrency))
 
@@ -298,7 +303,8 @@ def check_output_dir(output: str) -> None:
 
 def predict_files(model: str | os.PathLike, inputs: Sequence[str], output: str | os.PathLike | None,
                   input_format: str = "text", output_format: str = "jsonl", text_column: str = "text",
-                  batch_size: int = 256, concurrency: int = 0, address: str | None = None) -> None:
+                  batch_size: int = 256, concurrency: int = 0, address: str | None = None, scores: bool = False,
+                  min_score: float | None = None) -> None:
     """Tag text, JSONL or Parquet shards on Ray and write JSONL or Parquet shards into the directory `output`.
 
     Each output row is its input row (for text: `text`) plus `file`, `line` (1-based; for Parquet the row)
@@ -325,7 +331,7 @@ def predict_files(model: str | os.PathLike, inputs: Sequence[str], output: str |
         # each, `concurrency` of them: every CPU by default) would leave them none and the job would wait forever.
         ds = ray.data.read_datasource(_shard_datasource(paths, input_format, text_column), num_cpus=0)
         ds = tag_dataset(ds, model, text_column="text" if input_format == "text" else text_column,
-                         batch_size=batch_size, concurrency=concurrency)
+                         batch_size=batch_size, concurrency=concurrency, scores=scores, min_score=min_score)
         with _staged(output) as target:
             _run(lambda: getattr(ds, f"write_{'json' if output_format == 'jsonl' else 'parquet'}")(
                 target, **_write_args(output_format)))

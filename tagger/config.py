@@ -60,6 +60,9 @@ class Config:
     seed: int = 1
     threads: int = 1                 # torch threads per training process (0: torch's default, one per core);
                                      # one, because threads stall each other next to any busy process (README)
+    # tagging
+    temperature: float = 1.0         # every probability tagging reports (--scores, --n-best, Tagger.marginals)
+                                     # divides the CRF's scores by this first; `tagger calibrate` fits it on dev
     version: int = CONFIG_VERSION
 
     def validate(self) -> "Config":
@@ -85,6 +88,8 @@ class Config:
                 raise ConfigError(f"{name} must be in [0, 1), not {getattr(self, name)}")
         if not 0.0 <= self.average < 1.0:
             raise ConfigError(f"average must be in [0, 1), not {self.average}")
+        if not 0.0 < self.temperature < float("inf"):
+            raise ConfigError(f"temperature must be a positive number, not {self.temperature}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, not {self.lr}")
         return self

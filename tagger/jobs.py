@@ -15,6 +15,7 @@ from tagger.config import Config, load_toml
 from tagger.data import check_model_fits, check_tags, read_sentences, unseen_labels
 from tagger.errors import ConfigError, InputError
 from tagger.predicting import auto_workers, check_feature_columns, check_input_file, predict_files
+from tagger.scoring import ScoreOptions
 from tagger.store import FILES
 from tagger.writers import WRITERS
 
@@ -206,10 +207,14 @@ def check_output_file(path: Path | None, force: bool) -> None:
 
 def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "text", output_format: str = "jsonl",
             output: Path | None = None, format: str = "auto", batch_size: int = 256, force: bool = False,
-            workers: int = 0, warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr)) -> None:
+            workers: int = 0, warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+            scores: bool = False, min_score: float | None = None, n_best: int | None = None) -> None:
     """Tag INPUTs ("-": standard input) as they stream in, written to `output` (atomically) or standard output.
 
-    workers: processes tagging chunks in parallel; 0 picks one per core for large inputs, 1 otherwise."""
+    workers: processes tagging chunks in parallel; 0 picks one per core for large inputs, 1 otherwise.
+    scores: entities gain "score" (CoNLL: a column of each tag's marginal); min_score: entities below it are
+    dropped (implies scores); n_best: JSONL records gain the n best "alternatives"."""
+    options = score_options(output_format, scores, min_score, n_best)
     check_output_file(output, force)
     for ref in inputs:
         check_input_file(ref)
@@ -219,4 +224,30 @@ def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "te
         raise InputError(f"unknown output format {output_format!r} (one of {', '.join(WRITERS)})")
     writer = WRITERS[output_format](tagger.entity_types, tagger.vocab.source_scheme, f"Entities found by {tagger.meta.get('name', 'tagger')}")
     with store.atomic_file(output) as out:
-        predict_files(tagger, inputs, writer, out, input_format, format, workers or auto_workers(inputs), warn)
+        predict_files(tagger, inputs, writer, out, input_format, format, workers or auto_workers(inputs), warn,
+                      options)
+
+
+def score_options(output_format: str, scores: bool, min_score: float | None, n_best: int | None) -> ScoreOptions:
+    """The CLI's --scores, --min-score and --n-best, checked: ConfigError for a score outside [0, 1], fewer
+    than one analysis, or alternatives in a format that has no place for them."""
+    if n_best is not None and (isinstance(n_best, bool) or not isinstance(n_best, int) or n_best < 1):
+        raise ConfigError(f"--n-best must be a whole number of at least 1, not {n_best!r}")
+    if n_best is not None and output_format != "jsonl":
+        raise ConfigError(f"--n-best writes alternatives in JSONL only, not {output_format}: use "
+                          "--output-format jsonl")
+    return ScoreOptions(scores=scores, min_score=min_score, n_best=n_best or 0)
+
+
+def calibrate(model: Path, dev_ref: str, format: str = "auto", tag_column: int | None = None,
+              scheme: str = "auto") -> dict:
+    """Fit MODEL's temperature on DEV (tagger/calibration.py) and save it in MODEL's config.json."""
+    from tagger.calibration import fit
+
+    tagger = Tagger.load(model)
+    sentences = read_sentences(dev_ref, format, tag_column, split="validation")
+    dev_scheme = check_tags(sentences, dev_ref, scheme)
+    check_model_fits(tagger.vocab.source_scheme, dev_scheme, dev_ref)
+    result = fit(tagger, [s for s in sentences if len(s.tokens)], dev_scheme)
+    store.update_config(model, {"temperature": result["temperature"]})
+    return result

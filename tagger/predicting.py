@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TextIO
 from corpora.conll import DOCSTART, Sentence, decode_lines, iter_conll_lines, read_conll
 from tagger.api import Tagger, feature_columns
 from tagger.errors import InputError
+from tagger.scoring import ScoreOptions
 from tagger.writers import Writer
 
 CHUNK_LINES = 4096  # input lines tagged together
@@ -24,16 +25,17 @@ INPUT_FORMATS = ("text", "tokens", "conll")
 
 
 def predict_files(tagger: Tagger, inputs: Sequence[str], writer: Writer, out: TextIO, input_format: str = "text",
-                  format: str = "auto", workers: int = 1, warn: Callable[[str], None] = lambda _: None) -> None:
+                  format: str = "auto", workers: int = 1, warn: Callable[[str], None] = lambda _: None,
+                  options: ScoreOptions = ScoreOptions()) -> None:
     """Tag each input ("-": standard input) and write what `writer` renders to `out`, in input order.
 
     input_format: text (a raw-text line is one record), tokens (a line of space-separated tokens is one
     sentence) or conll (column files; `format` is their dialect). `warn` gets one-line warnings, such as a
-    CoNLL file given as raw text."""
+    CoNLL file given as raw text. `options`: the scores, minimum score and n-best to add."""
     for ref in inputs:
         check_input_file(ref)
     out.write(writer.header())
-    job = (tagger, writer, input_format)
+    job = (tagger, writer, input_format, options)
     for ref in inputs:
         if input_format == "conll":
             chunks = _chunks(_conll_sentences(ref, format), CHUNK_LINES)
@@ -54,10 +56,11 @@ def auto_workers(inputs: Sequence[str]) -> int:
     return max(1, len(os.sched_getaffinity(0))) if size >= PARALLEL_BYTES else 1
 
 
-def render(tagger: Tagger, writer: Writer, input_format: str, chunk: list) -> str:
-    """Tag one chunk of raw-text lines, token lines or CoNLL sentences and render it with the writer."""
+def render(tagger: Tagger, writer: Writer, input_format: str, options: ScoreOptions, chunk: list) -> str:
+    """Tag (and, as `options` asks, score) one chunk of raw-text lines, token lines or CoNLL sentences and
+    render it with the writer."""
     if input_format == "text":
-        return "".join(map(writer.text, tagger.tag_texts(chunk)))
+        return "".join(map(writer.text, tagger.tag_texts(chunk, options)))
     if input_format == "tokens":
         sentences = [Sentence(tuple(line.split())) for line in chunk]
         feats: Sequence = ()
@@ -66,6 +69,9 @@ def render(tagger: Tagger, writer: Writer, input_format: str, chunk: list) -> st
         if columns:
             check_feature_columns(chunk, columns, "input")
         feats = [feature_columns(s, columns) for s in chunk] if columns else ()
+    if options.active:
+        scored = tagger.scored_tokens([s.tokens for s in sentences], feats, options)
+        return "".join(writer.sentence(s, tags, scores) for s, (tags, scores) in zip(sentences, scored))
     tags = tagger.predict_tokens([s.tokens for s in sentences], feats)
     return "".join(writer.sentence(s, t) for s, t in zip(sentences, tags))
 
@@ -127,7 +133,7 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-_JOB: tuple | None = None  # (tagger, writer, input_format) in a --workers process, set by its initializer
+_JOB: tuple | None = None  # (tagger, writer, input_format, options) in a --workers process, set by its initializer
 
 
 def _set_job(job: tuple) -> None:

@@ -85,6 +85,19 @@ def save_model(directory: str | Path, config: Config, vocab: dict, tensors: Mapp
     atomic_write(directory / "config.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
+def update_config(directory: str | Path, changes: Mapping[str, Any]) -> None:
+    """Change settings in a saved model's config.json, atomically (a kill leaves the old file or the new
+    one). Its checksums cover vocab.json and model.safetensors, which stay as they are. The changed config
+    is validated first: a bad value raises ConfigError and writes nothing."""
+    path = Path(directory) / "config.json"
+    meta = _read_json(path)
+    _check_format(meta, path)
+    values = {**meta["config"], **changes}
+    Config.from_dict(values, source=str(path))
+    meta["config"] = values
+    atomic_write(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+
+
 def load_model(directory: str | Path) -> tuple[Config, dict, dict[str, np.ndarray], dict[str, Any]]:
     """Read and check a model directory: config, vocabulary (JSON), weights (numpy arrays, as saved: format 1
     has torch's keys, see from_format_1) and config.json's other entries. ModelError names the file and what

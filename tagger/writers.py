@@ -22,9 +22,10 @@ from corpora.conll import Sentence, format_sentence
 from tagger import html
 
 if TYPE_CHECKING:
-    from tagger.api import TaggedText
+    from tagger.api import SentenceScores, TaggedText
 
 WRITERS: dict[str, type["Writer"]] = {}
+SCORE_DIGITS = 4  # decimal places of the CoNLL writer's score column
 
 
 def register(name: str) -> Callable[[type["Writer"]], type["Writer"]]:
@@ -52,8 +53,9 @@ class Writer(ABC):
         """One raw-text input line, tagged."""
 
     @abstractmethod
-    def sentence(self, sentence: Sentence, tags: Sequence[str]) -> str:
-        """One tokenised sentence (tokens or CoNLL input) with its predicted tags."""
+    def sentence(self, sentence: Sentence, tags: Sequence[str], scores: "SentenceScores | None" = None) -> str:
+        """One tokenised sentence (tokens or CoNLL input) with its predicted tags (and, when scored, their
+        scores)."""
 
     def footer(self) -> str:
         return ""
@@ -64,26 +66,48 @@ class JsonlWriter(Writer):
     """One JSON object a line: {"text", "entities"} for raw text, {"tokens", "tags"} for sentences."""
 
     def text(self, tagged: "TaggedText") -> str:
-        return jsonl({"text": tagged.text, "entities": tagged.entities})
+        if tagged.alternatives is None:
+            return jsonl({"text": tagged.text, "entities": tagged.entities})
+        return jsonl({"text": tagged.text, "entities": tagged.entities, "alternatives": tagged.alternatives})
 
-    def sentence(self, sentence: Sentence, tags: Sequence[str]) -> str:
-        return jsonl({"tokens": list(sentence.tokens), "tags": list(tags)})
+    def sentence(self, sentence: Sentence, tags: Sequence[str], scores: "SentenceScores | None" = None) -> str:
+        """With scores, "scores" holds each chosen tag's marginal; with n-best, "alternatives" the n best tag
+        sequences [{"tags", "probability"}]."""
+        record = {"tokens": list(sentence.tokens), "tags": list(tags)}
+        if scores is not None and scores.tags is not None:
+            record["scores"] = scores.tags
+        if scores is not None and scores.alternatives is not None:
+            record["alternatives"] = scores.alternatives
+        return jsonl(record)
 
 
 @register("conll")
 class ConllWriter(Writer):
     """A token a line with its predicted tag as a new last column (CoNLL input keeps all its columns, so
-    gold and prediction stand side by side, as conlleval reads them); a blank line after each sentence."""
+    gold and prediction stand side by side, as conlleval reads them); a blank line after each sentence.
+    Scored, one more column: the marginal of the model's chosen tag at that token, to SCORE_DIGITS places."""
 
     def text(self, tagged: "TaggedText") -> str:
-        return "".join(format_sentence(Sentence(tuple(tokens)), tags) for tokens, tags in tagged.sentences())
+        if tagged.scores is None:
+            return "".join(format_sentence(Sentence(tuple(tokens)), tags) for tokens, tags in tagged.sentences())
+        return "".join(self.sentence(Sentence(tuple(tokens)), tags, scores)
+                       for (tokens, tags), scores in zip(tagged.sentences(), tagged.scores))
 
-    def sentence(self, sentence: Sentence, tags: Sequence[str]) -> str:
+    def sentence(self, sentence: Sentence, tags: Sequence[str], scores: "SentenceScores | None" = None) -> str:
         if not sentence.tokens:
             return ""
+        if scores is not None and scores.tags is not None:
+            return self._scored(sentence, tags, scores.tags)
         if sentence.rows:
             return format_sentence(sentence, tags, "conll2003", append=True)
         return format_sentence(sentence, tags)
+
+    def _scored(self, sentence: Sentence, tags: Sequence[str], tag_scores: Sequence[float]) -> str:
+        """The sentence as without scores, each line followed by its tag's score (tab-separated where the
+        line is: a field holds a space)."""
+        plain = self.sentence(sentence, tags).splitlines()
+        lines = [f"{line}{_separator(line)}{p:.{SCORE_DIGITS}f}" for line, p in zip(plain, tag_scores)]
+        return "\n".join(lines) + "\n\n"
 
 
 @register("html")
@@ -97,8 +121,8 @@ class HtmlWriter(Writer):
     def text(self, tagged: "TaggedText") -> str:
         return html.paragraph(tagged.text, tagged.entities)
 
-    def sentence(self, sentence: Sentence, tags: Sequence[str]) -> str:
-        """The tokens joined by spaces, each entity (or, for plain tags, each token) marked."""
+    def sentence(self, sentence: Sentence, tags: Sequence[str], scores: "SentenceScores | None" = None) -> str:
+        """The tokens joined by spaces, each entity (or, for plain tags, each token) marked, with its score."""
         starts = [sum(len(t) + 1 for t in sentence.tokens[:i]) for i in range(len(sentence.tokens))]
         text = " ".join(sentence.tokens)
         if self.scheme is None:
@@ -107,10 +131,16 @@ class HtmlWriter(Writer):
             spans = schemes.spans(tags, self.scheme)
         entities = [{"start": starts[s], "end": starts[e - 1] + len(sentence.tokens[e - 1]), "label": label}
                     for label, s, e in spans]
+        if scores is not None and scores.entities is not None:
+            entities = [e | {"score": p} for e, p in zip(entities, scores.entities)]
         return html.paragraph(text, [e | {"text": text[e["start"] : e["end"]]} for e in entities])
 
     def footer(self) -> str:
         return html.page_footer()
+
+
+def _separator(line: str) -> str:
+    return "\t" if "\t" in line else " "
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False)

@@ -5,8 +5,10 @@ unusual input (empty, one token, 10,000 tokens, any Unicode) just works.
 """
 from __future__ import annotations
 
+import json
 import shutil
 
+import numpy as np
 import pytest
 
 from conftest import (BAD_CORPORA, DAMAGES, bad_corpus, make_sentences, tag_column_option, train_tiny,
@@ -252,3 +254,101 @@ def test_output_that_exists_is_never_overwritten(trained_model, corpus, tmp_path
     with pytest.raises(InputError, match="not empty"):
         jobs.train(str(corpus["train"]), str(corpus["dev"]), taken, config_file=corpus["config"])
     assert (taken / "model.safetensors").read_bytes() == before
+
+
+# -- how sure the model is (scores, marginals, n-best) -----------------------------------------------------
+
+SCORED_TEXT = "John Smith visited Paris . Angela Merkel works for Siemens AG in Berlin ."
+
+
+def test_predict_with_scores_gives_each_entity_its_probability(model):
+    plain, scored = model.predict(SCORED_TEXT), model.predict(SCORED_TEXT, scores=True)
+    assert [{k: v for k, v in e.items() if k != "score"} for e in scored] == plain  # the same entities
+    assert all(0.0 < e["score"] <= 1.0 for e in scored)
+
+
+def test_an_entity_s_score_is_its_span_probability(model):
+    tokens = ["John", "Smith", "visited", "Paris", "."]
+    scored = model.predict(" ".join(tokens), scores=True)
+    assert [(e["text"], e["label"]) for e in scored] == [("John Smith", "PER"), ("Paris", "LOC")]
+    assert scored[0]["score"] == pytest.approx(model.span_probability(tokens, 0, 2, "PER"), abs=1e-12)
+    assert scored[1]["score"] == pytest.approx(model.span_probability(tokens, 3, 4, "LOC"), abs=1e-12)
+    # spans off the best path have probabilities too, smaller than the best path's entity they overlap
+    assert model.span_probability(tokens, 0, 1, "PER") < scored[0]["score"]
+    assert model.span_probability(tokens, 0, 5, "ORG") < 0.5
+
+
+def test_min_score_keeps_only_the_entities_scored_at_least_that(model):
+    scored = model.predict(SCORED_TEXT, scores=True)
+    threshold = sorted(e["score"] for e in scored)[len(scored) // 2]
+    assert model.predict(SCORED_TEXT, min_score=threshold) == [e for e in scored if e["score"] >= threshold]
+    assert model.predict(SCORED_TEXT, min_score=0.0) == scored
+
+
+def test_marginals_are_a_distribution_over_the_model_s_tags_per_token(model):
+    sentences = [["John", "Smith", "visited", "Paris", "."], [], ["Berlin"]]
+    found = model.marginals(sentences)
+    assert [m.shape for m in found] == [(5, len(model.tags)), (0, len(model.tags)), (1, len(model.tags))]
+    for m in found:
+        np.testing.assert_allclose(m.sum(1), 1.0)
+    best = [model.tags[k] for k in found[0].argmax(1)]
+    assert model.to_source(best) == model.predict_tokens(sentences[:1])[0]  # a confident model: same tags
+    assert model.tags[0] == "O" and "S-LOC" in model.tags  # the model's own scheme (BIOES)
+
+
+def test_alternatives_start_with_the_best_path_and_are_exact_probabilities(model):
+    alternatives = model.alternatives(SCORED_TEXT, 5)
+    assert 1 < len(alternatives) <= 5
+    assert alternatives[0]["entities"] == model.predict(SCORED_TEXT)
+    probabilities = [a["probability"] for a in alternatives]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0 + 1e-9
+    assert len({json.dumps(a["entities"]) for a in alternatives}) >= 2
+
+
+def test_alternatives_of_several_sentences_multiply_their_probabilities(model):
+    first, second = "John Smith visited Paris .", "Angela Merkel works for Siemens AG in Berlin ."
+    joint = model.alternatives(f"{first} {second}", 3)
+    p1, p2 = model.alternatives(first, 1)[0]["probability"], model.alternatives(second, 1)[0]["probability"]
+    assert joint[0]["probability"] == pytest.approx(p1 * p2, rel=1e-6)  # float32 emissions vary with the batch
+    assert model.alternatives("", 3) == [{"entities": [], "probability": 1.0}]
+
+
+def test_joint_alternatives_are_the_k_best_products():
+    from tagger.api import joint_alternatives
+
+    a = [([{"id": "a0"}], 0.6), ([{"id": "a1"}], 0.3)]
+    b = [([{"id": "b0"}], 0.5), ([{"id": "b1"}], 0.45)]
+    found = joint_alternatives([a, b], 3)
+    assert [[e["id"] for e in x["entities"]] for x in found] == [["a0", "b0"], ["a0", "b1"], ["a1", "b0"]]
+    assert [x["probability"] for x in found] == pytest.approx([0.3, 0.27, 0.15])
+
+
+def test_a_temperature_in_the_config_changes_every_score(model_copy):
+    from conftest import rewrite_config
+
+    before = Tagger.load(model_copy)
+    rewrite_config(model_copy, temperature=3.0)
+    after = Tagger.load(model_copy)
+    assert after.predict_tokens([["John", "Smith"]]) == before.predict_tokens([["John", "Smith"]])
+    hot, cold = after.predict(SCORED_TEXT, scores=True), before.predict(SCORED_TEXT, scores=True)
+    assert all(h["score"] < c["score"] for h, c in zip(hot, cold) if c["score"] > 0.5)  # less sure when hotter
+    assert after.marginals([["Paris"]])[0].max() < before.marginals([["Paris"]])[0].max()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    ((["John", "Smith"], 0, 3, "PER"), "not a span of a sentence of 2 tokens"),
+    ((["John", "Smith"], 1, 1, "PER"), "not a span"),
+    ((["John", "Smith"], 0, 1, "CITY"), "unknown label 'CITY' (one of LOC, ORG, PER)"),
+    (("John Smith", 0, 1, "PER"), "one sentence as a list of tokens"),
+])
+def test_span_probability_refuses_what_is_no_span(model, args, fragment):
+    with pytest.raises(TaggerError) as info:
+        model.span_probability(*args)
+    assert fragment in str(info.value)
+
+
+def test_marginals_and_alternatives_refuse_the_wrong_input(model):
+    with pytest.raises(TaggerError, match="marginals takes a list of sentences"):
+        model.marginals(["John", "Smith"])
+    with pytest.raises(TaggerError, match="k must be a whole number of at least 1, not 0"):
+        model.alternatives("John", 0)

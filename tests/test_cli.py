@@ -412,3 +412,124 @@ def test_convert_replaces_the_tag_column_it_is_given_and_keeps_the_others(tmp_pa
     result = tagger("convert", src, tmp_path / "out.txt", "--to", "bioes", "--tag-column", "1")
     assert_ok(result)
     assert (tmp_path / "out.txt").read_text(encoding="utf-8") == "John B-PER NNP\nSmith E-PER NNP\nvisited O VBD\n\n"
+
+
+# -- predict --scores / --min-score / --n-best, calibrate -------------------------------------------------
+
+FIXED_MODEL = Path(__file__).parent / "fixtures" / "models" / "v1-cnn"  # a kept model: its output is fixed
+FIXED_INPUT = ("John Smith visited Vienna and Lisbon with Acme Corp .\n"
+               "Mary works for Bosch AG in Tokyo . Anna visited New York .\n\n"
+               "Peter Brown works for Initech Corp in New York .\n")
+GOLDEN_JSONL = (  # recorded before scores existed: the default output must never change
+    '{"text": "John Smith visited Vienna and Lisbon with Acme Corp .", "entities": [{"start": 0, "end": 10, '
+    '"label": "PER", "text": "John Smith"}, {"start": 42, "end": 51, "label": "ORG", "text": "Acme Corp"}]}\n'
+    '{"text": "Mary works for Bosch AG in Tokyo . Anna visited New York .", "entities": [{"start": 15, "end": 23, '
+    '"label": "ORG", "text": "Bosch AG"}, {"start": 27, "end": 32, "label": "LOC", "text": "Tokyo"}, {"start": 35, '
+    '"end": 39, "label": "PER", "text": "Anna"}, {"start": 48, "end": 56, "label": "PER", "text": "New York"}]}\n'
+    '{"text": "", "entities": []}\n'
+    '{"text": "Peter Brown works for Initech Corp in New York .", "entities": [{"start": 0, "end": 11, "label": '
+    '"PER", "text": "Peter Brown"}, {"start": 22, "end": 34, "label": "ORG", "text": "Initech Corp"}, {"start": '
+    '38, "end": 46, "label": "PER", "text": "New York"}]}\n')
+GOLDEN_CONLL = ("John B-PER\nSmith I-PER\nvisited O\nVienna O\nand O\nLisbon O\nwith O\nAcme B-ORG\nCorp I-ORG\n. O\n\n"
+                "Mary O\nworks O\nfor O\nBosch B-ORG\nAG I-ORG\nin O\nTokyo B-LOC\n. O\n\n"
+                "Anna B-PER\nvisited O\nNew B-PER\nYork I-PER\n. O\n\n"
+                "Peter B-PER\nBrown I-PER\nworks O\nfor O\nInitech B-ORG\nCorp I-ORG\nin O\nNew B-PER\nYork I-PER\n. O\n\n")
+
+
+def test_default_output_is_byte_identical_to_before_scores():
+    jsonl_out = tagger("predict", FIXED_MODEL, input=FIXED_INPUT)
+    conll_out = tagger("predict", FIXED_MODEL, "--output-format", "conll", input=FIXED_INPUT)
+    assert_ok(jsonl_out)
+    assert_ok(conll_out)
+    assert jsonl_out.stdout == GOLDEN_JSONL
+    assert conll_out.stdout == GOLDEN_CONLL
+
+
+def test_scores_agree_across_the_api_jsonl_and_conll(trained_model):
+    from tagger.api import Tagger
+
+    text = "John Smith visited Paris . Angela Merkel works for Siemens AG in Berlin ."
+    model = Tagger.load(trained_model)
+    records = jsonl(tagger("predict", trained_model, "--scores", input=text + "\n").stdout)
+    assert records[0]["entities"] == model.predict(text, scores=True)  # floats survive JSON exactly
+    conll = tagger("predict", trained_model, "--scores", "--output-format", "conll", input=text + "\n")
+    assert_ok(conll)
+    rows = [line.split() for block in conll.stdout.strip().split("\n\n") for line in block.splitlines()]
+    plain = tagger("predict", trained_model, "--output-format", "conll", input=text + "\n").stdout
+    assert [row[:2] for row in rows] == [line.split() for line in plain.split("\n") if line]  # one more column
+    tokens = [s.split() for s in ("John Smith visited Paris .", "Angela Merkel works for Siemens AG in Berlin .")]
+    model_tags = model.model_tags(tokens)  # the CoNLL column is the marginal of the model's own tag
+    expected = [m[t, model.tags.index(tag)] for tags, m in zip(model_tags, model.marginals(tokens))
+                for t, tag in enumerate(tags)]
+    assert [row[2] for row in rows] == [f"{p:.4f}" for p in expected]
+    # a one-token entity's probability is its tag's marginal: the same number in all three places
+    paris = next(e for e in records[0]["entities"] if e["text"] == "Paris")
+    assert f"{paris['score']:.4f}" == rows[3][2]
+
+
+def test_scores_with_tokens_input_add_each_tag_s_marginal(trained_model):
+    result = tagger("predict", trained_model, "--input-format", "tokens", "--scores", input="John Smith visited Paris .\n")
+    assert_ok(result)
+    record = jsonl(result.stdout)[0]
+    assert record["tags"] == ["B-PER", "I-PER", "O", "B-LOC", "O"] and len(record["scores"]) == 5
+    assert all(0 < p <= 1 for p in record["scores"])
+
+
+def test_min_score_drops_the_entities_below_it(trained_model):
+    text = "John Smith visited Paris .\nAngela Merkel works for Siemens AG in Berlin .\nAnna met Paul Jones in Rome .\n"
+    scored = jsonl(tagger("predict", trained_model, "--scores", input=text).stdout)
+    scores = sorted(e["score"] for r in scored for e in r["entities"])
+    threshold = scores[len(scores) // 2]
+    kept = jsonl(tagger("predict", trained_model, "--min-score", threshold, input=text).stdout)
+    assert [r["entities"] for r in kept] == [[e for e in r["entities"] if e["score"] >= threshold] for r in scored]
+    assert 0 < sum(len(r["entities"]) for r in kept) < len(scores)
+    conll = tagger("predict", trained_model, "--min-score", 1.0, "--output-format", "conll", input=text).stdout
+    assert {line.split()[1] for line in conll.splitlines() if line} == {"O"}  # no entity is certain
+
+
+def test_n_best_adds_alternatives_with_exact_probabilities(trained_model):
+    text = "John Smith visited Paris .\nAnna met Paul Jones in Rome .\n"
+    result = tagger("predict", trained_model, "--n-best", 4, input=text)
+    assert_ok(result)
+    for record in jsonl(result.stdout):
+        alternatives = record["alternatives"]
+        assert 1 <= len(alternatives) <= 4
+        assert alternatives[0]["entities"] == record["entities"]  # the first is the best path
+        assert sum(a["probability"] for a in alternatives) <= 1.0 + 1e-9
+        assert "score" not in record["entities"][0]  # --n-best alone adds no scores
+
+
+def test_scores_reach_the_html_page(trained_model):
+    result = tagger("predict", trained_model, "--scores", "--output-format", "html", input="John Smith visited Paris .\n")
+    assert_ok(result)
+    assert 'title="PER 0.' in result.stdout or 'title="PER 1.00"' in result.stdout
+
+
+@pytest.mark.parametrize("options, fragments", [
+    (["--min-score", "1.5"], ["--min-score", "[0, 1]", "1.5"]),
+    (["--min-score", "-0.1"], ["--min-score", "[0, 1]"]),
+    (["--n-best", "0"], ["--n-best", "at least 1", "0"]),
+    (["--n-best", "3", "--output-format", "conll"], ["--n-best", "JSONL only", "conll"]),
+    (["--n-best", "3", "--output-format", "html"], ["--n-best", "JSONL only", "html"]),
+])
+def test_nonsense_score_options_are_one_error_line(options, fragments, trained_model):
+    assert_user_error(tagger("predict", trained_model, *options, input="John Smith .\n"), *fragments)
+
+
+def test_calibrate_saves_a_temperature_that_changes_the_scores(model_copy, tmp_path):
+    dev = write_corpus(tmp_path / "dev.txt", make_sentences(30, seed=9))
+    text = "John Smith visited Paris .\n"
+    before = jsonl(tagger("predict", model_copy, "--scores", input=text).stdout)
+    result = tagger("calibrate", model_copy, dev)
+    assert_ok(result)
+    assert "temperature" in result.stdout and "config.json" in result.stdout
+    temperature = json.loads((model_copy / "config.json").read_text(encoding="utf-8"))["config"]["temperature"]
+    assert temperature != 1.0 and 0.05 <= temperature <= 20.0
+    after = jsonl(tagger("predict", model_copy, "--scores", input=text).stdout)  # the model still loads
+    assert [{k: v for k, v in e.items() if k != "score"} for e in after[0]["entities"]] == \
+        [{k: v for k, v in e.items() if k != "score"} for e in before[0]["entities"]]
+    assert [e["score"] for e in after[0]["entities"]] != [e["score"] for e in before[0]["entities"]]
+
+
+def test_calibrate_on_a_missing_dev_file_is_one_error_line(trained_model, tmp_path):
+    assert_user_error(tagger("calibrate", trained_model, tmp_path / "nope.txt"), "nope.txt", "no such file")

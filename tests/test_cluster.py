@@ -145,6 +145,21 @@ def test_parquet_in_parquet_out_round_trips_the_entities(local_ray, trained_mode
     assert table.column("entities").to_pylist() == list(Tagger.load(trained_model).predict_texts(texts))
 
 
+def test_scores_through_ray_are_the_api_s(local_ray, trained_model, tmp_path):
+    texts = [" ".join(tokens) for tokens, _ in make_sentences(12, seed=4)]
+    pq.write_table(pa.table({"text": texts}), tmp_path / "part-0.parquet")
+    cluster.predict_files(trained_model, [str(tmp_path / "part-0.parquet")], tmp_path / "out",
+                          input_format="parquet", output_format="parquet", scores=True)
+    table = pq.read_table(tmp_path / "out").sort_by("line")
+    assert table.schema.field("entities").type == cluster.entities_type(scores=True)
+    got = table.column("entities").to_pylist()
+    expected = list(Tagger.load(trained_model).predict_texts(texts, scores=True))
+    assert [[e["label"] for e in row] for row in got] == [[e["label"] for e in row] for row in expected]
+    for row, want in zip(got, expected):
+        assert [e["score"] for e in row] == pytest.approx([e["score"] for e in want], abs=1e-9)
+    assert any(row for row in got)
+
+
 # -- mistakes: one line naming the shard, never a gap in the output ---------------------------------------
 
 runner = CliRunner()

@@ -41,6 +41,8 @@ def test_toml_tables_are_flattened_and_ints_are_accepted_for_floats(tmp_path):
     ({"lr": 0.0}, "lr must be positive"),
     ({"lr": float("nan")}, "lr must be positive"),
     ({"clip": -1.0}, "clip must be at least 0"),
+    ({"temperature": 0.0}, "temperature must be a positive number"),
+    ({"temperature": float("inf")}, "temperature must be a positive number"),
     ({"features": [1, "pos"]}, "features must be a list of column indices"),
     ({"version": CONFIG_VERSION + 1}, f"config version {CONFIG_VERSION + 1} is not supported"),
 ])

@@ -26,6 +26,18 @@ def test_output_keeps_input_order_across_chunks_and_workers(trained_model, tmp_p
         assert all(record["text"][e["start"] : e["end"]] == e["text"] for e in record["entities"])
 
 
+def test_workers_score_as_one_process_does(trained_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(predicting, "CHUNK_LINES", 7)
+    write_lines(tmp_path / "in.txt", 30)
+    for workers in (1, 2):
+        jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / f"{workers}.jsonl", workers=workers,
+                     scores=True, n_best=2)
+    one = (tmp_path / "1.jsonl").read_text(encoding="utf-8")
+    assert one == (tmp_path / "2.jsonl").read_text(encoding="utf-8")
+    records = [json.loads(line) for line in one.splitlines()]
+    assert all("score" in e for r in records for e in r["entities"]) and all(r["alternatives"] for r in records)
+
+
 def test_auto_workers_use_every_core_only_for_large_inputs(tmp_path, monkeypatch):
     monkeypatch.setattr(predicting.os, "sched_getaffinity", lambda pid: {0, 1, 2})
     small, large = tmp_path / "small.txt", tmp_path / "large.txt"

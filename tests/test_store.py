@@ -209,3 +209,15 @@ def test_a_newer_format_is_refused_with_a_clear_error(model_copy):
 def rewrite_meta(model: Path, **changes) -> None:
     meta = json.loads((model / "config.json").read_text(encoding="utf-8"))
     (model / "config.json").write_text(json.dumps(meta | changes), encoding="utf-8")
+
+
+def test_update_config_changes_one_setting_atomically_and_keeps_the_model_loadable(model_copy):
+    from tagger.errors import ConfigError
+
+    store.update_config(model_copy, {"temperature": 1.5})
+    assert Tagger.load(model_copy).config.temperature == 1.5  # checksums cover the other two files only
+    before = (model_copy / "config.json").read_bytes()
+    with pytest.raises(ConfigError, match="temperature must be a positive number"):
+        store.update_config(model_copy, {"temperature": -1.0})
+    assert (model_copy / "config.json").read_bytes() == before  # nothing written
+    assert not [p.name for p in model_copy.iterdir() if p.name.startswith(".")]  # no temporary file left
