@@ -81,6 +81,13 @@ def train(
     output: Path = typer.Option(..., "--output", "-o", help="model directory to write"),
     test: Optional[str] = typer.Option(None, "--test", help="scored with the best model at the end"),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="word vectors, GloVe or word2vec text"),
+    lexicon: Optional[str] = typer.Option(None, "--lexicon", help="words, one a line with an optional frequency, "
+                                          "whose B/M/E/S matches each character sees; 'jieba': the dictionary "
+                                          "of an installed jieba (pip install jieba). Saved with the model"),
+    bigram_embeddings: Optional[Path] = typer.Option(None, "--bigram-embeddings", help="vectors of character "
+                                                     "bigrams (e.g. 北京), in --embeddings' formats"),
+    bigrams: Optional[str] = typer.Option(None, "--bigrams", help="on | off | auto (default: on when the "
+                                          "tokeniser is chars)"),
     format: Format = typer.Option(Format.auto, "--format", help="column layout of the files"),
     tag_column: Optional[int] = typer.Option(None, "--tag-column", help="0-based tag column (default: last)"),
     scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of the files (auto: detect)"),
@@ -109,14 +116,15 @@ def train(
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set (several commands in one process, as in tests)
         pass
-    overrides = {k: v for k, v in {"epochs": epochs, "seed": seed, "tokenizer": tokenizer, "threads": threads}.items()
-                 if v is not None}
+    overrides = {k: v for k, v in {"epochs": epochs, "seed": seed, "tokenizer": tokenizer, "threads": threads,
+                                   "bigrams": bigrams}.items() if v is not None}
     try:
         with TrainProgress(quiet) as reporter:
             result = jobs.train(train_data, dev, output, test=test, embeddings=embeddings, format=format.value,
                                 tag_column=tag_column, scheme=scheme.value, config_file=config_file,
                                 overrides=overrides, features=features, resume=resume, force=force,
-                                reporter=reporter, processes=processes)
+                                reporter=reporter, processes=processes, lexicon=lexicon,
+                                bigram_embeddings=bigram_embeddings)
     except Interrupted as e:  # Ctrl-C: a checkpoint was saved; say how to go on, no traceback
         typer.echo(f"{e}: continue with the same command and --resume", err=True)
         raise typer.Exit(130)

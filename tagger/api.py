@@ -19,10 +19,11 @@ from corpora.conll import Sentence
 from tagger import marginals, network, scoring, store
 from tagger.config import Config
 from tagger.encode import Encoded, Encoder, iter_batches
-from tagger.errors import ModelError, TaggerError
+from tagger.errors import InputError, ModelError, TaggerError
 from tagger.evaluate import score
 from tagger.inference import Network
 from tagger.scoring import ScoreOptions, Scored
+from tagger.lexicon import Lexicon, parse_lexicon
 from tagger.text import Tokens, sentence_ends
 from tagger.vocab import Vocab
 
@@ -37,7 +38,7 @@ def model_scheme(config: Config, source_scheme: str | None) -> str | None:
 def sizes_of(vocab: Vocab) -> network.Sizes:
     """What sizes the network besides its config."""
     return network.Sizes(len(vocab.words), len(vocab.frozen), len(vocab.chars), len(vocab.tags),
-                         tuple(len(f) for f in vocab.features))
+                         tuple(len(f) for f in vocab.features), len(vocab.bigrams) if vocab.bigrams else 0)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Tagger:
     """
 
     def __init__(self, config: Config, vocab: Vocab, tensors: Mapping[str, np.ndarray], meta: dict | None = None):
+        config = config.resolved()
         self.config, self.vocab, self.tensors, self.meta = config, vocab, tensors, meta or {}
         self.network = Network(config, tensors)
         self.scheme = model_scheme(config, vocab.source_scheme)
@@ -91,8 +93,9 @@ class Tagger:
     def load(cls, path: str | os.PathLike) -> "Tagger":
         """Read config.json, vocab.json and model.safetensors (any format version); never unpickles anything."""
         config, vocab_json, tensors, meta = store.load_model(path)
+        lexicon = _lexicon(path, config, meta)
         try:
-            vocab = Vocab.from_json(vocab_json)
+            vocab = Vocab.from_json(vocab_json, lexicon)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"malformed vocabulary ({e})", path=str(Path(path) / "vocab.json")) from None
         sizes = sizes_of(vocab)
@@ -108,7 +111,8 @@ class Tagger:
         """Write the model directory (format_version 2), keeping what config.json recorded (best epoch, dev
         F1, training data) unless `extra` replaces it."""
         kept = {k: v for k, v in self.meta.items() if k not in ("format", "format_version", "config", "sha256")}
-        store.save_model(path, self.config, self.vocab.to_json(), self.tensors, kept if extra is None else extra)
+        store.save_model(path, self.config, self.vocab.to_json(), self.tensors, kept if extra is None else extra,
+                         self.vocab.lexicon.to_text() if self.vocab.lexicon else None)
 
     # -- tagging ----------------------------------------------------------------------------------------
 
@@ -393,7 +397,9 @@ class Tagger:
             "tokenizer": self.config.tokenizer,
             "vocabulary": {"words": len(self.vocab.words), "pretrained_only_words": len(self.vocab.frozen),
                            "characters": len(self.vocab.chars), "tags": len(self.vocab.tags),
-                           "features": [len(f) for f in self.vocab.features]},
+                           "features": [len(f) for f in self.vocab.features],
+                           "bigrams": len(self.vocab.bigrams) if self.vocab.bigrams else 0,
+                           "lexicon_words": len(self.vocab.lexicon) if self.vocab.lexicon else 0},
             "embeddings": training.get("embeddings"),
             "best_dev_f1": best_f1,
             "best_epoch": self.meta.get("epoch"),
@@ -434,6 +440,19 @@ def _scheme_tags(label: str, scheme: str) -> list[str]:
     """Every tag of one entity type in `scheme`: the tags of a one-token span next to a three-token one."""
     tags = set(schemes.from_spans([(label, 0, 1), (label, 1, 4)], 4, scheme))
     return sorted(tags, key=lambda t: _PREFIX_ORDER.index(t[0]))
+
+
+def _lexicon(path: str | os.PathLike, config: Config, meta: dict) -> Lexicon | None:
+    """The lexicon a model directory keeps (lexicon.txt), which a model with lexicon features needs."""
+    text = store.load_lexicon(path, meta)
+    if text is None:
+        if config.lexicon:
+            raise ModelError(f"model directory lacks {store.LEXICON} (config.json has lexicon = true)", path=str(path))
+        return None
+    try:
+        return parse_lexicon(text.splitlines(), str(Path(path) / store.LEXICON))
+    except InputError as e:
+        raise ModelError(e.message, path=e.path, line=e.line) from None
 
 
 def feature_columns(sentence: Sentence, columns: Sequence[int]) -> list[list[str]]:

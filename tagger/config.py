@@ -34,10 +34,16 @@ class Config:
     word_dim: int = 50               # ignored when pretrained vectors are given (their dimension wins)
     casing_dim: int = 10             # a small embedding of the word's shape (all caps, initial cap, digits, ...)
     char_dim: int = 30
-    char_encoder: str = "cnn"        # cnn | lstm | none
+    char_encoder: str = "auto"       # cnn | lstm | none | auto (none when the tokenizer is chars: a CNN over
+                                     # one character has nothing to see; else cnn)
     char_filters: int = 50           # CNN filters, or hidden size per direction of the char BiLSTM
     char_kernel: int = 3
     feature_dim: int = 20
+    bigrams: str = "auto"            # on | off | auto (on when the tokenizer is chars): an embedding of the
+                                     # bigram starting at each token (the last one's ends in vocab.END)
+    bigram_dim: int = 50             # ignored when pretrained bigram vectors are given (their dimension wins)
+    lexicon: bool = False            # B/M/E/S lexicon features per token (tagger/lexicon.py); training sets it
+                                     # when given a lexicon (`--lexicon FILE`), which the model directory keeps
     hidden_size: int = 100           # per direction (200 scored no better on CoNLL-2003 and tags 1.8x slower)
     num_layers: int = 1
     dropout: float = 0.5
@@ -67,14 +73,14 @@ class Config:
 
     def validate(self) -> "Config":
         """Raise ConfigError for values that would fail later in a less clear way."""
-        choices = {"optimizer": ("sgd", "adam", "nadam"), "char_encoder": ("cnn", "lstm", "none"),
-                   "tokenizer": ("auto", "words", "chars"),
+        choices = {"optimizer": ("sgd", "adam", "nadam"), "char_encoder": ("auto", "cnn", "lstm", "none"),
+                   "tokenizer": ("auto", "words", "chars"), "bigrams": ("auto", "on", "off"),
                    "tag_scheme": ("auto", "iob1", "iob2", "bioes", "iobes", "bilou", "bmes")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         for name in ("epochs", "batch_size", "hidden_size", "num_layers", "char_dim", "char_filters", "char_kernel",
-                     "word_dim", "patience", "unseen_neighbours"):
+                     "word_dim", "bigram_dim", "patience", "unseen_neighbours"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         for name in ("casing_dim", "feature_dim", "unseen_drift", "momentum", "lr_decay", "weight_decay", "clip",
@@ -93,6 +99,14 @@ class Config:
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, not {self.lr}")
         return self
+
+    def resolved(self) -> "Config":
+        """The config with its `auto` encoder settings decided by the tokenizer: for characters (Chinese) no
+        character CNN and bigrams on; for words (or a tokenizer still `auto`) the CNN and no bigrams."""
+        chars = self.tokenizer == "chars"
+        return dataclasses.replace(
+            self, char_encoder=("none" if chars else "cnn") if self.char_encoder == "auto" else self.char_encoder,
+            bigrams=("on" if chars else "off") if self.bigrams == "auto" else self.bigrams)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

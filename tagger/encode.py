@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from tagger.vocab import Vocab, casing
+from tagger.vocab import Vocab, bigrams, casing
 
 if TYPE_CHECKING:
     import torch
@@ -30,12 +30,15 @@ class Encoded:
 
     tokens: T (word id, casing id, spelling) triples, a spelling being a tuple of character ids (the encoder
     hands out one shared triple per distinct word); features: F lists of T ids; tags: T ids, or None for
-    unlabelled text.
+    unlabelled text; bigrams: T ids, or None when the vocabulary has none; lexicon: (T, lexicon.FEATURES)
+    float32, or None when it has no lexicon.
     """
 
     tokens: list[tuple[int, int, tuple[int, ...]]]
     features: list[list[int]]
     tags: list[int] | None
+    bigrams: list[int] | None = None
+    lexicon: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -55,6 +58,8 @@ class Batch:
     features: np.ndarray          # (B, F, T)
     mask: np.ndarray              # (B, T) bool
     tags: np.ndarray | None       # (B, T)
+    bigrams: np.ndarray | None = None  # (B, T) each token's bigram id, 0 on padding
+    lexicon: np.ndarray | None = None  # (B, T, lexicon.FEATURES) float32, 0 on padding
 
     def __len__(self) -> int:
         return self.words.shape[0]
@@ -98,6 +103,8 @@ class Encoder:
             tokens=described,
             features=[[index.get(v) for v in column] for index, column in zip(vocab.features, features)],
             tags=None if tags is None else [vocab.tags.ids[t] for t in tags],
+            bigrams=None if vocab.bigrams is None else list(map(vocab.bigrams.get, bigrams(tokens))),
+            lexicon=None if vocab.lexicon is None else vocab.lexicon.features(tokens),
         )
 
 
@@ -132,7 +139,16 @@ def collate(items: Sequence[Encoded]) -> Batch:
         if columns else np.zeros((mask.shape[0], 0, mask.shape[1]), dtype=np.int64),  # (B, F, T)
         mask=mask,
         tags=stack(chain.from_iterable(e.tags for e in items)) if items[0].tags is not None else None,
+        bigrams=stack(chain.from_iterable(e.bigrams for e in items)) if items[0].bigrams is not None else None,
+        lexicon=_stack_rows([e.lexicon for e in items], mask) if items[0].lexicon is not None else None,
     )
+
+
+def _stack_rows(rows: Sequence[np.ndarray], mask: np.ndarray) -> np.ndarray:
+    """(B, T, F) from each sentence's (length, F) rows, zeros on padding."""
+    out = np.zeros((*mask.shape, rows[0].shape[1]), dtype=np.float32)
+    out[mask] = np.concatenate(rows)
+    return out
 
 
 def longs(values: Iterable[int]) -> np.ndarray:

@@ -23,10 +23,12 @@ class Network:
     """The network's tagging pass (no dropout) over numpy arrays; `tensors` as tagger/network.py names them."""
 
     def __init__(self, config: Config, tensors: Mapping[str, np.ndarray]):
-        t = tensors
+        t, config = tensors, config.resolved()
         self.word, self.frozen, self.casing = t["words.trained"], t["words.frozen"], t["casing"]
         self.features = [t[f"features.{i}"] for i in range(len(config.features))]
         self.char_encoder = config.char_encoder
+        self.bigrams = t["bigrams"] if config.bigrams == "on" else None
+        self.lexicon = config.lexicon
         if config.char_encoder != "none":
             self.char_embed = t["chars.embedding"]
         if config.char_encoder == "cnn":
@@ -48,14 +50,22 @@ class Network:
         if self.char_encoder != "none":
             typed.append(self.spell(batch.spellings, batch.spelling_lengths))
         x, rows = np.concatenate(typed, 1), batch.types.T  # (U, D); (T, B) each token's row of x
-        if self.features:  # feature columns vary per token: project every token
-            per_token = [x[batch.types]] + [emb[batch.features[:, i]] for i, emb in enumerate(self.features)]
+        per_token = self.per_token(batch)
+        if per_token:  # bigrams, lexicon features, feature columns vary per token: project every token
+            per_token = [x[batch.types], *per_token]  # (B, T, D) each
             x, rows = np.concatenate(per_token, 2).transpose(1, 0, 2).reshape(rows.size, -1), _rows(rows.shape)
         for w_ih, bias, w_hh in self.lstm:
             h = bilstm(x @ w_ih + bias, rows, batch.mask, w_hh)  # (T, B, 2*hidden)
             x, rows = h.reshape(-1, h.shape[2]), _rows(h.shape[:2])
         w, b = self.emit
         return h.transpose(1, 0, 2) @ w + b  # (B, T, num_tags)
+
+    def per_token(self, batch: Batch) -> list[np.ndarray]:
+        """The inputs that depend on a token's neighbours or columns, in the input's order: (B, T, D) each."""
+        out = [] if self.bigrams is None else [self.bigrams[batch.bigrams]]
+        if self.lexicon:
+            out.append(batch.lexicon)
+        return out + [emb[batch.features[:, i]] for i, emb in enumerate(self.features)]
 
     def embed_words(self, words: np.ndarray) -> np.ndarray:
         """Rows of the trained embedding, or of the frozen pretrained one for ids past it."""

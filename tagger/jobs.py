@@ -64,14 +64,15 @@ def check_output_dir(output: Path, resume: bool, force: bool) -> None:
 def prepare_output_dir(output: Path, resume: bool) -> None:
     """Create `output`; without --resume, clear the old model, metrics, curves and checkpoints (checked: --force)."""
     if not resume:
-        for name in (*FILES, "metrics.jsonl", "training.svg"):
+        for name in (*FILES, store.LEXICON, "metrics.jsonl", "training.svg"):
             (output / name).unlink(missing_ok=True)
         for name in ("checkpoint", "checkpoint.new", "checkpoint.old"):
             shutil.rmtree(output / name, ignore_errors=True)
     output.mkdir(parents=True, exist_ok=True)
 
 
-def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path | None) -> None:
+def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path | None,
+                    lexicon: str | None = None, bigram_embeddings: Path | None = None) -> None:
     """Add what the model was trained on, and when, to its config.json (`tagger info` shows it)."""
     from datetime import datetime, timezone
 
@@ -81,6 +82,8 @@ def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path
     meta = json.loads(path.read_text(encoding="utf-8"))
     meta["training"] = {"train": str(train_ref), "dev": str(dev_ref),
                         "embeddings": Path(embeddings).name if embeddings else None,
+                        "lexicon": Path(lexicon).name if lexicon else None,
+                        "bigram_embeddings": Path(bigram_embeddings).name if bigram_embeddings else None,
                         "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -88,10 +91,15 @@ def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path
 def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, embeddings: Path | None = None,
           format: str = "auto", tag_column: int | None = None, scheme: str = "auto",
           config_file: Path | None = None, overrides: dict | None = None, features: str | None = None,
-          resume: bool = False, force: bool = False, reporter=None, processes: int = 1) -> dict:
+          resume: bool = False, force: bool = False, reporter=None, processes: int = 1,
+          lexicon: str | None = None, bigram_embeddings: Path | None = None) -> dict:
+    """Train a model from paths and options. lexicon: a `word [frequency]` file, or "jieba" for an installed
+    jieba's dictionary (tagger/lexicon.py); bigram_embeddings: vectors of character bigrams ("北京"), in
+    --embeddings' formats. Both only start a training: on --resume the checkpoint keeps its own."""
     from tagger import distributed, train as training
     from tagger.api import Tagger
     from tagger.embeddings import check_vectors_file, load_vectors
+    from tagger.lexicon import lexicon_path, read_lexicon
 
     reporter = reporter or training.Silent()
     config = make_config(config_file, overrides or {}, features)
@@ -104,6 +112,10 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
         reporter = training.Silent()
     if embeddings is not None and not resume:
         check_vectors_file(embeddings)  # before the corpus is read: a typo should not cost that wait
+    if bigram_embeddings is not None and not resume:
+        check_vectors_file(bigram_embeddings)
+    if lexicon is not None and not resume:
+        lexicon_path(lexicon)
     train_sents = read_sentences(train_ref, format, tag_column, split="train")
     dev_sents = read_sentences(dev_ref, format, tag_column, split="validation")
     check_feature_columns([*train_sents, *dev_sents], config.features, train_ref)
@@ -115,21 +127,27 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
                          "scored as entities the model misses")
     reporter.message(f"{len(train_sents):,} training sentences ({sum(len(s.tokens) for s in train_sents):,} "
                      f"tokens), {len(dev_sents):,} dev; scheme {source or 'none (plain tags)'}")
-    vectors = None
+    vectors = bigram_vectors = words = None
     if embeddings is not None and not resume:
         vectors = load_vectors(embeddings)
+    if bigram_embeddings is not None and not resume:
+        bigram_vectors = load_vectors(bigram_embeddings)
+    if lexicon is not None and not resume:
+        words = read_lexicon(lexicon)
+        reporter.message(f"lexicon: {len(words):,} words, the longest {words.longest} characters")
     created = not output.exists()
     if leader:
         prepare_output_dir(output, resume)
     try:
         progress, world = training.train_processes(processes, config, train_sents, dev_sents, output, source,
-                                                   dev_scheme, vectors, resume, reporter, given)
+                                                   dev_scheme, vectors, resume, reporter, given, words,
+                                                   bigram_vectors)
     except BaseException:
         if leader and created and output.is_dir() and not any(output.iterdir()):  # failed before writing
             output.rmdir()  # anything: leave no empty directory
         raise
     if world.leader:
-        record_training(output, train_ref, dev_ref, embeddings)
+        record_training(output, train_ref, dev_ref, embeddings, lexicon, bigram_embeddings)
     result = {"best_dev_f1": progress.best_f1, "best_epoch": progress.best_epoch,
               "epochs": progress.epoch, "minutes": progress.seconds / 60, "rank": world.rank}
     if test and world.leader:

@@ -1,4 +1,4 @@
-"""The network for training (torch): word + casing + character (+ feature) embeddings -> BiLSTM -> emissions
+"""The network for training (torch): word + casing + character (+ bigram, lexicon, feature) inputs -> BiLSTM -> emissions
 -> constrained CRF loss. Tagging runs tagger/inference.py on the same tensors (tagger/network.py names them);
 `Trainable` pairs this network with its config and vocabulary, saves it and hands it to the tagging engine.
 """
@@ -87,7 +87,7 @@ class BiLSTMCRF(nn.Module):
     def __init__(self, config: Config, sizes: network.Sizes,
                  allowed: tuple[list[bool], list[list[bool]], list[bool]]):
         super().__init__()
-        c = self.config = config
+        c = self.config = config.resolved()
         self.sizes = sizes
         num_words, num_frozen, num_chars, num_tags = sizes.words, sizes.frozen, sizes.chars, sizes.tags
         feature_sizes = sizes.features
@@ -98,6 +98,8 @@ class BiLSTMCRF(nn.Module):
         self.chars = {"cnn": lambda: CharCNN(num_chars, c.char_dim, c.char_filters, c.char_kernel, c.char_dropout),
                       "lstm": lambda: CharLSTM(num_chars, c.char_dim, c.char_filters, c.char_dropout),
                       "none": lambda: None}[c.char_encoder]()
+        self.bigrams = nn.Embedding(sizes.bigrams, c.bigram_dim, padding_idx=0) if c.bigrams == "on" else None
+        self.lexicon = c.lexicon  # its features go into the BiLSTM as they are
         self.features = nn.ModuleList(nn.Embedding(n, c.feature_dim, padding_idx=0) for n in feature_sizes)
         in_dim = network.input_size(c, len(feature_sizes))
         self.dropout = LockedDropout(c.dropout)
@@ -133,6 +135,13 @@ class BiLSTMCRF(nn.Module):
         pretrained = nn.functional.embedding((words - n).clamp(min=0), self.frozen)
         return torch.where((words >= n).unsqueeze(-1), pretrained, own)
 
+    def _dropped(self, ids: Tensor) -> Tensor:
+        """Ids replaced by <unk> (1) at the word-dropout rate while training: unseen bigrams are common in
+        Chinese test text, and their <unk> row must be trained."""
+        if not (self.training and self.word_dropout):
+            return ids
+        return ids.masked_fill((torch.rand(ids.shape) < self.word_dropout) & (ids > 0), 1)
+
     def emissions(self, batch: Batch) -> Tensor:
         """(B, T, num_tags) scores of a batch of sentences of one length, as training batches are (tagging
         batches mix lengths and go to tagger/inference.py)."""
@@ -143,6 +152,10 @@ class BiLSTMCRF(nn.Module):
         if self.chars is not None:
             spelt = self.chars(batch.spellings, batch.spelling_lengths)  # (U, char_dim)
             parts.append(spelt[batch.types])  # (B, T, char_dim)
+        if self.bigrams is not None:
+            parts.append(self.bigrams(self._dropped(batch.bigrams)))  # (B, T, bigram_dim)
+        if self.lexicon:
+            parts.append(batch.lexicon)  # (B, T, lexicon.FEATURES)
         parts += [emb(batch.features[:, i]) for i, emb in enumerate(self.features)]
         x = self.dropout(torch.cat(parts, -1))  # (B, T, in_dim)
         x, _ = self.lstm(x)  # (B, T, 2*hidden)
@@ -189,6 +202,7 @@ class Trainable:
             allowed = [True] * len(tags), [[True] * len(tags) for _ in tags], [True] * len(tags)
         else:
             allowed = schemes.allowed_transitions(tags, scheme)
+        config = config.resolved()
         return cls(config, vocab, BiLSTMCRF(config, sizes_of(vocab), allowed))
 
     @classmethod
@@ -208,4 +222,5 @@ class Trainable:
         return Tagger(self.config, self.vocab, self.model.tensors())
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        store.save_model(path, self.config, self.vocab.to_json(), self.model.tensors(), extra)
+        store.save_model(path, self.config, self.vocab.to_json(), self.model.tensors(), extra,
+                         self.vocab.lexicon.to_text() if self.vocab.lexicon else None)

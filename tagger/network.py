@@ -11,6 +11,7 @@ other's internals, so a torch release that renames its modules' keys changes not
     chars.cnn.weight   (char_filters, char_kernel * char_dim)   one window of characters -> filters
     chars.cnn.bias     (char_filters,)
     chars.lstm.0.{forward,backward}.{weight_ih,weight_hh,bias_ih,bias_hh}   the character BiLSTM
+    bigrams            (num_bigrams, bigram_dim)  the bigram starting at each token (config bigrams = "on")
     features.{i}       (values of column i, feature_dim)
     lstm.{layer}.{forward,backward}.weight_ih  (4 * hidden, input)   gate rows in the order i, f, g, o:
     lstm.{layer}.{forward,backward}.weight_hh  (4 * hidden, hidden)  c' = f c + i g, h' = o tanh(c'),
@@ -22,6 +23,9 @@ other's internals, so a torch release that renames its modules' keys changes not
     crf.transitions    (num_tags, num_tags)     to FORBIDDEN; transitions[a, b] scores tag a -> tag b
     crf.end            (num_tags,)
 
+The lexicon's B/M/E/S features (config lexicon = true, tagger/lexicon.py) have no tensor of their own: the
+BiLSTM's input weights read them as they are. A model without bigrams or a lexicon is what format 2 was.
+
 Adding an encoder: its Config field, its torch module (model.py), its numpy forward (inference.py), and
 its tensors here (`shapes`, `TORCH_NAMES` when torch's key differs).
 """
@@ -32,6 +36,7 @@ from typing import Mapping
 
 import numpy as np
 
+from tagger import lexicon
 from tagger.config import Config
 from tagger.viterbi import FORBIDDEN
 from tagger.vocab import CASINGS
@@ -50,21 +55,25 @@ class Sizes:
     chars: int
     tags: int
     features: tuple[int, ...]
+    bigrams: int = 0
 
 
 def char_output_size(config: Config) -> int:
     """Width of a word's character encoding."""
-    return {"cnn": config.char_filters, "lstm": 2 * config.char_filters, "none": 0}[config.char_encoder]
+    return {"cnn": config.char_filters, "lstm": 2 * config.char_filters, "none": 0}[config.resolved().char_encoder]
 
 
 def input_size(config: Config, num_features: int) -> int:
-    """Width of the BiLSTM's input: word, casing, characters and feature columns, concatenated in that order."""
-    return config.word_dim + config.casing_dim + char_output_size(config) + config.feature_dim * num_features
+    """Width of the BiLSTM's input: word, casing, characters, bigram, lexicon features and feature columns,
+    concatenated in that order."""
+    c = config.resolved()
+    return (c.word_dim + c.casing_dim + char_output_size(c) + (c.bigram_dim if c.bigrams == "on" else 0)
+            + (lexicon.FEATURES if c.lexicon else 0) + c.feature_dim * num_features)
 
 
 def shapes(config: Config, sizes: Sizes) -> dict[str, tuple[int, ...]]:
     """Every tensor of a model with this config and vocabulary, by name."""
-    c = config
+    c = config.resolved()
     out = {"words.trained": (sizes.words, c.word_dim), "words.frozen": (sizes.frozen, c.word_dim),
            "casing": (len(CASINGS), c.casing_dim)}
     if c.char_encoder != "none":
@@ -73,6 +82,8 @@ def shapes(config: Config, sizes: Sizes) -> dict[str, tuple[int, ...]]:
         out |= {"chars.cnn.weight": (c.char_filters, c.char_kernel * c.char_dim), "chars.cnn.bias": (c.char_filters,)}
     elif c.char_encoder == "lstm":
         out |= _lstm_shapes("chars.lstm", c.char_dim, c.char_filters, 1)
+    if c.bigrams == "on":
+        out["bigrams"] = (sizes.bigrams, c.bigram_dim)
     out |= {f"features.{i}": (n, c.feature_dim) for i, n in enumerate(sizes.features)}
     out |= _lstm_shapes("lstm", input_size(c, len(sizes.features)), c.hidden_size, c.num_layers)
     k = sizes.tags
@@ -111,7 +122,7 @@ def torch_name(name: str) -> str:
         return f"crf.parametrizations.{_CRF[name]}.original"
     fixed = {"words.trained": "word.weight", "words.frozen": "frozen", "casing": "casing.weight",
              "chars.embedding": "chars.embed.weight", "chars.cnn.weight": "chars.window.weight",
-             "chars.cnn.bias": "chars.window.bias", "emissions.weight": "emit.weight", "emissions.bias": "emit.bias"}
+             "chars.cnn.bias": "chars.window.bias", "bigrams": "bigrams.weight", "emissions.weight": "emit.weight", "emissions.bias": "emit.bias"}
     if name in fixed:
         return fixed[name]
     parts = name.split(".")

@@ -30,6 +30,7 @@ from tagger.errors import ConfigError, ModelError
 FORMAT = "bilstm-tagger"
 FORMAT_1 = "bilstm-tagger/1"  # config.json's "format" in format 1, which had no format_version
 FILES = ("config.json", "vocab.json", "model.safetensors")
+LEXICON = "lexicon.txt"  # a model with lexicon features: one `word frequency` line per word
 
 
 @contextmanager
@@ -72,12 +73,17 @@ def sha256(data: bytes) -> str:
 
 
 def save_model(directory: str | Path, config: Config, vocab: dict, tensors: Mapping[str, np.ndarray],
-               extra: dict[str, Any] | None = None) -> None:
-    """Write a model directory: tensors named as tagger/network.py says (float16 where it says so)."""
+               extra: dict[str, Any] | None = None, lexicon: str | None = None) -> None:
+    """Write a model directory: tensors named as tagger/network.py says (float16 where it says so), and the
+    lexicon's text (tagger/lexicon.py) as lexicon.txt when the model has one; config.json checksums each."""
     directory = Path(directory)
     arrays = {k: np.ascontiguousarray(v, dtype=np.float16 if k in network.HALF else np.float32)
               for k, v in tensors.items()}
     blobs = {"vocab.json": json.dumps(vocab, ensure_ascii=False).encode("utf-8"), "model.safetensors": st_save(arrays)}
+    if lexicon is not None:
+        blobs[LEXICON] = lexicon.encode("utf-8")
+    else:
+        (directory / LEXICON).unlink(missing_ok=True)
     for name, data in blobs.items():
         atomic_write(directory / name, data)
     meta = {"format": FORMAT, "format_version": network.FORMAT_VERSION, "config": config.to_dict(),
@@ -129,6 +135,24 @@ def load_model(directory: str | Path) -> tuple[Config, dict, dict[str, np.ndarra
         raise ModelError(f"unreadable weights: {e}", path=str(directory / "model.safetensors")) from None
     meta.setdefault("format_version", 1)
     return config, vocab, tensors, meta
+
+
+def load_lexicon(directory: str | Path, meta: Mapping[str, Any]) -> str | None:
+    """The text of a model's lexicon.txt, checked against config.json's checksum (None: the model has none)."""
+    path = Path(directory) / LEXICON
+    expected = meta.get("sha256", {}).get(LEXICON)
+    if expected is None:
+        return None
+    if not path.is_file():
+        raise ModelError(f"model directory lacks {LEXICON}", path=str(directory))
+    data = path.read_bytes()
+    if sha256(data) != expected:
+        raise ModelError("checksum does not match config.json: the file was altered, truncated or half-written",
+                         path=str(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelError("invalid UTF-8", path=str(path)) from None
 
 
 def _check_format(meta: Any, path: Path) -> None:

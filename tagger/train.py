@@ -9,6 +9,7 @@ and rank 0 alone scores, saves, logs and decides; the others follow its decision
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import signal
@@ -33,6 +34,7 @@ from tagger.config import Config
 from tagger.encode import Batch, Encoded, collate, length_batches
 from tagger.errors import ConfigError, InputError
 from tagger.evaluate import score
+from tagger.lexicon import Lexicon
 from tagger.model import Trainable
 from tagger.vocab import build_vocab
 
@@ -121,23 +123,30 @@ def set_seed(seed: int) -> None:
 
 
 def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str | None,
-                 vectors: tuple[list[str], np.ndarray] | None, reporter: Reporter, neighbours: bool = True
+                 vectors: tuple[list[str], np.ndarray] | None, reporter: Reporter, neighbours: bool = True,
+                 lexicon: Lexicon | None = None, bigram_vectors: tuple[list[str], np.ndarray] | None = None
                  ) -> tuple[Trainable, unseen.Pretrained | None]:
     """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in;
     and, for pretrained_swap or unseen_drift, what training keeps of the pretrained vectors (tagger/unseen.py).
-    neighbours=False skips the unseen words' neighbour search (ranks other than 0 never score nor save)."""
+    neighbours=False skips the unseen words' neighbour search (ranks other than 0 never score nor save).
+    The config's `auto` settings are decided here and saved with the model: the tokenizer, then the encoders
+    that suit it (Config.resolved); lexicon is on when a lexicon is given; bigram vectors turn bigrams on."""
     if vectors is not None:
         config = dataclasses.replace(config, word_dim=vectors[1].shape[1])
     if config.tokenizer == "auto":
         config = dataclasses.replace(config, tokenizer=choose_tokenizer(train))
         reporter.message(f"raw text will be split into {config.tokenizer} (tokenizer = \"{config.tokenizer}\")")
+    config = _with_inputs(config, lexicon, bigram_vectors, reporter)
     scheme = model_scheme(config, source_scheme)
     vocab = build_vocab((s.tokens for s in train), (_convert(s.tags, source_scheme, scheme) for s in train),
                         [[feature_columns(s, [c])[0] for s in train] for c in config.features],
                         pretrained=vectors[0] if vectors else (), min_count=config.min_word_count,
-                        lowercase=config.lowercase_lookup, source_scheme=source_scheme)
+                        lowercase=config.lowercase_lookup, source_scheme=source_scheme,
+                        with_bigrams=config.bigrams == "on", lexicon=lexicon)
     set_seed(config.seed)
     tagger = Trainable.build(config, vocab)
+    if bigram_vectors is not None:
+        _copy_bigram_vectors(tagger, bigram_vectors, reporter)
     if vectors is None:
         return tagger, None
     rows = _copy_vectors(tagger, vectors, reporter, train)
@@ -150,6 +159,34 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
         reporter.message(f"nearest trained words of {len(vocab.frozen):,} unseen pretrained words found in "
                          f"{time.perf_counter() - start:.1f}s")
     return tagger, pretrained
+
+
+def _with_inputs(config: Config, lexicon: Lexicon | None, bigram_vectors: tuple[list[str], np.ndarray] | None,
+                 reporter: Reporter) -> Config:
+    """The config with its encoders decided (after the tokenizer) and said when `auto` chose them."""
+    if config.lexicon and lexicon is None:
+        raise ConfigError("lexicon = true needs a lexicon: train with --lexicon FILE (or --lexicon jieba)")
+    if bigram_vectors is not None:
+        if config.bigrams == "off":
+            raise ConfigError("bigram vectors were given but the config has bigrams = \"off\"")
+        config = dataclasses.replace(config, bigrams="on", bigram_dim=bigram_vectors[1].shape[1])
+    resolved = dataclasses.replace(config.resolved(), lexicon=lexicon is not None)
+    if resolved.tokenizer == "chars" and (config.char_encoder == "auto" or config.bigrams == "auto"):
+        reporter.message(f"{resolved.tokenizer} defaults: char_encoder = \"{resolved.char_encoder}\", bigrams = "
+                         f"\"{resolved.bigrams}\"{f', lexicon of {len(lexicon):,} words' if lexicon else ''}")
+    return resolved
+
+
+def _copy_bigram_vectors(tagger: Trainable, vectors: tuple[list[str], np.ndarray], reporter: Reporter) -> None:
+    """Pretrained bigram vectors into the rows of the training bigrams they have (the others stay random)."""
+    words, matrix = vectors
+    row = {w: i for i, w in enumerate(words)}
+    items = tagger.vocab.bigrams.items
+    rows = [i for i, key in enumerate(items[2:], start=2) if key in row]
+    with torch.no_grad():
+        tagger.model.bigrams.weight[rows] = torch.from_numpy(matrix[[row[items[i]] for i in rows]])
+    reporter.message(f"bigram vectors: {len(words):,} x {matrix.shape[1]}; they cover {len(rows):,} of "
+                     f"{len(items) - 2:,} training bigrams ({100 * len(rows) / max(len(items) - 2, 1):.1f}%)")
 
 
 def choose_tokenizer(train: Sequence[Sentence]) -> str:
@@ -209,13 +246,15 @@ def make_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimi
 def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[Sentence], output: str | Path,
           source_scheme: str | None, dev_scheme: str | None = None,
           vectors: tuple[list[str], np.ndarray] | None = None, resume: bool = False,
-          reporter: Reporter | None = None, given: Collection[str] = (), world: World | None = None) -> Progress:
+          reporter: Reporter | None = None, given: Collection[str] = (), world: World | None = None,
+          lexicon: Lexicon | None = None, bigram_vectors: tuple[list[str], np.ndarray] | None = None) -> Progress:
     """Train (or resume training) and keep the best model on dev in `output`.
 
     On resume the checkpoint's config is used, except for the settings named in `given` (those the user set:
     the CLI's options and config file): epochs, max_minutes and threads take `config`'s values; any other that
     differs from the checkpoint's is a ConfigError. `world`: this process's rank among data-parallel training
-    processes (tagger/distributed.py), in a process group already set up; one process when None."""
+    processes (tagger/distributed.py), in a process group already set up; one process when None. `lexicon` and
+    `bigram_vectors` (tagger/lexicon.py, tagger/embeddings.py) start a new training only: a checkpoint has its own."""
     reporter = reporter or Silent()
     output, world = Path(output), world or World()
     if resume:
@@ -224,7 +263,8 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
         check_left(config, progress, output)
         reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")
     else:
-        tagger, pretrained = build_tagger(config, train_sents, source_scheme, vectors, reporter, world.leader)
+        tagger, pretrained = build_tagger(config, train_sents, source_scheme, vectors, reporter, world.leader,
+                                          lexicon, bigram_vectors)
         config = tagger.config
         optimizer, progress = make_optimizer(config, tagger.model), Progress()
         average = WeightAverage(tagger.model, config.average) if config.average else None
@@ -269,8 +309,9 @@ def resumed_config(saved: Config, config: Config, given: Collection[str], output
     """The checkpoint's config with the settings that may change on resume taken from `config`. Settings that
     training resolved are not compared: tokenizer = "auto" (became words or chars), and word_dim when the
     model has pretrained vectors (their dimension won)."""
-    resolved = {"version", *(["tokenizer"] if config.tokenizer == "auto" else []),
-                *(["word_dim"] if pretrained else [])}
+    resolved = {"version", "lexicon", *(["tokenizer"] if config.tokenizer == "auto" else []),
+                *(["char_encoder"] if config.char_encoder == "auto" else []),
+                *(["bigrams"] if config.bigrams == "auto" else []), *(["word_dim"] if pretrained else [])}
     changing = {name for name in given if name in RESUMABLE}
     fixed = sorted(name for name in given if name not in RESUMABLE and name not in resolved
                    and getattr(config, name) != getattr(saved, name))
@@ -515,7 +556,8 @@ def _optimizer_dict(meta: dict, tensors: dict) -> dict:
 def train_processes(processes: int, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[Sentence],
                     output: str | Path, source_scheme: str | None, dev_scheme: str | None = None,
                     vectors: tuple[list[str], np.ndarray] | None = None, resume: bool = False,
-                    reporter: Reporter | None = None, given: Collection[str] = ()) -> tuple[Progress, World]:
+                    reporter: Reporter | None = None, given: Collection[str] = (), lexicon: Lexicon | None = None,
+                    bigram_vectors: tuple[list[str], np.ndarray] | None = None) -> tuple[Progress, World]:
     """train() data-parallel: in the world torchrun set up (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), or on
     `processes` processes of this machine with this one as rank 0, or in this process alone. Returns this
     rank's Progress (rank 0's decisions: the same on every rank) and its World."""
@@ -526,11 +568,12 @@ def train_processes(processes: int, config: Config, train_sents: Sequence[Senten
                               "leave --processes out and set --nproc-per-node instead")
         with distributed.process_group(env) as world:
             return train(config, train_sents, dev_sents, output, source_scheme, dev_scheme, vectors, resume,
-                         reporter if world.leader else Silent(), given, world), world
+                         reporter if world.leader else Silent(), given, world, lexicon, bigram_vectors), world
     if processes <= 1:
         return train(config, train_sents, dev_sents, output, source_scheme, dev_scheme, vectors, resume, reporter,
-                     given), World()
+                     given, None, lexicon, bigram_vectors), World()
     others = (config, train_sents, (), output, source_scheme, dev_scheme, vectors, resume, Silent(), given)
-    with distributed.spawned(processes, train, others, agreed=(Interrupted,)) as world:
+    with distributed.spawned(processes, functools.partial(train, lexicon=lexicon, bigram_vectors=bigram_vectors),
+                             others, agreed=(Interrupted,)) as world:
         return train(config, train_sents, dev_sents, output, source_scheme, dev_scheme, vectors, resume, reporter,
-                     given, world), world
+                     given, world, lexicon, bigram_vectors), world

@@ -1,4 +1,5 @@
-"""Word, character, casing, feature and tag vocabularies, saved together as vocab.json."""
+"""Word, character, bigram, casing, feature and tag vocabularies, saved together as vocab.json (the lexicon,
+when there is one, beside it as lexicon.txt)."""
 from __future__ import annotations
 
 import operator
@@ -6,9 +7,18 @@ from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:
+    from tagger.lexicon import Lexicon
 
 PAD, UNK = "<pad>", "<unk>"
+END = "</s>"  # what follows a sentence's last token in its bigram
+
+
+def bigrams(tokens: Sequence[str]) -> list[str]:
+    """The bigram starting at each token: it and the next one, joined ("北京" for 北 before 京), END after the last."""
+    return [a + b for a, b in zip(tokens, [*tokens[1:], END])]
 
 # Word shapes: lower-cased vector lookup loses case, this small feature gives it back.
 CASINGS = ("<pad>", "numeric", "mainly_numeric", "lower", "upper", "title", "has_digit", "punct", "other")
@@ -91,6 +101,8 @@ class Vocab:
     features: list[Index]
     lowercase: bool = True
     source_scheme: str | None = None   # the training corpus's scheme: predict_tokens answers in it
+    bigrams: Index | None = None       # when the config has bigrams on
+    lexicon: "Lexicon | None" = None   # when the config has lexicon on: saved as lexicon.txt, not in vocab.json
 
     def word_id(self, word: str) -> int:
         """Exact form first, then lower-cased; frozen ids follow the trainable ones."""
@@ -106,23 +118,30 @@ class Vocab:
     def to_json(self) -> dict:
         return {"words": self.words.items, "frozen_words": self.frozen.items, "chars": self.chars.items,
                 "tags": self.tags.items, "features": [f.items for f in self.features],
-                "lowercase": self.lowercase, "source_scheme": self.source_scheme}
+                "lowercase": self.lowercase, "source_scheme": self.source_scheme,
+                **({"bigrams": self.bigrams.items} if self.bigrams is not None else {})}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Vocab":
+    def from_json(cls, data: dict, lexicon: "Lexicon | None" = None) -> "Vocab":
         return cls(Index(data["words"]), SortedWords(data["frozen_words"]), Index(data["chars"]),
                    Index(data["tags"], specials=False), [Index(f) for f in data["features"]],
-                   data["lowercase"], data["source_scheme"])
+                   data["lowercase"], data["source_scheme"],
+                   Index(data["bigrams"]) if data.get("bigrams") is not None else None, lexicon)
 
 
 def build_vocab(token_seqs: Iterable[Sequence[str]], tag_seqs: Iterable[Sequence[str]],
                 feature_seqs: Sequence[Iterable[Sequence[str]]] = (), pretrained: Iterable[str] = (),
-                min_count: int = 1, lowercase: bool = True, source_scheme: str | None = None) -> Vocab:
-    """Training words (keyed the way `word_id` will find them) are trainable; other pretrained words frozen."""
+                min_count: int = 1, lowercase: bool = True, source_scheme: str | None = None,
+                with_bigrams: bool = False, lexicon: "Lexicon | None" = None) -> Vocab:
+    """Training words (keyed the way `word_id` will find them) are trainable; other pretrained words frozen.
+    with_bigrams: a bigram index of every training bigram (unseen ones map to <unk>)."""
     pretrained = set(pretrained)
     word_counts: Counter = Counter()
     char_counts: Counter = Counter()
+    bigram_counts: Counter = Counter()
     for tokens in token_seqs:
+        if with_bigrams:
+            bigram_counts.update(bigrams(tokens))
         for w in tokens:
             char_counts.update(w)
             key = w if (w in pretrained or not lowercase) else w.lower()
@@ -134,4 +153,5 @@ def build_vocab(token_seqs: Iterable[Sequence[str]], tag_seqs: Iterable[Sequence
     tag_counts = Counter(t for tags in tag_seqs for t in tags)
     tags = Index(sorted(tag_counts, key=lambda t: (t != "O", t)), specials=False)
     features = [Index.build(Counter(v for seq in seqs for v in seq)) for seqs in feature_seqs]
-    return Vocab(words, frozen, Index.build(char_counts), tags, features, lowercase, source_scheme)
+    return Vocab(words, frozen, Index.build(char_counts), tags, features, lowercase, source_scheme,
+                 Index.build(bigram_counts) if with_bigrams else None, lexicon)

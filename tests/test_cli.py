@@ -94,6 +94,15 @@ def test_train_with_a_missing_embeddings_file_fails_first_and_leaves_no_director
     assert not out.exists()
 
 
+@pytest.mark.parametrize("option", ["--lexicon", "--bigram-embeddings"])
+def test_train_with_a_missing_lexicon_or_bigram_file_fails_first(corpus, tmp_path, option):
+    out, missing = tmp_path / "model", tmp_path / "words.txt"
+    result = tagger("train", tmp_path / "not-read-yet.txt", "--dev", corpus["dev"], "-o", out,
+                    "--config", corpus["config"], option, missing, "-q")
+    assert_user_error(result, str(missing), "no such")  # before the corpus is read
+    assert not out.exists()
+
+
 def test_train_warns_once_about_tags_with_a_prefix_no_scheme_has(corpus, tmp_path):
     sents = [(["John", "visited", "Paris"], ["X-PER", "O", "X-LOC"]), (["it", "rained"], ["O", "O"])] * 10
     train = write_corpus(tmp_path / "xtrain.txt", sents)

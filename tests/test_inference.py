@@ -14,6 +14,7 @@ from tagger.config import Config
 from tagger.data import read_sentences
 from tagger.encode import collate
 from tagger.inference import Network
+from tagger.lexicon import Lexicon
 from tagger.model import Trainable
 from tagger.vocab import build_vocab
 
@@ -24,16 +25,20 @@ TAGS = [["S-ORG", "O", "S-MISC", "O"], ["B-PER", "E-PER"], ["O", "S-LOC", "O"],
 POS = [["NNP", "VBZ", "JJ", "NN"], ["NNP", "NNP"], ["NN", "NNP", "CD"], ["DT", "NNP", "NNP", "VBD", "IN", "NNP"],
        ["NN", "NN"]]
 TEXT = "John Smith visited Paris . Siemens AG hired Mary in London ."
+# words spelt by consecutive tokens (joined), overlapping, at both edges of a sentence, of one token
+LEXICON = Lexicon({"EU": 3, "EUrejects": 1, "PeterBlackburn": 2, "Blackburn": 9, "TheEuropean": 1,
+                   "EuropeanCommissionsaid": 4, "Thursday": 2, "zebraokapi": 1})
 
 
-def random_network(char_encoder="cnn", layers=1, features=(), kernel=3) -> Trainable:
+def random_network(char_encoder="cnn", layers=1, features=(), kernel=3, bigrams=False, lexicon=False) -> Trainable:
     """An untrained network with weights large enough that its tags depend on them, and pretrained
     (frozen) words: "zebra" and "okapi", never seen in training, are looked up in them."""
     config = Config(hidden_size=8, char_dim=6, char_filters=5, char_kernel=kernel, word_dim=7, casing_dim=3,
                     feature_dim=4, char_encoder=char_encoder, num_layers=layers, features=list(features),
-                    tag_scheme="auto", dropout=0.0, word_dropout=0.0)
+                    tag_scheme="auto", dropout=0.0, word_dropout=0.0, bigrams="on" if bigrams else "off",
+                    bigram_dim=5, lexicon=lexicon)
     vocab = build_vocab(SENTENCES[:4], TAGS[:4], [POS[:4]] if features else [], pretrained=["lamb", "zebra", "okapi"],
-                        source_scheme="bioes")
+                        source_scheme="bioes", with_bigrams=bigrams, lexicon=LEXICON if lexicon else None)
     torch.manual_seed(0)
     trainable = Trainable.build(config, vocab)
     with torch.no_grad():
@@ -50,11 +55,13 @@ def torch_emissions_alone(trainable: Trainable, encoded) -> list[np.ndarray]:
         return [trainable.model.emissions(collate([e]))[0].numpy() for e in encoded]
 
 
+@pytest.mark.parametrize("bigrams,lexicon", [(False, False), (True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("features", [(), (1,)])
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("char_encoder", ["cnn", "lstm", "none"])
-def test_engine_gives_the_training_networks_emissions_on_mixed_length_batches(char_encoder, layers, features):
-    trainable = random_network(char_encoder, layers, features)
+def test_engine_gives_the_training_networks_emissions_on_mixed_length_batches(char_encoder, layers, features,
+                                                                              bigrams, lexicon):
+    trainable = random_network(char_encoder, layers, features, bigrams=bigrams, lexicon=lexicon)
     assert len(trainable.vocab.frozen) == 2
     encoded = [trainable.encode(s, features=[p] if features else ()) for s, p in zip(SENTENCES * 3, POS * 3)]
     batch = collate(encoded)  # lengths 2 to 6, padded to 6
@@ -75,10 +82,11 @@ def test_even_and_odd_character_windows(kernel):
         np.testing.assert_allclose(ours[i, : len(encoded[i])], theirs, atol=1e-5)
 
 
-@pytest.mark.parametrize("char_encoder,layers,features,kernel",
-                         [("cnn", 1, (), 3), ("lstm", 2, (1,), 3), ("none", 1, (1,), 5), ("cnn", 3, (), 4)])
-def test_network_names_every_tensor_the_training_network_has(char_encoder, layers, features, kernel):
-    trainable = random_network(char_encoder, layers, features, kernel)
+@pytest.mark.parametrize("char_encoder,layers,features,kernel,bigrams",
+                         [("cnn", 1, (), 3, False), ("lstm", 2, (1,), 3, True), ("none", 1, (1,), 5, True),
+                          ("cnn", 3, (), 4, False)])
+def test_network_names_every_tensor_the_training_network_has(char_encoder, layers, features, kernel, bigrams):
+    trainable = random_network(char_encoder, layers, features, kernel, bigrams=bigrams, lexicon=bigrams)
     tensors = trainable.model.tensors()
     assert {k: v.shape for k, v in tensors.items()} == network.shapes(trainable.config, sizes_of(trainable.vocab))
     parameters = {k for k in trainable.model.state_dict() if not k.endswith(".0.allowed")}
