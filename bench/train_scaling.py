@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SETUPS = [  # (name, processes, threads, beside a busy loop)
     ("1x1", 1, 1, False), ("1x2", 1, 2, False), ("2x1", 2, 1, False),
-    ("2x1+busy", 2, 1, True), ("1x2+busy", 1, 2, True),
+    ("1x1+busy", 1, 1, True), ("2x1+busy", 2, 1, True), ("1x2+busy", 1, 2, True),
 ]
 BUSY = "while True: pass"
 
@@ -114,7 +114,7 @@ def main() -> None:
     quiet = result["setups"]
     if "1x1" in quiet and "2x1" in quiet:
         result["speedup_2x1_over_1x1"] = round(quiet["2x1"]["tokens_per_s"] / quiet["1x1"]["tokens_per_s"], 3)
-    for name in ("2x1", "1x2"):
+    for name in ("1x1", "2x1", "1x2"):
         if name in quiet and f"{name}+busy" in quiet:
             result[f"kept_beside_busy_{name}"] = round(quiet[f"{name}+busy"]["tokens_per_s"]
                                                         / quiet[name]["tokens_per_s"], 3)
