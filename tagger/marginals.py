@@ -257,17 +257,18 @@ def _kbest_search(emissions: np.ndarray, mask: np.ndarray, start: np.ndarray, tr
     score = np.full((batch, num_tags, k), NEG_INF, dtype=dtype)  # (B, K current, k ranks)
     score[:, :, 0] = start[None, :] + em[0]
     stay = np.broadcast_to(np.arange(num_tags * k).reshape(num_tags, k), score.shape)  # a finished sentence
+    to_from = np.ascontiguousarray(trans.T)[None, :, :, None]  # (1, Kc, Kp, 1)
     pointers = []  # per step t >= 1: (B, K, k) index into the previous step's (K * k) (tag, rank) pairs
     for t in range(1, seq_len):
-        cand = (trans[None, :, :, None] + score[:, :, None, :]).transpose(0, 2, 1, 3)  # (B, Kc, Kp, k)
+        cand = to_from + score[:, None, :, :]  # (B, Kc, Kp, k), made in this layout: no transposed copy
         cand = cand.reshape(batch, num_tags, num_tags * k)  # (B, Kc, Kp * k): previous tag, then rank
-        best = np.argsort(-cand, axis=2, kind="stable")[:, :, :k]  # (B, Kc, k)
+        best, kept = _top(cand, k)  # (B, Kc, k) each
         on = mask[:, t, None, None]
-        score = np.where(on, np.take_along_axis(cand, best, 2) + em[t][:, :, None], score)
+        score = np.where(on, kept + em[t][:, :, None], score)
         pointers.append(np.where(on, best, stay).astype(np.int32))
     final = (score + end[None, :, None]).reshape(batch, num_tags * k)  # (B, K * k): last tag, then rank
-    chosen = np.argsort(-final, axis=1, kind="stable")[:, :k]  # (B, k)
-    found = np.take_along_axis(final, chosen, 1) > NEG_INF  # (B, k)
+    chosen, kept = (a[:, 0] for a in _top(final[:, None], k))  # (B, k) each
+    found = kept > NEG_INF  # (B, k)
     paths = np.empty((batch, k, seq_len), dtype=np.int64)
     rows = np.arange(batch)[:, None]
     for t in range(seq_len - 1, -1, -1):
@@ -276,6 +277,22 @@ def _kbest_search(emissions: np.ndarray, mask: np.ndarray, start: np.ndarray, tr
         if t:
             chosen = pointers[t - 1][rows, tag, rank]
     return paths, found
+
+
+def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest along the last axis, largest first, ties in index order (a stable argsort's first k),
+    by k passes of argmax, which returns the first maximum: several times faster than sorting the K * k
+    candidates of a step. Returns their indices and values; past the finite entries the values are -inf
+    (those paths do not exist, and their indices mean nothing)."""
+    work = scores.copy()
+    shape = (*scores.shape[:-1], k)
+    top, values = np.empty(shape, dtype=np.int64), np.empty(shape, dtype=scores.dtype)
+    for r in range(k):
+        top[..., r] = work.argmax(-1)
+        picked = top[..., r, None]
+        values[..., r] = np.take_along_axis(work, picked, -1)[..., 0]
+        np.put_along_axis(work, picked, NEG_INF, -1)
+    return top, values
 
 
 # -- temperature and calibration ---------------------------------------------------------------------------
