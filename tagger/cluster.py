@@ -128,6 +128,10 @@ def load_from_files(files: dict[str, bytes]):
         return Tagger.load(tmp)
 
 
+ROWS_PER_CALL = 4096  # rows an actor tags per call, in batches of `batch_size` sentences: as `tagger predict`
+                      # tags CHUNK_LINES lines at a time, so that Ray's per-call overhead is amortised
+
+
 def tag_dataset(ds: "ray.data.Dataset", model_dir: str | os.PathLike, text_column: str = "text",
                 batch_size: int = 256, concurrency: int = 2, scores: bool = False,
                 min_score: float | None = None) -> "ray.data.Dataset":
@@ -147,7 +151,7 @@ def tag_dataset(ds: "ray.data.Dataset", model_dir: str | os.PathLike, text_colum
         raise InputError(f"no column {text_column!r} (columns: {', '.join(names)}): choose one with --text-column")
     model_ref = [ray.put(model_files(model_dir))]  # in a list: Ray hands the constructor the ref, not the bytes
     return ds.map_batches(TagBatches, fn_constructor_args=(model_ref, text_column, batch_size, scores, min_score),
-                          batch_size=batch_size, batch_format="pyarrow", num_cpus=1,
+                          batch_size=max(batch_size, ROWS_PER_CALL), batch_format="pyarrow", num_cpus=1,
                           compute=ray.data.ActorPoolStrategy(size=concurrency))
 
 
