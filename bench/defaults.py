@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+from runcli import tagger  # noqa: E402  (bench/ is on sys.path when a script in it runs)
 
 # tagger/config.py's defaults before they became Adam 0.002, BiLSTM 100, batch 64, weight average 0.999
 OLD_DEFAULTS = """hidden_size = 200
@@ -27,16 +27,6 @@ lr = 0.015
 batch_size = 32
 average = 0.0
 """
-
-
-def tagger(*args: str) -> str:
-    """Run the `tagger` command of this checkout; its stdout."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True)
-    if done.returncode:
-        raise SystemExit(f"tagger {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout
 
 
 def one_run(corpus: Path, config: list[str], seed: int, out: Path, epochs: list[str]) -> dict:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,18 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from runcli import tagger  # noqa: E402
+
 # candidate settings (TOML) that --grid compares on dev; "" is the defaults
 GRID = {"defaults": "", "dropout 0.3": "dropout = 0.3\n", "bigram_dim 100": "bigram_dim = 100\n"}
-
-
-def tagger(*args: str) -> str:
-    """Run the `tagger` command of this checkout with one thread; its stdout."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True)
-    if done.returncode:
-        raise SystemExit(f"tagger {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout
 
 
 def one_run(data: Path, out: Path, seed: int, extra: list[str], setting: str, tmp: Path) -> dict:
