@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from corpora import schemes
-from corpora.conll import format_sentence, read_conll
+from corpora.conll import Sentence, format_sentence, read_conll
 from tagger import store
 from tagger.api import Tagger
 from tagger.config import Config, load_toml
@@ -97,7 +97,6 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     jieba's dictionary (tagger/lexicon.py); bigram_embeddings: vectors of character bigrams ("北京"), in
     --embeddings' formats. Both only start a training: on --resume the checkpoint keeps its own."""
     from tagger import distributed, train as training
-    from tagger.api import Tagger
     from tagger.embeddings import check_vectors_file, load_vectors
     from tagger.lexicon import lexicon_path, read_lexicon
 

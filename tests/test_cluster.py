@@ -24,7 +24,6 @@ from cli.main import app  # noqa: E402
 from conftest import make_sentences  # noqa: E402
 from tagger import cluster  # noqa: E402
 from tagger.api import Tagger  # noqa: E402
-from tagger.errors import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OBJECT_STORE = 80 * 1024 * 1024  # Ray's minimum is 75 MiB
