@@ -76,7 +76,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--json", type=Path, help="also write the result here")
     a = p.parse_args()
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # for the child processes, as the `tagger` command sets it
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # both children on one BLAS thread from the start (Tagger limits it anyway)
     lines = synthetic_lines() if a.synthetic else conll_lines(a.data)
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
         shards = Path(tmp) / "in"
