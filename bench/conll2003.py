@@ -9,31 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import queue
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def run(cmd: list[str], core: int | None = None) -> tuple[str, float]:
-    """Run cmd (pinned to `core` with one thread if given); its stdout and its peak RSS in MB."""
-    print("$", " ".join(cmd), file=sys.stderr, flush=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1") if core is not None else None
-    pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, preexec_fn=pin)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS, even with others running
-        out.seek(0), err.seek(0)
-        if status:
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{err.read()}")
-        return out.read(), usage.ru_maxrss / 1024
+from runcli import on_cores, run  # noqa: E402
 
 
 def mean_std(values: list[float]) -> dict:
@@ -69,22 +54,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one core and thread each")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `tagger train` options")
     args = parser.parse_args()
-    if args.jobs > 1:
-        free: queue.Queue[int] = queue.Queue()
-        for core in sorted(os.sched_getaffinity(0))[: args.jobs]:
-            free.put(core)
-
-        def on_a_free_core(seed: int) -> dict:  # a seed takes whichever core the last one to finish left
-            core = free.get()
-            try:
-                return one_seed(args, seed, core)
-            finally:
-                free.put(core)
-
-        with ThreadPoolExecutor(free.qsize()) as pool:
-            runs = list(pool.map(on_a_free_core, args.seeds))
-    else:
-        runs = [one_seed(args, s, None) for s in args.seeds]
+    runs = on_cores(lambda seed, core: one_seed(args, seed, core), args.seeds, args.jobs)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     result = {"config": args.config, "commit": commit, "runs": runs,
               "dev_f1": mean_std([r["dev_f1"] for r in runs]), "test_f1": mean_std([r["test_f1"] for r in runs]),

@@ -80,12 +80,16 @@ def train(
     dev: str = typer.Option(..., "--dev", help="development data: chooses the best epoch and stops training"),
     output: Path = typer.Option(..., "--output", "-o", help="model directory to write"),
     test: Optional[str] = typer.Option(None, "--test", help="scored with the best model at the end"),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="word vectors, GloVe or word2vec text"),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="word vectors, GloVe or word2vec text; "
+                                              "'jieba': the character vectors of an installed jieba's LAC model"),
     lexicon: Optional[str] = typer.Option(None, "--lexicon", help="words, one a line with an optional frequency, "
                                           "whose B/M/E/S matches each character sees; 'jieba': the dictionary "
                                           "of an installed jieba (pip install jieba). Saved with the model"),
     bigram_embeddings: Optional[Path] = typer.Option(None, "--bigram-embeddings", help="vectors of character "
                                                      "bigrams (e.g. 北京), in --embeddings' formats"),
+    context: Optional[str] = typer.Option(None, "--context", help="'jieba': an installed jieba's LAC network "
+                                          "(Chinese words, parts of speech, names) as a frozen encoder whose "
+                                          "outputs the BiLSTM reads; or a lac_small directory. Saved with the model"),
     bigrams: Optional[str] = typer.Option(None, "--bigrams", help="on | off | auto (default: on when the "
                                           "tokeniser is chars)"),
     format: Format = typer.Option(Format.auto, "--format", help="column layout of the files"),
@@ -124,7 +128,7 @@ def train(
                                 tag_column=tag_column, scheme=scheme.value, config_file=config_file,
                                 overrides=overrides, features=features, resume=resume, force=force,
                                 reporter=reporter, processes=processes, lexicon=lexicon,
-                                bigram_embeddings=bigram_embeddings)
+                                bigram_embeddings=bigram_embeddings, context=context)
     except Interrupted as e:  # Ctrl-C: a checkpoint was saved; say how to go on, no traceback
         typer.echo(f"{e}: continue with the same command and --resume", err=True)
         raise typer.Exit(130)
@@ -304,6 +308,7 @@ def format_info(about: dict) -> str:
         "vocabulary": f"{v['words']:,} words, {v['pretrained_only_words']:,} pretrained-only words, "
                       f"{v['characters']:,} characters, {v['tags']} tags",
         "embeddings": about["embeddings"] or "none recorded",
+        "context": about["context"],
         "best dev F1": f"{100 * f1:.2f} at epoch {about['best_epoch']}" if f1 is not None else "not recorded",
         "trained on": about["training_corpus"] or "not recorded",
         "date": about["date"] or "not recorded",

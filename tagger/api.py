@@ -38,7 +38,8 @@ def model_scheme(config: Config, source_scheme: str | None) -> str | None:
 def sizes_of(vocab: Vocab) -> network.Sizes:
     """What sizes the network besides its config."""
     return network.Sizes(len(vocab.words), len(vocab.frozen), len(vocab.chars), len(vocab.tags),
-                         tuple(len(f) for f in vocab.features), len(vocab.bigrams) if vocab.bigrams else 0)
+                         tuple(len(f) for f in vocab.features), len(vocab.bigrams) if vocab.bigrams else 0,
+                         len(vocab.context) if vocab.context else 0)
 
 
 @dataclass
@@ -401,6 +402,7 @@ class Tagger:
                            "bigrams": len(self.vocab.bigrams) if self.vocab.bigrams else 0,
                            "lexicon_words": len(self.vocab.lexicon) if self.vocab.lexicon else 0},
             "embeddings": training.get("embeddings"),
+            "context": self.config.context,
             "best_dev_f1": best_f1,
             "best_epoch": self.meta.get("epoch"),
             "training_corpus": training.get("train"),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from tagger import lac
 from tagger.vocab import Vocab, bigrams, casing
 
 if TYPE_CHECKING:
@@ -31,7 +32,9 @@ class Encoded:
     tokens: T (word id, casing id, spelling) triples, a spelling being a tuple of character ids (the encoder
     hands out one shared triple per distinct word); features: F lists of T ids; tags: T ids, or None for
     unlabelled text; bigrams: T ids, or None when the vocabulary has none; lexicon: (T, lexicon.FEATURES)
-    float32, or None when it has no lexicon.
+    float32, or None when it has no lexicon; context: T rows of the context encoder (tagger/lac.py), or None
+    when the model has none, and context_features its (T, lac.FEATURES) outputs when already computed
+    (training computes them once: they never change).
     """
 
     tokens: list[tuple[int, int, tuple[int, ...]]]
@@ -39,6 +42,8 @@ class Encoded:
     tags: list[int] | None
     bigrams: list[int] | None = None
     lexicon: np.ndarray | None = None
+    context: list[int] | None = None
+    context_features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -60,6 +65,8 @@ class Batch:
     tags: np.ndarray | None       # (B, T)
     bigrams: np.ndarray | None = None  # (B, T) each token's bigram id, 0 on padding
     lexicon: np.ndarray | None = None  # (B, T, lexicon.FEATURES) float32, 0 on padding
+    context: np.ndarray | None = None  # (B, T) each token's row of the context encoder, 0 on padding
+    context_features: np.ndarray | None = None  # (B, T, lac.FEATURES) float32 when the sentences had them
 
     def __len__(self) -> int:
         return self.words.shape[0]
@@ -105,6 +112,7 @@ class Encoder:
             tags=None if tags is None else [vocab.tags.ids[t] for t in tags],
             bigrams=None if vocab.bigrams is None else list(map(vocab.bigrams.get, bigrams(tokens))),
             lexicon=None if vocab.lexicon is None else vocab.lexicon.features(tokens),
+            context=None if vocab.context is None else lac.token_ids(vocab.context.ids, tokens),
         )
 
 
@@ -141,6 +149,9 @@ def collate(items: Sequence[Encoded]) -> Batch:
         tags=stack(chain.from_iterable(e.tags for e in items)) if items[0].tags is not None else None,
         bigrams=stack(chain.from_iterable(e.bigrams for e in items)) if items[0].bigrams is not None else None,
         lexicon=_stack_rows([e.lexicon for e in items], mask) if items[0].lexicon is not None else None,
+        context=stack(chain.from_iterable(e.context for e in items)) if items[0].context is not None else None,
+        context_features=_stack_rows([e.context_features for e in items], mask)
+        if items[0].context_features is not None else None,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
+from tagger import lac
 from tagger.config import Config
 from tagger.encode import Batch
 from tagger.viterbi import viterbi
@@ -29,6 +30,7 @@ class Network:
         self.char_encoder = config.char_encoder
         self.bigrams = t["bigrams"] if config.bigrams == "on" else None
         self.lexicon = config.lexicon
+        self.context = lac.ContextNetwork(t) if config.context == "lac" else None
         if config.char_encoder != "none":
             self.char_embed = t["chars.embedding"]
         if config.char_encoder == "cnn":
@@ -65,6 +67,9 @@ class Network:
         out = [] if self.bigrams is None else [self.bigrams[batch.bigrams]]
         if self.lexicon:
             out.append(batch.lexicon)
+        if self.context is not None:  # training's sentences bring theirs, computed once
+            features = batch.context_features
+            out.append(self.context.features(batch.context, batch.mask) if features is None else features)
         return out + [emb[batch.features[:, i]] for i, emb in enumerate(self.features)]
 
     def embed_words(self, words: np.ndarray) -> np.ndarray:

@@ -72,7 +72,8 @@ def prepare_output_dir(output: Path, resume: bool) -> None:
 
 
 def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path | None,
-                    lexicon: str | None = None, bigram_embeddings: Path | None = None) -> None:
+                    lexicon: str | None = None, bigram_embeddings: Path | None = None,
+                    context: str | None = None) -> None:
     """Add what the model was trained on, and when, to its config.json (`tagger info` shows it)."""
     from datetime import datetime, timezone
 
@@ -84,6 +85,7 @@ def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path
                         "embeddings": Path(embeddings).name if embeddings else None,
                         "lexicon": Path(lexicon).name if lexicon else None,
                         "bigram_embeddings": Path(bigram_embeddings).name if bigram_embeddings else None,
+                        "context": Path(context).name if context else None,
                         "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -92,11 +94,13 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
           format: str = "auto", tag_column: int | None = None, scheme: str = "auto",
           config_file: Path | None = None, overrides: dict | None = None, features: str | None = None,
           resume: bool = False, force: bool = False, reporter=None, processes: int = 1,
-          lexicon: str | None = None, bigram_embeddings: Path | None = None) -> dict:
-    """Train a model from paths and options. lexicon: a `word [frequency]` file, or "jieba" for an installed
-    jieba's dictionary (tagger/lexicon.py); bigram_embeddings: vectors of character bigrams ("北京"), in
-    --embeddings' formats. Both only start a training: on --resume the checkpoint keeps its own."""
-    from tagger import distributed, train as training
+          lexicon: str | None = None, bigram_embeddings: Path | None = None, context: str | None = None) -> dict:
+    """Train a model from paths and options. embeddings: a vectors file, or "jieba" for the character vectors
+    of an installed jieba's LAC model; lexicon: a `word [frequency]` file, or "jieba" for its dictionary
+    (tagger/lexicon.py); bigram_embeddings: vectors of character bigrams ("北京"), in --embeddings' formats;
+    context: "jieba" (or a lac_small directory) for LAC as a frozen context encoder (tagger/lac.py). They only
+    start a training: on --resume the checkpoint keeps its own."""
+    from tagger import distributed, lac, train as training
     from tagger.embeddings import check_vectors_file, load_vectors
     from tagger.lexicon import lexicon_path, read_lexicon
 
@@ -109,8 +113,11 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
         check_output_dir(output, resume, force)
     else:
         reporter = training.Silent()
-    if embeddings is not None and not resume:
+    jieba_vectors = embeddings is not None and lac.names_jieba(embeddings)
+    if embeddings is not None and not resume and not jieba_vectors:
         check_vectors_file(embeddings)  # before the corpus is read: a typo should not cost that wait
+    if (jieba_vectors or context is not None) and not resume:
+        lac_dir = lac.lac_dir(context if context is not None else lac.JIEBA)
     if bigram_embeddings is not None and not resume:
         check_vectors_file(bigram_embeddings)
     if lexicon is not None and not resume:
@@ -126,8 +133,13 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
                          "scored as entities the model misses")
     reporter.message(f"{len(train_sents):,} training sentences ({sum(len(s.tokens) for s in train_sents):,} "
                      f"tokens), {len(dev_sents):,} dev; scheme {source or 'none (plain tags)'}")
-    vectors = bigram_vectors = words = None
-    if embeddings is not None and not resume:
+    vectors = bigram_vectors = words = encoder = None
+    if (jieba_vectors or context is not None) and not resume:
+        chars, tensors = lac.from_jieba(lac_dir)
+        encoder = (chars, tensors) if context is not None else None
+        if jieba_vectors:
+            vectors = lac.char_vectors(chars, tensors["context.embedding"])
+    if embeddings is not None and not resume and not jieba_vectors:
         vectors = load_vectors(embeddings)
     if bigram_embeddings is not None and not resume:
         bigram_vectors = load_vectors(bigram_embeddings)
@@ -140,13 +152,13 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     try:
         progress, world = training.train_processes(processes, config, train_sents, dev_sents, output, source,
                                                    dev_scheme, vectors, resume, reporter, given, words,
-                                                   bigram_vectors)
+                                                   bigram_vectors, encoder)
     except BaseException:
         if leader and created and output.is_dir() and not any(output.iterdir()):  # failed before writing
             output.rmdir()  # anything: leave no empty directory
         raise
     if world.leader:
-        record_training(output, train_ref, dev_ref, embeddings, lexicon, bigram_embeddings)
+        record_training(output, train_ref, dev_ref, embeddings, lexicon, bigram_embeddings, context)
     result = {"best_dev_f1": progress.best_f1, "best_epoch": progress.best_epoch,
               "epochs": progress.epoch, "minutes": progress.seconds / 60, "rank": world.rank}
     if test and world.leader:

@@ -100,6 +100,9 @@ class BiLSTMCRF(nn.Module):
                       "none": lambda: None}[c.char_encoder]()
         self.bigrams = nn.Embedding(sizes.bigrams, c.bigram_dim, padding_idx=0) if c.bigrams == "on" else None
         self.lexicon = c.lexicon  # its features go into the BiLSTM as they are
+        # the frozen context encoder's tensors (tagger/network.py's context.*), numpy, outside the state dict:
+        # never trained, so not in the optimizer, the checkpoint's trainer state or DDP's buffers
+        self.context: dict[str, np.ndarray] = {}
         self.features = nn.ModuleList(nn.Embedding(n, c.feature_dim, padding_idx=0) for n in feature_sizes)
         in_dim = network.input_size(c, len(feature_sizes))
         self.dropout = LockedDropout(c.dropout)
@@ -156,6 +159,10 @@ class BiLSTMCRF(nn.Module):
             parts.append(self.bigrams(self._dropped(batch.bigrams)))  # (B, T, bigram_dim)
         if self.lexicon:
             parts.append(batch.lexicon)  # (B, T, lexicon.FEATURES)
+        if self.config.context != "none":
+            if batch.context_features is None:
+                raise ValueError("training batches bring their context features (train.prepare_data)")
+            parts.append(batch.context_features)  # (B, T, lac.FEATURES)
         parts += [emb(batch.features[:, i]) for i, emb in enumerate(self.features)]
         x = self.dropout(torch.cat(parts, -1))  # (B, T, in_dim)
         x, _ = self.lstm(x)  # (B, T, 2*hidden)
@@ -171,15 +178,18 @@ class BiLSTMCRF(nn.Module):
         memory (the CRF scores, with the forbidden moves set, are computed)."""
         with torch.no_grad():
             state = {k: v.detach().numpy() for k, v in self.state_dict().items()}
-        tensors = network.from_torch(state, list(network.shapes(self.config, self.sizes)))
+        tensors = network.from_torch(state, list(network.shapes(self.config, self.sizes))) | self.context
         # rounded as they are saved, so that dev is scored on the numbers the saved model will have
-        return tensors | {k: tensors[k].astype(np.float16) for k in network.HALF}
+        return tensors | {k: tensors[k].astype(np.float16) for k in network.HALF if k in tensors}
 
     def load_tensors(self, tensors: dict[str, np.ndarray]) -> None:
         """Copy saved tensors (tagger/network.py's names) into the network."""
         state = self.state_dict()
         with torch.no_grad():
             for name, value in tensors.items():
+                if network.is_context(name):
+                    self.context[name] = np.asarray(value, dtype=np.float32)
+                    continue
                 state[network.torch_name(name)].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))
 
 

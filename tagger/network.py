@@ -13,6 +13,11 @@ other's internals, so a torch release that renames its modules' keys changes not
     chars.lstm.0.{forward,backward}.{weight_ih,weight_hh,bias_ih,bias_hh}   the character BiLSTM
     bigrams            (num_bigrams, bigram_dim)  the bigram starting at each token (config bigrams = "on")
     features.{i}       (values of column i, feature_dim)
+    context.*          a frozen pretrained encoder (config context = "lac": Baidu's LAC, tagger/lac.py), never
+                       trained: context.embedding (num_context, 128) float16, context.{0,1}.{forward,backward}
+                       .{input.weight (in, 384), input.bias (384,), weight (128, 384), bias (384,)} (a Paddle
+                       GRU: input.* project the input, weight holds the gates' (128, 256) and the candidate's
+                       (128, 128) blocks end to end), context.emissions.{weight (256, 57), bias (57,)}
     lstm.{layer}.{forward,backward}.weight_ih  (4 * hidden, input)   gate rows in the order i, f, g, o:
     lstm.{layer}.{forward,backward}.weight_hh  (4 * hidden, hidden)  c' = f c + i g, h' = o tanh(c'),
     lstm.{layer}.{forward,backward}.bias_ih    (4 * hidden,)         i, f, o sigmoid, g tanh
@@ -24,7 +29,8 @@ other's internals, so a torch release that renames its modules' keys changes not
     crf.end            (num_tags,)
 
 The lexicon's B/M/E/S features (config lexicon = true, tagger/lexicon.py) have no tensor of their own: the
-BiLSTM's input weights read them as they are. A model without bigrams or a lexicon is what format 2 was.
+BiLSTM's input weights read them as they are, and so they read the context encoder's outputs (lac.FEATURES
+a token). A model without bigrams, a lexicon or a context encoder is what format 2 was.
 
 Adding an encoder: its Config field, its torch module (model.py), its numpy forward (inference.py), and
 its tensors here (`shapes`, `TORCH_NAMES` when torch's key differs).
@@ -36,14 +42,14 @@ from typing import Mapping
 
 import numpy as np
 
-from tagger import lexicon
+from tagger import lac, lexicon
 from tagger.config import Config
 from tagger.viterbi import FORBIDDEN
 from tagger.vocab import CASINGS
 
 FORMAT_VERSION = 2
 DIRECTIONS = ("forward", "backward")
-HALF = ("words.frozen",)  # stored as float16: lookup-only pretrained rows, half the size of a model
+HALF = ("words.frozen", "context.embedding")  # stored as float16: lookup-only pretrained rows, half the size
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Sizes:
     tags: int
     features: tuple[int, ...]
     bigrams: int = 0
+    context: int = 0  # rows of the context encoder's embedding
 
 
 def char_output_size(config: Config) -> int:
@@ -64,11 +71,12 @@ def char_output_size(config: Config) -> int:
 
 
 def input_size(config: Config, num_features: int) -> int:
-    """Width of the BiLSTM's input: word, casing, characters, bigram, lexicon features and feature columns,
-    concatenated in that order."""
+    """Width of the BiLSTM's input: word, casing, characters, bigram, lexicon features, context features and
+    feature columns, concatenated in that order."""
     c = config.resolved()
     return (c.word_dim + c.casing_dim + char_output_size(c) + (c.bigram_dim if c.bigrams == "on" else 0)
-            + (lexicon.FEATURES if c.lexicon else 0) + c.feature_dim * num_features)
+            + (lexicon.FEATURES if c.lexicon else 0) + (lac.FEATURES if c.context == "lac" else 0)
+            + c.feature_dim * num_features)
 
 
 def shapes(config: Config, sizes: Sizes) -> dict[str, tuple[int, ...]]:
@@ -85,6 +93,8 @@ def shapes(config: Config, sizes: Sizes) -> dict[str, tuple[int, ...]]:
     if c.bigrams == "on":
         out["bigrams"] = (sizes.bigrams, c.bigram_dim)
     out |= {f"features.{i}": (n, c.feature_dim) for i, n in enumerate(sizes.features)}
+    if c.context == "lac":
+        out |= lac.shapes(sizes.context)
     out |= _lstm_shapes("lstm", input_size(c, len(sizes.features)), c.hidden_size, c.num_layers)
     k = sizes.tags
     return out | {"emissions.weight": (k, 2 * c.hidden_size), "emissions.bias": (k,),
@@ -116,6 +126,11 @@ def check(tensors: Mapping[str, object], config: Config, sizes: Sizes) -> list[s
 _CRF = {"crf.start": "start_transitions", "crf.transitions": "transitions", "crf.end": "end_transitions"}
 
 
+def is_context(name: str) -> bool:
+    """Whether a tensor is the frozen context encoder's, which the torch network holds outside its state."""
+    return name.startswith("context.")
+
+
 def torch_name(name: str) -> str:
     """The BiLSTMCRF state-dict key of one of our tensors (CRF scores: the unconstrained parameter)."""
     if name in _CRF:
@@ -137,6 +152,8 @@ def from_torch(state: Mapping[str, np.ndarray], names: list[str]) -> dict[str, n
     the same memory where the tensor is only renamed; CRF scores with the forbidden moves set."""
     out = {}
     for name in names:
+        if is_context(name):  # not the torch network's: it never trains them (model.BiLSTMCRF.context)
+            continue
         key = torch_name(name)
         if name in _CRF:
             allowed = state[key.replace(".original", ".0.allowed")]

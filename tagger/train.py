@@ -27,16 +27,16 @@ from torch.nn.parallel import DistributedDataParallel
 
 from corpora import schemes
 from corpora.conll import Sentence
-from tagger import distributed, plots, store, unseen
+from tagger import distributed, lac, plots, store, unseen
 from tagger.distributed import LossModule, World, wrap
 from tagger.api import feature_columns, model_scheme
 from tagger.config import Config
-from tagger.encode import Batch, Encoded, collate, length_batches
+from tagger.encode import Batch, Encoded, collate, iter_batches, length_batches
 from tagger.errors import ConfigError, InputError
 from tagger.evaluate import score
 from tagger.lexicon import Lexicon
 from tagger.model import Trainable
-from tagger.vocab import build_vocab
+from tagger.vocab import Index, build_vocab
 
 
 class Reporter(Protocol):
@@ -124,27 +124,36 @@ def set_seed(seed: int) -> None:
 
 def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str | None,
                  vectors: tuple[list[str], np.ndarray] | None, reporter: Reporter, neighbours: bool = True,
-                 lexicon: Lexicon | None = None, bigram_vectors: tuple[list[str], np.ndarray] | None = None
+                 lexicon: Lexicon | None = None, bigram_vectors: tuple[list[str], np.ndarray] | None = None,
+                 context: tuple[list[str], dict[str, np.ndarray]] | None = None
                  ) -> tuple[Trainable, unseen.Pretrained | None]:
     """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in;
     and, for pretrained_swap or unseen_drift, what training keeps of the pretrained vectors (tagger/unseen.py).
     neighbours=False skips the unseen words' neighbour search (ranks other than 0 never score nor save).
     The config's `auto` settings are decided here and saved with the model: the tokenizer, then the encoders
-    that suit it (Config.resolved); lexicon is on when a lexicon is given; bigram vectors turn bigrams on."""
+    that suit it (Config.resolved); lexicon is on when a lexicon is given; bigram vectors turn bigrams on;
+    context, the characters and tensors of a frozen context encoder (tagger/lac.py), sets context = "lac"."""
     if vectors is not None:
         config = dataclasses.replace(config, word_dim=vectors[1].shape[1])
     if config.tokenizer == "auto":
         config = dataclasses.replace(config, tokenizer=choose_tokenizer(train))
         reporter.message(f"raw text will be split into {config.tokenizer} (tokenizer = \"{config.tokenizer}\")")
     config = _with_inputs(config, lexicon, bigram_vectors, reporter)
+    if config.context != "none" and context is None:
+        raise ConfigError(f'context = "{config.context}" needs its encoder: train with --context jieba')
+    config = dataclasses.replace(config, context="lac" if context is not None else "none")
     scheme = model_scheme(config, source_scheme)
     vocab = build_vocab((s.tokens for s in train), (_convert(s.tags, source_scheme, scheme) for s in train),
                         [[feature_columns(s, [c])[0] for s in train] for c in config.features],
                         pretrained=vectors[0] if vectors else (), min_count=config.min_word_count,
                         lowercase=config.lowercase_lookup, source_scheme=source_scheme,
                         with_bigrams=config.bigrams == "on", lexicon=lexicon)
+    if context is not None:
+        vocab.context = Index(context[0], specials=False)
     set_seed(config.seed)
     tagger = Trainable.build(config, vocab)
+    if context is not None:
+        tagger.model.context = dict(context[1])
     if bigram_vectors is not None:
         _copy_bigram_vectors(tagger, bigram_vectors, reporter)
     if vectors is None:
@@ -228,9 +237,20 @@ def prepare_data(tagger: Trainable, train: Sequence[Sentence], dev: Sequence[Sen
         return tagger.encode(s.tokens, tags, feature_columns(s, cfg.features) if cfg.features else ())
 
     train_enc = [enc(s, _convert(s.tags, src, scheme)) for s in train if s.tokens]
+    if cfg.context != "none":
+        add_context_features(train_enc, lac.ContextNetwork(tagger.model.context))
     dev = [s for s in dev if s.tokens]
     dev_gold = [_convert(s.tags, dev_scheme or src, scheme) for s in dev]
     return Data(train_enc, [enc(s, None) for s in dev], dev_gold, scheme)
+
+
+def add_context_features(encoded: Sequence[Encoded], context: lac.ContextNetwork, batch_size: int = 256) -> None:
+    """Each sentence's context features, computed once in batches of neighbouring lengths: the encoder is
+    frozen, so every epoch would compute the same numbers (tagging computes them per batch instead)."""
+    for ids, batch in iter_batches(encoded, batch_size, mixed=True):
+        features = context.features(batch.context, batch.mask)  # (B, T, lac.FEATURES)
+        for row, i in enumerate(ids):
+            encoded[i].context_features = features[row, : len(encoded[i])]
 
 
 def make_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -247,14 +267,16 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
           source_scheme: str | None, dev_scheme: str | None = None,
           vectors: tuple[list[str], np.ndarray] | None = None, resume: bool = False,
           reporter: Reporter | None = None, given: Collection[str] = (), world: World | None = None,
-          lexicon: Lexicon | None = None, bigram_vectors: tuple[list[str], np.ndarray] | None = None) -> Progress:
+          lexicon: Lexicon | None = None, bigram_vectors: tuple[list[str], np.ndarray] | None = None,
+          context: tuple[list[str], dict[str, np.ndarray]] | None = None) -> Progress:
     """Train (or resume training) and keep the best model on dev in `output`.
 
     On resume the checkpoint's config is used, except for the settings named in `given` (those the user set:
     the CLI's options and config file): epochs, max_minutes and threads take `config`'s values; any other that
     differs from the checkpoint's is a ConfigError. `world`: this process's rank among data-parallel training
-    processes (tagger/distributed.py), in a process group already set up; one process when None. `lexicon` and
-    `bigram_vectors` (tagger/lexicon.py, tagger/embeddings.py) start a new training only: a checkpoint has its own."""
+    processes (tagger/distributed.py), in a process group already set up; one process when None. `lexicon`,
+    `bigram_vectors` and `context` (tagger/lexicon.py, tagger/embeddings.py, tagger/lac.py) start a new training
+    only: a checkpoint has its own."""
     reporter = reporter or Silent()
     output, world = Path(output), world or World()
     if resume:
@@ -264,7 +286,7 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
         reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")
     else:
         tagger, pretrained = build_tagger(config, train_sents, source_scheme, vectors, reporter, world.leader,
-                                          lexicon, bigram_vectors)
+                                          lexicon, bigram_vectors, context)
         config = tagger.config
         optimizer, progress = make_optimizer(config, tagger.model), Progress()
         average = WeightAverage(tagger.model, config.average) if config.average else None
@@ -309,7 +331,7 @@ def resumed_config(saved: Config, config: Config, given: Collection[str], output
     """The checkpoint's config with the settings that may change on resume taken from `config`. Settings that
     training resolved are not compared: tokenizer = "auto" (became words or chars), and word_dim when the
     model has pretrained vectors (their dimension won)."""
-    resolved = {"version", "lexicon", *(["tokenizer"] if config.tokenizer == "auto" else []),
+    resolved = {"version", "lexicon", "context", *(["tokenizer"] if config.tokenizer == "auto" else []),
                 *(["char_encoder"] if config.char_encoder == "auto" else []),
                 *(["bigrams"] if config.bigrams == "auto" else []), *(["word_dim"] if pretrained else [])}
     changing = {name for name in given if name in RESUMABLE}
@@ -557,7 +579,8 @@ def train_processes(processes: int, config: Config, train_sents: Sequence[Senten
                     output: str | Path, source_scheme: str | None, dev_scheme: str | None = None,
                     vectors: tuple[list[str], np.ndarray] | None = None, resume: bool = False,
                     reporter: Reporter | None = None, given: Collection[str] = (), lexicon: Lexicon | None = None,
-                    bigram_vectors: tuple[list[str], np.ndarray] | None = None) -> tuple[Progress, World]:
+                    bigram_vectors: tuple[list[str], np.ndarray] | None = None,
+                    context: tuple[list[str], dict[str, np.ndarray]] | None = None) -> tuple[Progress, World]:
     """train() data-parallel: in the world torchrun set up (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), or on
     `processes` processes of this machine with this one as rank 0, or in this process alone. Returns this
     rank's Progress (rank 0's decisions: the same on every rank) and its World."""
@@ -568,12 +591,13 @@ def train_processes(processes: int, config: Config, train_sents: Sequence[Senten
                               "leave --processes out and set --nproc-per-node instead")
         with distributed.process_group(env) as world:
             return train(config, train_sents, dev_sents, output, source_scheme, dev_scheme, vectors, resume,
-                         reporter if world.leader else Silent(), given, world, lexicon, bigram_vectors), world
+                         reporter if world.leader else Silent(), given, world, lexicon, bigram_vectors, context), world
     if processes <= 1:
         return train(config, train_sents, dev_sents, output, source_scheme, dev_scheme, vectors, resume, reporter,
-                     given, None, lexicon, bigram_vectors), World()
+                     given, None, lexicon, bigram_vectors, context), World()
     others = (config, train_sents, (), output, source_scheme, dev_scheme, vectors, resume, Silent(), given)
-    with distributed.spawned(processes, functools.partial(train, lexicon=lexicon, bigram_vectors=bigram_vectors),
+    with distributed.spawned(processes, functools.partial(train, lexicon=lexicon, bigram_vectors=bigram_vectors,
+                                                             context=context),
                              others, agreed=(Interrupted,)) as world:
         return train(config, train_sents, dev_sents, output, source_scheme, dev_scheme, vectors, resume, reporter,
-                     given, world, lexicon, bigram_vectors), world
+                     given, world, lexicon, bigram_vectors, context), world

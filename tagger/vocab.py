@@ -103,6 +103,7 @@ class Vocab:
     source_scheme: str | None = None   # the training corpus's scheme: predict_tokens answers in it
     bigrams: Index | None = None       # when the config has bigrams on
     lexicon: "Lexicon | None" = None   # when the config has lexicon on: saved as lexicon.txt, not in vocab.json
+    context: Index | None = None       # the context encoder's characters, row i being items[i] (tagger/lac.py)
 
     def word_id(self, word: str) -> int:
         """Exact form first, then lower-cased; frozen ids follow the trainable ones."""
@@ -119,14 +120,16 @@ class Vocab:
         return {"words": self.words.items, "frozen_words": self.frozen.items, "chars": self.chars.items,
                 "tags": self.tags.items, "features": [f.items for f in self.features],
                 "lowercase": self.lowercase, "source_scheme": self.source_scheme,
-                **({"bigrams": self.bigrams.items} if self.bigrams is not None else {})}
+                **({"bigrams": self.bigrams.items} if self.bigrams is not None else {}),
+                **({"context": self.context.items} if self.context is not None else {})}
 
     @classmethod
     def from_json(cls, data: dict, lexicon: "Lexicon | None" = None) -> "Vocab":
         return cls(Index(data["words"]), SortedWords(data["frozen_words"]), Index(data["chars"]),
                    Index(data["tags"], specials=False), [Index(f) for f in data["features"]],
                    data["lowercase"], data["source_scheme"],
-                   Index(data["bigrams"]) if data.get("bigrams") is not None else None, lexicon)
+                   Index(data["bigrams"]) if data.get("bigrams") is not None else None, lexicon,
+                   Index(data["context"], specials=False) if data.get("context") is not None else None)
 
 
 def build_vocab(token_seqs: Iterable[Sequence[str]], tag_seqs: Iterable[Sequence[str]],

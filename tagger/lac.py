@@ -1,0 +1,210 @@
+"""Baidu's LAC, the small lexical-analysis network that jieba ships (jieba/lac_small), read without Paddle.
+
+LAC tags Chinese characters with word boundaries, parts of speech and PER / LOC / ORG / TIME, after training
+on far more text than any NER corpus: 128-dimensional character embeddings, two BiGRU layers of 128 a
+direction, emissions for 57 tags and a CRF. Its weights are Paddle `save_persistables` files (a small header,
+then float32 data), which `read_paddle_tensor` parses, and its network is small enough to run in numpy.
+
+What tagger takes from it (tagger/jobs.py):
+- `--embeddings jieba`: its character embeddings, as pretrained vectors for a character corpus
+  (`char_vectors`);
+- `--context jieba` (config context = "lac"): per token, its top BiGRU layer (256 numbers) and its 57
+  emission scores (`ContextNetwork.features`), a frozen contextual encoder whose output the BiLSTM reads
+  beside the other inputs. No transformer; a character costs about 0.5 M multiply-adds, twice the BiLSTM's.
+The tensors travel in the model's safetensors as `context.*` (tagger/network.py) and its characters in
+vocab.json, so a model needs no jieba to tag. Training computes the features of its sentences once (the
+encoder never changes); tagging computes them per batch.
+"""
+from __future__ import annotations
+
+import importlib.util
+import struct
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from tagger.errors import InputError
+
+JIEBA = "jieba"  # `--embeddings jieba` / `--context jieba`: the LAC model of an installed jieba
+OOV = "OOV"
+FEATURES = 2 * 128 + 57  # per character: the top BiGRU layer, both directions, then the emissions
+# tensor names (tagger/network.py's context.*) -> the Paddle files of jieba/lac_small/model_baseline
+PADDLE_FILES = {"embedding": "word_emb", "emissions.weight": "fc_4.w_0", "emissions.bias": "fc_4.b_0",
+                **{f"{layer}.{d}.{part}": f"{kind}_{2 * layer + k}.{p}_0"
+                   for layer in (0, 1) for k, d in enumerate(("forward", "backward"))
+                   for part, kind, p in (("input.weight", "fc", "w"), ("input.bias", "fc", "b"),
+                                         ("weight", "gru", "w"), ("bias", "gru", "b"))}}
+
+
+def shapes(rows: int, hidden: int = 128, tags: int = 57) -> dict[str, tuple[int, ...]]:
+    """The context encoder's tensors (tagger/network.py), for an embedding of `rows` characters."""
+    out = {"context.embedding": (rows, 128), "context.emissions.weight": (2 * hidden, tags),
+           "context.emissions.bias": (tags,)}
+    for layer, in_dim in ((0, 128), (1, 2 * hidden)):
+        for d in ("forward", "backward"):
+            p = f"context.{layer}.{d}"
+            out |= {f"{p}.input.weight": (in_dim, 3 * hidden), f"{p}.input.bias": (3 * hidden,),
+                    f"{p}.weight": (hidden, 3 * hidden), f"{p}.bias": (3 * hidden,)}
+    return out
+
+
+def names_jieba(ref: str | Path) -> bool:
+    """Whether `--embeddings REF` / `--context REF` means the installed jieba's LAC (no file of that name)."""
+    return str(ref) == JIEBA and not Path(ref).exists()
+
+
+def lac_dir(ref: str | Path = JIEBA) -> Path:
+    """The lac_small directory REF names: `jieba` for the installed jieba's, or a path to one. InputError
+    when jieba is missing or the directory lacks LAC's files."""
+    if names_jieba(ref):
+        spec = importlib.util.find_spec("jieba")
+        if spec is None or spec.origin is None:
+            raise InputError("jieba's LAC model needs jieba installed: pip install jieba (or "
+                             "pip install 'bilstm-tagger[chinese]')")
+        path = Path(spec.origin).parent / "lac_small"
+    else:
+        path = Path(ref)
+    missing = [f for f in ("word.dic", *(f"model_baseline/{n}" for n in PADDLE_FILES.values()))
+               if not (path / f).is_file()]
+    if missing:
+        raise InputError(f"not a LAC model directory (lac_small): it lacks {missing[0]}", path=str(path))
+    return path
+
+
+def read_paddle_tensor(path: str | Path) -> np.ndarray:
+    """A float32 tensor saved by Paddle (uint32 version, uint64 LoD levels and their data, uint32 version,
+    int32 size of a TensorDesc protobuf with data_type = 1 and dims = 2, the protobuf, the raw data)."""
+    data = Path(path).read_bytes()
+    try:
+        (levels,) = struct.unpack_from("<Q", data, 4)
+        at = 12
+        for _ in range(levels):
+            (size,) = struct.unpack_from("<Q", data, at)
+            at += 8 + size
+        (size,) = struct.unpack_from("<i", data, at + 4)
+        at += 8
+        dtype, dims = _tensor_desc(data[at : at + size])
+        at += size
+        if dtype != 5:  # FP32 in Paddle's VarType
+            raise ValueError(f"data type {dtype}, not float32")
+        return np.frombuffer(data, dtype="<f4", offset=at, count=int(np.prod(dims))).reshape(dims).copy()
+    except (struct.error, ValueError, IndexError) as e:
+        raise InputError(f"not a Paddle float32 tensor file: {e}", path=str(path)) from None
+
+
+def _tensor_desc(buf: bytes) -> tuple[int, list[int]]:
+    """(data_type, dims) of a serialised TensorDesc (varint fields 1 and 2; dims not packed)."""
+    dtype, dims, at = -1, [], 0
+    while at < len(buf):
+        key, at = _varint(buf, at)
+        value, at = _varint(buf, at)
+        if key >> 3 == 1:
+            dtype = value
+        elif key >> 3 == 2:
+            dims.append(value)
+    return dtype, dims
+
+
+def _varint(buf: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, at
+
+
+def normalise(token: str) -> str:
+    """LAC's input form: full-width ASCII (ＡＢ，！) as half-width, the ideographic space as a space."""
+    return "".join(chr(ord(c) - 0xFEE0) if 0xFF01 <= ord(c) <= 0xFF5E else " " if c == "\u3000" else c
+                   for c in token)
+
+
+def from_jieba(directory: str | Path = JIEBA) -> tuple[list[str], dict[str, np.ndarray]]:
+    """LAC's characters (row i of its embedding is chars[i]) and its tensors, named `context.*` as
+    tagger/network.py lists them, from a lac_small directory (`lac_dir`: by default the installed jieba's).
+    The embedding is rounded to float16, as a model saves it, so training sees what tagging will."""
+    directory = lac_dir(directory)
+    chars: dict[int, str] = {}
+    for line in (directory / "word.dic").read_text(encoding="utf-8").split("\n"):  # U+2028 is a character here
+        number, _, char = line.partition("\t")
+        if number:
+            chars[int(number)] = char
+    tensors = {f"context.{name}": read_paddle_tensor(directory / "model_baseline" / file)
+               for name, file in PADDLE_FILES.items()}
+    tensors = {k: v.reshape(-1) if k.endswith("bias") else v for k, v in tensors.items()}
+    tensors["context.embedding"] = tensors["context.embedding"].astype(np.float16).astype(np.float32)
+    return [chars.get(i, "") for i in range(len(tensors["context.embedding"]))], tensors
+
+
+def char_vectors(chars: Sequence[str], embedding: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(characters, (n, 128) vectors): LAC's embedding rows as pretrained vectors (`--embeddings jieba`),
+    full-width forms of ASCII given their half-width row (LAC reads them so), its OOV rows left out."""
+    index = set(chars)
+    keep = [i for i, c in enumerate(chars) if len(c) == 1 and not c.isspace()]
+    words = [chars[i] for i in keep]
+    wide = [(chr(ord(c) + 0xFEE0), i) for c, i in zip(words, keep) if 0x21 <= ord(c) <= 0x7E]
+    wide = [(w, i) for w, i in wide if w not in index]
+    return words + [w for w, _ in wide], embedding[keep + [i for _, i in wide]]
+
+
+def token_ids(index: Mapping[str, int], tokens: Sequence[str]) -> list[int]:
+    """LAC's row of each token, OOV's for tokens it lacks; index maps LAC's characters to rows."""
+    get, oov = index.get, index[OOV]
+    return [get(normalise(t), oov) for t in tokens]
+
+
+class ContextNetwork:
+    """LAC's forward pass over batches of token rows, from tensors named `context.*` (tagger/network.py)."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray]):
+        t = {k.removeprefix("context."): np.asarray(v, dtype=np.float32) for k, v in tensors.items()
+             if k.startswith("context.")}
+        self.embedding, self.emit = t["embedding"], (t["emissions.weight"], t["emissions.bias"])
+        self.layers = [[_gru_weights(t, f"{layer}.{d}") for d in ("forward", "backward")] for layer in (0, 1)]
+
+    def features(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(B, T, FEATURES) float32 from ids (B, T) LAC rows and mask (B, T): per token, the top BiGRU
+        layer (forward ; backward) and the emissions; zeros on padding."""
+        x = self.embedding[ids]  # (B, T, 128)
+        for layer in self.layers:
+            x = np.concatenate([bigru(x, mask, *weights, reverse=k == 1) for k, weights in enumerate(layer)], 2)
+        w, b = self.emit
+        out = np.concatenate([x, x @ w + b], 2)  # (B, T, FEATURES)
+        out[~mask] = 0
+        return out
+
+
+def _gru_weights(t: Mapping[str, np.ndarray], prefix: str) -> tuple[np.ndarray, ...]:
+    """(input weight (in, 3H), input bias + GRU bias (3H,), gate weight (H, 2H), candidate weight (H, H)).
+    Paddle keeps a GRU's (H, 3H) weight as two blocks laid end to end, not as columns: the update and reset
+    gates' (H, 2H), then the candidate's (H, H)."""
+    w = t[f"{prefix}.weight"].reshape(-1)
+    hidden = t[f"{prefix}.weight"].shape[0]
+    gates, candidate = w[: 2 * hidden * hidden].reshape(hidden, 2 * hidden), w[2 * hidden * hidden :]
+    return (t[f"{prefix}.input.weight"], t[f"{prefix}.input.bias"] + t[f"{prefix}.bias"], gates,
+            candidate.reshape(hidden, hidden))
+
+
+def bigru(x: np.ndarray, mask: np.ndarray, w_in: np.ndarray, bias: np.ndarray, w_gates: np.ndarray,
+          w_candidate: np.ndarray, reverse: bool) -> np.ndarray:
+    """One direction of a Paddle GRU (origin_mode off) over x (B, T, in) with mask (B, T): (B, T, H).
+        u, r = sigmoid(x_u + h W_u), sigmoid(x_r + h W_r);  c = tanh(x_c + (r h) W_c);  h' = h + u (c - h)
+    The state stays zero on padding, so the reverse direction starts afresh at each sentence's end."""
+    batch, steps, _ = x.shape
+    hidden = w_candidate.shape[0]
+    projected = x @ w_in + bias  # (B, T, 3H)
+    h = np.zeros((batch, hidden), dtype=np.float32)
+    out = np.zeros((batch, steps, hidden), dtype=np.float32)
+    on = mask[:, :, None].astype(np.float32)
+    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        p = projected[:, t]
+        gates = 0.5 + 0.5 * np.tanh(0.5 * (p[:, : 2 * hidden] + h @ w_gates))  # sigmoid, (B, 2H)
+        update, reset = gates[:, :hidden], gates[:, hidden:]
+        candidate = np.tanh(p[:, 2 * hidden :] + (reset * h) @ w_candidate)
+        h = (h + update * (candidate - h)) * on[:, t]
+        out[:, t] = h
+    return out
