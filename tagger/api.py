@@ -23,7 +23,7 @@ from tagger.errors import InputError, ModelError, TaggerError
 from tagger.evaluate import score
 from tagger.inference import Network
 from tagger.scoring import ScoreOptions, Scored
-from tagger.lexicon import Lexicon, parse_lexicon
+from tagger.lexicon import Lexicon, parse_saved
 from tagger.text import Tokens, sentence_ends
 from tagger.vocab import Vocab
 
@@ -452,7 +452,7 @@ def _lexicon(path: str | os.PathLike, config: Config, meta: dict) -> Lexicon | N
             raise ModelError(f"model directory lacks {store.LEXICON} (config.json has lexicon = true)", path=str(path))
         return None
     try:
-        return parse_lexicon(text.splitlines(), str(Path(path) / store.LEXICON))
+        return parse_saved(text, str(Path(path) / store.LEXICON))
     except InputError as e:
         raise ModelError(e.message, path=e.path, line=e.line) from None
 

@@ -1,8 +1,8 @@
 """Baidu's LAC, the small lexical-analysis network that jieba ships (jieba/lac_small), read without Paddle.
 
-LAC tags Chinese characters with word boundaries, parts of speech and PER / LOC / ORG / TIME, after training
-on far more text than any NER corpus: 128-dimensional character embeddings, two BiGRU layers of 128 a
-direction, emissions for 57 tags and a CRF. Its weights are Paddle `save_persistables` files (a small header,
+LAC tags Chinese characters with word boundaries, parts of speech and PER / LOC / ORG / TIME, as Baidu
+trained it on its own corpus: 128-dimensional character embeddings, two BiGRU layers of 128 a direction,
+emissions for 57 tags and a CRF. Its weights are Paddle `save_persistables` files (a small header,
 then float32 data), which `read_paddle_tensor` parses, and its network is small enough to run in numpy.
 
 What tagger takes from it (tagger/jobs.py):
@@ -10,7 +10,7 @@ What tagger takes from it (tagger/jobs.py):
   (`char_vectors`);
 - `--context jieba` (config context = "lac"): per token, its top BiGRU layer (256 numbers) and its 57
   emission scores (`ContextNetwork.features`), a frozen contextual encoder whose output the BiLSTM reads
-  beside the other inputs. No transformer; a character costs about 0.5 M multiply-adds, twice the BiLSTM's.
+  beside the other inputs. No transformer: a character costs about 0.5 M multiply-adds.
 The tensors travel in the model's safetensors as `context.*` (tagger/network.py) and its characters in
 vocab.json, so a model needs no jieba to tag. Training computes the features of its sentences once (the
 encoder never changes); tagging computes them per batch.

@@ -138,10 +138,7 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
     if config.tokenizer == "auto":
         config = dataclasses.replace(config, tokenizer=choose_tokenizer(train))
         reporter.message(f"raw text will be split into {config.tokenizer} (tokenizer = \"{config.tokenizer}\")")
-    config = _with_inputs(config, lexicon, bigram_vectors, reporter)
-    if config.context != "none" and context is None:
-        raise ConfigError(f'context = "{config.context}" needs its encoder: train with --context jieba')
-    config = dataclasses.replace(config, context="lac" if context is not None else "none")
+    config = _with_inputs(config, lexicon, bigram_vectors, context is not None, reporter)
     scheme = model_scheme(config, source_scheme)
     vocab = build_vocab((s.tokens for s in train), (_convert(s.tags, source_scheme, scheme) for s in train),
                         [[feature_columns(s, [c])[0] for s in train] for c in config.features],
@@ -171,15 +168,17 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
 
 
 def _with_inputs(config: Config, lexicon: Lexicon | None, bigram_vectors: tuple[list[str], np.ndarray] | None,
-                 reporter: Reporter) -> Config:
+                 context: bool, reporter: Reporter) -> Config:
     """The config with its encoders decided (after the tokenizer) and said when `auto` chose them."""
     if config.lexicon and lexicon is None:
         raise ConfigError("lexicon = true needs a lexicon: train with --lexicon FILE (or --lexicon jieba)")
+    if config.context != "none" and not context:
+        raise ConfigError(f'context = "{config.context}" needs its encoder: train with --context jieba')
     if bigram_vectors is not None:
         if config.bigrams == "off":
             raise ConfigError("bigram vectors were given but the config has bigrams = \"off\"")
         config = dataclasses.replace(config, bigrams="on", bigram_dim=bigram_vectors[1].shape[1])
-    resolved = dataclasses.replace(config.resolved(), lexicon=lexicon is not None)
+    resolved = dataclasses.replace(config.resolved(), lexicon=lexicon is not None, context="lac" if context else "none")
     if resolved.tokenizer == "chars" and (config.char_encoder == "auto" or config.bigrams == "auto"):
         reporter.message(f"{resolved.tokenizer} defaults: char_encoder = \"{resolved.char_encoder}\", bigrams = "
                          f"\"{resolved.bigrams}\"{f', lexicon of {len(lexicon):,} words' if lexicon else ''}")

@@ -189,6 +189,18 @@ def test_embeddings_jieba_without_jieba_is_a_one_line_error(tmp_path, monkeypatc
     assert not (tmp_path / "model").exists()
 
 
+def test_embeddings_jieba_are_lacs_character_vectors(tmp_path):
+    pytest.importorskip("jieba", reason="jieba is not installed (pip install jieba): its LAC model is the subject")
+    write_corpus(tmp_path / "train.txt", SENTENCES[:2], TAGS[:2])
+    jobs.train(str(tmp_path / "train.txt"), str(tmp_path / "train.txt"), tmp_path / "model", embeddings="jieba",
+               overrides={"epochs": 1})
+    tagger = Tagger.load(tmp_path / "model")
+    chars, tensors = lac.from_jieba()
+    row = tagger.vocab.frozen.find("天")  # never seen in training: its vector is looked up, as LAC has it
+    np.testing.assert_array_equal(tagger.tensors["words.frozen"][row], tensors["context.embedding"][chars.index("天")])
+    assert tagger.info()["embeddings"] == "jieba" and tagger.config.word_dim == 128
+
+
 def test_jiebas_lac_finds_names_places_and_organisations():
     """The real weights through our forward pass: a wrong gate or block layout tags nonsense."""
     pytest.importorskip("jieba", reason="jieba is not installed (pip install jieba): its LAC model is the subject")

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tagger.errors import InputError
-from tagger.lexicon import CELLS, FEATURES, Lexicon, lexicon_path, parse_lexicon, read_lexicon
+from tagger.lexicon import CELLS, FEATURES, Lexicon, lexicon_path, parse_lexicon, parse_saved, read_lexicon
 
 ALPHABET = "北京大学人民"  # few letters: random words overlap and nest often
 
@@ -84,6 +84,16 @@ def test_a_lexicon_file_reads_with_or_without_frequencies_and_writes_back(tmp_pa
     assert lexicon.words == {"北京": 30, "上海": 1, "长江大桥": 2.5}  # a repeated word keeps its larger count
     assert lexicon.longest == 4
     assert parse_lexicon(lexicon.to_text().splitlines()) == lexicon
+
+
+@pytest.mark.parametrize("text", ["北京 30\n上海 1\n长江大桥 2.5\n", "北京\n3\n", "北京 30 ns\n上海\n", "北京 3\n北京 5\n"])
+def test_a_saved_lexicon_reads_fast_and_anything_else_as_a_lexicon_file(text):
+    assert parse_saved(text) == parse_lexicon(text.splitlines())
+
+
+def test_a_saved_lexicon_with_a_bad_frequency_names_its_line():
+    with pytest.raises(InputError, match="2: frequency 'x' is not a number"):
+        parse_saved("北京 3\n上海 x\n", "lexicon.txt")
 
 
 @pytest.mark.parametrize("text,problem", [("北京 many\n", "2: frequency 'many' is not a number"),
