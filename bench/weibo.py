@@ -4,7 +4,7 @@ frozen context encoder; several seeds: test F1 mean +- sd, training seconds per 
 on raw Chinese text (characters/s).
 
     python bench/weibo.py [--data ../shared/data/weibo-ner] [--seeds 1 2 3] [--jobs 2] [--variants NAME ...]
-                          [--grid] [--epochs N (a quick check of this script only)] [--out results-weibo.json]
+                          [--grid] [--epochs N (a quick check of this script only)] [--reuse] [--out FILE]
 
 Each run is `tagger train TRAIN --dev DEV --seed S --quiet` (one thread; with --jobs N, N runs at once, each
 pinned to a core of its own) and `tagger evaluate --json` on test. Dev alone chooses: the epoch (the saved
@@ -39,11 +39,14 @@ GRID = {"defaults": "", "dropout 0.3": "dropout = 0.3\n", "hidden 200": "hidden_
 TAGGER = [sys.executable, "-m", "cli.main"]
 
 
-def one_run(data: Path, out: Path, seed: int, extra: list[str], setting: str, core: int | None) -> dict:
+def one_run(data: Path, out: Path, seed: int, extra: list[str], setting: str, core: int | None,
+            reuse: bool = False) -> dict:
     config = out.with_suffix(".toml")
-    config.write_text(setting, encoding="utf-8")
-    run([*TAGGER, "train", str(data / "train.txt"), "--dev", str(data / "dev.txt"), "--output", str(out), "--seed",
-         str(seed), "--quiet", "--force", "--config", str(config), *extra], core)
+    if not (reuse and (out / "metrics.jsonl").is_file() and config.is_file()
+            and config.read_text(encoding="utf-8") == setting):
+        config.write_text(setting, encoding="utf-8")
+        run([*TAGGER, "train", str(data / "train.txt"), "--dev", str(data / "dev.txt"), "--output", str(out), "--seed",
+             str(seed), "--quiet", "--force", "--config", str(config), *extra], core)
     test = json.loads(run([*TAGGER, "evaluate", str(out), str(data / "test.txt"), "--json"], core)[0])
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     best = max(metrics, key=lambda m: m["dev_f1"])
@@ -92,6 +95,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="cap the epochs (a quick check of this script, not a result)")
     parser.add_argument("--repeats", type=int, default=20, help="times the test text is tagged for characters/s")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-weibo", help="where models go")
+    parser.add_argument("--reuse", action="store_true", help="score the models already in --runs (trained "
+                        "with the same setting) instead of training them again")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     if not (args.data / "train.txt").is_file():
@@ -104,7 +109,7 @@ def main() -> None:
     def work(item: tuple[str, str, int], core: int | None) -> dict:
         name, label, seed = item
         out = args.runs / f"{name}-{label}-{seed}".replace(" ", "_").replace("+", "")
-        result = one_run(args.data, out, seed, [*VARIANTS[name], *epochs], grid[label], core)
+        result = one_run(args.data, out, seed, [*VARIANTS[name], *epochs], grid[label], core, args.reuse)
         print(f"{name} [{label}] seed {seed}: test F1 {100 * result['test_f1']:.2f} (dev "
               f"{100 * result['dev_f1']:.2f}, epoch {result['best_epoch']})", file=sys.stderr, flush=True)
         return {**result, "model": str(out)}

@@ -164,47 +164,79 @@ class ContextNetwork:
         t = {k.removeprefix("context."): np.asarray(v, dtype=np.float32) for k, v in tensors.items()
              if k.startswith("context.")}
         self.embedding, self.emit = t["embedding"], (t["emissions.weight"], t["emissions.bias"])
-        self.layers = [[_gru_weights(t, f"{layer}.{d}") for d in ("forward", "backward")] for layer in (0, 1)]
+        self.layers = [layer_weights(t, layer) for layer in (0, 1)]
+
+    ROWS = 64  # sentences a pass: a GRU step's arrays then stay in cache (1.3x the speed of 256 here)
 
     def features(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(B, T, FEATURES) float32 from ids (B, T) LAC rows and mask (B, T): per token, the top BiGRU
         layer (forward ; backward) and the emissions; zeros on padding."""
-        x = self.embedding[ids]  # (B, T, 128)
-        for layer in self.layers:
-            x = np.concatenate([bigru(x, mask, *weights, reverse=k == 1) for k, weights in enumerate(layer)], 2)
+        if len(ids) > self.ROWS:
+            return np.concatenate([self.features(ids[k : k + self.ROWS], mask[k : k + self.ROWS])
+                                   for k in range(0, len(ids), self.ROWS)])
+        return self._features(ids, mask)
+
+    def _features(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """`features` of a few sentences; the first layer projects each distinct character once."""
+        distinct, inverse = np.unique(ids, return_inverse=True)
+        x, rows = self.embedding[distinct], inverse.reshape(ids.shape).T  # (U, 128); (T, B) rows of x
+        for w_in, bias, w_gates, w_candidate in self.layers:
+            h = bigru(x @ w_in + bias, rows, mask, w_gates, w_candidate)  # (T, B, 2H)
+            x, rows = h.reshape(-1, h.shape[2]), np.arange(h.shape[0] * h.shape[1]).reshape(h.shape[:2])
+        h = h.transpose(1, 0, 2)  # (B, T, 2H)
         w, b = self.emit
-        out = np.concatenate([x, x @ w + b], 2)  # (B, T, FEATURES)
+        out = np.concatenate([h, h @ w + b], 2)  # (B, T, FEATURES)
         out[~mask] = 0
         return out
 
 
-def _gru_weights(t: Mapping[str, np.ndarray], prefix: str) -> tuple[np.ndarray, ...]:
-    """(input weight (in, 3H), input bias + GRU bias (3H,), gate weight (H, 2H), candidate weight (H, H)).
-    Paddle keeps a GRU's (H, 3H) weight as two blocks laid end to end, not as columns: the update and reset
-    gates' (H, 2H), then the candidate's (H, H)."""
-    w = t[f"{prefix}.weight"].reshape(-1)
-    hidden = t[f"{prefix}.weight"].shape[0]
-    gates, candidate = w[: 2 * hidden * hidden].reshape(hidden, 2 * hidden), w[2 * hidden * hidden :]
-    return (t[f"{prefix}.input.weight"], t[f"{prefix}.input.bias"] + t[f"{prefix}.bias"], gates,
-            candidate.reshape(hidden, hidden))
+def layer_weights(t: Mapping[str, np.ndarray], layer: int) -> tuple[np.ndarray, ...]:
+    """One BiGRU layer's weights for `bigru`, both directions stacked: input (2, in, 3H), summed biases
+    (2, 1, 3H), gates (2, H, 2H), candidate (2, H, H), the gates' columns halved so that one tanh gives the
+    sigmoid: sigmoid(z) = (1 + tanh(z / 2)) / 2. Paddle keeps a GRU's (H, 3H) weight as two blocks laid end
+    to end, not as columns: the update and reset gates' (H, 2H), then the candidate's (H, H)."""
+    hidden = t[f"{layer}.forward.weight"].shape[0]
+    half = np.ones(3 * hidden, dtype=np.float32)
+    half[: 2 * hidden] = 0.5
+    parts = []
+    for d in ("forward", "backward"):
+        w = t[f"{layer}.{d}.weight"].reshape(-1)
+        parts.append((t[f"{layer}.{d}.input.weight"] * half, (t[f"{layer}.{d}.input.bias"] + t[f"{layer}.{d}.bias"]) * half,
+                      w[: 2 * hidden * hidden].reshape(hidden, 2 * hidden) * 0.5,
+                      w[2 * hidden * hidden :].reshape(hidden, hidden)))
+    w_in, bias, w_gates, w_candidate = (np.stack(p) for p in zip(*parts))
+    return w_in, bias[:, None], w_gates, w_candidate
 
 
-def bigru(x: np.ndarray, mask: np.ndarray, w_in: np.ndarray, bias: np.ndarray, w_gates: np.ndarray,
-          w_candidate: np.ndarray, reverse: bool) -> np.ndarray:
-    """One direction of a Paddle GRU (origin_mode off) over x (B, T, in) with mask (B, T): (B, T, H).
+def bigru(table: np.ndarray, rows: np.ndarray, mask: np.ndarray, w_gates: np.ndarray,
+          w_candidate: np.ndarray) -> np.ndarray:
+    """Both directions of a Paddle GRU layer (origin_mode off), stepping together: table (2, R, 3H) input
+    projections with biases, rows (T, B) each token's row in it, mask (B, T). Returns (T, B, 2H).
         u, r = sigmoid(x_u + h W_u), sigmoid(x_r + h W_r);  c = tanh(x_c + (r h) W_c);  h' = h + u (c - h)
-    The state stays zero on padding, so the reverse direction starts afresh at each sentence's end."""
-    batch, steps, _ = x.shape
-    hidden = w_candidate.shape[0]
-    projected = x @ w_in + bias  # (B, T, 3H)
-    h = np.zeros((batch, hidden), dtype=np.float32)
-    out = np.zeros((batch, steps, hidden), dtype=np.float32)
-    on = mask[:, :, None].astype(np.float32)
-    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
-        p = projected[:, t]
-        gates = 0.5 + 0.5 * np.tanh(0.5 * (p[:, : 2 * hidden] + h @ w_gates))  # sigmoid, (B, 2H)
-        update, reset = gates[:, :hidden], gates[:, hidden:]
-        candidate = np.tanh(p[:, 2 * hidden :] + (reset * h) @ w_candidate)
-        h = (h + update * (candidate - h)) * on[:, t]
-        out[:, t] = h
+    The backward state is zeroed wherever the mask is off, so it starts afresh at each sentence's end."""
+    seq_len, batch = rows.shape
+    hidden = w_candidate.shape[1]
+    on = mask.T[::-1, :, None].astype(table.dtype)  # (T, B, 1): backward step s reads t = T-1-s
+    h = np.zeros((2, batch, hidden), dtype=table.dtype)
+    out = np.empty((seq_len, batch, 2 * hidden), dtype=table.dtype)
+    x = np.empty((2, batch, 3 * hidden), dtype=table.dtype)
+    recurrent, reset_h, candidate_h = np.empty((2, batch, 2 * hidden), dtype=table.dtype), np.empty_like(h), np.empty_like(h)
+    gates, candidate = x[:, :, : 2 * hidden], x[:, :, 2 * hidden :]
+    update, reset = gates[:, :, :hidden], gates[:, :, hidden:]
+    for s in range(seq_len):
+        np.take(table[0], rows[s], axis=0, out=x[0], mode="clip")  # clip: no bounds check (rows are valid)
+        np.take(table[1], rows[seq_len - 1 - s], axis=0, out=x[1], mode="clip")
+        gates += np.matmul(h, w_gates, out=recurrent)
+        np.tanh(gates, out=gates)
+        gates += 1
+        gates *= 0.5  # u, r
+        np.multiply(reset, h, out=reset_h)
+        candidate += np.matmul(reset_h, w_candidate, out=candidate_h)
+        np.tanh(candidate, out=candidate)
+        candidate -= h
+        candidate *= update
+        h += candidate  # h + u (c - h)
+        h[1] *= on[s]
+        out[s, :, :hidden] = h[0]
+        out[seq_len - 1 - s, :, hidden:] = h[1]
     return out

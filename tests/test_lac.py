@@ -100,25 +100,34 @@ def test_the_gru_state_stays_zero_on_padding_so_batches_equal_sentences_alone(tm
         np.testing.assert_allclose(together[row, : len(sentence)], alone, rtol=1e-4, atol=1e-4)  # float32 sums
 
 
-def test_one_gru_step_follows_paddles_equations():
+def test_both_gru_directions_follow_paddles_equations():
     rng = np.random.default_rng(1)
-    hidden, x = 3, rng.normal(size=(1, 2, 4)).astype(np.float32)
-    w_in, bias = rng.normal(size=(4, 9)).astype(np.float32), rng.normal(size=9).astype(np.float32)
-    weight = rng.normal(size=(hidden, 3 * hidden)).astype(np.float32)  # two blocks end to end, as Paddle keeps it
-    tensors = {"g.input.weight": w_in, "g.input.bias": bias, "g.weight": weight, "g.bias": np.zeros(9, np.float32)}
-    out = lac.bigru(x, np.ones((1, 2), bool), *lac._gru_weights(tensors, "g"), reverse=False)[0]
-    flat = weight.reshape(-1)
-    w_gates = flat[: 2 * hidden * hidden].reshape(hidden, 2 * hidden)
-    w_cand = flat[2 * hidden * hidden :].reshape(hidden, hidden)
-    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-    h = np.zeros(hidden)
-    for t in range(2):
-        p = x[0, t] @ w_in + bias
-        u = sigmoid(p[:hidden] + h @ w_gates[:, :hidden])  # update, then reset
-        r = sigmoid(p[hidden : 2 * hidden] + h @ w_gates[:, hidden:])
-        c = np.tanh(p[2 * hidden :] + (r * h) @ w_cand)
-        h = (1 - u) * h + u * c
-        np.testing.assert_allclose(out[t], h, rtol=1e-5, atol=1e-6)
+    hidden, steps = 3, 4
+    x = rng.normal(size=(steps, 2)).astype(np.float32)
+    tensors = {}
+    for d in ("forward", "backward"):
+        tensors |= {f"0.{d}.input.weight": rng.normal(size=(2, 9)), f"0.{d}.input.bias": rng.normal(size=9),
+                    f"0.{d}.weight": rng.normal(size=(hidden, 3 * hidden)), f"0.{d}.bias": rng.normal(size=9)}
+    tensors = {k: v.astype(np.float32) for k, v in tensors.items()}
+    w_in, bias, w_gates, w_candidate = lac.layer_weights(tensors, 0)
+    out = lac.bigru(x @ w_in + bias, np.arange(steps)[:, None], np.ones((1, steps), bool), w_gates, w_candidate)
+
+    def reference(d: str, inputs: np.ndarray) -> list[np.ndarray]:  # Paddle's GRU, one step at a time
+        flat = tensors[f"0.{d}.weight"].reshape(-1)  # two blocks end to end, as Paddle keeps it
+        w_g = flat[: 2 * hidden * hidden].reshape(hidden, 2 * hidden)
+        w_c = flat[2 * hidden * hidden :].reshape(hidden, hidden)
+        sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+        h, states = np.zeros(hidden), []
+        for row in inputs:
+            p = row @ tensors[f"0.{d}.input.weight"] + tensors[f"0.{d}.input.bias"] + tensors[f"0.{d}.bias"]
+            u = sigmoid(p[:hidden] + h @ w_g[:, :hidden])  # update, then reset
+            r = sigmoid(p[hidden : 2 * hidden] + h @ w_g[:, hidden:])
+            h = (1 - u) * h + u * np.tanh(p[2 * hidden :] + (r * h) @ w_c)
+            states.append(h)
+        return states
+
+    np.testing.assert_allclose(out[:, 0, :hidden], reference("forward", x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[::-1, 0, hidden:], reference("backward", x[::-1]), rtol=1e-5, atol=1e-5)
 
 
 def context_network(tmp_path) -> Trainable:
