@@ -190,6 +190,28 @@ def test_a_model_with_a_context_encoder_saves_loads_and_tags_raw_text_with_offse
     assert tagger.model_tags([list(text)]) == Tagger.load(tmp_path / "model").model_tags([list(text)])
 
 
+def test_a_training_with_a_context_encoder_resumes_from_its_checkpoint(tmp_path):
+    write_corpus(tmp_path / "train.txt", SENTENCES[:2] * 4, TAGS[:2] * 4)
+    corpus, model = str(tmp_path / "train.txt"), tmp_path / "model"
+    jobs.train(corpus, corpus, model, context=str(synthetic_lac(tmp_path)), overrides={"epochs": 1, "patience": 5})
+    jobs.train(corpus, corpus, model, resume=True, overrides={"epochs": 2})  # the checkpoint brings the encoder
+    assert len((model / "metrics.jsonl").read_text().splitlines()) == 2
+    assert Tagger.load(model).config.context == "lac"
+
+
+def test_tagger_train_with_context_on_a_directory_that_is_not_lac_is_one_line_before_reading_data(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    write_corpus(tmp_path / "train.txt", SENTENCES[:2], TAGS[:2])
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "train.txt"), "--dev", str(tmp_path / "train.txt"),
+                                      "-o", str(tmp_path / "model"), "--context", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: not a LAC model directory (lac_small): it lacks word.dic"]
+    assert not (tmp_path / "model").exists()
+
+
 def test_embeddings_jieba_without_jieba_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setattr(lac.importlib.util, "find_spec", lambda name: None)
     write_corpus(tmp_path / "train.txt", SENTENCES[:2], TAGS[:2])
