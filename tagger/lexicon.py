@@ -40,7 +40,8 @@ class Lexicon:
         self.longest = max(map(len, self.words), default=0)
         self.scale = math.log1p(max(self.words.values(), default=1.0)) or 1.0
         # every prefix of a word -> None, every word -> its frequency
-        self.nodes: dict[str, float | None] = dict.fromkeys({w[:k] for w in self.words for k in range(1, len(w))})
+        prefixes = {w[:k] for w in self.words for k in range(1, len(w))}
+        self.nodes: dict[str, float | None] = dict.fromkeys(prefixes)
         self.nodes.update(self.words)
 
     def __len__(self) -> int:
@@ -95,9 +96,9 @@ def _number(f: float) -> str:
 
 
 def parse_saved(text: str, source: str = "lexicon") -> Lexicon:
-    """A lexicon as `Lexicon.to_text` wrote it (a model's lexicon.txt): read as one split and one array
-    conversion, 3x faster than line by line for jieba's 350,000 words; other text goes to `parse_lexicon`,
-    which names a bad line."""
+    """A lexicon as `Lexicon.to_text` wrote it (a model's lexicon.txt), read with one split and one array
+    conversion instead of a loop over lines: jieba's 349,045 words, trie included, in 0.66-0.91 s instead of
+    1.03-1.16 s. Other text goes to `parse_lexicon`, which names a bad line."""
     parts = text.split()
     if parts and len(parts) == 2 * text.count("\n"):  # two fields on every line
         try:
