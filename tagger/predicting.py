@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import sys
 from collections import deque
 from typing import Callable, Iterable, Iterator, Sequence, TextIO
@@ -137,8 +138,12 @@ _JOB: tuple | None = None  # (tagger, writer, input_format, options) in a --work
 
 
 def _set_job(job: tuple) -> None:
+    """A worker's initializer: its job, and SIGTERM's default action back, so that the pool's terminate()
+    always ends it. A forked worker inherits its parent's handlers, and ray.init installs one (sys.exit)
+    that left a worker waiting on the task queue's lock after terminate(): the pool hung on join."""
     global _JOB
     _JOB = job
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _render_in_worker(chunk: list) -> str:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import signal
 import threading
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def _die_once() -> None:
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
     marker = tmp_path_factory.mktemp("ray") / "died"
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init installs its own, which would outlive these tests
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the hook travels by value
     ray.init(num_cpus=2, object_store_memory=OBJECT_STORE, include_dashboard=False, logging_level="WARNING",
              log_to_driver=False,
@@ -59,6 +61,7 @@ def local_ray(tmp_path_factory):
                           "env_vars": {"TAGGER_TEST_DIE_MARKER": str(marker), "PYTHONPATH": str(ROOT)}})
     yield marker
     ray.shutdown()
+    signal.signal(signal.SIGTERM, sigterm)
 
 
 def write_lines(path: Path, lines: list[str], newline: str = "\n") -> Path:

@@ -63,6 +63,20 @@ def test_prediction_leaves_no_state_behind(trained_model, tmp_path, monkeypatch)
     assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == blas_before
 
 
+def test_workers_take_sigterms_default_whatever_handler_the_caller_has():
+    """ray.init leaves a SIGTERM handler (sys.exit) behind; forked workers inherited it, and once one of them
+    outlived the pool's terminate(), which then waited for it forever. Killed by default, they cannot."""
+    import multiprocessing as mp
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        with mp.get_context("fork").Pool(1, initializer=predicting._set_job, initargs=((),)) as pool:
+            assert pool.apply(signal.getsignal, (signal.SIGTERM,)) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_tagging_runs_blas_on_one_thread_and_restores_it(trained_model, monkeypatch):
     from tagger import inference
 
