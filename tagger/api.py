@@ -337,15 +337,9 @@ class Tagger:
 
     def _spans(self, text: str, tokens: Tokens, first: int, tags: list[str]) -> list[dict]:
         """Entities (or, for plain tags, tagged tokens) of the sentence whose tokens start at `first`."""
-        starts, ends = tokens.starts, tokens.ends
-        if self.scheme is None:
-            return [{"start": starts[i], "end": ends[i], "label": tag, "text": tokens.texts[i]}
-                    for i, tag in enumerate(tags, start=first)]
-        spans = []
-        for label, s, e in schemes.spans(tags, self.scheme):
-            start, end = starts[first + s], ends[first + e - 1]
-            spans.append({"start": start, "end": end, "label": label, "text": text[start:end]})
-        return spans
+        spans = (schemes.spans(tags, self.scheme) if self.scheme is not None
+                 else [(tag, i, i + 1) for i, tag in enumerate(tags)])
+        return [self._entity(text, tokens, first, span) for span in spans]
 
     # -- scoring ---------------------------------------------------------------------------------------
 

@@ -100,9 +100,7 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     (tagger/lexicon.py); bigram_embeddings: vectors of character bigrams ("北京"), in --embeddings' formats;
     context: "jieba" (or a lac_small directory) for LAC as a frozen context encoder (tagger/lac.py). They only
     start a training: on --resume the checkpoint keeps its own."""
-    from tagger import distributed, lac, train as training
-    from tagger.embeddings import check_vectors_file, load_vectors
-    from tagger.lexicon import lexicon_path, read_lexicon
+    from tagger import distributed, train as training
 
     reporter = reporter or training.Silent()
     config = make_config(config_file, overrides or {}, features)
@@ -113,15 +111,8 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
         check_output_dir(output, resume, force)
     else:
         reporter = training.Silent()
-    jieba_vectors = embeddings is not None and lac.names_jieba(embeddings)
-    if embeddings is not None and not resume and not jieba_vectors:
-        check_vectors_file(embeddings)  # before the corpus is read: a typo should not cost that wait
-    if (jieba_vectors or context is not None) and not resume:
-        lac_dir = lac.lac_dir(context if context is not None else lac.JIEBA)
-    if bigram_embeddings is not None and not resume:
-        check_vectors_file(bigram_embeddings)
-    if lexicon is not None and not resume:
-        lexicon_path(lexicon)
+    if not resume:  # before the corpus is read: a typo should not cost that wait
+        _check_inputs(embeddings, bigram_embeddings, lexicon, context)
     train_sents = read_sentences(train_ref, format, tag_column, split="train")
     dev_sents = read_sentences(dev_ref, format, tag_column, split="validation")
     check_feature_columns([*train_sents, *dev_sents], config.features, train_ref)
@@ -134,18 +125,9 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     reporter.message(f"{len(train_sents):,} training sentences ({sum(len(s.tokens) for s in train_sents):,} "
                      f"tokens), {len(dev_sents):,} dev; scheme {source or 'none (plain tags)'}")
     vectors = bigram_vectors = words = encoder = None
-    if (jieba_vectors or context is not None) and not resume:
-        chars, tensors = lac.from_jieba(lac_dir)
-        encoder = (chars, tensors) if context is not None else None
-        if jieba_vectors:
-            vectors = lac.char_vectors(chars, tensors["context.embedding"])
-    if embeddings is not None and not resume and not jieba_vectors:
-        vectors = load_vectors(embeddings)
-    if bigram_embeddings is not None and not resume:
-        bigram_vectors = load_vectors(bigram_embeddings)
-    if lexicon is not None and not resume:
-        words = read_lexicon(lexicon)
-        reporter.message(f"lexicon: {len(words):,} words, the longest {words.longest} characters")
+    if not resume:
+        vectors, bigram_vectors, words, encoder = _load_inputs(embeddings, bigram_embeddings, lexicon, context,
+                                                               reporter)
     created = not output.exists()
     if leader:
         prepare_output_dir(output, resume)
@@ -164,6 +146,49 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     if test and world.leader:
         result["test"] = evaluate(output, test, format, tag_column, scheme)
     return result
+
+
+def _check_inputs(embeddings: Path | None, bigram_embeddings: Path | None, lexicon: str | None,
+                  context: str | None) -> None:
+    """InputError for a missing vectors file, lexicon or LAC model, found without reading any of them."""
+    from tagger import lac
+    from tagger.embeddings import check_vectors_file
+    from tagger.lexicon import lexicon_path
+
+    jieba_vectors = embeddings is not None and lac.names_jieba(embeddings)
+    if embeddings is not None and not jieba_vectors:
+        check_vectors_file(embeddings)
+    if jieba_vectors or context is not None:
+        lac.lac_dir(context if context is not None else lac.JIEBA)
+    if bigram_embeddings is not None:
+        check_vectors_file(bigram_embeddings)
+    if lexicon is not None:
+        lexicon_path(lexicon)
+
+
+def _load_inputs(embeddings: Path | None, bigram_embeddings: Path | None, lexicon: str | None,
+                 context: str | None, reporter) -> tuple:
+    """(word vectors, bigram vectors, lexicon, context encoder's characters and tensors), each None when not
+    asked for: what a new training starts from (tagger/embeddings.py, tagger/lexicon.py, tagger/lac.py)."""
+    from tagger import lac
+    from tagger.embeddings import load_vectors
+    from tagger.lexicon import read_lexicon
+
+    vectors = bigram_vectors = words = encoder = None
+    jieba_vectors = embeddings is not None and lac.names_jieba(embeddings)
+    if jieba_vectors or context is not None:
+        chars, tensors = lac.from_jieba(context if context is not None else lac.JIEBA)
+        encoder = (chars, tensors) if context is not None else None
+        if jieba_vectors:
+            vectors = lac.char_vectors(chars, tensors["context.embedding"])
+    if embeddings is not None and not jieba_vectors:
+        vectors = load_vectors(embeddings)
+    if bigram_embeddings is not None:
+        bigram_vectors = load_vectors(bigram_embeddings)
+    if lexicon is not None:
+        words = read_lexicon(lexicon)
+        reporter.message(f"lexicon: {len(words):,} words, the longest {words.longest} characters")
+    return vectors, bigram_vectors, words, encoder
 
 
 def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int | None = None,
@@ -245,13 +270,14 @@ def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "te
     dropped (implies scores); n_best: JSONL records gain the n best "alternatives"."""
     options = score_options(output_format, scores, min_score, n_best)
     check_output_file(output, force)
+    if output_format not in WRITERS:
+        raise InputError(f"unknown output format {output_format!r} (one of {', '.join(WRITERS)})")
     for ref in inputs:
         check_input_file(ref)
     tagger = model if isinstance(model, Tagger) else Tagger.load(model)
     tagger.batch_size = batch_size
-    if output_format not in WRITERS:
-        raise InputError(f"unknown output format {output_format!r} (one of {', '.join(WRITERS)})")
-    writer = WRITERS[output_format](tagger.entity_types, tagger.vocab.source_scheme, f"Entities found by {tagger.meta.get('name', 'tagger')}")
+    writer = WRITERS[output_format](tagger.entity_types, tagger.vocab.source_scheme,
+                                    f"Entities found by {tagger.meta.get('name', 'tagger')}")
     with store.atomic_file(output) as out:
         predict_files(tagger, inputs, writer, out, input_format, format, workers or auto_workers(inputs), warn,
                       options)
