@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from corpora.conll import Sentence, read_conll  # noqa: E402
-from tagger import marginals  # noqa: E402
+from tagger.tagging import marginals  # noqa: E402
 from tagger.api import Tagger  # noqa: E402
-from tagger.calibration import entity_scores, scored_entities  # noqa: E402
+from tagger.tagging.calibration import entity_scores, scored_entities  # noqa: E402
 
 ECE_LIMIT = 0.05  # above this, a temperature is fitted on dev
 
@@ -51,7 +51,7 @@ def run(model: str, dev: str, test: str, fit: bool = False) -> dict:
               "test_scores": report(test_data, t, test_gold, 1.0)}
     if fit or result["test_scores"]["ece"] > ECE_LIMIT:
         dev_data, _ = scored_entities(t, labelled(dev))
-        temperature = marginals.fit_temperature(dev_data, t.network.crf, t.tags, t.scheme)
+        temperature = marginals.fit_temperature(dev_data, t.engine.crf, t.tags, t.scheme)
         result["fitted_temperature"] = temperature
         result["test_scores_at_fitted_temperature"] = report(test_data, t, test_gold, temperature)
     return result

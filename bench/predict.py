@@ -79,7 +79,7 @@ def run_cli(args: list[str], stdin: Path | None = None) -> dict:
 def score_options(extra: str):
     """The scoring that `--extra` asks `tagger predict` for (--scores, --min-score P, --n-best K), so that the
     model-alone figure measures the same work."""
-    from tagger.scoring import ScoreOptions
+    from tagger.tagging.confidence import ScoreOptions
 
     words = extra.split()
     value = lambda name: words[words.index(name) + 1] if name in words else None  # noqa: E731

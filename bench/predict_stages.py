@@ -28,11 +28,11 @@ def main() -> None:
     args = p.parse_args()
 
     from corpora.conll import read_conll
-    from tagger import predicting
+    from tagger.tagging import streaming
     from tagger.api import Tagger
-    from tagger.writers import jsonl
+    from tagger.tagging.writers import jsonl
     from tagger.encode import collate, sorted_batches
-    from tagger.viterbi import viterbi
+    from tagger.tagging.viterbi import viterbi
 
     lines = [" ".join(s.tokens) for s in read_conll(args.data / "test.txt")] * args.copies
     tagger = Tagger.load(args.model)
@@ -47,7 +47,7 @@ def main() -> None:
         seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
         return result
 
-    for chunk in predicting._chunks(lines, predicting.CHUNK_LINES):
+    for chunk in streaming._chunks(lines, streaming.CHUNK_LINES):
         scanned = timed("tokenise + split sentences", lambda: [tagger._sentences(text) for text in chunk])
         words = [tok.texts[a:b] for tok, ends in scanned for a, b in pairwise([0, *ends])]
         tokens += sum(map(len, words))

@@ -49,7 +49,7 @@ def train(args, processes: int, threads: int, busy: bool, output: Path) -> dict:
 
 def gradient_floats(model_dir: Path) -> int:
     """Trainable numbers of the trained network: what DDP all-reduces every step."""
-    from tagger.model import Trainable
+    from tagger.training.model import Trainable
 
     model = Trainable.load(model_dir).model
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -70,7 +70,7 @@ def _all_reduce(floats: int, repeats: int, out: str, world=None) -> None:
 
 def all_reduce_seconds(floats: int, repeats: int = 20) -> float:
     """Mean time of one all-reduce of `floats` float32 between 2 processes on this machine (gloo)."""
-    from tagger import distributed
+    from tagger.training import distributed
 
     with tempfile.TemporaryDirectory() as tmp:
         out = f"{tmp}/seconds.json"

@@ -17,7 +17,7 @@ import torch
 from tagger.config import Config
 from tagger.data import check_tags, read_sentences
 from tagger.encode import iter_batches
-from tagger.train import Silent, build_tagger, make_optimizer, prepare_data, train_step
+from tagger.training.loop import Silent, build_tagger, make_optimizer, prepare_data, train_step
 
 ROOT = Path(__file__).resolve().parent.parent
 

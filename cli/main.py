@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 import typer
 
 from tagger.errors import USER_ERRORS, ConfigError
-from tagger.writers import WRITERS
+from tagger.tagging.writers import WRITERS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sequence labelling with a BiLSTM-CRF: train on CoNLL files, tag raw text, score entity F1.")
@@ -39,7 +39,7 @@ class InputFormat(str, Enum):
     parquet = "parquet"  # --ray only
 
 
-# the writers' registry, and Parquet shards for --ray (tagger/cluster.py)
+# the writers' registry, and Parquet shards for --ray (tagger/tagging/cluster.py)
 OutputFormat = Enum("OutputFormat", {name: name for name in [*WRITERS, "parquet"]}, type=str)
 
 
@@ -113,8 +113,8 @@ def train(
     import torch
 
     from cli.progress import TrainProgress
-    from tagger import jobs
-    from tagger.train import Interrupted
+    from tagger import commands
+    from tagger.training.loop import Interrupted
 
     try:  # a process-wide setting, so here; torch allows it once, before any inter-op work
         torch.set_num_interop_threads(1)
@@ -124,7 +124,7 @@ def train(
                                    "bigrams": bigrams}.items() if v is not None}
     try:
         with TrainProgress(quiet) as reporter:
-            result = jobs.train(train_data, dev, output, test=test, embeddings=embeddings, format=format.value,
+            result = commands.train(train_data, dev, output, test=test, embeddings=embeddings, format=format.value,
                                 tag_column=tag_column, scheme=scheme.value, config_file=config_file,
                                 overrides=overrides, features=features, resume=resume, force=force,
                                 reporter=reporter, processes=processes, lexicon=lexicon,
@@ -167,10 +167,11 @@ def predict(
                                          "of each line with their probabilities (\"alternatives\"; JSONL)"),
 ) -> None:
     """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
-    from tagger import cluster, jobs
+    from tagger.tagging import cluster
+    from tagger import commands
     from tagger.api import Tagger
 
-    # --ray (tagger/cluster.py): Ray Data reads shards, actors tag them, shards are written
+    # --ray (tagger/tagging/cluster.py): Ray Data reads shards, actors tag them, shards are written
     cluster.check_formats(input_format.value, output_format.value if output_format else None, ray, address)
     if ray:
         if n_best:
@@ -182,15 +183,15 @@ def predict(
         return
 
     out_format = output_format.value if output_format else ("conll" if input_format is InputFormat.conll else "jsonl")
-    jobs.score_options(out_format, scores, min_score, n_best)  # before loading the model: a typo is found at once
-    jobs.check_output_file(output, force)
+    commands.score_options(out_format, scores, min_score, n_best)  # before loading the model: a typo is found at once
+    commands.check_output_file(output, force)
     for ref in inputs or ():
-        jobs.check_input_file(ref)
+        commands.check_input_file(ref)
     tagger = Tagger.load(model)
     # What is loaded now lives to the end of the process: frozen, the collector stops walking it every few
     # thousand allocations (tokenising got 1.8x faster) and never writes to it, so forked workers share it.
     gc.freeze()
-    jobs.predict(tagger, inputs or ["-"], input_format.value, out_format, output, format=format.value,
+    commands.predict(tagger, inputs or ["-"], input_format.value, out_format, output, format=format.value,
                  batch_size=batch_size, force=force, workers=workers, scores=scores, min_score=min_score,
                  n_best=n_best)
 
@@ -205,9 +206,9 @@ def calibrate(
     scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of DEV (auto: detect)"),
 ) -> None:
     """Fit the temperature that makes MODEL_DIR's entity scores calibrated on DEV, and save it in the model."""
-    from tagger import jobs
+    from tagger import commands
 
-    result = jobs.calibrate(model, dev, format=format.value, tag_column=tag_column, scheme=scheme.value)
+    result = commands.calibrate(model, dev, format=format.value, tag_column=tag_column, scheme=scheme.value)
     typer.echo(f"temperature {result['temperature']:.4f} (was {result['previous_temperature']:.4f}), fitted on "
                f"{result['entities']} entities: expected calibration error {result['ece_before']:.4f} -> "
                f"{result['ece_after']:.4f}; saved in {model / 'config.json'}")
@@ -226,9 +227,9 @@ def evaluate(
                                           "--json then includes its numbers under \"errors\""),
 ) -> None:
     """Score MODEL_DIR on TEST: entity precision/recall/F1 per type and overall (seqeval, strict)."""
-    from tagger import jobs
+    from tagger import commands
 
-    result = jobs.evaluate(model, test, format=format.value, tag_column=tag_column, scheme=scheme.value,
+    result = commands.evaluate(model, test, format=format.value, tag_column=tag_column, scheme=scheme.value,
                            report=report)
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
     if report is not None:
@@ -247,10 +248,10 @@ def convert(
     force: bool = typer.Option(False, "--force", help="overwrite OUTPUT"),
 ) -> None:
     """Rewrite a CoNLL file's tags in another scheme (invalid sequences are repaired as conlleval reads them)."""
-    from tagger import jobs
+    from tagger import commands
 
     to_stdout = str(output) == "-"
-    n = jobs.convert(input, None if to_stdout else output, to.value, source.value, format.value, tag_column, force)
+    n = commands.convert(input, None if to_stdout else output, to.value, source.value, format.value, tag_column, force)
     typer.echo(f"wrote {n} sentences to {'standard output' if to_stdout else output}", err=True)
 
 
@@ -276,10 +277,11 @@ def plot(
     force: bool = typer.Option(False, "--force", help="overwrite an existing OUTPUT"),
 ) -> None:
     """Draw the training curves (loss, dev F1, tokens/s by epoch) of one or more runs, overlaid."""
-    from tagger import jobs, plots
+    from tagger import commands
+    from tagger.reports import plots
 
     plots.check_plot_path(output)
-    jobs.check_output_file(output, force)
+    commands.check_output_file(output, force)
     plots.plot_runs(run_dirs, output)
     typer.echo(f"wrote {output}", err=True)
 

@@ -1,6 +1,6 @@
 """`Tagger`: load a model directory, tag raw text or tokens, score a corpus. The CLI only calls this.
 
-Tagging runs the numpy engine (tagger/inference.py) with OpenBLAS limited to one thread while it works
+Tagging runs the numpy engine (tagger/tagging/engine.py) with OpenBLAS limited to one thread while it works
 (threadpoolctl): its matrix products are too small for BLAS threads, which made it 2-4x slower.
 """
 from __future__ import annotations
@@ -16,13 +16,16 @@ import numpy as np
 
 from corpora import schemes
 from corpora.conll import Sentence
-from tagger import marginals, network, scoring, store
+from tagger import store
+from tagger.tagging import marginals
+from tagger import tensors as spec
+from tagger.tagging import confidence
 from tagger.config import Config
 from tagger.encode import Encoded, Encoder, iter_batches
 from tagger.errors import InputError, ModelError, TaggerError
-from tagger.evaluate import score
-from tagger.inference import Network
-from tagger.scoring import ScoreOptions, Scored
+from tagger.reports.metrics import score
+from tagger.tagging.engine import Engine
+from tagger.tagging.confidence import ScoreOptions, Scored
 from tagger.lexicon import Lexicon, parse_saved
 from tagger.text import Tokens, sentence_ends
 from tagger.vocab import Vocab
@@ -35,9 +38,9 @@ def model_scheme(config: Config, source_scheme: str | None) -> str | None:
     return source_scheme if config.tag_scheme == "auto" else schemes.normalize_scheme(config.tag_scheme)
 
 
-def sizes_of(vocab: Vocab) -> network.Sizes:
+def sizes_of(vocab: Vocab) -> spec.Sizes:
     """What sizes the network besides its config."""
-    return network.Sizes(len(vocab.words), len(vocab.frozen), len(vocab.chars), len(vocab.tags),
+    return spec.Sizes(len(vocab.words), len(vocab.frozen), len(vocab.chars), len(vocab.tags),
                          tuple(len(f) for f in vocab.features), len(vocab.bigrams) if vocab.bigrams else 0,
                          len(vocab.context) if vocab.context else 0)
 
@@ -84,7 +87,7 @@ class Tagger:
     def __init__(self, config: Config, vocab: Vocab, tensors: Mapping[str, np.ndarray], meta: dict | None = None):
         config = config.resolved()
         self.config, self.vocab, self.tensors, self.meta = config, vocab, tensors, meta or {}
-        self.network = Network(config, tensors)
+        self.engine = Engine(config, tensors)
         self.scheme = model_scheme(config, vocab.source_scheme)
         self.encode = Encoder(vocab)
         self.batch_size = 256
@@ -102,7 +105,7 @@ class Tagger:
         sizes = sizes_of(vocab)
         if meta.get("format_version", 1) == 1:
             tensors = store.from_format_1(tensors, config, sizes, Path(path))
-        problems = network.check(tensors, config, sizes)
+        problems = spec.check(tensors, config, sizes)
         if problems:
             raise ModelError(f"weights do not match config.json and vocab.json ({'; '.join(problems[:3])})",
                              path=str(Path(path) / "model.safetensors"))
@@ -134,7 +137,7 @@ class Tagger:
         names = self.vocab.tags.items
         with self._one_blas_thread():
             for ids, batch in iter_batches(encoded, self.batch_size, mixed=True):
-                for i, path in zip(ids, self.network.tag(batch)):
+                for i, path in zip(ids, self.engine.tag(batch)):
                     out[i] = list(map(names.__getitem__, path))
         return out
 
@@ -145,11 +148,11 @@ class Tagger:
 
     def model_scores(self, sentences: Sequence[Sequence[str]], features: Sequence[Sequence[Sequence[str]]] = (),
                      options: ScoreOptions = ScoreOptions(scores=True)) -> list[Scored]:
-        """model_tags with what `options` asks for (tagger/scoring.py Scored): each sentence's best tags and
+        """model_tags with what `options` asks for (tagger/tagging/confidence.py Scored): each sentence's best tags and
         entities in the model's scheme, their probabilities, its n best paths; entities below
         options.min_score already dropped. In input order; an empty sentence gets no entities."""
         self._check_features(features)
-        out = [scoring.empty(len(self.vocab.tags), options) for _ in sentences]
+        out = [confidence.empty(len(self.vocab.tags), options) for _ in sentences]
         todo = [i for i, s in enumerate(sentences) if len(s)]
         encoded = [self.encode(sentences[i], features=features[i] if features else ()) for i in todo]
         for i, scored in zip(todo, self.score_encoded(encoded, options)):
@@ -164,7 +167,7 @@ class Tagger:
         out: list = [None] * len(encoded)
         with self._one_blas_thread():
             for ids, batch in iter_batches(encoded, self.batch_size, mixed=True):
-                found = scoring.score_batch(self.network.emissions(batch), batch.mask, self.network.crf,
+                found = confidence.score_batch(self.engine.emissions(batch), batch.mask, self.engine.crf,
                                             self.vocab.tags.items, self.scheme, options, self.config.temperature)
                 for i, scored in zip(ids, found):
                     out[i] = scored
@@ -173,20 +176,20 @@ class Tagger:
     def emission_batches(self, sentences: Sequence[Sequence[str]], features: Sequence[Sequence[Sequence[str]]] = ()
                          ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
         """The network's scores of the non-empty sentences, batched: per batch the indices of its sentences,
-        emissions (B, T, K) and mask (B, T). What probabilities (tagger/marginals.py) start from."""
+        emissions (B, T, K) and mask (B, T). What probabilities (tagger/tagging/marginals.py) start from."""
         self._check_features(features)
         todo = [i for i, s in enumerate(sentences) if len(s)]
         encoded = [self.encode(sentences[i], features=features[i] if features else ()) for i in todo]
         for ids, batch in iter_batches(encoded, self.batch_size, mixed=True):
             with self._one_blas_thread():  # not held while the caller has the batch
-                emissions = self.network.emissions(batch)
+                emissions = self.engine.emissions(batch)
             yield [todo[i] for i in ids], emissions, batch.mask
 
     def _lattices(self, sentences: Sequence[Sequence[str]]) -> Iterator[tuple[list[int], marginals.Lattice]]:
         """Forward-backward over the non-empty sentences, batched: (their indices, the batch's lattice)."""
         for ids, emissions, mask in self.emission_batches(sentences):
             with self._one_blas_thread():
-                lattice = marginals.forward_backward(emissions, mask, *self.network.crf,
+                lattice = marginals.forward_backward(emissions, mask, *self.engine.crf,
                                                      temperature=self.config.temperature)
             yield ids, lattice
 

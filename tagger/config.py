@@ -26,9 +26,9 @@ class Config:
     lowercase_lookup: bool = True    # look words up in the pretrained vectors lower-cased when the exact form is missing
     min_word_count: int = 1          # training words seen fewer times map to <unk> (unless pretrained)
     pretrained_swap: float = 0.0     # probability of reading a training word from the pretrained vector its row
-                                     # started from, as words never seen in training are read (tagger/unseen.py)
+                                     # started from, as words never seen in training are read (tagger/training/unseen.py)
     unseen_drift: float = 0.0        # move each pretrained word never seen in training by this times the mean
-                                     # fine-tuning drift of its nearest trained words (tagger/unseen.py; 0: off)
+                                     # fine-tuning drift of its nearest trained words (tagger/training/unseen.py; 0: off)
     unseen_neighbours: int = 10      # how many nearest trained words (cosine of the pretrained vectors)
     # network
     word_dim: int = 50               # ignored when pretrained vectors are given (their dimension wins)

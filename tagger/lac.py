@@ -5,13 +5,13 @@ trained it on its own corpus: 128-dimensional character embeddings, two BiGRU la
 emissions for 57 tags and a CRF. Its weights are Paddle `save_persistables` files (a small header,
 then float32 data), which `read_paddle_tensor` parses, and its network is small enough to run in numpy.
 
-What tagger takes from it (tagger/jobs.py):
+What tagger takes from it (tagger/commands.py):
 - `--embeddings jieba`: its character embeddings, as pretrained vectors for a character corpus
   (`char_vectors`);
 - `--context jieba` (config context = "lac"): per token, its top BiGRU layer (256 numbers) and its 57
   emission scores (`ContextNetwork.features`), a frozen contextual encoder whose output the BiLSTM reads
   beside the other inputs. No transformer: a character costs about 0.5 M multiply-adds.
-The tensors travel in the model's safetensors as `context.*` (tagger/network.py) and its characters in
+The tensors travel in the model's safetensors as `context.*` (tagger/tensors.py) and its characters in
 vocab.json, so a model needs no jieba to tag. Training computes the features of its sentences once (the
 encoder never changes); tagging computes them per batch.
 """
@@ -29,7 +29,7 @@ from tagger.errors import InputError
 JIEBA = "jieba"  # `--embeddings jieba` / `--context jieba`: the LAC model of an installed jieba
 OOV = "OOV"
 FEATURES = 2 * 128 + 57  # per character: the top BiGRU layer, both directions, then the emissions
-# tensor names (tagger/network.py's context.*) -> the Paddle files of jieba/lac_small/model_baseline
+# tensor names (tagger/tensors.py's context.*) -> the Paddle files of jieba/lac_small/model_baseline
 PADDLE_FILES = {"embedding": "word_emb", "emissions.weight": "fc_4.w_0", "emissions.bias": "fc_4.b_0",
                 **{f"{layer}.{d}.{part}": f"{kind}_{2 * layer + k}.{p}_0"
                    for layer in (0, 1) for k, d in enumerate(("forward", "backward"))
@@ -38,7 +38,7 @@ PADDLE_FILES = {"embedding": "word_emb", "emissions.weight": "fc_4.w_0", "emissi
 
 
 def shapes(rows: int, hidden: int = 128, tags: int = 57) -> dict[str, tuple[int, ...]]:
-    """The context encoder's tensors (tagger/network.py), for an embedding of `rows` characters."""
+    """The context encoder's tensors (tagger/tensors.py), for an embedding of `rows` characters."""
     out = {"context.embedding": (rows, 128), "context.emissions.weight": (2 * hidden, tags),
            "context.emissions.bias": (tags,)}
     for layer, in_dim in ((0, 128), (1, 2 * hidden)):
@@ -126,7 +126,7 @@ def normalise(token: str) -> str:
 
 def from_jieba(directory: str | Path = JIEBA) -> tuple[list[str], dict[str, np.ndarray]]:
     """LAC's characters (row i of its embedding is chars[i]) and its tensors, named `context.*` as
-    tagger/network.py lists them, from a lac_small directory (`lac_dir`: by default the installed jieba's).
+    tagger/tensors.py lists them, from a lac_small directory (`lac_dir`: by default the installed jieba's).
     The embedding is rounded to float16, as a model saves it, so training sees what tagging will."""
     directory = lac_dir(directory)
     chars: dict[int, str] = {}
@@ -159,7 +159,7 @@ def token_ids(index: Mapping[str, int], tokens: Sequence[str]) -> list[int]:
 
 
 class ContextNetwork:
-    """LAC's forward pass over batches of token rows, from tensors named `context.*` (tagger/network.py)."""
+    """LAC's forward pass over batches of token rows, from tensors named `context.*` (tagger/tensors.py)."""
 
     ROWS = 64  # sentences a pass: a GRU step's arrays then stay in cache (1.3x the speed of 256 here)
 

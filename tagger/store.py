@@ -4,7 +4,7 @@ Every file is written to a temporary name and renamed into place, so a kill leav
 new one. config.json is written last and records the SHA-256 of the other two: a truncated, altered or
 half-replaced model is refused on loading. Nothing is ever unpickled.
 
-The weights are the tensors tagger/network.py names (format_version 2). Format 1 saved torch's state-dict
+The weights are the tensors tagger/tensors.py names (format_version 2). Format 1 saved torch's state-dict
 keys; such models still load, renamed on the way in.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from tagger import network
+from tagger import tensors as spec
 from tagger.config import Config
 from tagger.errors import ConfigError, ModelError
 
@@ -74,10 +74,10 @@ def sha256(data: bytes) -> str:
 
 def save_model(directory: str | Path, config: Config, vocab: dict, tensors: Mapping[str, np.ndarray],
                extra: dict[str, Any] | None = None, lexicon: str | None = None) -> None:
-    """Write a model directory: tensors named as tagger/network.py says (float16 where it says so), and the
+    """Write a model directory: tensors named as tagger/tensors.py says (float16 where it says so), and the
     lexicon's text (tagger/lexicon.py) as lexicon.txt when the model has one; config.json checksums each."""
     directory = Path(directory)
-    arrays = {k: np.ascontiguousarray(v, dtype=np.float16 if k in network.HALF else np.float32)
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float16 if k in spec.HALF else np.float32)
               for k, v in tensors.items()}
     blobs = {"vocab.json": json.dumps(vocab, ensure_ascii=False).encode("utf-8"), "model.safetensors": st_save(arrays)}
     if lexicon is not None:
@@ -86,7 +86,7 @@ def save_model(directory: str | Path, config: Config, vocab: dict, tensors: Mapp
         (directory / LEXICON).unlink(missing_ok=True)
     for name, data in blobs.items():
         atomic_write(directory / name, data)
-    meta = {"format": FORMAT, "format_version": network.FORMAT_VERSION, "config": config.to_dict(),
+    meta = {"format": FORMAT, "format_version": spec.FORMAT_VERSION, "config": config.to_dict(),
             "sha256": {k: sha256(v) for k, v in blobs.items()}, **(extra or {})}
     atomic_write(directory / "config.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
@@ -162,16 +162,16 @@ def _check_format(meta: Any, path: Path) -> None:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(version, int):
         found = meta.get("format") if isinstance(meta, dict) else None
         raise ModelError(f"not a model of this tagger (format {found!r}, expected {FORMAT!r})", path=str(path))
-    if not 1 <= version <= network.FORMAT_VERSION:
-        raise ModelError(f"format_version {version} is newer than this tagger reads ({network.FORMAT_VERSION}): "
+    if not 1 <= version <= spec.FORMAT_VERSION:
+        raise ModelError(f"format_version {version} is newer than this tagger reads ({spec.FORMAT_VERSION}): "
                          "upgrade bilstm-tagger", path=str(path))
 
 
-def from_format_1(state: Mapping[str, np.ndarray], config: Config, sizes: network.Sizes,
+def from_format_1(state: Mapping[str, np.ndarray], config: Config, sizes: spec.Sizes,
                   directory: Path) -> dict[str, np.ndarray]:
-    """A format-1 model's weights (torch's state-dict keys) under tagger/network.py's names."""
+    """A format-1 model's weights (torch's state-dict keys) under tagger/tensors.py's names."""
     try:
-        return network.from_torch(state, list(network.shapes(config, sizes)))
+        return spec.from_torch(state, list(spec.shapes(config, sizes)))
     except KeyError as e:
         raise ModelError(f"weights do not match config.json and vocab.json (missing {e.args[0]})",
                          path=str(directory / "model.safetensors")) from None

@@ -90,10 +90,10 @@ def write_toml(path: Path, **changes) -> Path:
 
 def train_tiny(output: Path, train_path: Path, dev_path: Path, **changes) -> Path:
     """Train a tiny model through tagger.jobs (what `tagger train` runs) into `output`."""
-    from tagger import jobs
+    from tagger import commands
 
     config = write_toml(output.parent / f"{output.name}.toml", **changes)
-    jobs.train(str(train_path), str(dev_path), output, config_file=config)
+    commands.train(str(train_path), str(dev_path), output, config_file=config)
     return output
 
 
@@ -185,7 +185,7 @@ def ctrl_c() -> None:
 
 def interrupt_loss_at(monkeypatch, call: int, after_forward: bool = False) -> None:
     """Ctrl-C on the `call`-th batch: before its forward pass, or after it (as if during backward)."""
-    from tagger.model import BiLSTMCRF
+    from tagger.training.model import BiLSTMCRF
 
     real, calls = BiLSTMCRF.loss, {"n": 0}
 

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from cli.main import app
 from conftest import colour_pixels, html_marks, make_sentences, write_corpus
 from corpora import schemes
-from tagger.analysis import KINDS, analyse, sentence_errors
-from tagger.html import label_colour
-from tagger.report import render_report
+from tagger.reports.analysis import KINDS, analyse, sentence_errors
+from tagger.reports.html import label_colour
+from tagger.reports.report import render_report
 
 TOKENS = "Angela Merkel met Acme Corp staff in New York today".split()
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import (BAD_CORPORA, DAMAGES, bad_corpus, make_sentences, tag_column_option, train_tiny,
                       write_corpus)
 from corpora.errors import CorpusError
-from tagger import jobs
+from tagger import commands
 from tagger.api import Tagger
 from tagger.data import check_tags, read_sentences
 from tagger.errors import USER_ERRORS, InputError, ModelError, TaggerError
@@ -137,7 +137,7 @@ def test_crlf_and_bom_files_train_and_score_like_plain_ones(tmp_path):
     assert read_sentences(windows) == read_sentences(plain)
     model = Tagger.load(train_tiny(tmp_path / "m", windows, windows, epochs=1))
     assert all(tag.isascii() and "\r" not in tag and "\ufeff" not in tag for tag in model.vocab.tags.items)
-    assert jobs.evaluate(tmp_path / "m", str(windows)) == jobs.evaluate(tmp_path / "m", str(plain))
+    assert commands.evaluate(tmp_path / "m", str(windows)) == commands.evaluate(tmp_path / "m", str(plain))
 
 
 # -- bad input through the API ------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_crlf_and_bom_files_train_and_score_like_plain_ones(tmp_path):
 def test_bad_corpus_file_raises_a_user_error_naming_file_and_line(name, trained_model, tmp_path):
     path, options, fragments = bad_corpus(tmp_path, name)
     with pytest.raises(USER_ERRORS) as info:
-        jobs.evaluate(trained_model, str(path), tag_column=tag_column_option(options))
+        commands.evaluate(trained_model, str(path), tag_column=tag_column_option(options))
     message = str(info.value)
     assert message.startswith(str(path))
     assert "\n" not in message
@@ -205,7 +205,7 @@ def test_unseen_dev_label_is_a_warning_and_training_proceeds(corpus, tmp_path):
         def end_epoch(self, metrics): ...
         def message(self, text): messages.append(text)
 
-    result = jobs.train(str(corpus["train"]), str(dev), tmp_path / "m", config_file=corpus["config"],
+    result = commands.train(str(corpus["train"]), str(dev), tmp_path / "m", config_file=corpus["config"],
                         reporter=Collect())
     assert any(m.startswith(f"warning: {dev}: label(s) MISC never seen in training") for m in messages)
     assert result["epochs"] == 3
@@ -214,7 +214,7 @@ def test_unseen_dev_label_is_a_warning_and_training_proceeds(corpus, tmp_path):
 
 def test_unseen_test_label_is_reported_by_evaluate(trained_model, tmp_path, capsys):
     test = write_corpus(tmp_path / "t.txt", [(["John", "saw", "Europe", "."], ["B-PER", "O", "B-MISC", "O"])])
-    scores = jobs.evaluate(trained_model, str(test))
+    scores = commands.evaluate(trained_model, str(test))
     assert scores["unseen_labels"] == ["MISC"]
     assert scores["per_type"]["MISC"]["recall"] == 0.0
     assert f"warning: {test}: label(s) MISC never seen in training" in capsys.readouterr().err
@@ -244,15 +244,15 @@ def test_output_that_exists_is_never_overwritten(trained_model, corpus, tmp_path
     out = tmp_path / "taken.jsonl"
     out.write_text("precious\n")
     with pytest.raises(InputError, match="already exists"):
-        jobs.predict(trained_model, [str(corpus["test"])], "conll", "conll", out)
+        commands.predict(trained_model, [str(corpus["test"])], "conll", "conll", out)
     with pytest.raises(InputError, match="already exists"):
-        jobs.convert(corpus["train"], out, "bioes")
+        commands.convert(corpus["train"], out, "bioes")
     assert out.read_text() == "precious\n"
     taken = tmp_path / "taken_model"
     shutil.copytree(trained_model, taken)
     before = (taken / "model.safetensors").read_bytes()
     with pytest.raises(InputError, match="not empty"):
-        jobs.train(str(corpus["train"]), str(corpus["dev"]), taken, config_file=corpus["config"])
+        commands.train(str(corpus["train"]), str(corpus["dev"]), taken, config_file=corpus["config"])
     assert (taken / "model.safetensors").read_bytes() == before
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from corpora import schemes
 from corpora.conll import read_conll
-from tagger import jobs
+from tagger import commands
 from tagger.api import Tagger
 from tagger.errors import ModelError
 from tagger.lexicon import read_lexicon
@@ -21,7 +21,7 @@ def chinese_model(tmp_path_factory):
     config = tmp_path_factory.mktemp("cfg") / "tiny.toml"
     config.write_text("hidden_size = 32\nchar_filters = 10\nword_dim = 32\nepochs = 6\nbatch_size = 8\n"
                       "lr = 0.05\npatience = 6\n")
-    result = jobs.train(str(SAMPLES / "train.txt"), str(SAMPLES / "dev.txt"), out, config_file=config)
+    result = commands.train(str(SAMPLES / "train.txt"), str(SAMPLES / "dev.txt"), out, config_file=config)
     return out, result
 
 
@@ -77,7 +77,7 @@ def lexicon_model(tmp_path_factory):
     config.write_text("hidden_size = 32\nbigram_dim = 20\nword_dim = 32\nepochs = 6\nbatch_size = 8\n"
                       "lr = 0.05\npatience = 6\n")
     lexicon = synthetic_lexicon(root / "words.txt")
-    result = jobs.train(str(SAMPLES / "train.txt"), str(SAMPLES / "dev.txt"), root / "model", config_file=config,
+    result = commands.train(str(SAMPLES / "train.txt"), str(SAMPLES / "dev.txt"), root / "model", config_file=config,
                         lexicon=str(lexicon))
     return root / "model", lexicon, result
 

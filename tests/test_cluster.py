@@ -23,7 +23,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from cli.main import app  # noqa: E402
 from conftest import make_sentences  # noqa: E402
-from tagger import cluster  # noqa: E402
+from tagger.tagging import cluster  # noqa: E402
 from tagger.api import Tagger  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ UNICODE_LINES = ["Angela Merkel 😀 visited Paris .", "東京 Siemens AG hired 
 
 def _die_once() -> None:
     """Worker set-up hook: the first actor to tag DIE_LINE exits at once (marker file: only the first)."""
-    from tagger import cluster as c
+    from tagger.tagging import cluster as c
 
     real = c.TagBatches.__call__
 

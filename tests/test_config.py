@@ -8,7 +8,7 @@ import pytest
 
 from tagger.config import CONFIG_VERSION, Config, load_toml
 from tagger.errors import ConfigError
-from tagger.jobs import make_config, parse_features
+from tagger.commands import make_config, parse_features
 
 
 def test_json_round_trip_keeps_every_setting():

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from corpora import schemes
-from tagger.crf import ConstrainedCRF
-from tagger.viterbi import viterbi
+from tagger.training.crf import ConstrainedCRF
+from tagger.tagging.viterbi import viterbi
 
 IOB2_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 BIOES_TAGS = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]

@@ -17,8 +17,9 @@ from safetensors.torch import load_file, save_file
 
 from conftest import TINY_CONFIG, interrupt_loss_at, make_sentences, write_corpus, write_toml
 from corpora.conll import Sentence
-from tagger import distributed, jobs
-from tagger import train as training
+from tagger.training import distributed
+from tagger import commands
+from tagger.training import loop as training
 from tagger.config import Config
 from tagger.encode import collate, length_batches
 
@@ -69,7 +70,7 @@ def corpus(tmp_path: Path, **changes) -> tuple[Path, Path, Path]:
     rank's slice is empty."""
     sents = make_sentences(50, seed=2)
     sents.insert(3, (["x"] * 17, ["O"] * 17))
-    return (write_corpus(tmp_path / "train.txt", sents[:40]), write_corpus(tmp_path / "dev.txt", sents[40:]),
+    return (write_corpus(tmp_path / "training.txt", sents[:40]), write_corpus(tmp_path / "dev.txt", sents[40:]),
             write_toml(tmp_path / "c.toml", **changes))
 
 
@@ -83,8 +84,8 @@ def metrics(path: Path) -> list[dict]:
 
 def test_two_processes_on_uneven_buckets_finish_and_train_like_one(tmp_path):
     train, dev, toml = corpus(tmp_path, epochs=2, **SGD)
-    two = jobs.train(str(train), str(dev), tmp_path / "two", config_file=toml, processes=2)
-    one = jobs.train(str(train), str(dev), tmp_path / "one", config_file=toml)
+    two = commands.train(str(train), str(dev), tmp_path / "two", config_file=toml, processes=2)
+    one = commands.train(str(train), str(dev), tmp_path / "one", config_file=toml)
     assert two["epochs"] == one["epochs"] == 2
     w1, w2 = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
@@ -94,13 +95,13 @@ def test_two_processes_on_uneven_buckets_finish_and_train_like_one(tmp_path):
 
 def test_ctrl_c_stops_both_processes_and_resume_gives_the_same_weights(tmp_path, monkeypatch):
     train, dev, toml = corpus(tmp_path, epochs=2, dropout=0.3, word_dropout=0.1)  # each rank's RNG matters
-    jobs.train(str(train), str(dev), tmp_path / "whole", config_file=toml, processes=2)
+    commands.train(str(train), str(dev), tmp_path / "whole", config_file=toml, processes=2)
     interrupt_loss_at(monkeypatch, 7)  # rank 0 (this process) gets the Ctrl-C, in epoch 2
     with pytest.raises(training.Interrupted) as info:
-        jobs.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2)
+        commands.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2)
     monkeypatch.undo()
     assert info.value.step > 0
-    jobs.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2, resume=True)
+    commands.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2, resume=True)
     w, r = weights(tmp_path / "whole"), weights(tmp_path / "resumed")
     assert all(torch.equal(w[k], r[k]) for k in w)
     assert [m["dev_f1"] for m in metrics(tmp_path / "resumed")] == [m["dev_f1"] for m in metrics(tmp_path / "whole")]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import make_sentences, write_corpus, write_toml
-from tagger import jobs
+from tagger import commands
 from tagger.api import Tagger
 from tagger.embeddings import load_vectors
 from tagger.errors import InputError
@@ -110,7 +110,7 @@ def test_training_with_vectors_uses_their_dimension_and_rows(tmp_path):
     rows = {"paris": rng.normal(size=6), "visited": rng.normal(size=6), "madrid": rng.normal(size=6)}
     vectors = write(tmp_path, "".join(f"{w} {' '.join(map(str, v))}\n" for w, v in rows.items()))
     config = write_toml(tmp_path / "c.toml", epochs=1)
-    jobs.train(str(train), str(dev), tmp_path / "m", embeddings=vectors, config_file=config)
+    commands.train(str(train), str(dev), tmp_path / "m", embeddings=vectors, config_file=config)
     tagger = Tagger.load(tmp_path / "m")
     assert tagger.config.word_dim == 6  # the vectors' dimension wins over the config's 16
     assert tagger.vocab.frozen.items == ["madrid"]  # pretrained, never seen in training: kept, not trained

@@ -6,8 +6,8 @@ from seqeval import metrics
 from seqeval.scheme import IOB2
 
 from conftest import make_sentences, write_corpus
-from tagger import jobs
-from tagger.evaluate import score
+from tagger import commands
+from tagger.reports.metrics import score
 
 GOLD = [["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]]
 PRED = [["B-PER", "I-PER", "O", "B-LOC", "O"]]  # PER exact, LOC cut short: a boundary error
@@ -89,8 +89,8 @@ def test_lengths_must_agree():
 
 def test_a_test_file_in_another_scheme_scores_the_same(trained_model, tmp_path):
     sents = make_sentences(15, seed=9)
-    iob2 = jobs.evaluate(trained_model, str(write_corpus(tmp_path / "iob2.txt", sents)))
-    bioes = jobs.evaluate(trained_model, str(write_corpus(tmp_path / "bioes.txt", sents, scheme="bioes")))
-    bilou = jobs.evaluate(trained_model, str(write_corpus(tmp_path / "bilou.txt", sents, scheme="bilou")))
+    iob2 = commands.evaluate(trained_model, str(write_corpus(tmp_path / "iob2.txt", sents)))
+    bioes = commands.evaluate(trained_model, str(write_corpus(tmp_path / "bioes.txt", sents, scheme="bioes")))
+    bilou = commands.evaluate(trained_model, str(write_corpus(tmp_path / "bilou.txt", sents, scheme="bilou")))
     assert bioes == iob2 and bilou == iob2
     assert iob2["f1"] > 0.5

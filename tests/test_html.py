@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import colour_pixels, html_marks
-from tagger.html import entity_labels, label_colour, low_score_colour, page_footer, page_header, paragraph
+from tagger.reports.html import entity_labels, label_colour, low_score_colour, page_footer, page_header, paragraph
 
 TEXT = "Ilse Yilmaz, a spokesman for Quantix Labs, said shares rose in Stonehaven."
 HOSTILE = 'Tom & Jerry <script>alert("x")</script> said \'hi\' &amp; <b>left</b> for "Paris".'
@@ -90,7 +90,7 @@ def test_colours_are_distinct_for_the_usual_types_and_chinese_subtypes():
 
 def test_colours_depend_on_the_label_alone_not_the_process():
     labels = ["PER", "DATE", "PRODUCT", "GPE.NOM", "EVENT.X"]
-    code = f"from tagger.html import label_colour; print([label_colour(l) for l in {labels!r}])"
+    code = f"from tagger.reports.html import label_colour; print([label_colour(l) for l in {labels!r}])"
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
     assert outputs == {str([label_colour(label) for label in labels])}

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from tagger import jobs
-from tagger import network
+from tagger import commands
+from tagger import tensors as spec
 from tagger.api import Tagger, sizes_of
 from tagger.config import Config
 from tagger.data import read_sentences
 from tagger.encode import collate
-from tagger.inference import Network
+from tagger.tagging.engine import Engine
 from tagger.lexicon import Lexicon
-from tagger.model import Trainable
+from tagger.training.model import Trainable
 from tagger.vocab import build_vocab
 
 SENTENCES = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"], ["lamb", "BRUSSELS", "1996-08-22"],
@@ -65,7 +65,7 @@ def test_engine_gives_the_training_networks_emissions_on_mixed_length_batches(ch
     assert len(trainable.vocab.frozen) == 2
     encoded = [trainable.encode(s, features=[p] if features else ()) for s, p in zip(SENTENCES * 3, POS * 3)]
     batch = collate(encoded)  # lengths 2 to 6, padded to 6
-    engine = Network(trainable.config, trainable.model.tensors())
+    engine = Engine(trainable.config, trainable.model.tensors())
     ours = engine.emissions(batch)
     for i, theirs in enumerate(torch_emissions_alone(trainable, encoded)):
         np.testing.assert_allclose(ours[i, : len(encoded[i])], theirs, rtol=1e-5, atol=1e-5)
@@ -77,7 +77,7 @@ def test_engine_gives_the_training_networks_emissions_on_mixed_length_batches(ch
 def test_even_and_odd_character_windows(kernel):
     trainable = random_network(kernel=kernel)
     encoded = [trainable.encode(s) for s in SENTENCES]
-    ours = Network(trainable.config, trainable.model.tensors()).emissions(collate(encoded))
+    ours = Engine(trainable.config, trainable.model.tensors()).emissions(collate(encoded))
     for i, theirs in enumerate(torch_emissions_alone(trainable, encoded)):
         np.testing.assert_allclose(ours[i, : len(encoded[i])], theirs, atol=1e-5)
 
@@ -88,9 +88,9 @@ def test_even_and_odd_character_windows(kernel):
 def test_network_names_every_tensor_the_training_network_has(char_encoder, layers, features, kernel, bigrams):
     trainable = random_network(char_encoder, layers, features, kernel, bigrams=bigrams, lexicon=bigrams)
     tensors = trainable.model.tensors()
-    assert {k: v.shape for k, v in tensors.items()} == network.shapes(trainable.config, sizes_of(trainable.vocab))
+    assert {k: v.shape for k, v in tensors.items()} == spec.shapes(trainable.config, sizes_of(trainable.vocab))
     parameters = {k for k in trainable.model.state_dict() if not k.endswith(".0.allowed")}
-    assert {network.torch_name(k) for k in tensors} == parameters  # nothing trained goes unsaved
+    assert {spec.torch_name(k) for k in tensors} == parameters  # nothing trained goes unsaved
 
 
 def test_saved_model_tags_without_importing_torch(trained_model):
@@ -108,7 +108,7 @@ def test_dev_scores_during_training_are_what_evaluate_gives_the_saved_model(trai
     metrics = [json.loads(line) for line in (trained_model / "metrics.jsonl").read_text().splitlines()]
     best = max(m["dev_f1"] for m in metrics)
     dev = trained_model.parent / "dev.txt"  # what the session's model was trained with
-    assert jobs.evaluate(trained_model, str(dev))["f1"] == best  # one engine: the same numbers
+    assert commands.evaluate(trained_model, str(dev))["f1"] == best  # one engine: the same numbers
 
 
 def imported_modules(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:

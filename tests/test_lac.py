@@ -7,15 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from tagger import jobs, lac
+from tagger import lac
+
+from tagger import commands
 from tagger.api import Tagger
 from tagger.config import Config
 from tagger.encode import collate
 from tagger.errors import InputError
-from tagger.inference import Network
-from tagger.model import Trainable
-from tagger.train import add_context_features
-from tagger.viterbi import viterbi
+from tagger.tagging.engine import Engine
+from tagger.training.model import Trainable
+from tagger.training.loop import add_context_features
+from tagger.tagging.viterbi import viterbi
 from tagger.vocab import Index, build_vocab
 
 SENTENCES = [list("我爱北京"), list("李小明在百度工作。"), list("Ａ股"), list("天")]
@@ -156,7 +158,7 @@ def test_engine_computes_per_batch_what_training_computes_once_per_sentence(tmp_
         theirs = [trainable.model.emissions(collate([e]))[0].numpy() for e in alone]
     batch = collate(encoded)
     assert batch.context_features is None  # tagging: the engine runs the encoder on the mixed-length batch
-    ours = Network(trainable.config, trainable.model.tensors()).emissions(batch)
+    ours = Engine(trainable.config, trainable.model.tensors()).emissions(batch)
     for i, expected in enumerate(theirs):
         np.testing.assert_allclose(ours[i, : len(encoded[i])], expected, rtol=1e-4, atol=1e-4)
 
@@ -175,7 +177,7 @@ def write_corpus(path, sentences, tags):
 def test_a_model_with_a_context_encoder_saves_loads_and_tags_raw_text_with_offsets(tmp_path):
     write_corpus(tmp_path / "train.txt", SENTENCES[:2] * 4, TAGS[:2] * 4)
     directory = synthetic_lac(tmp_path)
-    jobs.train(str(tmp_path / "train.txt"), str(tmp_path / "train.txt"), tmp_path / "model", context=str(directory),
+    commands.train(str(tmp_path / "train.txt"), str(tmp_path / "train.txt"), tmp_path / "model", context=str(directory),
                overrides={"epochs": 2})
     meta = json.loads((tmp_path / "model" / "config.json").read_text())
     assert meta["config"]["context"] == "lac" and meta["training"]["context"] == "lac_small"
@@ -193,8 +195,8 @@ def test_a_model_with_a_context_encoder_saves_loads_and_tags_raw_text_with_offse
 def test_a_training_with_a_context_encoder_resumes_from_its_checkpoint(tmp_path):
     write_corpus(tmp_path / "train.txt", SENTENCES[:2] * 4, TAGS[:2] * 4)
     corpus, model = str(tmp_path / "train.txt"), tmp_path / "model"
-    jobs.train(corpus, corpus, model, context=str(synthetic_lac(tmp_path)), overrides={"epochs": 1, "patience": 5})
-    jobs.train(corpus, corpus, model, resume=True, overrides={"epochs": 2})  # the checkpoint brings the encoder
+    commands.train(corpus, corpus, model, context=str(synthetic_lac(tmp_path)), overrides={"epochs": 1, "patience": 5})
+    commands.train(corpus, corpus, model, resume=True, overrides={"epochs": 2})  # the checkpoint brings the encoder
     assert len((model / "metrics.jsonl").read_text().splitlines()) == 2
     assert Tagger.load(model).config.context == "lac"
 
@@ -216,14 +218,14 @@ def test_embeddings_jieba_without_jieba_is_a_one_line_error(tmp_path, monkeypatc
     monkeypatch.setattr(lac.importlib.util, "find_spec", lambda name: None)
     write_corpus(tmp_path / "train.txt", SENTENCES[:2], TAGS[:2])
     with pytest.raises(InputError, match="pip install jieba"):
-        jobs.train(str(tmp_path / "train.txt"), str(tmp_path / "train.txt"), tmp_path / "model", embeddings="jieba")
+        commands.train(str(tmp_path / "train.txt"), str(tmp_path / "train.txt"), tmp_path / "model", embeddings="jieba")
     assert not (tmp_path / "model").exists()
 
 
 def test_embeddings_jieba_are_lacs_character_vectors(tmp_path):
     pytest.importorskip("jieba", reason="jieba is not installed (pip install jieba): its LAC model is the subject")
     write_corpus(tmp_path / "train.txt", SENTENCES[:2], TAGS[:2])
-    jobs.train(str(tmp_path / "train.txt"), str(tmp_path / "train.txt"), tmp_path / "model", embeddings="jieba",
+    commands.train(str(tmp_path / "train.txt"), str(tmp_path / "train.txt"), tmp_path / "model", embeddings="jieba",
                overrides={"epochs": 1})
     tagger = Tagger.load(tmp_path / "model")
     chars, tensors = lac.from_jieba()

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from corpora import schemes
-from tagger import marginals as M
-from tagger.crf import log_partition as torch_log_partition
-from tagger.viterbi import FORBIDDEN, viterbi
+from tagger.tagging import marginals as M
+from tagger.training.crf import log_partition as torch_log_partition
+from tagger.tagging.viterbi import viterbi
+from tagger.tensors import FORBIDDEN
 
 IOB2 = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 IOB1 = ["O", "I-PER", "B-PER", "I-LOC", "B-LOC"]

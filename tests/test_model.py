@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tagger.model import Trainable
+from tagger.training.model import Trainable
 from tagger.config import Config
 from tagger.encode import Encoder, collate
 from tagger.vocab import build_vocab
@@ -53,7 +53,7 @@ def test_untrained_model_still_outputs_valid_bioes():
 
 @pytest.mark.parametrize("kernel", [3, 4, 5])
 def test_char_cnn_equals_a_padded_conv1d_max_pooled_over_each_words_characters(kernel):
-    from tagger.model import CharCNN
+    from tagger.training.model import CharCNN
 
     torch.manual_seed(0)
     cnn = CharCNN(num_chars=20, dim=6, filters=5, kernel=kernel)
@@ -71,7 +71,7 @@ def test_char_cnn_equals_a_padded_conv1d_max_pooled_over_each_words_characters(k
 
 @pytest.mark.parametrize("encoder", ["cnn", "lstm"])
 def test_char_dropout_acts_only_while_training(encoder):
-    from tagger.model import CharCNN, CharLSTM
+    from tagger.training.model import CharCNN, CharLSTM
 
     torch.manual_seed(0)
     chars = CharCNN(20, 6, 5, 3, dropout=0.5) if encoder == "cnn" else CharLSTM(20, 6, 5, dropout=0.5)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cli.main import app
-from tagger import plots
+from tagger.reports import plots
 
 
 def write_metrics(run: Path, f1s: list[float]) -> Path:
@@ -105,7 +105,7 @@ def test_plotting_leaves_matplotlib_settings_as_they_were(tmp_path):
 
 
 def test_tagging_does_not_import_matplotlib():
-    code = ("import sys, cli.main, tagger.jobs, tagger.api, tagger.html, tagger.plots; "
+    code = ("import sys, cli.main, tagger.commands, tagger.api, tagger.reports.html, tagger.reports.plots; "
             "print('matplotlib' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).parent.parent)

@@ -4,7 +4,9 @@ import os
 
 from threadpoolctl import threadpool_info
 
-from tagger import jobs, predicting
+from tagger import commands
+
+from tagger.tagging import streaming
 from tagger.api import Tagger
 
 
@@ -15,10 +17,10 @@ def write_lines(path, n):
 
 
 def test_output_keeps_input_order_across_chunks_and_workers(trained_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(predicting, "CHUNK_LINES", 7)  # many small chunks in flight at once
+    monkeypatch.setattr(streaming, "CHUNK_LINES", 7)  # many small chunks in flight at once
     lines = write_lines(tmp_path / "in.txt", 60)
-    jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "one.jsonl", workers=1)
-    jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "two.jsonl", workers=2)
+    commands.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "one.jsonl", workers=1)
+    commands.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "two.jsonl", workers=2)
     one = (tmp_path / "one.jsonl").read_text(encoding="utf-8")
     assert one == (tmp_path / "two.jsonl").read_text(encoding="utf-8")
     assert [json.loads(line)["text"] for line in one.splitlines()] == lines
@@ -27,10 +29,10 @@ def test_output_keeps_input_order_across_chunks_and_workers(trained_model, tmp_p
 
 
 def test_workers_score_as_one_process_does(trained_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(predicting, "CHUNK_LINES", 7)
+    monkeypatch.setattr(streaming, "CHUNK_LINES", 7)
     write_lines(tmp_path / "in.txt", 30)
     for workers in (1, 2):
-        jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / f"{workers}.jsonl", workers=workers,
+        commands.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / f"{workers}.jsonl", workers=workers,
                      scores=True, n_best=2)
     one = (tmp_path / "1.jsonl").read_text(encoding="utf-8")
     assert one == (tmp_path / "2.jsonl").read_text(encoding="utf-8")
@@ -39,25 +41,25 @@ def test_workers_score_as_one_process_does(trained_model, tmp_path, monkeypatch)
 
 
 def test_auto_workers_use_every_core_only_for_large_inputs(tmp_path, monkeypatch):
-    monkeypatch.setattr(predicting.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    monkeypatch.setattr(streaming.os, "sched_getaffinity", lambda pid: {0, 1, 2})
     small, large = tmp_path / "small.txt", tmp_path / "large.txt"
     small.write_text("a b c\n")
-    large.write_bytes(b"a b c\n" * (predicting.PARALLEL_BYTES // 6 + 1))
-    assert predicting.auto_workers([str(small)]) == 1
-    assert predicting.auto_workers(["-"]) == 1  # standard input: size unknown
-    assert predicting.auto_workers([str(small), str(large)]) == 3
+    large.write_bytes(b"a b c\n" * (streaming.PARALLEL_BYTES // 6 + 1))
+    assert streaming.auto_workers([str(small)]) == 1
+    assert streaming.auto_workers(["-"]) == 1  # standard input: size unknown
+    assert streaming.auto_workers([str(small), str(large)]) == 3
 
 
 def test_prediction_leaves_no_state_behind(trained_model, tmp_path, monkeypatch):
     import gc
 
-    monkeypatch.setattr(predicting, "CHUNK_LINES", 7)
+    monkeypatch.setattr(streaming, "CHUNK_LINES", 7)
     write_lines(tmp_path / "in.txt", 30)
     blas_before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     environ, frozen = dict(os.environ), gc.get_freeze_count()
-    jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "out.jsonl", workers=2)
-    jobs.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "out1.jsonl", workers=1, force=True)
-    assert predicting._JOB is None  # the workers' model reached them through their initializer
+    commands.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "out.jsonl", workers=2)
+    commands.predict(trained_model, [str(tmp_path / "in.txt")], output=tmp_path / "out1.jsonl", workers=1, force=True)
+    assert streaming._JOB is None  # the workers' model reached them through their initializer
     assert gc.get_freeze_count() == frozen  # collector tuning is the CLI's, not the library's
     assert dict(os.environ) == environ
     assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == blas_before
@@ -71,23 +73,23 @@ def test_workers_take_sigterms_default_whatever_handler_the_caller_has():
 
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        with mp.get_context("fork").Pool(1, initializer=predicting._set_job, initargs=((),)) as pool:
+        with mp.get_context("fork").Pool(1, initializer=streaming._set_job, initargs=((),)) as pool:
             assert pool.apply(signal.getsignal, (signal.SIGTERM,)) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def test_tagging_runs_blas_on_one_thread_and_restores_it(trained_model, monkeypatch):
-    from tagger import inference
+    from tagger.tagging import engine
 
     seen = []
-    real = inference.Network.tag
+    real = engine.Engine.tag
 
     def tag(self, batch):
         seen.append([lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"])
         return real(self, batch)
 
-    monkeypatch.setattr(inference.Network, "tag", tag)
+    monkeypatch.setattr(engine.Engine, "tag", tag)
     tagger = Tagger.load(trained_model)
     tagger.predict("Anna Novak visited Veldmark .")
     assert seen and all(threads == [1] * len(threads) for threads in seen)
@@ -97,10 +99,10 @@ def test_a_conll_file_given_as_raw_text_is_tagged_with_one_warning(trained_model
     conll = tmp_path / "doc.txt"
     conll.write_text("-DOCSTART- O\n\nJohn B-PER\nSmith I-PER\nvisited O\n\nMary B-PER\n", encoding="utf-8")
     warnings = []
-    jobs.predict(trained_model, [str(conll)], output=tmp_path / "out.jsonl", warn=warnings.append)
+    commands.predict(trained_model, [str(conll)], output=tmp_path / "out.jsonl", warn=warnings.append)
     assert len(warnings) == 1 and str(conll) in warnings[0] and "--input-format conll" in warnings[0]
     assert len((tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()) == 7  # still one record a line
     plain = tmp_path / "plain.txt"
     write_lines(plain, 5)
-    jobs.predict(trained_model, [str(plain)], output=tmp_path / "plain.jsonl", warn=warnings.append)
+    commands.predict(trained_model, [str(plain)], output=tmp_path / "plain.jsonl", warn=warnings.append)
     assert len(warnings) == 1  # raw text: no warning

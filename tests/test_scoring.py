@@ -1,13 +1,15 @@
-"""One scoring pass over a batch: the best paths and, from the same emissions, what tagger/marginals.py
+"""One scoring pass over a batch: the best paths and, from the same emissions, what tagger/tagging/marginals.py
 computes (tested there against brute force), per sentence, as the Python API and the writers use it."""
 import numpy as np
 import pytest
 
 from corpora import schemes
-from tagger import marginals, scoring
+from tagger.tagging import marginals
+from tagger.tagging import confidence
 from tagger.errors import ConfigError
-from tagger.scoring import ScoreOptions
-from tagger.viterbi import FORBIDDEN, viterbi
+from tagger.tagging.confidence import ScoreOptions
+from tagger.tagging.viterbi import viterbi
+from tagger.tensors import FORBIDDEN
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
@@ -36,7 +38,7 @@ def batch():
 
 def test_scores_are_the_exact_probabilities_of_the_best_path_and_its_entities(batch):
     emissions, mask, crf = batch
-    found = scoring.score_batch(emissions, mask, crf, TAGS, "iob2", ScoreOptions(scores=True))
+    found = confidence.score_batch(emissions, mask, crf, TAGS, "iob2", ScoreOptions(scores=True))
     lattice = marginals.forward_backward(emissions, mask, *crf)
     for b, (s, path) in enumerate(zip(found, viterbi(emissions, mask, *crf))):
         assert s.tags == [TAGS[i] for i in path]
@@ -52,9 +54,9 @@ def test_scores_are_the_exact_probabilities_of_the_best_path_and_its_entities(ba
 def test_each_sentence_gets_what_it_gets_alone(batch):
     emissions, mask, crf = batch
     options = ScoreOptions(scores=True, n_best=3)
-    together = scoring.score_batch(emissions, mask, crf, TAGS, "iob2", options)
+    together = confidence.score_batch(emissions, mask, crf, TAGS, "iob2", options)
     for b, n in enumerate(mask.sum(1)):
-        alone, = scoring.score_batch(emissions[b : b + 1, :n], mask[b : b + 1, :n], crf, TAGS, "iob2", options)
+        alone, = confidence.score_batch(emissions[b : b + 1, :n], mask[b : b + 1, :n], crf, TAGS, "iob2", options)
         assert alone.tags == together[b].tags
         np.testing.assert_allclose(alone.span_scores, together[b].span_scores)
         assert [p for p, _ in alone.alternatives] == [p for p, _ in together[b].alternatives]
@@ -63,7 +65,7 @@ def test_each_sentence_gets_what_it_gets_alone(batch):
 
 def test_n_best_starts_with_the_best_path_and_never_sums_past_one(batch):
     emissions, mask, crf = batch
-    for s in scoring.score_batch(emissions, mask, crf, TAGS, "iob2", ScoreOptions(n_best=4)):
+    for s in confidence.score_batch(emissions, mask, crf, TAGS, "iob2", ScoreOptions(n_best=4)):
         assert s.alternatives[0][0] == s.tags
         probabilities = [p for _, p in s.alternatives]
         assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-9
@@ -72,7 +74,7 @@ def test_n_best_starts_with_the_best_path_and_never_sums_past_one(batch):
 
 def test_plain_tags_score_each_token_by_its_marginal(batch):
     emissions, mask, crf = batch
-    found = scoring.score_batch(emissions, mask, crf, TAGS, None, ScoreOptions(scores=True))
+    found = confidence.score_batch(emissions, mask, crf, TAGS, None, ScoreOptions(scores=True))
     for s in found:
         assert s.spans == [(tag, i, i + 1) for i, tag in enumerate(s.tags)]
         assert s.span_scores == s.tag_scores
@@ -80,7 +82,7 @@ def test_plain_tags_score_each_token_by_its_marginal(batch):
 
 def test_a_temperature_changes_the_probabilities_but_not_the_path(batch):
     emissions, mask, crf = batch
-    cold, hot = (scoring.score_batch(emissions, mask, crf, TAGS, "iob2", ScoreOptions(scores=True), temperature=t)
+    cold, hot = (confidence.score_batch(emissions, mask, crf, TAGS, "iob2", ScoreOptions(scores=True), temperature=t)
                  for t in (1.0, 3.0))
     assert [s.tags for s in cold] == [s.tags for s in hot]
     assert any(not np.allclose(a.tag_scores, b.tag_scores) for a, b in zip(cold, hot))
@@ -88,7 +90,7 @@ def test_a_temperature_changes_the_probabilities_but_not_the_path(batch):
 
 def test_keep_drops_the_entities_below_the_minimum_and_tags_their_tokens_o(batch):
     emissions, mask, crf = batch
-    for s in scoring.score_batch(emissions, mask, crf, TAGS, "iob2", ScoreOptions(scores=True)):
+    for s in confidence.score_batch(emissions, mask, crf, TAGS, "iob2", ScoreOptions(scores=True)):
         if not s.spans:
             continue
         threshold = float(np.median(s.span_scores))

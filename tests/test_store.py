@@ -190,7 +190,7 @@ def test_a_format_1_model_loads_and_tags_as_it_did(name):
     encoded = [tagger.encode(s, features=f) for s, f in zip(expected["tokens"][:4], features[:4] or [()] * 4)]
     for sentence, emissions in zip(encoded, expected["emissions_first4"]):
         (_, batch), = iter_batches([sentence], 1, mixed=True)
-        np.testing.assert_allclose(tagger.network.emissions(batch)[0], emissions, atol=2e-6)
+        np.testing.assert_allclose(tagger.engine.emissions(batch)[0], emissions, atol=2e-6)
 
 
 def test_a_format_1_model_saved_again_is_format_2_and_tags_the_same(tmp_path):

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from cli.main import app
 from conftest import TINY_CONFIG, ctrl_c, interrupt_loss_at, make_sentences, write_corpus, write_toml
 from corpora.conll import Sentence
-from tagger import train as training
+from tagger.training import loop as training
 from tagger.api import Tagger
-from tagger.model import Trainable
+from tagger.training.model import Trainable
 from tagger.config import Config
 from tagger.errors import InputError
 
@@ -268,7 +268,7 @@ def test_resume_without_a_checkpoint_is_a_user_error(tmp_path):
 
 
 def test_cli_ctrl_c_exits_130_with_a_hint_and_resume_completes(tmp_path, monkeypatch, uninterrupted):
-    train = write_corpus(tmp_path / "train.txt", [(s.tokens, s.tags) for s in TRAIN])
+    train = write_corpus(tmp_path / "training.txt", [(s.tokens, s.tags) for s in TRAIN])
     dev = write_corpus(tmp_path / "dev.txt", [(s.tokens, s.tags) for s in DEV])
     toml = write_toml(tmp_path / "c.toml", dropout=0.3, word_dropout=0.1, epochs=3)
     args = ["train", str(train), "--dev", str(dev), "-o", str(tmp_path / "out"), "--config", str(toml), "-q"]
@@ -286,7 +286,7 @@ def test_cli_ctrl_c_exits_130_with_a_hint_and_resume_completes(tmp_path, monkeyp
 def test_kill_9_then_resume(tmp_path):
     """A real `tagger train` process killed with SIGKILL after its first checkpoint; --resume finishes it."""
     sents = make_sentences(150, seed=8)
-    train = write_corpus(tmp_path / "train.txt", sents[:120])
+    train = write_corpus(tmp_path / "training.txt", sents[:120])
     dev = write_corpus(tmp_path / "dev.txt", sents[120:])
     toml = write_toml(tmp_path / "c.toml", dropout=0.3, word_dropout=0.1, epochs=8, patience=100)
     out = tmp_path / "out"
@@ -323,7 +323,7 @@ def test_kill_9_then_resume(tmp_path):
 
 def record_threads(monkeypatch) -> list[int]:
     """torch's intra-op thread count at every training step, as the loss sees it."""
-    from tagger.model import BiLSTMCRF
+    from tagger.training.model import BiLSTMCRF
 
     seen, real = [], BiLSTMCRF.loss
     monkeypatch.setattr(BiLSTMCRF, "loss", lambda self, batch: seen.append(torch.get_num_threads()) or real(self, batch))
@@ -346,7 +346,7 @@ def test_training_uses_one_thread_by_default_and_restores_torchs_setting(tmp_pat
 @pytest.fixture
 def cli_corpus(tmp_path) -> list[str]:
     """`tagger train` arguments on the tiny corpus, 2 epochs, output tmp_path/out."""
-    train = write_corpus(tmp_path / "train.txt", [(s.tokens, s.tags) for s in TRAIN])
+    train = write_corpus(tmp_path / "training.txt", [(s.tokens, s.tags) for s in TRAIN])
     dev = write_corpus(tmp_path / "dev.txt", [(s.tokens, s.tags) for s in DEV])
     toml = write_toml(tmp_path / "c.toml", epochs=2)
     return ["train", str(train), "--dev", str(dev), "-o", str(tmp_path / "out"), "--config", str(toml), "-q"]

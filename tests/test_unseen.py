@@ -1,4 +1,4 @@
-"""Pretrained words never seen in training (tagger/unseen.py): training reads some words from their pretrained
+"""Pretrained words never seen in training (tagger/training/unseen.py): training reads some words from their pretrained
 vectors (pretrained_swap), and unseen words follow the fine-tuning drift of their nearest trained words."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 
 from conftest import TINY_CONFIG, interrupt_loss_at, make_sentences
 from corpora.conll import Sentence
-from tagger import unseen
-from tagger import train as training
+from tagger.training import unseen
+from tagger.training import loop as training
 from tagger.api import Tagger
 from tagger.config import Config
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from corpora import schemes
 from corpora.conll import Sentence, format_sentence
-from tagger import html
+from tagger.reports import html
 
 if TYPE_CHECKING:
     from tagger.api import SentenceScores, TaggedText
@@ -112,7 +112,7 @@ class ConllWriter(Writer):
 
 @register("html")
 class HtmlWriter(Writer):
-    """One self-contained page (tagger/html.py): a paragraph an input line or sentence, entities marked with
+    """One self-contained page (tagger/reports/html.py): a paragraph an input line or sentence, entities marked with
     their label's colour, a legend of the model's labels; streams in constant memory."""
 
     def header(self) -> str:

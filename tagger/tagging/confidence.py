@@ -1,8 +1,8 @@
 """Confidence of tagged sentences: from one batch's emissions, the best paths and (as asked) their token
-marginals, entity probabilities and n-best alternatives, exact under the CRF (tagger/marginals.py).
+marginals, entity probabilities and n-best alternatives, exact under the CRF (tagger/tagging/marginals.py).
 
 The network runs once per batch: Viterbi, forward-backward and k-best all read the same emissions. Plain
-tagging (tagger/inference.py `Network.tag`) never comes here, so it costs nothing more than before.
+tagging (tagger/tagging/engine.py `Engine.tag`) never comes here, so it costs nothing more than before.
 numpy only: tagging never imports torch.
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Sequence
 import numpy as np
 
 from corpora import schemes
-from tagger import marginals
+from tagger.tagging import marginals
 from tagger.errors import ConfigError
-from tagger.marginals import Span
-from tagger.viterbi import viterbi
+from tagger.tagging.marginals import Span
+from tagger.tagging.viterbi import viterbi
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The network for training (torch): word + casing + character (+ bigram, lexicon, feature) inputs -> BiLSTM -> emissions
--> constrained CRF loss. Tagging runs tagger/inference.py on the same tensors (tagger/network.py names them);
+-> constrained CRF loss. Tagging runs tagger/tagging/engine.py on the same tensors (tagger/tensors.py names them);
 `Trainable` pairs this network with its config and vocabulary, saves it and hands it to the tagging engine.
 """
 from __future__ import annotations
@@ -13,10 +13,11 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_sequence
 
 from corpora import schemes
-from tagger import network, store
+from tagger import store
+from tagger import tensors as spec
 from tagger.api import Tagger, model_scheme, sizes_of
 from tagger.config import Config
-from tagger.crf import ConstrainedCRF
+from tagger.training.crf import ConstrainedCRF
 from tagger.encode import Batch, Encoder
 from tagger.vocab import CASINGS, Vocab
 
@@ -84,7 +85,7 @@ class LockedDropout(nn.Module):
 
 
 class BiLSTMCRF(nn.Module):
-    def __init__(self, config: Config, sizes: network.Sizes,
+    def __init__(self, config: Config, sizes: spec.Sizes,
                  allowed: tuple[list[bool], list[list[bool]], list[bool]]):
         super().__init__()
         c = self.config = config.resolved()
@@ -100,11 +101,11 @@ class BiLSTMCRF(nn.Module):
                       "none": lambda: None}[c.char_encoder]()
         self.bigrams = nn.Embedding(sizes.bigrams, c.bigram_dim, padding_idx=0) if c.bigrams == "on" else None
         self.lexicon = c.lexicon  # its features go into the BiLSTM as they are
-        # the frozen context encoder's tensors (tagger/network.py's context.*), numpy, outside the state dict:
+        # the frozen context encoder's tensors (tagger/tensors.py's context.*), numpy, outside the state dict:
         # never trained, so not in the optimizer, the checkpoint's trainer state or DDP's buffers
         self.context: dict[str, np.ndarray] = {}
         self.features = nn.ModuleList(nn.Embedding(n, c.feature_dim, padding_idx=0) for n in feature_sizes)
-        in_dim = network.input_size(c, len(feature_sizes))
+        in_dim = spec.input_size(c, len(feature_sizes))
         self.dropout = LockedDropout(c.dropout)
         self.lstm = nn.LSTM(in_dim, c.hidden_size, c.num_layers, batch_first=True, bidirectional=True,
                             dropout=c.dropout if c.num_layers > 1 else 0.0)
@@ -117,7 +118,7 @@ class BiLSTMCRF(nn.Module):
 
     def keep_pretrained(self, rows: Tensor, start: Tensor) -> None:
         """The pretrained vectors that rows (T,) of the word embedding started from, start (T, word_dim):
-        training reads them instead of the rows now and then (pretrained_swap, tagger/unseen.py)."""
+        training reads them instead of the rows now and then (pretrained_swap, tagger/training/unseen.py)."""
         self.pretrained = torch.zeros_like(self.word.weight, requires_grad=False)
         self.pretrained[rows] = start
         self.has_pretrained = torch.zeros(len(self.pretrained), dtype=torch.bool)
@@ -147,7 +148,7 @@ class BiLSTMCRF(nn.Module):
 
     def emissions(self, batch: Batch) -> Tensor:
         """(B, T, num_tags) scores of a batch of sentences of one length, as training batches are (tagging
-        batches mix lengths and go to tagger/inference.py)."""
+        batches mix lengths and go to tagger/tagging/engine.py)."""
         batch = batch.tensors()
         if not bool(batch.mask.all()):
             raise ValueError("the training network takes batches of sentences of one length")
@@ -174,23 +175,23 @@ class BiLSTMCRF(nn.Module):
         return self.crf.nll(self.emissions(batch), batch.tags, batch.mask)
 
     def tensors(self) -> dict[str, np.ndarray]:
-        """The network's tensors under tagger/network.py's names, as numpy arrays sharing the live weights'
+        """The network's tensors under tagger/tensors.py's names, as numpy arrays sharing the live weights'
         memory (the CRF scores, with the forbidden moves set, are computed)."""
         with torch.no_grad():
             state = {k: v.detach().numpy() for k, v in self.state_dict().items()}
-        tensors = network.from_torch(state, list(network.shapes(self.config, self.sizes))) | self.context
+        tensors = spec.from_torch(state, list(spec.shapes(self.config, self.sizes))) | self.context
         # rounded as they are saved, so that dev is scored on the numbers the saved model will have
-        return tensors | {k: tensors[k].astype(np.float16) for k in network.HALF if k in tensors}
+        return tensors | {k: tensors[k].astype(np.float16) for k in spec.HALF if k in tensors}
 
     def load_tensors(self, tensors: dict[str, np.ndarray]) -> None:
-        """Copy saved tensors (tagger/network.py's names) into the network."""
+        """Copy saved tensors (tagger/tensors.py's names) into the network."""
         state = self.state_dict()
         with torch.no_grad():
             for name, value in tensors.items():
-                if network.is_context(name):
+                if spec.is_context(name):
                     self.context[name] = np.asarray(value, dtype=np.float32)
                     continue
-                state[network.torch_name(name)].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))
+                state[spec.torch_name(name)].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))
 
 
 @dataclasses.dataclass

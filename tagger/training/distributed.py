@@ -212,7 +212,7 @@ def _child(index: int, init: str, size: int, timeout: timedelta, worker: Callabl
     """Rank index + 1: one thread of each kind (a fresh process, so this sets nothing anyone else sees),
     then the worker; a user's error or a lost peer is one line on stderr and exit status 1."""
     from tagger.errors import USER_ERRORS
-    from tagger.train import Interrupted
+    from tagger.training.loop import Interrupted
 
     torch.set_num_interop_threads(1)
     world = World(index + 1, size)

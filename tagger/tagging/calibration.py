@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Sequence
 
 from corpora import schemes
 from corpora.conll import Sentence
-from tagger import marginals
+from tagger.tagging import marginals
 from tagger.errors import InputError
-from tagger.viterbi import viterbi
+from tagger.tagging.viterbi import viterbi
 
 if TYPE_CHECKING:
     from tagger.api import Tagger
@@ -34,7 +34,7 @@ def scored_entities(tagger: "Tagger", sentences: Sequence[Sentence], scheme: str
     features = [feature_columns(s, columns) for s in sentences] if columns else ()
     data = []
     for ids, emissions, mask in tagger.emission_batches([s.tokens for s in sentences], features):
-        paths = viterbi(emissions, mask, *tagger.network.crf)
+        paths = viterbi(emissions, mask, *tagger.engine.crf)
         predicted = [schemes.spans([names[i] for i in path], tagger.scheme) for path in paths]
         correct = [[span in gold[i] for span in spans] for i, spans in zip(ids, predicted)]
         data.append(marginals.ScoredEntities(emissions, mask, predicted, correct))
@@ -46,7 +46,7 @@ def entity_scores(tagger: "Tagger", data: Sequence[marginals.ScoredEntities], te
     """Every entity's probability at `temperature`, and whether it is correct, flattened over the batches."""
     scores, correct = [], []
     for item in data:
-        lattice = marginals.forward_backward(item.emissions, item.mask, *tagger.network.crf, temperature=temperature)
+        lattice = marginals.forward_backward(item.emissions, item.mask, *tagger.engine.crf, temperature=temperature)
         for probs, flags in zip(marginals.span_probabilities(lattice, item.spans, tagger.tags, tagger.scheme),
                                 item.correct):
             scores += probs
@@ -62,7 +62,7 @@ def fit(tagger: "Tagger", sentences: Sequence[Sentence], scheme: str | None = No
     count = sum(len(spans) for item in data for spans in item.spans)
     if not count:
         raise InputError("the model finds no entity in these sentences: there is nothing to calibrate on")
-    temperature = marginals.fit_temperature(data, tagger.network.crf, tagger.tags, tagger.scheme)
+    temperature = marginals.fit_temperature(data, tagger.engine.crf, tagger.tags, tagger.scheme)
     previous = tagger.config.temperature
     return {"temperature": temperature, "previous_temperature": previous, "entities": count,
             "ece_before": marginals.calibration(*entity_scores(tagger, data, previous))["ece"],

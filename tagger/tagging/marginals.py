@@ -6,7 +6,7 @@ exact answers, not softmaxes over Viterbi scores: one forward-backward pass give
 and an entity's probability is the forward score at its left edge, the scores of the tag paths that spell
 that entity, and the backward score at its right edge. All of it is batched over sentences, in float64 and
 log space (stable for long sentences and large scores), and works in the model's constrained transition
-space: a move scored tagger.viterbi.FORBIDDEN gets probability 0 (its exp underflows), and scores with no
+space: a move scored tagger.tensors.FORBIDDEN gets probability 0 (its exp underflows), and scores with no
 forbidden entries (an unconstrained CRF) are just as right.
 
 Inputs are what the tagging engine has: emissions (B, T, K), mask (B, T) bool, left-aligned with mask[:, 0]
@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from corpora import schemes
-from tagger.viterbi import FORBIDDEN
+from tagger.tensors import FORBIDDEN
 
 Span = tuple[str, int, int]  # (label, start, end) with end exclusive, as corpora.schemes.spans gives them
 THRESHOLDS = (0.5, 0.8, 0.9, 0.95)
@@ -70,7 +70,7 @@ def forward_backward(emissions: np.ndarray, mask: np.ndarray, start: np.ndarray,
                      end: np.ndarray, temperature: float = 1.0) -> Lattice:
     """Token marginals and log Z of every sentence, exact (see Lattice for what it holds).
 
-    Works with the batch as the last axis, as tagger.viterbi does: each step's log-sum-exp over the
+    Works with the batch as the last axis, as tagger.tagging.viterbi does: each step's log-sum-exp over the
     previous tag is then a reduction over the first axis of a (K, K, B) array, vectorised over the batch."""
     em, start, trans, end = scale(emissions, start, trans, end, temperature)
     mask = _checked(mask, em.shape)
@@ -223,7 +223,7 @@ def kbest(emissions: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np.
           k: int, temperature: float = 1.0) -> list[list[tuple[list[int], float]]]:
     """The k highest-scoring distinct tag paths of every sentence, best first, each with its exact
     probability exp(score - log Z) (not renormalised over the k). Fewer than k where the sentence has fewer
-    paths the scheme allows. The first path is tagger.viterbi.viterbi's, ties broken alike.
+    paths the scheme allows. The first path is tagger.tagging.viterbi.viterbi's, ties broken alike.
 
     The search runs on the scores as given (the same float arithmetic as viterbi, so the same first path;
     a temperature would not reorder paths); each path's probability is then scored in float64 at

@@ -1,5 +1,5 @@
 """The training loss: pytorch-crf's CRF with the tagging scheme's impossible transitions forbidden, and a
-fast likelihood. (Tagging decodes with tagger.viterbi, in numpy, on the saved scores.)
+fast likelihood. (Tagging decodes with tagger.tagging.viterbi, in numpy, on the saved scores.)
 
 The constraints are torch parametrizations of the CRF's own parameters, so pytorch-crf's log-likelihood
 and `decode` see the constrained scores too: a forbidden transition scores -10000 in training and decoding.
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torchcrf import CRF
 
-from tagger.viterbi import FORBIDDEN
+from tagger.tensors import FORBIDDEN
 
 
 class Forbid(nn.Module):

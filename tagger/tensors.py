@@ -1,7 +1,7 @@
 """The network written down once: which tensors a model has, their names, shapes and layout.
 
-This is the saved model format (model.safetensors, format_version 2). Training (tagger/model.py, torch)
-writes these tensors and the tagging engine (tagger/inference.py, numpy) reads them; neither reads the
+This is the saved model format (model.safetensors, format_version 2). Training (tagger/training/model.py, torch)
+writes these tensors and the tagging engine (tagger/tagging/engine.py, numpy) reads them; neither reads the
 other's internals, so a torch release that renames its modules' keys changes nothing saved.
 
     words.trained      (num_words, word_dim)    rows trained with the network (0: padding, 1: <unk>)
@@ -44,8 +44,9 @@ import numpy as np
 
 from tagger import lac, lexicon
 from tagger.config import Config
-from tagger.viterbi import FORBIDDEN
 from tagger.vocab import CASINGS
+
+FORBIDDEN = -10000.0  # the score of a transition the tagging scheme forbids (tagger/training/crf.py pins it there)
 
 FORMAT_VERSION = 2
 DIRECTIONS = ("forward", "backward")
@@ -121,7 +122,7 @@ def check(tensors: Mapping[str, object], config: Config, sizes: Sizes) -> list[s
     return problems
 
 
-# -- torch's names (tagger.model.BiLSTMCRF's state dict, which format 1 saved as it was) -----------------
+# -- torch's names (tagger.training.model.BiLSTMCRF's state dict, which format 1 saved as it was) -----------------
 
 _CRF = {"crf.start": "start_transitions", "crf.transitions": "transitions", "crf.end": "end_transitions"}
 

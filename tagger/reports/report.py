@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tagger import html
-from tagger.analysis import KIND_NAMES, KINDS
+from tagger.reports import html
+from tagger.reports.analysis import KIND_NAMES, KINDS
 
 REPORT_STYLE = html.STYLE + """
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }

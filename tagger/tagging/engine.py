@@ -1,9 +1,9 @@
 """The tagging engine: the trained network's forward pass and Viterbi in numpy, from a model's tensors.
 
 The one inference path: `Tagger` (tagger/api.py) tags with it, so `tagger predict`, `tagger evaluate` and
-training's dev scores (built from the live weights, tagger/model.py) run the same code. It never imports
+training's dev scores (built from the live weights, tagger/training/model.py) run the same code. It never imports
 torch: `import torch` alone takes 1.4-1.8 s on a 2-core machine, most of a cold start, and a process
-without torch is half the size. It reads the tensors tagger/network.py names, never torch's keys.
+without torch is half the size. It reads the tensors tagger/tensors.py names, never torch's keys.
 
 Its matrix products are small (a BiLSTM step is 256 x 100 by 100 x 400): OpenBLAS's threads cost more
 than they give, so `Tagger` limits them to one around tagging (threadpoolctl).
@@ -17,11 +17,11 @@ import numpy as np
 from tagger import lac
 from tagger.config import Config
 from tagger.encode import Batch
-from tagger.viterbi import viterbi
+from tagger.tagging.viterbi import viterbi
 
 
-class Network:
-    """The network's tagging pass (no dropout) over numpy arrays; `tensors` as tagger/network.py names them."""
+class Engine:
+    """The network's tagging pass (no dropout) over numpy arrays; `tensors` as tagger/tensors.py names them."""
 
     def __init__(self, config: Config, tensors: Mapping[str, np.ndarray]):
         t, config = tensors, config.resolved()

@@ -3,7 +3,7 @@
 The output directory holds the best model on dev (a loadable model directory), `metrics.jsonl` (one line an
 epoch) and `checkpoint/` (the last state, from which `resume=True` continues, bit for bit, even mid-epoch).
 
-With a `World` of several processes (tagger/distributed.py) each rank trains on its slice of every global batch
+With a `World` of several processes (tagger/training/distributed.py) each rank trains on its slice of every global batch
 and rank 0 alone scores, saves, logs and decides; the others follow its decisions.
 """
 from __future__ import annotations
@@ -27,15 +27,18 @@ from torch.nn.parallel import DistributedDataParallel
 
 from corpora import schemes
 from corpora.conll import Sentence
-from tagger import distributed, lac, plots, store, unseen
-from tagger.distributed import LossModule, World, wrap
+from tagger import lac, store
+from tagger.training import distributed
+from tagger.reports import plots
+from tagger.training import unseen
+from tagger.training.distributed import LossModule, World, wrap
 from tagger.api import feature_columns, model_scheme
 from tagger.config import Config
 from tagger.encode import Batch, Encoded, collate, iter_batches, length_batches
 from tagger.errors import ConfigError, InputError
-from tagger.evaluate import score
+from tagger.reports.metrics import score
 from tagger.lexicon import Lexicon
-from tagger.model import Trainable
+from tagger.training.model import Trainable
 from tagger.vocab import Index, build_vocab
 
 
@@ -128,7 +131,7 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
                  context: tuple[list[str], dict[str, np.ndarray]] | None = None
                  ) -> tuple[Trainable, unseen.Pretrained | None]:
     """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in;
-    and, for pretrained_swap or unseen_drift, what training keeps of the pretrained vectors (tagger/unseen.py).
+    and, for pretrained_swap or unseen_drift, what training keeps of the pretrained vectors (tagger/training/unseen.py).
     neighbours=False skips the unseen words' neighbour search (ranks other than 0 never score nor save).
     The config's `auto` settings are decided here and saved with the model: the tokenizer, then the encoders
     that suit it (Config.resolved); lexicon is on when a lexicon is given; bigram vectors turn bigrams on;
@@ -217,7 +220,7 @@ def _copy_vectors(tagger: Trainable, vectors: tuple[list[str], np.ndarray], repo
     rows = [i for i, key in enumerate(vocab.words.items[2:], start=2) if key in row]
     with torch.no_grad():
         model.word.weight[rows] = torch.from_numpy(matrix[[row[vocab.words.items[i]] for i in rows]])
-        # rounded to float16, as the model saves them (tagger/network.py): training sees what tagging will
+        # rounded to float16, as the model saves them (tagger/tensors.py): training sees what tagging will
         model.frozen.copy_(torch.from_numpy(matrix[[row[w] for w in vocab.frozen.items]]).half())
     types = {w for s in train for w in s.tokens}
     covered = sum(1 for w in types if w in row or (vocab.lowercase and w.lower() in row))
@@ -273,7 +276,7 @@ def train(config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[S
     On resume the checkpoint's config is used, except for the settings named in `given` (those the user set:
     the CLI's options and config file): epochs, max_minutes and threads take `config`'s values; any other that
     differs from the checkpoint's is a ConfigError. `world`: this process's rank among data-parallel training
-    processes (tagger/distributed.py), in a process group already set up; one process when None. `lexicon`,
+    processes (tagger/training/distributed.py), in a process group already set up; one process when None. `lexicon`,
     `bigram_vectors` and `context` (tagger/lexicon.py, tagger/embeddings.py, tagger/lac.py) start a new training
     only: a checkpoint has its own."""
     reporter = reporter or Silent()

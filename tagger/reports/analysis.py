@@ -23,7 +23,7 @@ from collections import Counter
 from typing import Sequence
 
 from corpora import schemes
-from tagger.evaluate import score
+from tagger.reports.metrics import score
 
 KINDS = ("label", "boundary", "label_boundary", "missed", "spurious")
 KIND_NAMES = {"label": "wrong label, same span", "boundary": "wrong boundary, same label",

@@ -17,8 +17,8 @@ from typing import Callable, Iterable, Iterator, Sequence, TextIO
 from corpora.conll import DOCSTART, Sentence, decode_lines, iter_conll_lines, read_conll
 from tagger.api import Tagger, feature_columns
 from tagger.errors import InputError
-from tagger.scoring import ScoreOptions
-from tagger.writers import Writer
+from tagger.tagging.confidence import ScoreOptions
+from tagger.tagging.writers import Writer
 
 CHUNK_LINES = 4096  # input lines tagged together
 PARALLEL_BYTES = 1 << 20  # workers=0 (auto) uses every core for inputs this large

@@ -1,4 +1,4 @@
-"""Batched Viterbi decoding in numpy: what the tagging engine (tagger/inference.py) decodes with.
+"""Batched Viterbi decoding in numpy: what the tagging engine (tagger/tagging/engine.py) decodes with.
 
 pytorch-crf's `decode` backtracks each sentence in a Python loop; this one is vectorised over the batch,
 backtracking included, and breaks ties as it does (first maximum), so the paths are equal (tested).
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FORBIDDEN = -10000.0  # the score of a transition the tagging scheme forbids (tagger.crf pins it there)
+from tagger.tensors import FORBIDDEN
 
 
 def viterbi(emissions: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np.ndarray, end: np.ndarray

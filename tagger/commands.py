@@ -14,10 +14,10 @@ from tagger.api import Tagger
 from tagger.config import Config, load_toml
 from tagger.data import check_model_fits, check_tags, read_sentences, unseen_labels
 from tagger.errors import ConfigError, InputError
-from tagger.predicting import auto_workers, check_feature_columns, check_input_file, predict_files
-from tagger.scoring import ScoreOptions
+from tagger.tagging.streaming import auto_workers, check_feature_columns, check_input_file, predict_files
+from tagger.tagging.confidence import ScoreOptions
 from tagger.store import FILES
-from tagger.writers import WRITERS
+from tagger.tagging.writers import WRITERS
 
 # named feature columns of CoNLL-2003 files (token POS chunk NER)
 FEATURE_NAMES = {"pos": 1, "chunk": 2}
@@ -100,7 +100,8 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     (tagger/lexicon.py); bigram_embeddings: vectors of character bigrams ("北京"), in --embeddings' formats;
     context: "jieba" (or a lac_small directory) for LAC as a frozen context encoder (tagger/lac.py). They only
     start a training: on --resume the checkpoint keeps its own."""
-    from tagger import distributed, train as training
+    from tagger.training import distributed
+    from tagger.training import loop as training
 
     reporter = reporter or training.Silent()
     config = make_config(config_file, overrides or {}, features)
@@ -216,9 +217,9 @@ def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int |
 
 def _evaluate_with_report(tagger, sentences: Sequence[Sentence], test_scheme: str | None, title: str,
                           report: Path) -> dict:
-    from tagger.analysis import analyse
-    from tagger.evaluate import score
-    from tagger.report import render_report
+    from tagger.reports.analysis import analyse
+    from tagger.reports.metrics import score
+    from tagger.reports.report import render_report
     from tagger.store import atomic_write
 
     if tagger.scheme is None:
@@ -296,8 +297,8 @@ def score_options(output_format: str, scores: bool, min_score: float | None, n_b
 
 def calibrate(model: Path, dev_ref: str, format: str = "auto", tag_column: int | None = None,
               scheme: str = "auto") -> dict:
-    """Fit MODEL's temperature on DEV (tagger/calibration.py) and save it in MODEL's config.json."""
-    from tagger.calibration import fit
+    """Fit MODEL's temperature on DEV (tagger/tagging/calibration.py) and save it in MODEL's config.json."""
+    from tagger.tagging.calibration import fit
 
     tagger = Tagger.load(model)
     sentences = read_sentences(dev_ref, format, tag_column, split="validation")
