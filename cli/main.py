@@ -286,6 +286,10 @@ def plot(
     typer.echo(f"wrote {output}", err=True)
 
 
+# Commands kept in modules of their own: each cli/<name>.py has `register(app, user_errors)`.
+# (one import + register line per command below this comment)
+
+
 def format_table(result: dict) -> str:
     """The per-type and overall table of an evaluation result."""
     rows = [f"{'':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
