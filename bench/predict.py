@@ -93,10 +93,12 @@ def model_alone(model: Path, sentences: list[list[str]], batch_size: int, extra:
     (three passes), in this process."""
     from tagger.api import Tagger
 
+    from tagger.tagging import pipeline
+
     tagger = Tagger.load(model)
-    tagger.batch_size = batch_size
     options = score_options(extra)
-    tag = (lambda e: tagger.score_encoded(e, options)) if options.active else tagger.tag_encoded
+    tag = ((lambda e: pipeline.score_encoded(tagger, e, options, batch_size)) if options.active
+           else (lambda e: pipeline.tag_encoded(tagger, e, batch_size)))
     encoded = [tagger.encode(s) for s in sentences]
     tokens = sum(map(len, sentences))
     tag(encoded[:500])  # warm up
@@ -106,7 +108,8 @@ def model_alone(model: Path, sentences: list[list[str]], batch_size: int, extra:
     network = (time.perf_counter() - start) / 3
     start = time.perf_counter()
     for _ in range(3):
-        tagger.scored_tokens(sentences, options=options) if options.active else tagger.predict_tokens(sentences)
+        (pipeline.scored_tokens(tagger, sentences, options=options, batch_size=batch_size) if options.active
+         else tagger.predict_tokens(sentences, batch_size=batch_size))
     with_encoding = (time.perf_counter() - start) / 3
     return {"tokens": tokens, "batch_size": batch_size, "scoring": extra,
             "network_and_viterbi_tokens_per_s": tokens / network, "with_encoding_tokens_per_s": tokens / with_encoding}

@@ -2,9 +2,9 @@
 
     python bench/predict_stages.py --model runs/bench-conll2003/seed1 --copies 4 [--engine numpy]
 
-Runs the steps of `Tagger.predict_texts` and the JSONL writer one after another over the CoNLL-2003 test
+Runs the steps of `pipeline.tag_texts` (tagger/tagging/pipeline.py) and the JSONL writer one after another over the CoNLL-2003 test
 sentences as raw text (`--copies` times), in chunks as `tagger predict` does, and prints seconds and share
-per stage. It mirrors predict_texts rather than calling it, so that each stage can be timed on its own.
+per stage. It mirrors tag_texts rather than calling it, so that each stage can be timed on its own.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def main() -> None:
     args = p.parse_args()
 
     from corpora.conll import read_conll
-    from tagger.tagging import streaming
+    from tagger.tagging import pipeline, streaming
+    from tagger.text import sentence_ends
     from tagger.api import Tagger
     from tagger.tagging.writers import jsonl
     from tagger.encode import collate, sorted_batches
@@ -36,8 +37,8 @@ def main() -> None:
 
     lines = [" ".join(s.tokens) for s in read_conll(args.data / "test.txt")] * args.copies
     tagger = Tagger.load(args.model)
-    model, names = tagger.network, tagger.vocab.tags.items
-    list(tagger.predict_texts(lines[:300]))  # warm up: tokeniser pattern, encoder cache
+    model, names = tagger.engine, tagger.vocab.tags.items
+    tagger.predict(lines[:300])  # warm up: tokeniser pattern, encoder cache
     seconds: dict[str, float] = {}
     tokens = 0
 
@@ -48,12 +49,12 @@ def main() -> None:
         return result
 
     for chunk in streaming._chunks(lines, streaming.CHUNK_LINES):
-        scanned = timed("tokenise + split sentences", lambda: [tagger._sentences(text) for text in chunk])
+        scanned = timed("tokenise + split sentences", lambda: [sentence_ends(text, "words" if tagger.config.tokenizer == "auto" else tagger.config.tokenizer) for text in chunk])
         words = [tok.texts[a:b] for tok, ends in scanned for a, b in pairwise([0, *ends])]
         tokens += sum(map(len, words))
         encoded = timed("encode", lambda: [tagger.encode(w) for w in words])
         batches = timed("batch", lambda: [(ids, collate([encoded[i] for i in ids]))
-                                          for ids in sorted_batches(list(map(len, encoded)), tagger.batch_size)])
+                                          for ids in sorted_batches(list(map(len, encoded)), pipeline.BATCH_SIZE)])
         scores = timed("network", lambda: [model.emissions(b) for _, b in batches])
         paths = timed("viterbi", lambda: [viterbi(s, b.mask, *model.crf) for s, (_, b) in zip(scores, batches)])
 
@@ -70,7 +71,7 @@ def main() -> None:
             for text, (tok, ends) in zip(chunk, scanned):
                 entities = []
                 for a, b in pairwise([0, *ends]):
-                    entities += tagger._spans(text, tok, a, next(tags))
+                    entities += pipeline._spans(tagger, text, tok, a, next(tags))
                 jsonl({"text": text, "entities": entities})
 
         timed("spans + JSON", render)

@@ -63,7 +63,7 @@ def raw_texts(path: Path) -> list[str]:
 
 
 def throughput(model: Path, texts: list[str], repeats: int) -> dict:
-    """Characters/s of Tagger.predict_texts on raw text (the model loaded first, timed apart)."""
+    """Characters/s of Tagger.predict on raw text (the model loaded first, timed apart)."""
     from tagger.api import Tagger
 
     start = time.perf_counter()
@@ -71,7 +71,7 @@ def throughput(model: Path, texts: list[str], repeats: int) -> dict:
     load = time.perf_counter() - start
     texts = texts * repeats
     start = time.perf_counter()
-    for _ in t.predict_texts(texts):
+    for _ in t.predict(texts):
         pass
     seconds = time.perf_counter() - start
     chars = sum(map(len, texts))

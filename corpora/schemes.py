@@ -138,6 +138,13 @@ def _role(tag: str, scheme: str) -> tuple[str, str | None]:
     return roles[prefix], label
 
 
+def tag_spans(tags: Sequence[str], scheme: str | None) -> list[Span]:
+    """`spans` of tags in `scheme`; plain tags (POS-like: scheme None) make each token a span of its own."""
+    if scheme is None:
+        return [(tag, i, i + 1) for i, tag in enumerate(tags)]
+    return spans(tags, scheme)
+
+
 def spans(tags: Sequence[str], scheme: str) -> list[Span]:
     """The labelled chunks of a tag sequence as (label, start, end) with `end` exclusive, in order.
 

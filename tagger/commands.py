@@ -15,6 +15,7 @@ from tagger.config import Config, load_toml
 from tagger.data import check_model_fits, check_tags, read_sentences, unseen_labels
 from tagger.errors import ConfigError, InputError
 from tagger.tagging.streaming import auto_workers, check_feature_columns, check_input_file, predict_files
+from tagger.tagging import pipeline
 from tagger.tagging.confidence import ScoreOptions
 from tagger.store import FILES
 from tagger.tagging.writers import WRITERS
@@ -218,15 +219,15 @@ def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int |
 def _evaluate_with_report(tagger, sentences: Sequence[Sentence], test_scheme: str | None, title: str,
                           report: Path) -> dict:
     from tagger.reports.analysis import analyse
-    from tagger.reports.metrics import score
+    from tagger.reports.metrics import measure
     from tagger.reports.report import render_report
     from tagger.store import atomic_write
 
     if tagger.scheme is None:
         raise InputError("--report: the model's tags are plain labels, not entity spans: there are no entity "
                          "errors to analyse", path=str(report))
-    gold, pred = tagger.gold_and_predicted(sentences, test_scheme)
-    result = score(gold, pred, tagger.scheme)
+    gold, pred = pipeline.gold_and_predicted(tagger, sentences, test_scheme)
+    result = measure(gold, pred, tagger.scheme)
     analysis = analyse([s.tokens for s in sentences], gold, pred, tagger.scheme, scores=result)
     atomic_write(report, render_report(analysis, title).encode("utf-8"))
     return result | {"errors": analysis["errors"]}
@@ -276,12 +277,11 @@ def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "te
     for ref in inputs:
         check_input_file(ref)
     tagger = model if isinstance(model, Tagger) else Tagger.load(model)
-    tagger.batch_size = batch_size
     writer = WRITERS[output_format](tagger.entity_types, tagger.vocab.source_scheme,
                                     f"Entities found by {tagger.meta.get('name', 'tagger')}")
     with store.atomic_file(output) as out:
         predict_files(tagger, inputs, writer, out, input_format, format, workers or auto_workers(inputs), warn,
-                      options)
+                      options, batch_size)
 
 
 def score_options(output_format: str, scores: bool, min_score: float | None, n_best: int | None) -> ScoreOptions:

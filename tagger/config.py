@@ -154,3 +154,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         flat.update(value if isinstance(value, dict) else {key: value})
     return flat
 
+
+
+def model_scheme(config: Config, source_scheme: str | None) -> str | None:
+    """The scheme the network's tags are in: the corpus's, or the one the config converts to."""
+    if source_scheme is None:
+        return None
+    from corpora.schemes import normalize_scheme
+
+    return source_scheme if config.tag_scheme == "auto" else normalize_scheme(config.tag_scheme)

@@ -135,3 +135,8 @@ def unseen_labels(sentences: Iterable[Sentence], known_tags: Iterable[str]) -> l
     known = {schemes.label_of(t) for t in known_tags}
     seen = Counter(schemes.label_of(t) for s in sentences for t in (s.tags or ()))
     return sorted(lab for lab in seen if lab not in known)
+
+
+def feature_columns(sentence: Sentence, columns: Sequence[int]) -> list[list[str]]:
+    """The values of the given columns, one list per column (F lists of T values)."""
+    return [[row[c] for row in sentence.rows] for c in columns]

@@ -44,7 +44,7 @@ import numpy as np
 
 from tagger import lac, lexicon
 from tagger.config import Config
-from tagger.vocab import CASINGS
+from tagger.vocab import CASINGS, Vocab
 
 FORBIDDEN = -10000.0  # the score of a transition the tagging scheme forbids (tagger/training/crf.py pins it there)
 
@@ -162,3 +162,10 @@ def from_torch(state: Mapping[str, np.ndarray], names: list[str]) -> dict[str, n
         else:
             out[name] = state[key]
     return out
+
+
+def sizes_of(vocab: Vocab) -> Sizes:
+    """What sizes the network besides its config."""
+    return Sizes(len(vocab.words), len(vocab.frozen), len(vocab.chars), len(vocab.tags),
+                 tuple(len(f) for f in vocab.features), len(vocab.bigrams) if vocab.bigrams else 0,
+                 len(vocab.context) if vocab.context else 0)

@@ -106,7 +106,7 @@ def test_predict_raw_text_spans_point_into_the_text(model):
 
 def test_predict_raw_text_with_control_characters_and_unicode(model):
     texts = ["", "   ", "Zoë \x00 visited \t東京 🙂 .\r", "\u2028Anna\u00a0met John Smith\x1b[0m in Paris ."]
-    for text, entities in zip(texts, model.predict_texts(texts)):
+    for text, entities in zip(texts, model.predict(texts)):
         for e in entities:
             assert text[e["start"]:e["end"]] == e["text"]
     assert model.predict("") == []
@@ -314,7 +314,7 @@ def test_alternatives_of_several_sentences_multiply_their_probabilities(model):
 
 
 def test_joint_alternatives_are_the_k_best_products():
-    from tagger.api import joint_alternatives
+    from tagger.tagging.pipeline import joint_alternatives
 
     a = [([{"id": "a0"}], 0.6), ([{"id": "a1"}], 0.3)]
     b = [([{"id": "b0"}], 0.5), ([{"id": "b1"}], 0.45)]

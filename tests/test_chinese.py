@@ -36,7 +36,7 @@ def test_bmes_corpus_is_detected_and_the_tokenizer_becomes_chars(chinese_model):
 def test_raw_chinese_text_gets_exact_character_offsets(chinese_model):
     tagger = Tagger.load(chinese_model[0])
     texts = ["王小明在北京大学工作。", "  张伟：去上海银行，😀 then Apple 2024年！\t李娜"]
-    for text, entities in zip(texts, tagger.predict_texts(texts)):
+    for text, entities in zip(texts, tagger.predict(texts)):
         for e in entities:
             assert text[e["start"] : e["end"]] == e["text"]
             assert e["label"] in {"PER", "LOC", "ORG"}
@@ -97,14 +97,14 @@ def test_a_lexicon_model_predicts_raw_chinese_text_with_exact_offsets(lexicon_mo
     out = lexicon_model[0]
     tagger = Tagger.load(out)
     texts = ["王小明在北京大学工作。", "  张伟：去上海银行，😀 then Apple 2024年！\t李娜", "", "。。"]
-    for text, entities in zip(texts, tagger.predict_texts(texts)):
+    for text, entities in zip(texts, tagger.predict(texts)):
         for e in entities:
             assert text[e["start"] : e["end"]] == e["text"] and e["label"] in {"PER", "LOC", "ORG"}
     test = list(read_conll(SAMPLES / "test.txt"))
     assert tagger.evaluate(test)["f1"] > 0.5
     copy = tmp_path / "copy"
     tagger.save(copy)  # saves and loads again to the same predictions
-    assert list(Tagger.load(copy).predict_texts(texts)) == list(tagger.predict_texts(texts))
+    assert Tagger.load(copy).predict(texts) == tagger.predict(texts)
 
 
 def test_an_altered_or_missing_lexicon_file_is_refused(lexicon_model, tmp_path):

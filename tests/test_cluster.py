@@ -130,7 +130,7 @@ def test_jsonl_shards_keep_their_fields(local_ray, trained_model, tmp_path):
     shard.write_text("".join(json.dumps({"id": f"doc-{i}", "body": t}) + "\n" for i, t in enumerate(lines)))
     cluster.predict_files(trained_model, [str(shard)], tmp_path / "out", input_format="jsonl", text_column="body")
     rows = sorted(read_jsonl_dir(tmp_path / "out"), key=lambda r: r["line"])
-    expected = list(Tagger.load(trained_model).predict_texts(lines))
+    expected = Tagger.load(trained_model).predict(lines)
     assert [(r["id"], r["body"], r["line"], r["entities"]) for r in rows] == [
         ("doc-0", lines[0], 1, expected[0]), ("doc-1", lines[1], 2, expected[1])]
 
@@ -144,7 +144,7 @@ def test_parquet_in_parquet_out_round_trips_the_entities(local_ray, trained_mode
     assert table.schema.field("entities").type == cluster.entities_type()
     assert table.column("doc_id").to_pylist() == list(range(20))
     assert table.column("line").to_pylist() == list(range(1, 21))  # Parquet: the row in its file
-    assert table.column("entities").to_pylist() == list(Tagger.load(trained_model).predict_texts(texts))
+    assert table.column("entities").to_pylist() == Tagger.load(trained_model).predict(texts)
 
 
 def test_scores_through_ray_are_the_api_s(local_ray, trained_model, tmp_path):
@@ -155,7 +155,7 @@ def test_scores_through_ray_are_the_api_s(local_ray, trained_model, tmp_path):
     table = pq.read_table(tmp_path / "out").sort_by("line")
     assert table.schema.field("entities").type == cluster.entities_type(scores=True)
     got = table.column("entities").to_pylist()
-    expected = list(Tagger.load(trained_model).predict_texts(texts, scores=True))
+    expected = Tagger.load(trained_model).predict(texts, scores=True)
     assert [[e["label"] for e in row] for row in got] == [[e["label"] for e in row] for row in expected]
     for row, want in zip(got, expected):
         assert [e["score"] for e in row] == pytest.approx([e["score"] for e in want], abs=1e-9)

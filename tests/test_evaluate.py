@@ -7,14 +7,14 @@ from seqeval.scheme import IOB2
 
 from conftest import make_sentences, write_corpus
 from tagger import commands
-from tagger.reports.metrics import score
+from tagger.reports.metrics import measure
 
 GOLD = [["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]]
 PRED = [["B-PER", "I-PER", "O", "B-LOC", "O"]]  # PER exact, LOC cut short: a boundary error
 
 
 def test_one_exact_match_and_one_boundary_error():
-    result = score(GOLD, PRED, "iob2")
+    result = measure(GOLD, PRED, "iob2")
     # 2 gold entities, 2 predicted, 1 correct: P = 1/2, R = 1/2, F1 = 2PR/(P+R) = 1/2
     assert (result["precision"], result["recall"], result["f1"]) == (0.5, 0.5, 0.5)
     assert result["per_type"]["PER"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
@@ -26,7 +26,7 @@ def test_figures_are_seqevals_strict_ones():
     gold = [["B-PER", "I-PER", "O", "B-ORG"], ["O", "B-LOC", "I-LOC", "I-LOC", "O"], ["B-MISC", "O"]]
     pred = [["B-PER", "O", "O", "B-ORG"], ["O", "B-LOC", "I-LOC", "I-LOC", "O"], ["B-LOC", "O"]]
     # gold: PER ORG LOC MISC (4); pred: PER(0,1) ORG LOC LOC(0,1) (4); correct: ORG, LOC -> P = R = F1 = 1/2
-    result = score(gold, pred, "iob2")
+    result = measure(gold, pred, "iob2")
     assert (result["precision"], result["recall"], result["f1"]) == (0.5, 0.5, 0.5)
     strict = dict(mode="strict", scheme=IOB2)
     assert result["f1"] == metrics.f1_score(gold, pred, **strict)
@@ -36,7 +36,7 @@ def test_figures_are_seqevals_strict_ones():
 def test_unequal_precision_and_recall():
     gold = [["B-PER", "O", "B-LOC", "O", "B-ORG"]]
     pred = [["B-PER", "O", "O", "O", "O"]]
-    result = score(gold, pred, "iob2")  # 3 gold, 1 predicted, 1 correct
+    result = measure(gold, pred, "iob2")  # 3 gold, 1 predicted, 1 correct
     assert result["precision"] == 1.0
     assert result["recall"] == pytest.approx(1 / 3)
     assert result["f1"] == pytest.approx(2 * 1 * (1 / 3) / (1 + 1 / 3))  # 0.5
@@ -46,12 +46,12 @@ def test_iob1_is_read_as_iob1():
     # IOB1: I- opens a chunk after O; B- only separates two adjacent chunks of one type
     gold = [["I-PER", "I-PER", "O", "I-LOC", "B-LOC"]]  # PER(0,2) LOC(3,4) LOC(4,5)
     pred = [["I-PER", "I-PER", "O", "I-LOC", "I-LOC"]]  # PER(0,2) LOC(3,5)
-    result = score(gold, pred, "iob1")
+    result = measure(gold, pred, "iob1")
     # 3 gold, 2 predicted, 1 correct: P = 1/2, R = 1/3, F1 = 2 * (1/6) / (5/6) = 0.4
     assert result["precision"] == pytest.approx(0.5)
     assert result["recall"] == pytest.approx(1 / 3)
     assert result["f1"] == pytest.approx(0.4)
-    assert score(gold, gold, "iob1")["f1"] == 1.0
+    assert measure(gold, gold, "iob1")["f1"] == 1.0
 
 
 @pytest.mark.parametrize("scheme, gold, pred", [
@@ -60,14 +60,14 @@ def test_iob1_is_read_as_iob1():
     ("bmes", [["B-PER", "E-PER", "O", "B-LOC", "E-LOC"]], [["B-PER", "E-PER", "O", "S-LOC", "O"]]),
 ])
 def test_every_scheme_gives_the_same_figures_for_the_same_spans(scheme, gold, pred):
-    result = score(gold, pred, scheme)
+    result = measure(gold, pred, scheme)
     assert (result["precision"], result["recall"], result["f1"]) == (0.5, 0.5, 0.5)
 
 
 def test_plain_tags_are_scored_by_token():
     gold = [["NN", "VBZ", "DT"], ["NN"]]
     pred = [["NN", "NN", "DT"], ["NN"]]
-    result = score(gold, pred, None)
+    result = measure(gold, pred, None)
     assert result["accuracy"] == 0.75 and result["scored_as"] == "tokens"
     assert result["f1"] == pytest.approx(0.75)  # micro-averaged over tokens = accuracy
     assert result["per_type"]["NN"]["precision"] == pytest.approx(2 / 3)
@@ -76,15 +76,15 @@ def test_plain_tags_are_scored_by_token():
 
 
 def test_no_entities_anywhere_scores_zero_without_crashing():
-    result = score([["O", "O"]], [["O", "O"]], "iob2")
+    result = measure([["O", "O"]], [["O", "O"]], "iob2")
     assert (result["precision"], result["recall"], result["f1"], result["accuracy"]) == (0, 0, 0, 1.0)
 
 
 def test_lengths_must_agree():
     with pytest.raises(ValueError):
-        score([["O", "O"]], [["O"]], "iob2")
+        measure([["O", "O"]], [["O"]], "iob2")
     with pytest.raises(ValueError):
-        score([["O"]], [["O"], ["O"]], "iob2")
+        measure([["O"]], [["O"], ["O"]], "iob2")
 
 
 def test_a_test_file_in_another_scheme_scores_the_same(trained_model, tmp_path):

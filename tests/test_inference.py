@@ -9,7 +9,8 @@ import torch
 
 from tagger import commands
 from tagger import tensors as spec
-from tagger.api import Tagger, sizes_of
+from tagger.api import Tagger
+from tagger.tensors import sizes_of
 from tagger.config import Config
 from tagger.data import read_sentences
 from tagger.encode import collate

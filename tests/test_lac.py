@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tagger import lac
+from tagger.tagging import pipeline
 
 from tagger import commands
 from tagger.api import Tagger
@@ -187,7 +188,7 @@ def test_a_model_with_a_context_encoder_saves_loads_and_tags_raw_text_with_offse
     np.testing.assert_array_equal(trainable.model.context["context.0.forward.weight"],
                                   lac.from_jieba(directory)[1]["context.0.forward.weight"])
     text = "我爱北京。李小明在百度工作"
-    (tagged,) = tagger.tag_texts([text])
+    (tagged,) = pipeline.tag_texts(tagger, [text])
     assert all(text[e["start"] : e["end"]] == e["text"] for e in tagged.entities)
     assert tagger.model_tags([list(text)]) == Tagger.load(tmp_path / "model").model_tags([list(text)])
 

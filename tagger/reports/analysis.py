@@ -23,7 +23,7 @@ from collections import Counter
 from typing import Sequence
 
 from corpora import schemes
-from tagger.reports.metrics import score
+from tagger.reports.metrics import measure
 
 KINDS = ("label", "boundary", "label_boundary", "missed", "spurious")
 KIND_NAMES = {"label": "wrong label, same span", "boundary": "wrong boundary, same label",
@@ -90,7 +90,7 @@ def analyse(tokens: Sequence[Sequence[str]], gold: Sequence[Sequence[str]], pred
     """
     if len(tokens) != len(gold) or len(gold) != len(pred):
         raise ValueError("tokens, gold and predicted tags differ in number of sentences")
-    scores = scores or score(gold, pred, scheme)
+    scores = scores or measure(gold, pred, scheme)
     counts: Counter = Counter()
     confusion: dict[str, Counter] = {}
     per_sentence = []

@@ -14,7 +14,7 @@ _SEQEVAL = {"iob1": ("iob2", "IOB2"), "iob2": ("iob2", "IOB2"), "bioes": ("bioes
             "bilou": ("bilou", "BILOU"), "bmes": ("bioes", "IOBES")}
 
 
-def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str | None) -> dict:
+def measure(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str | None) -> dict:
     """Overall and per-type scores. `scheme` is the scheme of both sequences; None for tags without prefixes."""
     if len(gold) != len(pred) or any(len(g) != len(p) for g, p in zip(gold, pred)):
         raise ValueError("gold and predicted sequences differ in length")

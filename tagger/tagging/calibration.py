@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from corpora import schemes
 from corpora.conll import Sentence
-from tagger.tagging import marginals
+from tagger.tagging import marginals, pipeline
 from tagger.errors import InputError
 from tagger.tagging.viterbi import viterbi
 
@@ -23,7 +23,7 @@ def scored_entities(tagger: "Tagger", sentences: Sequence[Sentence], scheme: str
                     ) -> tuple[list[marginals.ScoredEntities], int]:
     """The predicted (Viterbi) entities of each batch, each marked correct or not against the sentences'
     gold tags (in `scheme`, detected when None), and the number of gold entities."""
-    from tagger.api import feature_columns
+    from tagger.data import feature_columns
 
     if tagger.scheme is None:
         raise InputError("the model's tags are plain labels, not entity spans: it has no entity scores to calibrate")
@@ -33,7 +33,7 @@ def scored_entities(tagger: "Tagger", sentences: Sequence[Sentence], scheme: str
     columns = tagger.config.features
     features = [feature_columns(s, columns) for s in sentences] if columns else ()
     data = []
-    for ids, emissions, mask in tagger.emission_batches([s.tokens for s in sentences], features):
+    for ids, emissions, mask in pipeline.emission_batches(tagger, [s.tokens for s in sentences], features):
         paths = viterbi(emissions, mask, *tagger.engine.crf)
         predicted = [schemes.spans([names[i] for i in path], tagger.scheme) for path in paths]
         correct = [[span in gold[i] for span in spans] for i, spans in zip(ids, predicted)]

@@ -88,7 +88,7 @@ class TagBatches:
 
         self._threads = threadpool_limits(limits=1)  # kept: released only when the actor process ends
         self.tagger = load_from_files(ray.get(model_ref[0]))
-        self.tagger.batch_size = batch_size
+        self.batch_size = batch_size
         self.scores, self.min_score = scores or min_score is not None, min_score
         self.text_column = text_column
 
@@ -98,7 +98,7 @@ class TagBatches:
         texts = batch.column(self.text_column).to_pylist()
         if None in texts:
             raise InputError(f"no {self.text_column!r} value (null) in {_where(batch, texts.index(None))}")
-        entities = list(self.tagger.predict_texts(texts, scores=self.scores, min_score=self.min_score))
+        entities = self.tagger.predict(texts, self.scores, self.min_score, self.batch_size)
         return batch.append_column("entities", pa.array(entities, type=entities_type(self.scores)))
 
 
@@ -135,7 +135,7 @@ ROWS_PER_CALL = 4096  # rows an actor tags per call, in batches of `batch_size` 
 def tag_dataset(ds: "ray.data.Dataset", model_dir: str | os.PathLike, text_column: str = "text",
                 batch_size: int = 256, concurrency: int = 2, scores: bool = False,
                 min_score: float | None = None) -> "ray.data.Dataset":
-    """`ds` with an `entities` column: the spans `Tagger.predict_texts` finds in each row's `text_column`
+    """`ds` with an `entities` column: the spans `Tagger.predict` finds in each row's `text_column`
     (with `scores`, each with its probability; `min_score` drops those below it).
 
     Every other column is kept (ids, metadata, source file and line). Lazy, like any Ray Data transform:

@@ -83,7 +83,7 @@ def score_batch(emissions: np.ndarray, mask: np.ndarray, crf: Sequence[np.ndarra
     `temperature` (the model's calibrated one, Config.temperature); the paths do not depend on it."""
     paths = viterbi(emissions, mask, *crf)
     tags = [[names[i] for i in path] for path in paths]
-    spans = [_spans(t, scheme) for t in tags]
+    spans = [schemes.tag_spans(t, scheme) for t in tags]
     span_scores: list = [None] * len(paths)
     tag_scores: list = [None] * len(paths)
     token_marginals: list = [None] * len(paths)
@@ -108,9 +108,3 @@ def empty(num_tags: int, options: ScoreOptions) -> Scored:
     scored = options.marginals
     return Scored([], [], np.zeros((0, num_tags)) if scored else None, [] if scored else None,
                   [] if scored else None, [([], 1.0)] if options.n_best else [])
-
-
-def _spans(tags: list[str], scheme: str | None) -> list[Span]:
-    if scheme is None:
-        return [(tag, i, i + 1) for i, tag in enumerate(tags)]
-    return schemes.spans(tags, scheme)

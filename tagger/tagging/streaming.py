@@ -15,8 +15,10 @@ from collections import deque
 from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 from corpora.conll import DOCSTART, Sentence, decode_lines, iter_conll_lines, read_conll
-from tagger.api import Tagger, feature_columns
+from tagger.data import feature_columns
+from tagger.tagging.tagger import Tagger
 from tagger.errors import InputError
+from tagger.tagging import pipeline
 from tagger.tagging.confidence import ScoreOptions
 from tagger.tagging.writers import Writer
 
@@ -27,16 +29,17 @@ INPUT_FORMATS = ("text", "tokens", "conll")
 
 def predict_files(tagger: Tagger, inputs: Sequence[str], writer: Writer, out: TextIO, input_format: str = "text",
                   format: str = "auto", workers: int = 1, warn: Callable[[str], None] = lambda _: None,
-                  options: ScoreOptions = ScoreOptions()) -> None:
+                  options: ScoreOptions = ScoreOptions(), batch_size: int = pipeline.BATCH_SIZE) -> None:
     """Tag each input ("-": standard input) and write what `writer` renders to `out`, in input order.
 
     input_format: text (a raw-text line is one record), tokens (a line of space-separated tokens is one
     sentence) or conll (column files; `format` is their dialect). `warn` gets one-line warnings, such as a
-    CoNLL file given as raw text. `options`: the scores, minimum score and n-best to add."""
+    CoNLL file given as raw text. `options`: the scores, minimum score and n-best to add; `batch_size`:
+    sentences per engine call."""
     for ref in inputs:
         check_input_file(ref)
     out.write(writer.header())
-    job = (tagger, writer, input_format, options)
+    job = (tagger, writer, input_format, options, batch_size)
     for ref in inputs:
         if input_format == "conll":
             chunks = _chunks(_conll_sentences(ref, format), CHUNK_LINES)
@@ -57,11 +60,12 @@ def auto_workers(inputs: Sequence[str]) -> int:
     return max(1, len(os.sched_getaffinity(0))) if size >= PARALLEL_BYTES else 1
 
 
-def render(tagger: Tagger, writer: Writer, input_format: str, options: ScoreOptions, chunk: list) -> str:
+def render(tagger: Tagger, writer: Writer, input_format: str, options: ScoreOptions, batch_size: int,
+           chunk: list) -> str:
     """Tag (and, as `options` asks, score) one chunk of raw-text lines, token lines or CoNLL sentences and
     render it with the writer."""
     if input_format == "text":
-        return "".join(map(writer.text, tagger.tag_texts(chunk, options)))
+        return "".join(map(writer.text, pipeline.tag_texts(tagger, chunk, options, batch_size)))
     if input_format == "tokens":
         sentences = [Sentence(tuple(line.split())) for line in chunk]
         feats: Sequence = ()
@@ -71,9 +75,9 @@ def render(tagger: Tagger, writer: Writer, input_format: str, options: ScoreOpti
             check_feature_columns(chunk, columns, "input")
         feats = [feature_columns(s, columns) for s in chunk] if columns else ()
     if options.active:
-        scored = tagger.scored_tokens([s.tokens for s in sentences], feats, options)
+        scored = pipeline.scored_tokens(tagger, [s.tokens for s in sentences], feats, options, batch_size)
         return "".join(writer.sentence(s, tags, scores) for s, (tags, scores) in zip(sentences, scored))
-    tags = tagger.predict_tokens([s.tokens for s in sentences], feats)
+    tags = tagger.predict_tokens([s.tokens for s in sentences], feats, batch_size)
     return "".join(writer.sentence(s, t) for s, t in zip(sentences, tags))
 
 
@@ -134,7 +138,7 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-_JOB: tuple | None = None  # (tagger, writer, input_format, options) in a --workers process, set by its initializer
+_JOB: tuple | None = None  # (tagger, writer, input_format, options, batch_size) in a --workers process, set by its initializer
 
 
 def _set_job(job: tuple) -> None:

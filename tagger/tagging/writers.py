@@ -5,7 +5,7 @@ stream in parallel and the parent writes them in order; `header` and `footer` co
 `--output-format` choices are this registry's names, and the Python API can call any writer:
 
 >>> writer = WRITERS["jsonl"](tagger.labels)
->>> writer.text(next(tagger.tag_texts(["Angela Merkel visited Paris."])))
+>>> writer.text(next(pipeline.tag_texts(tagger, ["Angela Merkel visited Paris."])))
 '{"text": "Angela Merkel visited Paris.", "entities": [...]}\\n'
 
 Adding a format: a Writer subclass decorated with `@register("name")`.
@@ -125,10 +125,7 @@ class HtmlWriter(Writer):
         """The tokens joined by spaces, each entity (or, for plain tags, each token) marked, with its score."""
         starts = [sum(len(t) + 1 for t in sentence.tokens[:i]) for i in range(len(sentence.tokens))]
         text = " ".join(sentence.tokens)
-        if self.scheme is None:
-            spans = [(tag, i, i + 1) for i, tag in enumerate(tags)]
-        else:
-            spans = schemes.spans(tags, self.scheme)
+        spans = schemes.tag_spans(tags, self.scheme)
         entities = [{"start": starts[s], "end": starts[e - 1] + len(sentence.tokens[e - 1]), "label": label}
                     for label, s, e in spans]
         if scores is not None and scores.entities is not None:

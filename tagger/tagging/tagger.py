@@ -1,0 +1,226 @@
+"""`Tagger`: a trained model loaded for tagging. What a user calls: load, predict, predict_tokens,
+marginals, alternatives, span_probability, evaluate, info. The batched work behind these methods, which
+the doors out (files, Ray, HTTP, selection) call too, is tagger/tagging/pipeline.py."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from corpora import schemes
+from corpora.conll import Sentence
+from tagger import store
+from tagger import tensors as spec
+from tagger.config import Config, model_scheme
+from tagger.encode import Encoder
+from tagger.errors import InputError, ModelError, TaggerError
+from tagger.lexicon import Lexicon, parse_saved
+from tagger.reports.metrics import measure
+from tagger.tagging import marginals, pipeline
+from tagger.tagging.confidence import ScoreOptions
+from tagger.tagging.engine import Engine
+from tagger.tagging.pipeline import BATCH_SIZE
+from tagger.vocab import Vocab
+
+
+class Tagger:
+    """A trained BiLSTM-CRF with its vocabulary and config, tagging with the numpy engine.
+
+    >>> t = Tagger.load("model_dir")
+    >>> t.predict("Angela Merkel visited Paris.")
+    [{'start': 0, 'end': 13, 'label': 'PER', 'text': 'Angela Merkel'}, ...]
+    """
+
+    def __init__(self, config: Config, vocab: Vocab, tensors: Mapping[str, np.ndarray], meta: dict | None = None):
+        config = config.resolved()
+        self.config, self.vocab, self.tensors, self.meta = config, vocab, tensors, meta or {}
+        self.engine = Engine(config, tensors)
+        self.scheme = model_scheme(config, vocab.source_scheme)
+        self.encode = Encoder(vocab)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Tagger":
+        """Read config.json, vocab.json and model.safetensors (any format version); never unpickles anything."""
+        config, vocab_json, tensors, meta = store.load_model(path)
+        lexicon = _lexicon(path, config, meta)
+        try:
+            vocab = Vocab.from_json(vocab_json, lexicon)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"malformed vocabulary ({e})", path=str(Path(path) / "vocab.json")) from None
+        sizes = spec.sizes_of(vocab)
+        if meta.get("format_version", 1) == 1:
+            tensors = store.from_format_1(tensors, config, sizes, Path(path))
+        problems = spec.check(tensors, config, sizes)
+        if problems:
+            raise ModelError(f"weights do not match config.json and vocab.json ({'; '.join(problems[:3])})",
+                             path=str(Path(path) / "model.safetensors"))
+        return cls(config, vocab, tensors, meta)
+
+    def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
+        """Write the model directory (format_version 2), keeping what config.json recorded (best epoch, dev
+        F1, training data) unless `extra` replaces it."""
+        kept = {k: v for k, v in self.meta.items() if k not in ("format", "format_version", "config", "sha256")}
+        store.save_model(path, self.config, self.vocab.to_json(), self.tensors, kept if extra is None else extra,
+                         self.vocab.lexicon.to_text() if self.vocab.lexicon else None)
+
+    # -- tagging ----------------------------------------------------------------------------------------
+
+    def predict(self, text: str | Sequence[str], scores: bool = False, min_score: float | None = None,
+                batch_size: int = BATCH_SIZE) -> list[dict] | list[list[dict]]:
+        """Entity spans of raw text; `text[start:end] == entity["text"]` for every one. A list of texts gives
+        one list of entities per text, tagged in batches across texts. With `scores`, each entity also has
+        "score": P(exactly this span with this label | text) under the CRF, exact, at the model's
+        Config.temperature; `min_score` drops the entities scored below it (and implies scores)."""
+        one = isinstance(text, str)
+        if not one and (not isinstance(text, Sequence) or not all(isinstance(t, str) for t in text)):
+            raise TaggerError(f"predict takes a string of raw text, not {type(text).__name__}, or a list of such "
+                              "strings (for pre-tokenised sentences use predict_tokens)")
+        options = ScoreOptions(scores=scores, min_score=min_score)
+        found = [tagged.entities for tagged in pipeline.tag_texts(self, [text] if one else text, options, batch_size)]
+        return found[0] if one else found
+
+    def predict_tokens(self, sentences: Sequence[Sequence[str]], features: Sequence[Sequence[Sequence[str]]] = (),
+                       batch_size: int = BATCH_SIZE) -> list[list[str]]:
+        """Tags of pre-tokenised sentences, in the scheme of the corpus the model was trained on."""
+        _check_sentences(sentences, "predict_tokens")
+        return [self.to_source(t) for t in pipeline.tag_sentences(self, sentences, features, batch_size)]
+
+    def model_tags(self, sentences: Sequence[Sequence[str]], features: Sequence[Sequence[Sequence[str]]] = (),
+                   batch_size: int = BATCH_SIZE) -> list[list[str]]:
+        """predict_tokens in the model's own scheme (BIOES by default): the tags that name the columns of
+        `marginals`, so that a chosen tag's probability can be looked up."""
+        _check_sentences(sentences, "model_tags")
+        return pipeline.tag_sentences(self, sentences, features, batch_size)
+
+    def marginals(self, tokens: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """P(y_t = k | x) of each pre-tokenised sentence, exact (forward-backward, at Config.temperature): a
+        (T, K) float64 array per sentence whose columns are the model's tags in the order of `Tagger.tags`, in
+        the model's own scheme (BIOES by default: a one-token person is S-PER); each row sums to 1."""
+        _check_sentences(tokens, "marginals")
+        out = [np.zeros((0, len(self.vocab.tags))) for _ in tokens]
+        for ids, lattice in pipeline.lattices(self, tokens):
+            for b, i in enumerate(ids):
+                out[i] = lattice.marginals[b, : len(tokens[i])].copy()  # (T, K)
+        return out
+
+    def span_probability(self, tokens: Sequence[str], start: int, end: int, label: str) -> float:
+        """P(tokens[start:end] is exactly one entity of type `label` | tokens), summed over every tag sequence
+        that spells it, on the best path or not (token offsets, `end` exclusive; label as in entity_types)."""
+        if isinstance(tokens, str) or not all(isinstance(t, str) for t in tokens):
+            raise TaggerError("span_probability takes one sentence as a list of tokens, e.g. [\"EU\", \"rejects\"]")
+        if self.scheme is None:
+            raise TaggerError("span_probability: the model's tags are plain labels, not entity spans")
+        if label not in self.entity_types:
+            raise TaggerError(f"span_probability: unknown label {label!r} (one of {', '.join(self.entity_types)})")
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(tokens)):
+            raise TaggerError(f"span_probability: tokens [{start}, {end}) are not a span of a sentence of "
+                              f"{len(tokens)} tokens")
+        (_, lattice), = pipeline.lattices(self, [tokens])
+        return marginals.span_probabilities(lattice, [[(label, start, end)]], self.vocab.tags.items, self.scheme)[0][0]
+
+    def alternatives(self, text: str, k: int) -> list[dict]:
+        """The k most probable analyses of raw text, best first: [{"entities": [...], "probability": p}]. The
+        first is predict()'s entities. A text of several sentences: the model tags each sentence on its own,
+        so an analysis is one tag sequence per sentence and its probability the product of theirs (exact, not
+        renormalised over the k: they sum to at most 1). Fewer than k when the text has fewer analyses."""
+        if not isinstance(text, str):
+            raise TaggerError(f"alternatives takes a string of raw text, not {type(text).__name__}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise TaggerError(f"alternatives: k must be a whole number of at least 1, not {k!r}")
+        return next(iter(pipeline.tag_texts(self, [text], ScoreOptions(n_best=k)))).alternatives
+
+    def to_source(self, tags: list[str]) -> list[str]:
+        """Tags in the model's scheme -> the same tags in the scheme of the corpus it was trained on."""
+        source = self.vocab.source_scheme
+        if self.scheme is None or source is None or source == self.scheme:
+            return tags
+        return schemes.convert(tags, self.scheme, source)
+
+    # -- scoring ---------------------------------------------------------------------------------------
+
+    def evaluate(self, sentences: Sequence[Sentence], scheme: str | None = None) -> dict:
+        """Entity P/R/F1 (seqeval strict) or token accuracy against the sentences' gold tags.
+
+        `scheme` is the gold tags' scheme (detected when None): it may differ from the training corpus's.
+        """
+        gold, pred = pipeline.gold_and_predicted(self, sentences, scheme)
+        return measure(gold, pred, self.scheme)
+
+    # -- what the model is ------------------------------------------------------------------------------
+
+    @property
+    def tags(self) -> list[str]:
+        """The model's tags in its own scheme, in the order of its scores (the columns of `marginals`)."""
+        return list(self.vocab.tags.items)
+
+    @property
+    def labels(self) -> list[str]:
+        """Every tag the model answers with, in the training corpus's scheme ("O", "B-LOC", "I-LOC", ...)."""
+        source = self.vocab.source_scheme
+        if self.scheme is None or source is None:
+            return sorted(self.vocab.tags.items)
+        types = sorted({schemes.split_tag(t)[1] for t in self.vocab.tags.items if t != "O"})
+        return ["O", *(tag for label in types for tag in _scheme_tags(label, source))]
+
+    @property
+    def entity_types(self) -> list[str]:
+        """What the tagger finds: entity types (PER, LOC, ...) for tags in a scheme, else the tags (POS-like)."""
+        if self.scheme is None:
+            return sorted(self.vocab.tags.items)
+        return sorted({schemes.split_tag(t)[1] for t in self.vocab.tags.items} - {None})
+
+    def info(self) -> dict:
+        """What a user asks of a model: its labels and scheme, tokeniser, vocabulary sizes, embeddings, best
+        dev F1 and epoch, training corpus and date (the last ones as recorded when it was saved, else None)."""
+        training = self.meta.get("training", {})
+        best_f1 = self.meta.get("dev_f1")
+        return {
+            "labels": self.labels,
+            "entity_types": self.entity_types if self.scheme else [],
+            "scheme": self.vocab.source_scheme,
+            "model_scheme": self.scheme,
+            "tokenizer": self.config.tokenizer,
+            "vocabulary": {"words": len(self.vocab.words), "pretrained_only_words": len(self.vocab.frozen),
+                           "characters": len(self.vocab.chars), "tags": len(self.vocab.tags),
+                           "features": [len(f) for f in self.vocab.features],
+                           "bigrams": len(self.vocab.bigrams) if self.vocab.bigrams else 0,
+                           "lexicon_words": len(self.vocab.lexicon) if self.vocab.lexicon else 0},
+            "embeddings": training.get("embeddings"),
+            "context": self.config.context,
+            "best_dev_f1": best_f1,
+            "best_epoch": self.meta.get("epoch"),
+            "training_corpus": training.get("train"),
+            "dev_corpus": training.get("dev"),
+            "date": training.get("date"),
+        }
+
+
+def _check_sentences(sentences: Sequence[Sequence[str]], name: str) -> None:
+    if sentences is None or isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
+        got = "a flat list of tokens" if isinstance(sentences, (list, tuple)) else type(sentences).__name__
+        raise TaggerError(f"{name} takes a list of sentences, each a list of tokens, e.g. "
+                          f"[[\"EU\", \"rejects\"]], not {got}")
+
+
+_PREFIX_ORDER = "BIMELSU"
+
+
+def _scheme_tags(label: str, scheme: str) -> list[str]:
+    """Every tag of one entity type in `scheme`: the tags of a one-token span next to a three-token one."""
+    tags = set(schemes.from_spans([(label, 0, 1), (label, 1, 4)], 4, scheme))
+    return sorted(tags, key=lambda t: _PREFIX_ORDER.index(t[0]))
+
+
+def _lexicon(path: str | os.PathLike, config: Config, meta: dict) -> Lexicon | None:
+    """The lexicon a model directory keeps (lexicon.txt), which a model with lexicon features needs."""
+    text = store.load_lexicon(path, meta)
+    if text is None:
+        if config.lexicon:
+            raise ModelError(f"model directory lacks {store.LEXICON} (config.json has lexicon = true)", path=str(path))
+        return None
+    try:
+        return parse_saved(text, str(Path(path) / store.LEXICON))
+    except InputError as e:
+        raise ModelError(e.message, path=e.path, line=e.line) from None
