@@ -225,12 +225,13 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print the scores as JSON"),
     report: Optional[Path] = typer.Option(None, "--report", help="write the error analysis as an HTML page; "
                                           "--json then includes its numbers under \"errors\""),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing --report file"),
 ) -> None:
     """Score MODEL_DIR on TEST: entity precision/recall/F1 per type and overall (seqeval, strict)."""
     from tagger import commands
 
     result = commands.evaluate(model, test, format=format.value, tag_column=tag_column, scheme=scheme.value,
-                           report=report)
+                           report=report, force=force)
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
     if report is not None:
         typer.echo(f"error analysis written to {report}", err=True)

@@ -194,11 +194,10 @@ def _load_inputs(embeddings: Path | None, bigram_embeddings: Path | None, lexico
 
 
 def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int | None = None,
-             scheme: str = "auto", report: Path | None = None) -> dict:
+             scheme: str = "auto", report: Path | None = None, force: bool = False) -> dict:
     """Scores of MODEL on TEST; with `report`, also the error analysis, under "errors", and its HTML page
-    written (atomically) to `report`."""
-    if report is not None and report.is_dir():
-        raise InputError("is a directory", path=str(report))
+    written (atomically) to `report`, which must not exist unless `force`."""
+    check_output_file(report, force)
     tagger = Tagger.load(model)
     sentences = read_sentences(test_ref, format, tag_column, split="test")
     test_scheme = check_tags(sentences, test_ref, scheme)

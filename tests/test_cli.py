@@ -224,6 +224,16 @@ def test_evaluate_an_entity_model_on_plain_tags_is_one_error_line(trained_model,
     assert_user_error(tagger("evaluate", trained_model, pos), str(pos), "no scheme")
 
 
+def test_evaluate_report_never_overwrites_a_file_without_force(trained_model, corpus, tmp_path):
+    report = tmp_path / "report.html"
+    report.write_text("my notes\n")
+    assert_user_error(tagger("evaluate", trained_model, corpus["test"], "--report", report), str(report),
+                      "already exists", "--force")
+    assert report.read_text() == "my notes\n"
+    assert_ok(tagger("evaluate", trained_model, corpus["test"], "--report", report, "--force"))
+    assert report.read_text().startswith("<!DOCTYPE html>")
+
+
 # -- info, --version ---------------------------------------------------------------------------------------
 
 def test_version():
