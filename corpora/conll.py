@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence, TextIO
 
 from corpora.errors import CorpusError
-from corpora.schemes import split_tag
+from corpora.schemes import is_span_tag
 
 FORMATS = ("auto", "conll2003", "columns", "conllu")
 
@@ -89,7 +89,7 @@ def detect_format(first_lines: list[str]) -> str:
     rows = [_split(line.strip(_EDGE_SPACE)) for line in lines]
     if any(row[0] == DOCSTART for row in rows):
         return "conll2003"
-    if all(len(row) == 4 and _looks_like_tag(row[-1]) for row in rows):
+    if all(len(row) == 4 and is_span_tag(row[-1]) for row in rows):
         return "conll2003"
     return "columns"
 
@@ -100,12 +100,6 @@ def _looks_like_conllu(lines: list[str]) -> bool:
     return len(fields) == _CONLLU_WIDTH and _CONLLU_ID.fullmatch(fields[0]) is not None
 
 
-def _looks_like_tag(field: str) -> bool:
-    try:
-        split_tag(field)
-    except ValueError:
-        return False
-    return True
 
 
 def _check_format(format: str, allow_auto: bool) -> None:
@@ -136,10 +130,11 @@ def _decoded_lines(path: str) -> Iterator[str]:
         yield from decode_lines(f, path)
 
 
-def decode_lines(stream: Iterable[bytes], name: str) -> Iterator[str]:
+def decode_lines(stream: Iterable[bytes], name: str, first: int = 1) -> Iterator[str]:
     """Lines of a byte stream as text (line endings kept): UTF-8, a BOM on line 1 dropped; invalid UTF-8 and
-    NUL bytes are a CorpusError naming `name` and the line. The one decoder of files and standard input."""
-    for number, raw in enumerate(stream, start=1):
+    NUL bytes are a CorpusError naming `name` and the line. The one decoder of files and standard input.
+    `first`: the number of the stream's first line (standard input decoded a burst at a time)."""
+    for number, raw in enumerate(stream, start=first):
         if b"\0" in raw:
             raise CorpusError(name, number, "binary file? (found a NUL byte)")
         yield _decode(raw, name, number)

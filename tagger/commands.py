@@ -22,8 +22,6 @@ from tagger.tagging.writers import WRITERS
 
 # named feature columns of CoNLL-2003 files (token POS chunk NER)
 FEATURE_NAMES = {"pos": 1, "chunk": 2}
-CHUNK_LINES = 4096  # input lines tagged together when streaming predictions
-PARALLEL_BYTES = 1 << 20  # --workers 0 (auto) uses every core for inputs this large
 
 
 def make_config(config_file: Path | None, overrides: dict, features: str | None) -> Config:
@@ -91,7 +89,7 @@ def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path
     atomic_write(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, embeddings: Path | None = None,
+def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None, embeddings: Path | None = None,
           format: str = "auto", tag_column: int | None = None, scheme: str = "auto",
           config_file: Path | None = None, overrides: dict | None = None, features: str | None = None,
           resume: bool = False, force: bool = False, reporter=None, processes: int = 1,
@@ -101,10 +99,11 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     (tagger/lexicon.py); bigram_embeddings: vectors of character bigrams ("北京"), in --embeddings' formats;
     context: "jieba" (or a lac_small directory) for LAC as a frozen context encoder (tagger/lac.py). They only
     start a training: on --resume the checkpoint keeps its own."""
-    from tagger.training import distributed
-    from tagger.training import loop as training
+    from tagger.training import distributed, launch
+    from tagger.training.setup import Inputs
+    from tagger.training.state import Silent
 
-    reporter = reporter or training.Silent()
+    reporter = reporter or Silent()
     config = make_config(config_file, overrides or {}, features)
     given = {*(load_toml(config_file) if config_file else ()), *(overrides or {}), *(["features"] if features else [])}
     env = distributed.env_world()  # torchrun's: only its rank 0 touches the output directory
@@ -112,31 +111,20 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     if leader:
         check_output_dir(output, resume, force)
     else:
-        reporter = training.Silent()
+        reporter = Silent()
     if not resume:  # before the corpus is read: a typo should not cost that wait
         _check_inputs(embeddings, bigram_embeddings, lexicon, context)
-    train_sents = read_sentences(train_ref, format, tag_column, split="train")
-    dev_sents = read_sentences(dev_ref, format, tag_column, split="validation")
-    check_feature_columns([*train_sents, *dev_sents], config.features, train_ref)
-    source = check_tags(train_sents, train_ref, scheme, warn=reporter.message)
-    dev_scheme = check_tags(dev_sents, dev_ref, scheme, warn=reporter.message)
-    missing = unseen_labels(dev_sents, {t for s in train_sents for t in s.tags})
-    if missing:
-        reporter.message(f"warning: {dev_ref}: label(s) {', '.join(missing)} never seen in training: kept, and "
-                         "scored as entities the model misses")
-    reporter.message(f"{len(train_sents):,} training sentences ({sum(len(s.tokens) for s in train_sents):,} "
-                     f"tokens), {len(dev_sents):,} dev; scheme {source or 'none (plain tags)'}")
-    vectors = bigram_vectors = words = encoder = None
-    if not resume:
-        vectors, bigram_vectors, words, encoder = _load_inputs(embeddings, bigram_embeddings, lexicon, context,
-                                                               reporter)
+    train_sents, dev_sents, source, dev_scheme = _read_corpora(train_ref, dev_ref, format, tag_column, scheme,
+                                                               config, reporter)
+    inputs = Inputs() if resume else _load_inputs(embeddings, bigram_embeddings, lexicon, context, reporter)
     created = not output.exists()
     if leader:
         prepare_output_dir(output, resume)
     try:
-        progress, world = training.train_processes(processes, config, train_sents, dev_sents, output, source,
-                                                   dev_scheme, vectors, resume, reporter, given, words,
-                                                   bigram_vectors, encoder)
+        progress, world = launch.train_processes(processes, config=config, train_sents=train_sents,
+                                                 dev_sents=dev_sents, output=output, source_scheme=source,
+                                                 dev_scheme=dev_scheme, inputs=inputs, resume=resume,
+                                                 reporter=reporter, given=given)
     except BaseException:
         if leader and created and output.is_dir() and not any(output.iterdir()):  # failed before writing
             output.rmdir()  # anything: leave no empty directory
@@ -148,6 +136,24 @@ def train(train_ref: str, dev_ref: str, output: Path, test: str | None = None, e
     if test and world.leader:
         result["test"] = evaluate(output, test, format, tag_column, scheme)
     return result
+
+
+def _read_corpora(train_ref: str, dev_ref: str, format: str, tag_column: int | None, scheme: str, config: Config,
+                  reporter) -> tuple[list[Sentence], list[Sentence], str | None, str | None]:
+    """(training sentences, dev sentences, their schemes), checked: feature columns, tags, and dev labels
+    training never saw (a warning)."""
+    train_sents = read_sentences(train_ref, format, tag_column, split="train")
+    dev_sents = read_sentences(dev_ref, format, tag_column, split="validation")
+    check_feature_columns([*train_sents, *dev_sents], config.features, train_ref)
+    source = check_tags(train_sents, train_ref, scheme, warn=reporter.message)
+    dev_scheme = check_tags(dev_sents, dev_ref, scheme, warn=reporter.message)
+    missing = unseen_labels(dev_sents, {t for s in train_sents for t in s.tags})
+    if missing:
+        reporter.message(f"warning: {dev_ref}: label(s) {', '.join(missing)} never seen in training: kept, and "
+                         "scored as entities the model misses")
+    reporter.message(f"{len(train_sents):,} training sentences ({sum(len(s.tokens) for s in train_sents):,} "
+                     f"tokens), {len(dev_sents):,} dev; scheme {source or 'none (plain tags)'}")
+    return train_sents, dev_sents, source, dev_scheme
 
 
 def _check_inputs(embeddings: Path | None, bigram_embeddings: Path | None, lexicon: str | None,
@@ -169,12 +175,13 @@ def _check_inputs(embeddings: Path | None, bigram_embeddings: Path | None, lexic
 
 
 def _load_inputs(embeddings: Path | None, bigram_embeddings: Path | None, lexicon: str | None,
-                 context: str | None, reporter) -> tuple:
-    """(word vectors, bigram vectors, lexicon, context encoder's characters and tensors), each None when not
-    asked for: what a new training starts from (tagger/embeddings.py, tagger/lexicon.py, tagger/lac.py)."""
+                 context: str | None, reporter):
+    """The optional inputs a new training starts from (tagger/training/setup.py's Inputs), each read only
+    when asked for: tagger/embeddings.py, tagger/lexicon.py, tagger/lac.py."""
     from tagger import lac
     from tagger.embeddings import load_vectors
     from tagger.lexicon import read_lexicon
+    from tagger.training.setup import Inputs
 
     vectors = bigram_vectors = words = encoder = None
     jieba_vectors = embeddings is not None and lac.names_jieba(embeddings)
@@ -190,7 +197,7 @@ def _load_inputs(embeddings: Path | None, bigram_embeddings: Path | None, lexico
     if lexicon is not None:
         words = read_lexicon(lexicon)
         reporter.message(f"lexicon: {len(words):,} words, the longest {words.longest} characters")
-    return vectors, bigram_vectors, words, encoder
+    return Inputs(vectors=vectors, lexicon=words, bigram_vectors=bigram_vectors, context=encoder)
 
 
 def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int | None = None,
@@ -263,19 +270,25 @@ def check_output_file(path: Path | None, force: bool) -> None:
 def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "text", output_format: str = "jsonl",
             output: Path | None = None, format: str = "auto", batch_size: int = 256, force: bool = False,
             workers: int = 0, warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
-            scores: bool = False, min_score: float | None = None, n_best: int | None = None) -> None:
+            scores: bool = False, min_score: float | None = None, n_best: int | None = None,
+            loaded: Callable[[], None] = lambda: None) -> None:
     """Tag INPUTs ("-": standard input) as they stream in, written to `output` (atomically) or standard output.
 
     workers: processes tagging chunks in parallel; 0 picks one per core for large inputs, 1 otherwise.
     scores: entities gain "score" (CoNLL: a column of each tag's marginal); min_score: entities below it are
-    dropped (implies scores); n_best: JSONL records gain the n best "alternatives"."""
+    dropped (implies scores); n_best: JSONL records gain the n best "alternatives". Every argument and input
+    file is checked before the model loads, so a typo costs no load; `loaded` is called once a model given
+    as a path has loaded (the CLI freezes the collector there: process-wide settings are the CLI's)."""
     options = score_options(output_format, scores, min_score, n_best)
     check_output_file(output, force)
     if output_format not in WRITERS:
         raise InputError(f"unknown output format {output_format!r} (one of {', '.join(WRITERS)})")
     for ref in inputs:
         check_input_file(ref)
-    tagger = model if isinstance(model, Tagger) else Tagger.load(model)
+    if not isinstance(model, Tagger):
+        model = Tagger.load(model)
+        loaded()
+    tagger = model
     writer = WRITERS[output_format](tagger.entity_types, tagger.vocab.source_scheme,
                                     f"Entities found by {tagger.meta.get('name', 'tagger')}")
     with store.atomic_file(output) as out:

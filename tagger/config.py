@@ -9,14 +9,17 @@ from typing import Any
 
 from tagger.errors import ConfigError
 
+# `--lexicon jieba`, `--embeddings jieba`, `--context jieba`: the dictionary or the LAC model that an installed
+# jieba (pip install jieba) ships, rather than a file
+JIEBA = "jieba"
+
 CONFIG_VERSION = 1
 
 
 @dataclass
 class Config:
-    """Every hyperparameter. The defaults are the best general settings we measured: Adam 0.002, batch 64,
-    BiLSTM 100, weight average 0.999 beat the SGD 0.015 / batch 32 / BiLSTM 200 defaults before them on the
-    English and Chinese samples (bench/defaults.py). Corpus-specific choices stay in recipes (configs/)."""
+    """Every hyperparameter, saved with the model. The defaults are the best general settings measured on
+    the English and Chinese samples (bench/defaults.py); corpus-specific choices stay in recipes (configs/)."""
 
     # data
     tag_scheme: str = "bioes"        # scheme the model is trained in: auto (the corpus's) | iob1 | iob2 | bioes | bilou | bmes

@@ -24,9 +24,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from tagger.config import JIEBA
 from tagger.errors import InputError
 
-JIEBA = "jieba"  # `--embeddings jieba` / `--context jieba`: the LAC model of an installed jieba
 OOV = "OOV"
 FEATURES = 2 * 128 + 57  # per character: the top BiGRU layer, both directions, then the emissions
 # tensor names (tagger/tensors.py's context.*) -> the Paddle files of jieba/lac_small/model_baseline

@@ -24,11 +24,11 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from tagger.config import JIEBA
 from tagger.errors import InputError
 
 CELLS = ("S", "B2", "B3", "B4", "B5+", "M3", "M4", "M5+", "E2", "E3", "E4", "E5+")
 FEATURES = 2 * len(CELLS)  # per token: matched (0/1) then scaled log frequency, one of each per cell
-JIEBA = "jieba"  # `--lexicon jieba`: the dictionary bundled with an installed jieba (pip install jieba)
 _MISSING = object()
 
 

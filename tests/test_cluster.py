@@ -82,7 +82,7 @@ def read_jsonl_dir(out: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def tagged(local_ray, trained_model, tmp_path_factory):
-    """Four text shards (one empty, one Unicode, one whose DIE_LINE kills a worker) through predict_files."""
+    """Four text shards (one empty, one Unicode, one whose DIE_LINE kills a worker) through tag_files."""
     root = tmp_path_factory.mktemp("shards")
     shards = root / "in"
     shards.mkdir()
@@ -91,7 +91,7 @@ def tagged(local_ray, trained_model, tmp_path_factory):
     write_lines(shards / "b.txt", [])
     write_lines(shards / "c.txt", UNICODE_LINES, newline="\r\n")
     write_lines(shards / "d.txt", [*plain[200:250], DIE_LINE, *plain[250:]])
-    cluster.predict_files(trained_model, [str(shards / "*.txt")], root / "out", batch_size=32, concurrency=2)
+    cluster.tag_files(trained_model, [str(shards / "*.txt")], root / "out", batch_size=32, concurrency=2)
     return shards, read_jsonl_dir(root / "out")
 
 
@@ -128,7 +128,7 @@ def test_jsonl_shards_keep_their_fields(local_ray, trained_model, tmp_path):
     lines = ["John Smith visited Paris .", "it rained all day ."]
     shard = tmp_path / "docs.jsonl"
     shard.write_text("".join(json.dumps({"id": f"doc-{i}", "body": t}) + "\n" for i, t in enumerate(lines)))
-    cluster.predict_files(trained_model, [str(shard)], tmp_path / "out", input_format="jsonl", text_column="body")
+    cluster.tag_files(trained_model, [str(shard)], tmp_path / "out", input_format="jsonl", text_column="body")
     rows = sorted(read_jsonl_dir(tmp_path / "out"), key=lambda r: r["line"])
     expected = Tagger.load(trained_model).predict(lines)
     assert [(r["id"], r["body"], r["line"], r["entities"]) for r in rows] == [
@@ -138,7 +138,7 @@ def test_jsonl_shards_keep_their_fields(local_ray, trained_model, tmp_path):
 def test_parquet_in_parquet_out_round_trips_the_entities(local_ray, trained_model, tmp_path):
     texts = [" ".join(tokens) for tokens, _ in make_sentences(20, seed=9)]
     pq.write_table(pa.table({"doc_id": list(range(20)), "text": texts}), tmp_path / "part-0.parquet")
-    cluster.predict_files(trained_model, [str(tmp_path / "part-0.parquet")], tmp_path / "out",
+    cluster.tag_files(trained_model, [str(tmp_path / "part-0.parquet")], tmp_path / "out",
                           input_format="parquet", output_format="parquet")
     table = pq.read_table(tmp_path / "out").sort_by("doc_id")
     assert table.schema.field("entities").type == cluster.entities_type()
@@ -150,7 +150,7 @@ def test_parquet_in_parquet_out_round_trips_the_entities(local_ray, trained_mode
 def test_scores_through_ray_are_the_api_s(local_ray, trained_model, tmp_path):
     texts = [" ".join(tokens) for tokens, _ in make_sentences(12, seed=4)]
     pq.write_table(pa.table({"text": texts}), tmp_path / "part-0.parquet")
-    cluster.predict_files(trained_model, [str(tmp_path / "part-0.parquet")], tmp_path / "out",
+    cluster.tag_files(trained_model, [str(tmp_path / "part-0.parquet")], tmp_path / "out",
                           input_format="parquet", output_format="parquet", scores=True)
     table = pq.read_table(tmp_path / "out").sort_by("line")
     assert table.schema.field("entities").type == cluster.entities_type(scores=True)
@@ -254,7 +254,7 @@ def test_memory_stays_bounded_on_a_corpus_larger_than_the_object_store(local_ray
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        cluster.predict_files(trained_model, [str(shard)], tmp_path / "out", input_format="jsonl", batch_size=512)
+        cluster.tag_files(trained_model, [str(shard)], tmp_path / "out", input_format="jsonl", batch_size=512)
     finally:
         done.set()
         sampler.join()

@@ -141,7 +141,7 @@ def tag_dataset(ds: "ray.data.Dataset", model_dir: str | os.PathLike, text_colum
     Every other column is kept (ids, metadata, source file and line). Lazy, like any Ray Data transform:
     nothing runs until the dataset is written or iterated. `concurrency` actors, one CPU each, each holding
     the model (shipped from `model_dir` on the driver through the object store) and one BLAS thread.
-    When the actors take every CPU, read `ds` with `num_cpus=0` (as predict_files does), or Ray has no CPU
+    When the actors take every CPU, read `ds` with `num_cpus=0` (as tag_files does), or Ray has no CPU
     left to run the reads on and waits forever."""
     ray = import_ray()
     if concurrency < 1:
@@ -295,7 +295,7 @@ def resolve_inputs(refs: Sequence[str]) -> list[str]:
     return paths
 
 
-def check_output_dir(output: str) -> None:
+def check_shard_dir(output: str) -> None:
     if "://" in output:
         return
     path = Path(output)
@@ -305,7 +305,7 @@ def check_output_dir(output: str) -> None:
         raise InputError("already exists and is not empty: choose a new or empty output directory", path=output)
 
 
-def predict_files(model: str | os.PathLike, inputs: Sequence[str], output: str | os.PathLike | None,
+def tag_files(model: str | os.PathLike, inputs: Sequence[str], output: str | os.PathLike | None,
                   input_format: str = "text", output_format: str = "jsonl", text_column: str = "text",
                   batch_size: int = 256, concurrency: int = 0, address: str | None = None, scores: bool = False,
                   min_score: float | None = None) -> None:
@@ -324,7 +324,7 @@ def predict_files(model: str | os.PathLike, inputs: Sequence[str], output: str |
     ray = import_ray()
     paths = resolve_inputs(inputs)
     output = str(output)
-    check_output_dir(output)
+    check_shard_dir(output)
     started = not ray.is_initialized()
     if started:
         # workers' own logs stay in Ray's session logs: a user error comes back here as an exception

@@ -7,7 +7,6 @@ argument: no caller changes a Tagger's state. OpenBLAS runs one thread while the
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from itertools import pairwise
@@ -69,7 +68,7 @@ def tag_sentences(tagger: Tagger, sentences: Sequence[Sequence[str]], features: 
     encoded, todo = _encode(tagger, sentences, features)
     out: list[list[str]] = [[] for _ in sentences]
     names = tagger.vocab.tags.items
-    with one_blas_thread():
+    with one_blas_thread(tagger):
         for ids, batch in iter_batches(encoded, batch_size, mixed=True):
             for i, path in zip(ids, tagger.engine.tag(batch)):
                 out[todo[i]] = list(map(names.__getitem__, path))
@@ -80,7 +79,7 @@ def tag_encoded(tagger: Tagger, encoded: Sequence[Encoded], batch_size: int = BA
     """Tags (in the model's scheme) of already encoded, non-empty sentences (training's dev set)."""
     out: list[list[str]] = [[] for _ in encoded]
     names = tagger.vocab.tags.items
-    with one_blas_thread():
+    with one_blas_thread(tagger):
         for ids, batch in iter_batches(encoded, batch_size, mixed=True):
             for i, path in zip(ids, tagger.engine.tag(batch)):
                 out[i] = list(map(names.__getitem__, path))
@@ -106,7 +105,7 @@ def score_encoded(tagger: Tagger, encoded: Sequence[Encoded], options: ScoreOpti
                   batch_size: int = BATCH_SIZE) -> list[Scored]:
     """Already encoded, non-empty sentences tagged and scored as `options` asks, in input order."""
     out: list = [None] * len(encoded)
-    with one_blas_thread():
+    with one_blas_thread(tagger):
         for ids, batch in iter_batches(encoded, batch_size, mixed=True):
             found = confidence.score_batch(tagger.engine.emissions(batch), batch.mask, tagger.engine.crf,
                                            tagger.vocab.tags.items, tagger.scheme, options,
@@ -131,7 +130,7 @@ def emission_batches(tagger: Tagger, sentences: Sequence[Sequence[str]], feature
     emissions (B, T, K) and mask (B, T). What probabilities (tagger/tagging/marginals.py) start from."""
     encoded, todo = _encode(tagger, sentences, features)
     for ids, batch in iter_batches(encoded, batch_size, mixed=True):
-        with one_blas_thread():  # not held while the caller has the batch
+        with one_blas_thread(tagger):  # not held while the caller has the batch
             emissions = tagger.engine.emissions(batch)  # (B, T, K)
         yield [todo[i] for i in ids], emissions, batch.mask
 
@@ -141,7 +140,7 @@ def lattices(tagger: Tagger, sentences: Sequence[Sequence[str]], features: Seque
     """Forward-backward over the non-empty sentences, batched: (their indices, the batch's lattice), at the
     model's temperature."""
     for ids, emissions, mask in emission_batches(tagger, sentences, features, batch_size):
-        with one_blas_thread():
+        with one_blas_thread(tagger):
             lattice = marginals.forward_backward(emissions, mask, *tagger.engine.crf,
                                                  temperature=tagger.config.temperature)
         yield ids, lattice
@@ -257,13 +256,11 @@ def _encode(tagger: Tagger, sentences: Sequence[Sequence[str]], features: Sequen
     return [tagger.encode(sentences[i], features=features[i] if features else ()) for i in todo], todo
 
 
-@functools.cache
-def _controller():
-    from threadpoolctl import ThreadpoolController
+def one_blas_thread(tagger: Tagger):
+    """A context in which OpenBLAS (numpy's) runs one thread, restored after it. The controller (which
+    lists the loaded BLAS libraries, 0.2 ms) is made once per Tagger, on first use."""
+    if tagger.blas is None:
+        from threadpoolctl import ThreadpoolController
 
-    return ThreadpoolController()
-
-
-def one_blas_thread():
-    """A context in which OpenBLAS (numpy's) runs one thread, restored after it."""
-    return _controller().limit(limits=1, user_api="blas")
+        tagger.blas = ThreadpoolController()
+    return tagger.blas.limit(limits=1, user_api="blas")

@@ -15,16 +15,16 @@ from collections import deque
 from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 from corpora.conll import DOCSTART, Sentence, decode_lines, iter_conll_lines, read_conll
+from corpora.schemes import is_span_tag
 from tagger.data import feature_columns
-from tagger.tagging.tagger import Tagger
 from tagger.errors import InputError
-from tagger.tagging import pipeline
+from tagger.tagging import live, pipeline
 from tagger.tagging.confidence import ScoreOptions
+from tagger.tagging.tagger import Tagger
 from tagger.tagging.writers import Writer
 
 CHUNK_LINES = 4096  # input lines tagged together
 PARALLEL_BYTES = 1 << 20  # workers=0 (auto) uses every core for inputs this large
-INPUT_FORMATS = ("text", "tokens", "conll")
 
 
 def predict_files(tagger: Tagger, inputs: Sequence[str], writer: Writer, out: TextIO, input_format: str = "text",
@@ -34,14 +34,14 @@ def predict_files(tagger: Tagger, inputs: Sequence[str], writer: Writer, out: Te
 
     input_format: text (a raw-text line is one record), tokens (a line of space-separated tokens is one
     sentence) or conll (column files; `format` is their dialect). `warn` gets one-line warnings, such as a
-    CoNLL file given as raw text. `options`: the scores, minimum score and n-best to add; `batch_size`:
+    CoNLL file given as raw text. The caller has checked that the inputs exist (commands.predict). `options`: the scores, minimum score and n-best to add; `batch_size`:
     sentences per engine call."""
-    for ref in inputs:
-        check_input_file(ref)
     out.write(writer.header())
     job = (tagger, writer, input_format, options, batch_size)
     for ref in inputs:
-        if input_format == "conll":
+        if input_format != "conll" and ref == "-" and live.is_live(sys.stdin):  # a pipe: results as lines come
+            chunks = _live_chunks(input_format, warn)
+        elif input_format == "conll":
             chunks = _chunks(_conll_sentences(ref, format), CHUNK_LINES)
         else:
             lines = read_lines(ref)
@@ -49,7 +49,10 @@ def predict_files(tagger: Tagger, inputs: Sequence[str], writer: Writer, out: Te
                 lines = _warn_if_conll(lines, ref, warn)
             chunks = _chunks(lines, CHUNK_LINES)
         for text in _map_ordered(chunks, workers, job):
-            out.write(text)
+            if text is None:  # live input is waiting for more: what came so far goes out now
+                out.flush()
+            else:
+                out.write(text)
     out.write(writer.footer())
 
 
@@ -114,7 +117,7 @@ def _warn_if_conll(lines: Iterator[str], ref: str, warn: Callable[[str], None]) 
     head = list(itertools.islice(lines, 20))
     filled = [line.split() for line in head if line.strip()]
     looks = bool(filled) and (filled[0][0] == DOCSTART or all(
-        1 < len(fields) <= 10 and _looks_like_tag(fields[-1]) for fields in filled))
+        1 < len(fields) <= 10 and is_span_tag(fields[-1]) for fields in filled))
     if looks:
         warn(f"warning: {'<stdin>' if ref == '-' else ref}: this looks like a CoNLL file, tagged as raw text "
              "(one record a line): use --input-format conll to tag its tokens")
@@ -122,8 +125,17 @@ def _warn_if_conll(lines: Iterator[str], ref: str, warn: Callable[[str], None]) 
     yield from lines
 
 
-def _looks_like_tag(field: str) -> bool:
-    return field == "O" or (len(field) > 2 and field[1] in "-_" and field[0] in "BIESLMU")
+
+
+def _live_chunks(input_format: str, warn: Callable[[str], None]) -> Iterator[list[str] | None]:
+    """Standard input's lines in bursts as they arrive (tagger/tagging/live.py), None before each wait; raw
+    text that looks like CoNLL is warned about from the first burst (waiting for 20 lines would hold it)."""
+    first = True
+    for burst in live.line_bursts(sys.stdin.fileno(), CHUNK_LINES):
+        if burst and first and input_format == "text":
+            burst = list(_warn_if_conll(iter(burst), "-", warn))
+        first = first and not burst
+        yield burst
 
 
 def _conll_sentences(ref: str, format: str) -> Iterator[Sentence]:
@@ -142,9 +154,9 @@ _JOB: tuple | None = None  # (tagger, writer, input_format, options, batch_size)
 
 
 def _set_job(job: tuple) -> None:
-    """A worker's initializer: its job, and SIGTERM's default action back, so that the pool's terminate()
-    always ends it. A forked worker inherits its parent's handlers, and ray.init installs one (sys.exit)
-    that left a worker waiting on the task queue's lock after terminate(): the pool hung on join."""
+    """A worker's initializer: its job, and SIGTERM's default action back. A forked worker inherits its
+    parent's signal handlers (ray.init installs one that raises SystemExit, which can leave a worker holding
+    the task queue's lock); with the default action the pool's terminate() always ends it."""
     global _JOB
     _JOB = job
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -154,17 +166,23 @@ def _render_in_worker(chunk: list) -> str:
     return render(*_JOB, chunk)  # type: ignore[misc]
 
 
-def _map_ordered(chunks: Iterable[list], workers: int, job: tuple) -> Iterator[str]:
+def _map_ordered(chunks: Iterable[list | None], workers: int, job: tuple) -> Iterator[str | None]:
     """Each chunk rendered, in input order; with workers > 1 in forked processes (which get `job` from their
-    initializer, not pickled per chunk), at most 2 x workers chunks in flight."""
+    initializer, not pickled per chunk), at most 2 x workers chunks in flight. A None chunk (live input about
+    to wait) comes out as None once every chunk before it has."""
     if workers <= 1:
-        yield from (render(*job, chunk) for chunk in chunks)
+        yield from (None if chunk is None else render(*job, chunk) for chunk in chunks)
         return
     import multiprocessing as mp
 
     with mp.get_context("fork").Pool(workers, initializer=_set_job, initargs=(job,)) as pool:
         pending: deque = deque()
         for chunk in chunks:
+            if chunk is None:
+                while pending:
+                    yield pending.popleft().get()
+                yield None
+                continue
             pending.append(pool.apply_async(_render_in_worker, (chunk,)))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().get()

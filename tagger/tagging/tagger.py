@@ -39,6 +39,7 @@ class Tagger:
         self.engine = Engine(config, tensors)
         self.scheme = model_scheme(config, vocab.source_scheme)
         self.encode = Encoder(vocab)
+        self.blas = None  # threadpoolctl's controller, made by the pipeline on first use
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Tagger":
