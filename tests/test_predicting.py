@@ -2,6 +2,8 @@
 import json
 import os
 
+import pytest
+
 from threadpoolctl import threadpool_info
 
 from tagger import commands
@@ -106,3 +108,36 @@ def test_a_conll_file_given_as_raw_text_is_tagged_with_one_warning(trained_model
     write_lines(plain, 5)
     commands.predict(trained_model, [str(plain)], output=tmp_path / "plain.jsonl", warn=warnings.append)
     assert len(warnings) == 1  # raw text: no warning
+
+
+def read_line_within(stream, seconds: float) -> str:
+    """One line from a subprocess's pipe, or "" if none came within `seconds`."""
+    import select
+
+    ready, _, _ = select.select([stream], [], [], seconds)
+    return stream.readline().decode("utf-8") if ready else ""
+
+
+@pytest.mark.parametrize("options", [[], ["--workers", "2"], ["--input-format", "tokens", "--scores"]])
+def test_a_pipe_held_open_gets_each_line_s_result_as_it_comes(options, trained_model):
+    """`tail -f log | tagger predict MODEL`: standard input stays open, yet each line's result comes out."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [sys.executable, "-m", "cli.main", "predict", str(trained_model), *options]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          cwd=Path(__file__).parent.parent) as process:
+        try:
+            for text in ("Anna Novak visited Veldmark .", "John Smith met Mary ."):
+                process.stdin.write(f"{text}\n".encode("utf-8"))
+                process.stdin.flush()
+                record = json.loads(read_line_within(process.stdout, 60) or "null")
+                assert record is not None, "no result while standard input stays open"
+                assert record.get("text", " ".join(record.get("tokens", []))) == text
+            process.stdin.close()
+            assert process.wait(60) == 0, process.stderr.read().decode()
+            assert process.stdout.read() == b""  # one result a line, nothing held back
+        finally:
+            process.kill()
+
