@@ -14,15 +14,12 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 from itertools import chain
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from tagger import lac
 from tagger.vocab import Vocab, bigrams, casing
-
-if TYPE_CHECKING:
-    import torch
 
 
 @dataclass
@@ -51,7 +48,7 @@ class Encoded:
 
 @dataclass
 class Batch:
-    """Several sentences as numpy arrays (`tensors()` gives the torch network the same memory as tensors)."""
+    """Several sentences as numpy arrays (training hands the torch network the same memory as tensors)."""
 
     words: np.ndarray             # (B, T) word ids, 0 on padding
     casing: np.ndarray            # (B, T)
@@ -71,13 +68,6 @@ class Batch:
     def __len__(self) -> int:
         return self.words.shape[0]
 
-    def tensors(self) -> "Batch":
-        """The same batch as torch tensors sharing the arrays' memory (itself if it already is)."""
-        import torch
-
-        if isinstance(self.mask, torch.Tensor):
-            return self
-        return Batch(**{k: None if v is None else torch.from_numpy(v) for k, v in vars(self).items()})
 
 
 class Encoder:
@@ -167,18 +157,18 @@ def longs(values: Iterable[int]) -> np.ndarray:
     return np.frombuffer(array("q", values), dtype=np.int64)
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, generator: "torch.Generator | None" = None
-                   ) -> list[list[int]]:
-    """Indices grouped into batches of sentences of one length; shuffled when a (torch) generator is given."""
-    if generator is not None:
-        import torch
+def length_batches(lengths: Sequence[int], batch_size: int,
+                   permutation: Callable[[int], list[int]] | None = None) -> list[list[int]]:
+    """Indices grouped into batches of sentences of one length; shuffled when given a `permutation` (n -> a
+    random order of range(n): training passes its seeded torch generator's randperm, so a resumed run
+    draws the same batches)."""
     by_length: dict[int, list[int]] = {}
-    order = torch.randperm(len(lengths), generator=generator).tolist() if generator else range(len(lengths))
+    order = permutation(len(lengths)) if permutation else range(len(lengths))
     for i in order:
         by_length.setdefault(lengths[i], []).append(i)
     batches = [ids[k : k + batch_size] for ids in by_length.values() for k in range(0, len(ids), batch_size)]
-    if generator is not None:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    if permutation is not None:
+        batches = [batches[i] for i in permutation(len(batches))]
     return batches
 
 
@@ -189,10 +179,10 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
 
 
-def iter_batches(encoded: Sequence[Encoded], batch_size: int, generator: "torch.Generator | None" = None,
+def iter_batches(encoded: Sequence[Encoded], batch_size: int, permutation: Callable[[int], list[int]] | None = None,
                  mixed: bool = False) -> Iterator[tuple[list[int], Batch]]:
-    """Batches of one length (shuffled when a generator is given), or of neighbouring lengths if `mixed`."""
+    """Batches of one length (shuffled by `permutation`), or of neighbouring lengths if `mixed`."""
     lengths = list(map(len, encoded))
-    batches = sorted_batches(lengths, batch_size) if mixed else length_batches(lengths, batch_size, generator)
+    batches = sorted_batches(lengths, batch_size) if mixed else length_batches(lengths, batch_size, permutation)
     for ids in batches:
         yield ids, collate([encoded[i] for i in ids])

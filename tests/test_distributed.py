@@ -13,15 +13,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import (
+    TINY_CONFIG,
+    interrupt_loss_at,
+    make_sentences,
+    write_corpus,
+    write_toml,
+)
 from safetensors.torch import load_file, save_file
 
-from conftest import TINY_CONFIG, interrupt_loss_at, make_sentences, write_corpus, write_toml
 from corpora.conll import Sentence
-from tagger.training import distributed
 from tagger import commands
-from tagger.training import loop as training
 from tagger.config import Config
 from tagger.encode import collate, length_batches
+from tagger.training import distributed, setup
+from tagger.training import loop as training
 
 REPO = Path(__file__).resolve().parent.parent
 SGD = dict(optimizer="sgd", lr=0.1, momentum=0.9)  # Adam would magnify float noise in near-zero gradients
@@ -36,11 +42,12 @@ def steps(folder: Path, count: int, world: distributed.World = distributed.World
     """`count` training steps on the first global batches (this rank's slices of them); writes the gradients
     of the first step and the weights after the last into folder/rank{N}.safetensors."""
     config = tiny()
-    tagger, _ = training.build_tagger(config, TRAIN, "iob2", None, training.Silent())
-    data = training.prepare_data(tagger, TRAIN, [], None)
+    tagger, _ = setup.build_tagger(config, TRAIN, "iob2")
+    data = setup.prepare_data(tagger, TRAIN, [], None)
     model = distributed.wrap(tagger.model, world)
-    optimizer = training.make_optimizer(config, tagger.model)
-    batches = length_batches([len(e) for e in data.train], config.batch_size, torch.Generator().manual_seed(0))
+    optimizer = setup.make_optimizer(config, tagger.model)
+    batches = length_batches([len(e) for e in data.train], config.batch_size,
+                             lambda n, g=torch.Generator().manual_seed(0): torch.randperm(n, generator=g).tolist())
     batches = [ids for ids in batches if len(ids) >= 2][:count]  # slices of one sentence at least
     tensors = {}
     for k, ids in enumerate(batches):

@@ -32,9 +32,11 @@ def test_each_token_is_spelt_in_character_ids_and_casing_is_kept():
 
 def test_batches_hold_sentences_of_one_length_and_cover_every_sentence_once():
     lengths = [3, 5, 3, 1, 5, 5, 3, 2]
-    batches = length_batches(lengths, batch_size=2, generator=torch.Generator().manual_seed(0))
+    shuffle = torch.Generator().manual_seed(0)
+    batches = length_batches(lengths, batch_size=2, permutation=lambda n: torch.randperm(n, generator=shuffle).tolist())
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     assert all(len({lengths[i] for i in b}) == 1 and len(b) <= 2 for b in batches)
+    assert batches != length_batches(lengths, batch_size=2)  # shuffled: not in the unshuffled order
 
 
 def test_collate_pads_and_masks_sentences_of_different_lengths():

@@ -16,7 +16,7 @@ from tagger.errors import InputError
 from tagger.tagging.viterbi import viterbi
 
 if TYPE_CHECKING:
-    from tagger.api import Tagger
+    from tagger.tagging.tagger import Tagger
 
 
 def scored_entities(tagger: "Tagger", sentences: Sequence[Sentence], scheme: str | None = None

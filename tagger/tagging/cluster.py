@@ -112,7 +112,7 @@ def _where(batch: "pyarrow.Table", row: int) -> str:
 def model_files(model_dir: str | os.PathLike) -> dict[str, bytes]:
     """The model directory's files, checked by loading them once here (a bad model fails on the driver,
     with its one-line ModelError, before any actor starts)."""
-    from tagger.api import Tagger
+    from tagger.tagging.tagger import Tagger
 
     Tagger.load(model_dir)
     return {name: (Path(model_dir) / name).read_bytes() for name in FILES}
@@ -120,7 +120,7 @@ def model_files(model_dir: str | os.PathLike) -> dict[str, bytes]:
 
 def load_from_files(files: dict[str, bytes]):
     """A numpy-engine Tagger from a model directory's files (written to a temporary directory, then read)."""
-    from tagger.api import Tagger
+    from tagger.tagging.tagger import Tagger
 
     with tempfile.TemporaryDirectory(prefix="tagger-model-") as tmp:
         for name, data in files.items():

@@ -22,7 +22,7 @@ from corpora.conll import Sentence, format_sentence
 from tagger.reports import html
 
 if TYPE_CHECKING:
-    from tagger.api import SentenceScores, TaggedText
+    from tagger.tagging.pipeline import SentenceScores, TaggedText
 
 WRITERS: dict[str, type["Writer"]] = {}
 SCORE_DIGITS = 4  # decimal places of the CoNLL writer's score column

@@ -15,11 +15,19 @@ from torch.nn.utils.rnn import pack_sequence
 from corpora import schemes
 from tagger import store
 from tagger import tensors as spec
-from tagger.api import Tagger, model_scheme, sizes_of
-from tagger.config import Config
-from tagger.training.crf import ConstrainedCRF
+from tagger.config import Config, model_scheme
 from tagger.encode import Batch, Encoder
+from tagger.tagging.tagger import Tagger
+from tagger.tensors import sizes_of
+from tagger.training.crf import ConstrainedCRF
 from tagger.vocab import CASINGS, Vocab
+
+
+def as_tensors(batch: Batch) -> Batch:
+    """The same batch as torch tensors sharing the arrays' memory (itself if it already is)."""
+    if isinstance(batch.mask, torch.Tensor):
+        return batch
+    return Batch(**{k: None if v is None else torch.from_numpy(v) for k, v in vars(batch).items()})
 
 
 class CharCNN(nn.Module):
@@ -149,7 +157,7 @@ class BiLSTMCRF(nn.Module):
     def emissions(self, batch: Batch) -> Tensor:
         """(B, T, num_tags) scores of a batch of sentences of one length, as training batches are (tagging
         batches mix lengths and go to tagger/tagging/engine.py)."""
-        batch = batch.tensors()
+        batch = as_tensors(batch)
         if not bool(batch.mask.all()):
             raise ValueError("the training network takes batches of sentences of one length")
         parts = [self.embed_words(batch.words), self.casing(batch.casing)]
@@ -162,7 +170,7 @@ class BiLSTMCRF(nn.Module):
             parts.append(batch.lexicon)  # (B, T, lexicon.FEATURES)
         if self.config.context != "none":
             if batch.context_features is None:
-                raise ValueError("training batches bring their context features (train.prepare_data)")
+                raise ValueError("training batches bring their context features (tagger/training/setup.py's prepare_data)")
             parts.append(batch.context_features)  # (B, T, lac.FEATURES)
         parts += [emb(batch.features[:, i]) for i, emb in enumerate(self.features)]
         x = self.dropout(torch.cat(parts, -1))  # (B, T, in_dim)
@@ -171,7 +179,7 @@ class BiLSTMCRF(nn.Module):
 
     def loss(self, batch: Batch) -> Tensor:
         """Negative log-likelihood summed over the batch's sentences."""
-        batch = batch.tensors()
+        batch = as_tensors(batch)
         return self.crf.nll(self.emissions(batch), batch.tags, batch.mask)
 
     def tensors(self) -> dict[str, np.ndarray]:
@@ -206,7 +214,7 @@ class Trainable:
         self.encode = Encoder(self.vocab)
 
     @classmethod
-    def build(cls, config: Config, vocab: Vocab) -> "Trainable":
+    def build(cls, config: Config, vocab: Vocab) -> Trainable:
         """A fresh, untrained network sized for this vocabulary, constrained by the model's tagging scheme."""
         tags, scheme = vocab.tags.items, model_scheme(config, vocab.source_scheme)
         if scheme is None:
@@ -217,7 +225,7 @@ class Trainable:
         return cls(config, vocab, BiLSTMCRF(config, sizes_of(vocab), allowed))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Trainable":
+    def load(cls, path: str | Path) -> Trainable:
         """A saved model directory (any format version) as a trainable network."""
         tagger = Tagger.load(path)
         trainable = cls.build(tagger.config, tagger.vocab)
