@@ -38,6 +38,7 @@ class Sentence:
     tags: tuple[str, ...] | None = None
     rows: tuple[Row, ...] = ()
     line: int = 0
+    document: Row = ()  # the -DOCSTART- line's fields when a document opens just before this sentence
 
 
 # --- reading -------------------------------------------------------------------------------------------
@@ -169,8 +170,8 @@ def _parse(
         for block in _conllu_blocks(numbered, source):
             yield _conllu_sentence(block, source, tag_column, labelled)
     else:
-        for block in _column_blocks(numbered):
-            yield _column_sentence(block, source, tag_column, labelled)
+        for document, block in _column_blocks(numbered):
+            yield _column_sentence(block, source, tag_column, labelled, document)
 
 
 def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
@@ -197,23 +198,30 @@ def _split(line: str) -> list[str]:
     return _SPACES.split(line)
 
 
-def _column_blocks(numbered: Iterable[tuple[int, str]]) -> Iterator[Block]:
-    """Group token lines into sentences: blank lines and -DOCSTART- lines end a sentence."""
+def _column_blocks(numbered: Iterable[tuple[int, str]]) -> Iterator[tuple[Row, Block]]:
+    """Group token lines into sentences: blank lines and -DOCSTART- lines end a sentence. Each comes with
+    the fields of the -DOCSTART- line met since the sentence before it, () if none: writers keep the
+    document boundaries. (A document without a sentence, -DOCSTART- right after -DOCSTART-, is not kept.)"""
     block: Block = []
+    document: Row = ()
     for number, line in numbered:
         line = line.strip(_EDGE_SPACE)
         fields = _split(line) if line else []
         if not fields or fields[0] == DOCSTART:
             if block:
-                yield block
+                yield document, block
+                document = ()
             block = []
+            if fields:
+                document = tuple(fields)
         else:
             block.append((number, fields))
     if block:
-        yield block
+        yield document, block
 
 
-def _column_sentence(block: Block, source: str, tag_column: int | None, labelled: bool) -> Sentence:
+def _column_sentence(block: Block, source: str, tag_column: int | None, labelled: bool,
+                     document: Row = ()) -> Sentence:
     first_number, first = block[0]
     width = len(first)
     for number, fields in block:
@@ -224,7 +232,7 @@ def _column_sentence(block: Block, source: str, tag_column: int | None, labelled
             raise CorpusError(source, number, "empty token (column 1)")
     tokens = tuple(fields[0] for _, fields in block)
     tags = _tags(block, source, _tag_index(source, first_number, width, tag_column)) if labelled else None
-    return Sentence(tokens, tags, tuple(tuple(fields) for _, fields in block), first_number)
+    return Sentence(tokens, tags, tuple(tuple(fields) for _, fields in block), first_number, document)
 
 
 def _tag_index(source: str, number: int, width: int, tag_column: int | None) -> int:
@@ -304,7 +312,7 @@ def write_conll(
 
 
 def format_sentence(sentence: Sentence, tags: Sequence[str] | None = None, format: str = "columns",
-                    tag_column: int = -1, append: bool = False) -> str:
+                    tag_column: int = -1, append: bool = False, document: bool = False) -> str:
     """The text of one sentence, ending in a blank line.
 
     columns: `token tag` per line (tab-separated when a field contains a space, so reading splits it back
@@ -312,13 +320,30 @@ def format_sentence(sentence: Sentence, tags: Sequence[str] | None = None, forma
     tag, or with the tag appended as a new last column when `append` (a prediction beside the gold) or the
     row has one column; `token tag` without rows. conllu: the original 10 columns with UPOS replaced, or
     minimal rows when the sentence did not come from a CoNLL-U file.
+    With `document`, a sentence that opened a document (`Sentence.document`) comes after its -DOCSTART- line
+    and a blank line, the line's tag column being O as every row's is changed (not in conllu).
     """
     _check_format(format, allow_auto=False)
     tags = sentence.tags if tags is None else tuple(tags)
     if tags is not None and len(tags) != len(sentence.tokens):
         raise ValueError(f"{len(tags)} tags for a sentence of {len(sentence.tokens)} tokens")
     rows = _output_rows(sentence, tags, format, tag_column, append)
-    return "".join(_join(row, tab=format == "conllu") + "\n" for row in rows) + "\n"
+    text = "".join(_join(row, tab=format == "conllu") + "\n" for row in rows) + "\n"
+    if document and sentence.document and format != "conllu":
+        text = _join(_document_row(sentence, tags is not None, format, tag_column, append), tab=False) + "\n\n" + text
+    return text
+
+
+def _document_row(sentence: Sentence, tagged: bool, format: str, tag_column: int, append: bool) -> Row:
+    """The -DOCSTART- line before `sentence` as its rows are written: O where their tag goes."""
+    row = sentence.document
+    if format == "columns" or not sentence.rows:
+        return (DOCSTART, "O") if tagged else (DOCSTART,)
+    if not tagged:
+        return row
+    if append or len(row) == 1 or not -len(row) <= tag_column < len(row):
+        return row + ("O",)
+    return _replace(row, tag_column, "O")
 
 
 def _output_rows(sentence: Sentence, tags: Sequence[str] | None, format: str, tag_column: int = -1,

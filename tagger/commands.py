@@ -250,7 +250,8 @@ def convert(input: Path, output: Path, to: str, source: str = "auto", format: st
     column = -1 if tag_column is None else tag_column
     with store.atomic_file(output) as out:
         for s in sentences:
-            out.write(format_sentence(s, schemes.convert(s.tags, src, dst), _write_format(s), tag_column=column))
+            out.write(format_sentence(s, schemes.convert(s.tags, src, dst), _write_format(s), tag_column=column,
+                                      document=True))
     return len(sentences)
 
 

@@ -163,6 +163,22 @@ def test_predict_conll_in_conll_out(trained_model, tmp_path):
     assert result.stdout.endswith("\n\n")
 
 
+DOCUMENTS = ("-DOCSTART- -X- -X- O\n\nJohn NNP B-NP O\nSmith NNP I-NP O\n\nit PRP B-NP O\nrained VBD B-VP O\n\n"
+             "-DOCSTART- -X- -X- O\n\nParis NNP B-NP O\n\n")
+
+
+@pytest.mark.parametrize("scores", [[], ["--scores"]])
+def test_predict_conll_keeps_the_document_boundaries(scores, trained_model, tmp_path):
+    path = tmp_path / "docs.txt"
+    path.write_text(DOCUMENTS, encoding="utf-8")
+    result = tagger("predict", trained_model, path, "--input-format", "conll", *scores)
+    assert_ok(result)
+    blocks = [b.splitlines() for b in result.stdout.strip().split("\n\n")]
+    assert [b[0].split()[0] for b in blocks] == ["-DOCSTART-", "John", "it", "-DOCSTART-", "Paris"]
+    assert blocks[0] == blocks[3] == ["-DOCSTART- -X- -X- O O"]  # predicted O beside the gold, as wide as rows
+    assert len(blocks[1][0].split()) == (6 if scores else 5)
+
+
 def test_predict_conll_from_stdin_without_tags(trained_model):
     result = tagger("predict", trained_model, "--input-format", "conll", input="John\nSmith\nvisited\nParis\n.\n")
     assert_ok(result)
@@ -423,6 +439,21 @@ def test_the_tagger_command_gives_complete_output_and_keeps_exit_codes(trained_m
     missing = run("predict", tmp_path / "nope")
     assert missing.returncode == 1 and missing.stderr.startswith("error: ") and missing.stdout == ""
     assert run("predict", "--no-such-option").returncode == 2
+
+
+def test_convert_keeps_the_document_boundaries(tmp_path):
+    src = tmp_path / "docs.txt"
+    src.write_text(DOCUMENTS.replace("John NNP B-NP O", "John NNP B-NP B-PER").replace("Smith NNP I-NP O",
+                   "Smith NNP I-NP I-PER"), encoding="utf-8")
+    assert_ok(tagger("convert", src, tmp_path / "out.txt", "--to", "bioes"))
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == (
+        "-DOCSTART- -X- -X- O\n\nJohn NNP B-NP B-PER\nSmith NNP I-NP E-PER\n\nit PRP B-NP O\nrained VBD B-VP O\n\n"
+        "-DOCSTART- -X- -X- O\n\nParis NNP B-NP O\n\n")
+    two = tmp_path / "two.txt"
+    two.write_text("-DOCSTART- O\n\nJohn B-PER\n\n-DOCSTART- O\n\nParis B-LOC\n", encoding="utf-8")
+    assert_ok(tagger("convert", two, tmp_path / "two.out", "--to", "bioes"))
+    assert (tmp_path / "two.out").read_text(encoding="utf-8") == (
+        "-DOCSTART- O\n\nJohn S-PER\n\n-DOCSTART- O\n\nParis S-LOC\n\n")
 
 
 def test_convert_replaces_the_tag_column_it_is_given_and_keeps_the_others(tmp_path):

@@ -123,6 +123,12 @@ def test_docstart_in_the_middle_of_a_sentence_ends_it(tmp_path: Path):
     assert [s.tokens for s in read_conll(path)] == [("a",), ("b",)]
 
 
+def test_a_sentence_that_opens_a_document_carries_its_docstart_line(tmp_path: Path):
+    path = write(tmp_path, "-DOCSTART- -X- -X- O\n\na DT B-NP O\n\nb DT B-NP O\n-DOCSTART- -X- -X- O\nc DT B-NP O\n")
+    assert [(s.tokens, s.document) for s in read_conll(path)] == [
+        (("a",), ("-DOCSTART-", "-X-", "-X-", "O")), (("b",), ()), (("c",), ("-DOCSTART-", "-X-", "-X-", "O"))]
+
+
 def test_no_break_space_is_part_of_a_token(tmp_path: Path):
     path = write(tmp_path, "10\u00a0000 O\n")
     assert next(read_conll(path)).tokens == ("10\u00a0000",)
@@ -240,6 +246,18 @@ def test_write_conll2003_replaces_only_the_last_column():
 def test_write_conll2003_appends_to_a_one_column_row(tmp_path: Path):
     sentence = next(read_conll(write(tmp_path, "Hi\n"), labelled=False))
     assert format_sentence(sentence, ["O"], format="conll2003") == "Hi O\n\n"
+
+
+def test_write_with_documents_puts_the_docstart_line_back(tmp_path: Path):
+    first, second, third = read_conll(CONLL2003)  # two documents: first and second, then third
+    assert format_sentence(first, ["O"] * len(first.tokens), "conll2003", document=True).startswith(
+        "-DOCSTART- -X- -X- O\n\nMaria NNP B-NP O\n")
+    appended = format_sentence(first, ["O"] * len(first.tokens), "conll2003", append=True, document=True)
+    assert appended.startswith("-DOCSTART- -X- -X- O O\n\nMaria NNP B-NP B-PER O\n")  # as wide as the rows
+    assert format_sentence(first, document=True, format="columns").startswith("-DOCSTART- O\n\nMaria B-PER\n")
+    assert not format_sentence(second, document=True).startswith("-DOCSTART-")  # not the first of its document
+    assert format_sentence(third, document=True, format="conll2003").startswith("-DOCSTART- -X- -X- O\n\nRain ")
+    assert not format_sentence(first).startswith("-DOCSTART-")  # only when asked
 
 
 def test_write_conllu_replaces_upos():

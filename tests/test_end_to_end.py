@@ -67,7 +67,8 @@ def test_conll2003_files_with_a_pos_feature(tmp_path, corpus):
            "--features", "pos", "--epochs", "4", "-q")
     assert json.loads((model / "config.json").read_text())["config"]["features"] == [1]
     out = tagger("predict", model, tmp_path / "dev.txt", "--input-format", "conll").stdout
-    first = out.split("\n\n")[0].splitlines()
+    document, first = out.split("\n\n")[0], out.split("\n\n")[1].splitlines()
+    assert document == "-DOCSTART- -X- -X- O O"  # the document boundary kept, predicted O beside the gold
     tokens, tags = sents[45]
     assert [line.split()[:3] for line in first] == [
         line.split()[:3] for line in conll2003_text([sents[45]]).splitlines()[2:2 + len(tokens)]]

@@ -85,6 +85,7 @@ class JsonlWriter(Writer):
 class ConllWriter(Writer):
     """A token a line with its predicted tag as a new last column (CoNLL input keeps all its columns, so
     gold and prediction stand side by side, as conlleval reads them); a blank line after each sentence.
+    A -DOCSTART- line of the input comes out where it was, predicted O (documents keep their boundaries).
     Scored, one more column: the marginal of the model's chosen tag at that token, to SCORE_DIGITS places."""
 
     def text(self, tagged: "TaggedText") -> str:
@@ -96,18 +97,13 @@ class ConllWriter(Writer):
     def sentence(self, sentence: Sentence, tags: Sequence[str], scores: "SentenceScores | None" = None) -> str:
         if not sentence.tokens:
             return ""
-        if scores is not None and scores.tags is not None:
-            return self._scored(sentence, tags, scores.tags)
         if sentence.rows:
-            return format_sentence(sentence, tags, "conll2003", append=True)
-        return format_sentence(sentence, tags)
-
-    def _scored(self, sentence: Sentence, tags: Sequence[str], tag_scores: Sequence[float]) -> str:
-        """The sentence as without scores, each line followed by its tag's score (tab-separated where the
-        line is: a field holds a space)."""
-        plain = self.sentence(sentence, tags).splitlines()
-        lines = [f"{line}{_separator(line)}{p:.{SCORE_DIGITS}f}" for line, p in zip(plain, tag_scores)]
-        return "\n".join(lines) + "\n\n"
+            plain = format_sentence(sentence, tags, "conll2003", append=True, document=True)
+        else:
+            plain = format_sentence(sentence, tags, document=True)
+        if scores is not None and scores.tags is not None:
+            return _scored(plain, scores.tags)
+        return plain
 
 
 @register("html")
@@ -134,6 +130,14 @@ class HtmlWriter(Writer):
 
     def footer(self) -> str:
         return html.page_footer()
+
+
+def _scored(plain: str, tag_scores: Sequence[float]) -> str:
+    """A sentence as written without scores, each token line followed by its tag's score (tab-separated where
+    the line is: a field holds a space); the -DOCSTART- line before it, if any, has no score."""
+    document, _, body = plain.rstrip("\n").rpartition("\n\n")
+    lines = [f"{line}{_separator(line)}{p:.{SCORE_DIGITS}f}" for line, p in zip(body.split("\n"), tag_scores)]
+    return (f"{document}\n\n" if document else "") + "\n".join(lines) + "\n\n"
 
 
 def _separator(line: str) -> str:
