@@ -114,7 +114,7 @@ def train(
 
     from cli.progress import TrainProgress
     from tagger import commands
-    from tagger.training.loop import Interrupted
+    from tagger.training.state import Interrupted
 
     try:  # a process-wide setting, so here; torch allows it once, before any inter-op work
         torch.set_num_interop_threads(1)
@@ -289,6 +289,8 @@ def plot(
 
 # Commands kept in modules of their own: each cli/<name>.py has `register(app, user_errors)`.
 # (one import + register line per command below this comment)
+from cli import export  # noqa: E402
+export.register(app, user_errors)
 
 
 def format_table(result: dict) -> str:

@@ -287,7 +287,9 @@ def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "te
     for ref in inputs:
         check_input_file(ref)
     if not isinstance(model, Tagger):
-        model = Tagger.load(model)
+        from tagger.export.runtime import OnnxTagger, is_export  # an export directory tags through onnxruntime
+
+        model = OnnxTagger.load(model) if is_export(model) else Tagger.load(model)
         loaded()
     tagger = model
     writer = WRITERS[output_format](tagger.entity_types, tagger.vocab.source_scheme,

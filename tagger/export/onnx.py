@@ -1,0 +1,392 @@
+"""A trained model as ONNX: the whole network and the CRF's Viterbi in one graph, its string lookups in another.
+
+The graphs are written from the tensors tagger/tensors.py names and the maths of the numpy engine
+(tagger/tagging/engine.py), operator by operator, never through torch's tracer, whose export loses the
+LSTM's sequence lengths (the backward direction then reads the padding) and drops in-place updates of a
+Viterbi loop. Every step honours `lengths`: the LSTMs and GRUs get them as `sequence_lens`, the character
+encoders mask their padding, and Viterbi keeps each sentence's score from its last token on.
+
+model.onnx (`build`), B sentences padded to T tokens of at most L characters:
+
+    word_ids     (B, T) int64      vocab.word_id (trained rows, then frozen pretrained rows)
+    casing       (B, T) int64      the token's shape class (tagger.vocab.casing)
+    chars        (B, T, L) int64   character ids, 0 after the word's end (char encoder cnn | lstm)
+    bigram_ids   (B, T) int64      the bigram starting at each token (bigrams on)
+    lexicon      (B, T, 24) float32  the lexicon's B/M/E/S cells (config lexicon)
+    context_ids  (B, T) int64      LAC's row of each token (config context lac)
+    feature_ids  (B, F, T) int64   the feature columns' ids
+    lengths      (B,) int64        tokens in each sentence (>= 1)
+    -> tags (B, T) int64 (the best path's tag ids, -1 on padding), emissions (B, T, K) float32 and
+       score (B,) float32 (the best path's score)
+
+lookup.onnx (`build_lookup`): the string -> id steps as ai.onnx.ml LabelEncoders, from tokens (B, T),
+lowered (B, T), lengths (B,), context_tokens (B, T) and features (B, F, T) to model.onnx's id inputs of the
+same names (word_ids, bigram_ids, context_ids, feature_ids). Ids are model.onnx's inputs, not strings, so that
+the Python runtime (tagger/export/runtime.py) can run the batches the project's own encoder makes.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from tagger import lac, lexicon
+from tagger.config import Config
+from tagger.errors import ModelError
+from tagger.export import ONNX_HINT
+from tagger.vocab import END, Vocab
+
+OPSET = 20  # StringConcat (bigrams) is new in opset 20
+ML_OPSET = 3  # ai.onnx.ml: LabelEncoder with string keys and int64 values
+CRF = ("crf.start", "crf.to_from", "crf.end")  # initializers the runtime reads back (to_from: transitions transposed)
+LOWEST = float(np.finfo(np.float32).min)  # what a masked position scores before a max
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ModelError(f"exporting to ONNX needs the onnx package: {ONNX_HINT}") from None
+    return onnx
+
+
+class Graph:
+    """Nodes, initializers and unique names for one ONNX graph (the main graph or a loop's body)."""
+
+    def __init__(self, prefix: str = ""):
+        self.onnx = _onnx()
+        self.nodes, self.initializers, self.prefix, self.count = [], [], prefix, 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{self.prefix}{hint}_{self.count}"
+
+    def const(self, value, hint: str = "c", dtype=None) -> str:
+        """An initializer holding `value` (a numpy array or a Python number/list)."""
+        array = np.asarray(value, dtype=dtype)
+        name = self.name(hint)
+        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+        return name
+
+    def named(self, value: np.ndarray, name: str) -> str:
+        """An initializer under a fixed name (the CRF's scores, which the runtime reads back)."""
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1,
+           domain: str = "", **attrs) -> str | list[str]:
+        names = [self.name(hint or op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, names, domain=domain, **attrs))
+        return names[0] if outputs == 1 else names
+
+    def subgraph(self, name: str, inputs: list, outputs: list):
+        return self.onnx.helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
+
+
+def build(config: Config, vocab: Vocab, tensors: Mapping[str, np.ndarray], name: str = "tagger"):
+    """The onnx.ModelProto of a model (config, vocab and tensors as a loaded `Tagger` holds them)."""
+    onnx = _onnx()
+    helper, T = onnx.helper, onnx.TensorProto
+    config = config.resolved()
+    g = Graph()
+    ints = [("word_ids", ["batch", "time"]), ("casing", ["batch", "time"])]
+    if config.char_encoder != "none":
+        ints.append(("chars", ["batch", "time", "letters"]))
+    if config.bigrams == "on":
+        ints.append(("bigram_ids", ["batch", "time"]))
+    inputs = [helper.make_tensor_value_info(name, T.INT64, dims) for name, dims in ints]
+    if config.lexicon:
+        inputs.append(helper.make_tensor_value_info("lexicon", T.FLOAT, ["batch", "time", lexicon.FEATURES]))
+    if config.context == "lac":
+        inputs.append(helper.make_tensor_value_info("context_ids", T.INT64, ["batch", "time"]))
+    if config.features:
+        inputs.append(helper.make_tensor_value_info("feature_ids", T.INT64, ["batch", len(config.features), "time"]))
+    inputs.append(helper.make_tensor_value_info("lengths", T.INT64, ["batch"]))
+
+    shape = g.op("Shape", ["word_ids"])  # (2,): B, T
+    seq_len = g.op("Gather", [shape, g.const(1, "one")], "seq_len")  # scalar T
+    mask = g.op("Less", [g.op("Unsqueeze", [g.op("Range", [g.const(0), seq_len, g.const(1)]), g.const([0])]),
+                         g.op("Unsqueeze", ["lengths", g.const([1])])], "mask")  # (B, T) bool
+    parts = [_embed_words(g, "word_ids", tensors), g.op("Gather", [g.const(tensors["casing"], "casing_table"), "casing"])]
+    if config.char_encoder == "cnn":
+        parts.append(_char_cnn(g, tensors, config.char_kernel, shape))
+    elif config.char_encoder == "lstm":
+        parts.append(_char_lstm(g, tensors, shape))
+    if config.bigrams == "on":
+        parts.append(g.op("Gather", [g.const(tensors["bigrams"], "bigram_table"), "bigram_ids"]))
+    if config.lexicon:
+        parts.append("lexicon")
+    if config.context == "lac":
+        parts.append(_context(g, tensors, mask))
+    for i in range(len(config.features)):
+        column = g.op("Gather", ["feature_ids", g.const(i)], axis=1)  # (B, T)
+        parts.append(g.op("Gather", [g.const(tensors[f"features.{i}"], f"feature_table_{i}"), column]))
+    x = g.op("Concat", parts, "input", axis=2)  # (B, T, input_size)
+    x = g.op("Transpose", [x], perm=[1, 0, 2])  # (T, B, input_size)
+    lengths32 = g.op("Cast", ["lengths"], to=T.INT32)
+    for layer in range(config.num_layers):
+        x = _bilstm(g, x, lengths32, tensors, f"lstm.{layer}")  # (T, B, 2*hidden)
+    emissions = g.op("Add", [g.op("MatMul", [g.op("Transpose", [x], perm=[1, 0, 2]),
+                                             g.const(tensors["emissions.weight"].T.copy(), "emit_w")]),
+                             g.const(tensors["emissions.bias"], "emit_b")])  # (B, T, K)
+    tags, score = _viterbi(g, emissions, mask, seq_len, tensors)
+    g.nodes += [helper.make_node("Identity", [tags], ["tags"]), helper.make_node("Identity", [emissions], ["emissions"]),
+                helper.make_node("Identity", [score], ["score"])]
+    outputs = [helper.make_tensor_value_info("tags", T.INT64, ["batch", "time"]),
+               helper.make_tensor_value_info("emissions", T.FLOAT, ["batch", "time", len(vocab.tags)]),
+               helper.make_tensor_value_info("score", T.FLOAT, ["batch"])]
+    return _model(g.subgraph(name, inputs, outputs))
+
+
+def _model(graph):
+    """A checked ModelProto of a graph, with the opsets it uses."""
+    onnx = _onnx()
+    model = onnx.helper.make_model(graph, producer_name="bilstm-tagger", opset_imports=[
+        onnx.helper.make_opsetid("", OPSET), onnx.helper.make_opsetid("ai.onnx.ml", ML_OPSET)])
+    model.ir_version = min(model.ir_version, 10)  # what onnxruntime releases of 2024 on read
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _lookup(g: Graph, strings: str, shape: str, items: list[str], default: int) -> str:
+    """(B, T) ids of (B, T) strings: their index in `items` (the last one where an item repeats, as a dict
+    built from the list keeps), else `default`."""
+    keys = dict(zip(items, range(len(items))))
+    flat = g.op("Reshape", [strings, g.const([-1])])
+    ids = g.op("LabelEncoder", [flat], domain="ai.onnx.ml", keys_strings=list(keys), values_int64s=list(keys.values()),
+               default_int64=default)
+    return g.op("Reshape", [ids, shape])
+
+
+def build_lookup(config: Config, vocab: Vocab, name: str = "tagger_lookup"):
+    """The onnx.ModelProto of the string -> id steps (ai.onnx.ml LabelEncoder): its outputs are model.onnx's
+    id inputs of the same names. Inputs: tokens (B, T) string, lowered (B, T) string (vocab.lowercase),
+    lengths (B,) int64, context_tokens (B, T) string (LAC's form; context lac), features (B, F, T) string.
+    Outputs: word_ids, bigram_ids (bigrams on), context_ids (context lac), feature_ids (feature columns)."""
+    onnx = _onnx()
+    helper, T = onnx.helper, onnx.TensorProto
+    config = config.resolved()
+    g = Graph()
+    inputs = [helper.make_tensor_value_info("tokens", T.STRING, ["batch", "time"])]
+    if vocab.lowercase:
+        inputs.append(helper.make_tensor_value_info("lowered", T.STRING, ["batch", "time"]))
+    inputs.append(helper.make_tensor_value_info("lengths", T.INT64, ["batch"]))
+    shape = g.op("Shape", ["tokens"])  # (2,): B, T
+    found = {"word_ids": _word_ids(g, vocab, shape)}
+    if config.bigrams == "on":
+        seq_len = g.op("Gather", [shape, g.const(1)])
+        mask = g.op("Less", [g.op("Unsqueeze", [g.op("Range", [g.const(0), seq_len, g.const(1)]), g.const([0])]),
+                             g.op("Unsqueeze", ["lengths", g.const([1])])], "mask")  # (B, T) bool
+        found["bigram_ids"] = _bigram_ids(g, vocab, shape, mask)
+    if config.context == "lac":
+        inputs.append(helper.make_tensor_value_info("context_tokens", T.STRING, ["batch", "time"]))
+        items = vocab.context.items
+        found["context_ids"] = _lookup(g, "context_tokens", shape, items, dict(zip(items, range(len(items))))[lac.OOV])
+    if config.features:
+        inputs.append(helper.make_tensor_value_info("features", T.STRING, ["batch", len(config.features), "time"]))
+        columns = [_lookup(g, g.op("Gather", ["features", g.const(i)], axis=1), shape, index.items, default=1)
+                   for i, index in enumerate(vocab.features)]  # (B, T) each
+        found["feature_ids"] = g.op("Concat", [g.op("Unsqueeze", [c, g.const([1])]) for c in columns], axis=1)
+    g.nodes += [helper.make_node("Identity", [value], [key]) for key, value in found.items()]
+    dims = {"feature_ids": ["batch", len(config.features), "time"]}
+    outputs = [helper.make_tensor_value_info(key, T.INT64, dims.get(key, ["batch", "time"])) for key in found]
+    return _model(g.subgraph(name, inputs, outputs))
+
+
+def _word_ids(g: Graph, vocab: Vocab, shape: str) -> str:
+    """vocab.word_id in the graph: the exact form among trained then frozen words, then (lowercase on) the
+    lower-cased form, else <unk> (1). Frozen words are numbered after the trained ones."""
+    items = [*vocab.words.items, *vocab.frozen.items]
+    exact = _lookup(g, "tokens", shape, items, default=-1)
+    fallback = _lookup(g, "lowered", shape, items, default=1) if vocab.lowercase else g.const(1)
+    return g.op("Where", [g.op("GreaterOrEqual", [exact, g.const(0)]), exact, fallback], "word_ids")
+
+
+def _bigram_ids(g: Graph, vocab: Vocab, shape: str, mask: str) -> str:
+    """(B, T) ids of the bigram starting at each token: it and the next token joined, vocab.END after the last."""
+    nxt = g.op("Concat", [g.op("Slice", ["tokens", g.const([1]), g.const([np.iinfo(np.int64).max]), g.const([1])]),
+                          g.op("Slice", ["tokens", g.const([0]), g.const([1]), g.const([1])])], axis=1)  # (B, T)
+    last = g.op("Not", [g.op("Concat", [g.op("Slice", [mask, g.const([1]), g.const([np.iinfo(np.int64).max]),
+                                                       g.const([1])]),
+                                        g.op("Slice", [mask, g.const([0]), g.const([1]), g.const([1])])],
+                                 axis=1)])  # (B, T): no token follows (the first column's value is never on)
+    last = g.op("Or", [last, g.op("Equal", [g.op("Range", [g.const(0), g.op("Gather", [shape, g.const(1)]),
+                                                           g.const(1)]),
+                                            g.op("Sub", [g.op("Gather", [shape, g.const(1)]), g.const(1)])])])
+    nxt = g.op("Where", [last, g.const(np.array(END, dtype=object)), nxt])
+    joined = g.op("StringConcat", ["tokens", nxt])
+    return _lookup(g, joined, shape, vocab.bigrams.items, default=1)
+
+
+def _embed_words(g: Graph, ids: str, tensors: Mapping[str, np.ndarray]) -> str:
+    """(B, T, word_dim): rows of the trained embedding, or of the frozen one (float16) for ids past it."""
+    trained, frozen = tensors["words.trained"], tensors["words.frozen"]
+    n = len(trained)
+    own = g.op("Gather", [g.const(trained, "words_trained"), g.op("Min", [ids, g.const(n - 1)])])
+    if not len(frozen):
+        return own
+    rows = g.op("Max", [g.op("Sub", [ids, g.const(n)]), g.const(0)])
+    pretrained = g.op("Cast", [g.op("Gather", [g.const(np.asarray(frozen, dtype=np.float16), "words_frozen"), rows])],
+                      to=g.onnx.TensorProto.FLOAT)
+    is_frozen = g.op("Unsqueeze", [g.op("GreaterOrEqual", [ids, g.const(n)]), g.const([2])])
+    return g.op("Where", [is_frozen, pretrained, own], "words")
+
+
+def _chars(g: Graph, tensors: Mapping[str, np.ndarray]) -> tuple[str, str, str]:
+    """Character embeddings (B*T, L, dim) with zeros after each word's end, the character mask (B*T, L)
+    and the token mask (B*T,): whether the token has characters (padding has none)."""
+    dim = tensors["chars.embedding"].shape[1]
+    on = g.op("Greater", ["chars", g.const(0)])  # (B, T, L)
+    x = g.op("Gather", [g.const(tensors["chars.embedding"], "char_table"), "chars"])  # (B, T, L, dim)
+    x = g.op("Mul", [x, g.op("Unsqueeze", [g.op("Cast", [on], to=g.onnx.TensorProto.FLOAT), g.const([3])])])
+    letters = g.op("Gather", [g.op("Shape", ["chars"]), g.const(2)])
+    flat_on = g.op("Reshape", [on, g.op("Concat", [g.const([-1]), g.op("Unsqueeze", [letters, g.const([0])])],
+                                        axis=0)])  # (B*T, L)
+    x = g.op("Reshape", [x, g.op("Concat", [g.const([-1]), g.op("Unsqueeze", [letters, g.const([0])]),
+                                            g.const([dim])], axis=0)])  # (B*T, L, dim)
+    has = g.op("ReduceMax", [g.op("Cast", [flat_on], to=g.onnx.TensorProto.INT64), g.const([1])], keepdims=0)
+    return x, flat_on, g.op("Greater", [has, g.const(0)])
+
+
+def _per_token(g: Graph, flat: str, has_chars: str, shape: str) -> str:
+    """(B, T, D) from (B*T, D) per-token encodings, zero for tokens without characters (padding)."""
+    flat = g.op("Where", [g.op("Unsqueeze", [has_chars, g.const([1])]), flat, g.const(np.float32(0))])
+    return g.op("Reshape", [flat, g.op("Concat", [shape, g.const([-1])], axis=0)])
+
+
+def _char_cnn(g: Graph, tensors: Mapping[str, np.ndarray], kernel: int, shape: str) -> str:
+    """engine.spell's CNN: windows of `kernel` characters, zeros beyond the word, the max over its characters."""
+    x, on, has = _chars(g, tensors)
+    w = tensors["chars.cnn.weight"]  # (filters, kernel*dim): window position i's dims at i*dim
+    filters, dim = w.shape[0], tensors["chars.embedding"].shape[1]
+    conv_w = w.reshape(filters, kernel, dim).transpose(0, 2, 1).copy()  # (filters, dim, kernel)
+    gap = kernel // 2
+    y = g.op("Conv", [g.op("Transpose", [x], perm=[0, 2, 1]), g.const(conv_w, "char_cnn_w"),
+                      g.const(tensors["chars.cnn.bias"], "char_cnn_b")], pads=[gap, kernel - 1 - gap])  # (B*T, F, L)
+    y = g.op("Where", [g.op("Unsqueeze", [on, g.const([1])]), y, g.const(np.float32(LOWEST))])
+    return _per_token(g, g.op("ReduceMax", [y, g.const([2])], keepdims=0), has, shape)  # (B, T, F)
+
+
+def _char_lstm(g: Graph, tensors: Mapping[str, np.ndarray], shape: str) -> str:
+    """engine._spell_lstm: the character BiLSTM's forward state at the last character, backward at the first."""
+    x, on, has = _chars(g, tensors)
+    lengths = g.op("Max", [g.op("ReduceSum", [g.op("Cast", [on], to=g.onnx.TensorProto.INT64), g.const([1])],
+                                keepdims=0), g.const(1)])  # (B*T,) padding runs one zero character
+    lengths = g.op("Cast", [lengths], to=g.onnx.TensorProto.INT32)
+    hidden = tensors["chars.lstm.0.forward.weight_hh"].shape[1]
+    _, last = _lstm_node(g, g.op("Transpose", [x], perm=[1, 0, 2]), lengths, tensors, "chars.lstm.0")
+    final = g.op("Reshape", [g.op("Transpose", [last], perm=[1, 0, 2]), g.const([-1, 2 * hidden])])  # (B*T, 2H)
+    return _per_token(g, final, has, shape)
+
+
+def _lstm_node(g: Graph, x: str, lengths32: str, tensors: Mapping[str, np.ndarray], prefix: str) -> list[str]:
+    """An ONNX bidirectional LSTM over x (T, B, D): its Y (T, 2, B, H) and Y_h (2, B, H). Gate rows go from
+    the saved i, f, g, o to ONNX's i, o, f, c."""
+    hidden = tensors[f"{prefix}.forward.weight_hh"].shape[1]
+    order = np.r_[0:hidden, 3 * hidden:4 * hidden, hidden:2 * hidden, 2 * hidden:3 * hidden]
+
+    def both(name: str) -> np.ndarray:
+        return np.stack([np.asarray(tensors[f"{prefix}.{d}.{name}"], dtype=np.float32)[order]
+                         for d in ("forward", "backward")])
+
+    bias = np.concatenate([both("bias_ih"), both("bias_hh")], 1)  # (2, 8H)
+    return g.op("LSTM", [x, g.const(both("weight_ih"), "lstm_w"), g.const(both("weight_hh"), "lstm_r"),
+                         g.const(bias, "lstm_b"), lengths32], outputs=2, direction="bidirectional", hidden_size=hidden)
+
+
+def _bilstm(g: Graph, x: str, lengths32: str, tensors: Mapping[str, np.ndarray], prefix: str) -> str:
+    """One BiLSTM layer: (T, B, D) -> (T, B, 2*hidden), forward ; backward, zeros on padding."""
+    y, _ = _lstm_node(g, x, lengths32, tensors, prefix)  # (T, 2, B, H)
+    hidden = tensors[f"{prefix}.forward.weight_hh"].shape[1]
+    y = g.op("Transpose", [y], perm=[0, 2, 1, 3])  # (T, B, 2, H)
+    return g.op("Reshape", [y, g.const([0, 0, 2 * hidden])])
+
+
+def _context(g: Graph, tensors: Mapping[str, np.ndarray], mask: str) -> str:
+    """lac.ContextNetwork.features over context_ids: LAC's two BiGRU layers, then its emissions; zeros on
+    padding. A Paddle GRU is ONNX's with the update gate flipped: Paddle's h' = h + u (c - h) is ONNX's
+    (1 - z) c + z h with z = 1 - u = sigmoid(-(u's pre-activation)), so u's weights and bias are negated."""
+    t = {k.removeprefix("context."): np.asarray(v, dtype=np.float32) for k, v in tensors.items()
+         if k.startswith("context.")}
+    x = g.op("Transpose", [g.op("Gather", [g.const(t["embedding"], "lac_table"), "context_ids"])], perm=[1, 0, 2])  # (T, B, 128)
+    lengths32 = g.op("Cast", ["lengths"], to=g.onnx.TensorProto.INT32)
+    for layer in (0, 1):
+        hidden = t[f"{layer}.forward.weight"].shape[0]
+        ws, rs, bs = [], [], []
+        for d in ("forward", "backward"):
+            w_in = t[f"{layer}.{d}.input.weight"]  # (in, 3H): update, reset, candidate columns
+            w = t[f"{layer}.{d}.weight"].reshape(-1)
+            gates = w[: 2 * hidden * hidden].reshape(hidden, 2 * hidden)  # (H, 2H): update, reset
+            candidate = w[2 * hidden * hidden :].reshape(hidden, hidden)
+            bias = t[f"{layer}.{d}.input.bias"] + t[f"{layer}.{d}.bias"]
+            sign = np.r_[-np.ones(hidden), np.ones(2 * hidden)].astype(np.float32)  # z = 1 - u
+            ws.append((w_in * sign).T)
+            rs.append((np.concatenate([gates, candidate], 1) * sign).T)
+            bs.append(np.concatenate([bias * sign, np.zeros(3 * hidden, dtype=np.float32)]))
+        y = g.op("GRU", [x, g.const(np.stack(ws), "gru_w"), g.const(np.stack(rs), "gru_r"),
+                         g.const(np.stack(bs), "gru_b"), lengths32], direction="bidirectional", hidden_size=hidden,
+                 linear_before_reset=0)  # (T, 2, B, H)
+        x = g.op("Reshape", [g.op("Transpose", [y], perm=[0, 2, 1, 3]), g.const([0, 0, 2 * hidden])])  # (T, B, 2H)
+    h = g.op("Transpose", [x], perm=[1, 0, 2])  # (B, T, 2H)
+    scores = g.op("Add", [g.op("MatMul", [h, g.const(t["emissions.weight"], "lac_emit_w")]),
+                          g.const(t["emissions.bias"], "lac_emit_b")])
+    out = g.op("Concat", [h, scores], axis=2)  # (B, T, lac.FEATURES)
+    return g.op("Where", [g.op("Unsqueeze", [mask, g.const([2])]), out, g.const(np.float32(0))], "context")
+
+
+def _viterbi(g: Graph, emissions: str, mask: str, seq_len: str, tensors: Mapping[str, np.ndarray]
+             ) -> tuple[str, str]:
+    """tagger.tagging.viterbi in two ONNX Loops over time: the best (B, T) tag ids (-1 on padding) and the
+    (B,) best path scores. Ties go to the first best previous tag, as numpy's and torch's argmax do."""
+    helper, T = g.onnx.helper, g.onnx.TensorProto
+    start, trans, end = (np.asarray(tensors[k], dtype=np.float32) for k in ("crf.start", "crf.transitions", "crf.end"))
+    em = g.op("Transpose", [emissions], perm=[1, 0, 2])  # (T, B, K)
+    mask_t = g.op("Transpose", [mask], perm=[1, 0])  # (T, B)
+    start_c, to_from = g.named(start, CRF[0]), g.named(trans.T.copy(), CRF[1])  # (K,), (K cur, K prev)
+    batch = g.op("Gather", [g.op("Shape", [emissions]), g.const([0])])
+    k = len(start)
+    score0 = g.op("ConstantOfShape", [g.op("Concat", [batch, g.const([k])], axis=0)],
+                  value=helper.make_tensor("zero", T.FLOAT, [1], [0.0]))  # (B, K)
+    cond = g.const(np.array(True))
+
+    # forward: score_t = max_prev(score_{t-1} + trans) + em_t where the sentence goes on; history_t = argmax
+    b = Graph("fwd_")
+    e = b.op("Gather", [em, "t"], axis=0)  # (B, K)
+    candidates = b.op("Add", [b.op("Unsqueeze", ["score_in", b.const([1])]), to_from])  # (B, K cur, K prev)
+    best = b.op("ReduceMax", [candidates, b.const([2])], keepdims=0)
+    history = b.op("ArgMax", [candidates], "history", axis=2, keepdims=0)  # (B, K)
+    new = b.op("Where", [b.op("Equal", ["t", b.const(np.int64(0))]), b.op("Add", [start_c, e]), b.op("Add", [best, e])])
+    on = b.op("Unsqueeze", [b.op("Gather", [mask_t, "t"], axis=0), b.const([1])])  # (B, 1)
+    score_out = b.op("Where", [on, new, "score_in"], "score_out")
+    cond_out = b.op("Identity", ["cond_in"], "cond_out")
+    body = b.subgraph("viterbi_forward", [
+        helper.make_tensor_value_info("t", T.INT64, []), helper.make_tensor_value_info("cond_in", T.BOOL, []),
+        helper.make_tensor_value_info("score_in", T.FLOAT, None)], [
+        helper.make_tensor_value_info(cond_out, T.BOOL, []), helper.make_tensor_value_info(score_out, T.FLOAT, None),
+        helper.make_tensor_value_info(history, T.INT64, None)])
+    score, histories = g.op("Loop", [seq_len, cond, score0], "viterbi", outputs=2, body=body)  # (B, K), (T, B, K)
+    final = g.op("Add", [score, g.named(end, CRF[2])])
+    last = g.op("ArgMax", [final], axis=1, keepdims=0)  # (B,)
+    best_score = g.op("ReduceMax", [final, g.const([1])], keepdims=0)  # (B,)
+
+    # backward: from each sentence's own last token, follow history back to its first
+    ends = g.op("Sub", ["lengths", g.const(1)])  # (B,)
+    r = Graph("back_")
+    t = r.op("Sub", [r.op("Sub", [seq_len, "s"]), r.const(np.int64(1))])  # T-1-s
+    cur = r.op("Where", [r.op("Equal", [ends, t]), last, "cur_in"])  # (B,)
+    hist = r.op("Gather", [histories, t], axis=0)  # (B, K)
+    previous = r.op("Squeeze", [r.op("GatherElements", [hist, r.op("Unsqueeze", [cur, r.const([1])])], axis=1),
+                                r.const([1])])
+    cur_out = r.op("Where", [r.op("LessOrEqual", [t, ends]), previous, cur], "cur_out")
+    path = r.op("Identity", [cur], "path")
+    cond_out = r.op("Identity", ["cond_in"], "cond_out")
+    body = r.subgraph("viterbi_backtrack", [
+        helper.make_tensor_value_info("s", T.INT64, []), helper.make_tensor_value_info("cond_in", T.BOOL, []),
+        helper.make_tensor_value_info("cur_in", T.INT64, None)], [
+        helper.make_tensor_value_info(cond_out, T.BOOL, []), helper.make_tensor_value_info(cur_out, T.INT64, None),
+        helper.make_tensor_value_info(path, T.INT64, None)])
+    _, reversed_paths = g.op("Loop", [seq_len, cond, last], "backtrack", outputs=2, body=body)  # (T, B), last t first
+    paths = g.op("Slice", [reversed_paths, g.const([-1]), g.const([np.iinfo(np.int64).min]), g.const([0]),
+                           g.const([-1])])  # (T, B)
+    tags = g.op("Where", [mask, g.op("Transpose", [paths], perm=[1, 0]), g.const(np.int64(-1))])  # (B, T)
+    return tags, best_score
