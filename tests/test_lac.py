@@ -17,7 +17,7 @@ from tagger.encode import collate
 from tagger.errors import InputError
 from tagger.tagging.engine import Engine
 from tagger.training.model import Trainable
-from tagger.training.loop import add_context_features
+from tagger.training.setup import add_context_features
 from tagger.tagging.viterbi import viterbi
 from tagger.vocab import Index, build_vocab
 

@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from tagger.training.model import Trainable
 from tagger.config import Config
 from tagger.encode import Encoder, collate
+from tagger.errors import ModelError
+from tagger.training.model import Trainable
 from tagger.vocab import build_vocab
 
 SENTENCES = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"], ["BRUSSELS", "1996-08-22"],
@@ -30,10 +31,15 @@ def test_emissions_have_one_score_per_token_and_tag(char_encoder):
 
 def test_feature_columns_are_embedded_and_required():
     tagger = tiny(features=[1])
+    tagger.model.eval()
     enc = Encoder(tagger.vocab)
     batch = collate([enc(s, features=[p]) for s, p in zip(SENTENCES[1:3], POS[1:3])])
+    other = collate([enc(s, features=[["CD", "CD"]]) for s in SENTENCES[1:3]])
     assert tagger.model.emissions(batch).shape[:2] == (2, 2)
+    assert not torch.allclose(tagger.model.emissions(batch), tagger.model.emissions(other))  # the column is read
     assert len(tagger.tagger().predict_tokens(SENTENCES, [[p] for p in POS])[3]) == 6
+    with pytest.raises(ModelError, match=r"needs feature columns \(1\)"):
+        tagger.tagger().predict_tokens(SENTENCES)
 
 
 def test_batched_tagging_equals_one_sentence_at_a_time():

@@ -12,17 +12,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import (
+    TINY_CONFIG,
+    ctrl_c,
+    interrupt_loss_at,
+    make_sentences,
+    write_corpus,
+    write_toml,
+)
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from cli.main import app
-from conftest import TINY_CONFIG, ctrl_c, interrupt_loss_at, make_sentences, write_corpus, write_toml
 from corpora.conll import Sentence
-from tagger.training import loop as training
 from tagger.api import Tagger
-from tagger.training.model import Trainable
 from tagger.config import Config
 from tagger.errors import InputError
+from tagger.training import checkpoints
+from tagger.training import loop as training
+from tagger.training.model import Trainable
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = [["John", "Smith", "visited", "Paris", "."], ["Siemens", "AG", "hired", "Anna", "."], ["it", "rained", "."]]
@@ -42,8 +50,8 @@ def config(**changes) -> Config:
 
 
 def run(output: Path, resume: bool = False, reporter=None, given=(), **changes) -> training.Progress:
-    return training.train(config(**changes), TRAIN, DEV, output, "iob2", "iob2", resume=resume, reporter=reporter,
-                          given=given)
+    return training.train(config=config(**changes), train_sents=TRAIN, dev_sents=DEV, output=output,
+                          source_scheme="iob2", dev_scheme="iob2", resume=resume, reporter=reporter, given=given)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -196,12 +204,22 @@ class InterruptingReporter(training.Silent):
             self.action()
 
 
-def test_ctrl_c_in_the_progress_display_saves_a_checkpoint(tmp_path):
+def test_ctrl_c_in_the_progress_display_saves_a_checkpoint(tmp_path, uninterrupted):
+    out = tmp_path / "out"
     try:
-        with pytest.raises(training.Interrupted):
-            run(tmp_path / "out", epochs=3, reporter=InterruptingReporter(10))
+        with pytest.raises(training.Interrupted) as info:
+            run(out, epochs=3, reporter=InterruptingReporter(10))
     except KeyboardInterrupt:  # must not reach pytest, which would stop the whole run
         pytest.fail("a bare KeyboardInterrupt escaped train(): no mid-epoch checkpoint was saved")
+    checkpoint = out / "checkpoint"
+    assert {"config.json", "vocab.json", "model.safetensors", "trainer.json", "trainer.safetensors"} <= {
+        p.name for p in checkpoint.iterdir()}
+    progress = json.loads((checkpoint / "trainer.json").read_text())["progress"]
+    assert (progress["epoch"], progress["step"]) == (info.value.epoch, info.value.step)
+    assert progress["step"] > 0  # the batches done before Ctrl-C, not the last epoch's end
+    run(out, resume=True, epochs=3)
+    assert_same_weights(out / "checkpoint" / "model.safetensors", uninterrupted / "checkpoint" / "model.safetensors")
+    assert scores(out) == scores(uninterrupted)
 
 
 def test_resume_after_an_abort_anywhere_continues_from_the_last_checkpoint(tmp_path, uninterrupted):
@@ -234,14 +252,14 @@ def test_weight_average_is_what_is_scored_and_saved_and_resumes_exactly(tmp_path
 def test_resume_after_a_crash_between_metrics_and_checkpoint(tmp_path, monkeypatch, uninterrupted):
     """The epoch-2 metrics line is written but its checkpoint is not: resuming redoes epoch 2, logged once."""
     out = tmp_path / "out"
-    save = training.save_checkpoint
+    save = checkpoints.save_checkpoint
 
     def crash_at_end_of_epoch_2(output, tagger, optimizer, progress, *rest):
         if progress.epoch == 2 and progress.step == 0:
             raise SystemExit("killed")
         save(output, tagger, optimizer, progress, *rest)
 
-    monkeypatch.setattr(training, "save_checkpoint", crash_at_end_of_epoch_2)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", crash_at_end_of_epoch_2)
     with pytest.raises(SystemExit):
         run(out, epochs=3)
     monkeypatch.undo()
@@ -336,7 +354,8 @@ def test_training_uses_one_thread_by_default_and_restores_torchs_setting(tmp_pat
     torch.set_num_threads(2)
     try:
         values = {k: v for k, v in TINY_CONFIG.items() if k != "threads"}
-        training.train(Config.from_dict({**values, "epochs": 1}), TRAIN, DEV, tmp_path / "out", "iob2")
+        training.train(config=Config.from_dict({**values, "epochs": 1}), train_sents=TRAIN, dev_sents=DEV,
+                       output=tmp_path / "out", source_scheme="iob2")
         assert set(seen) == {1}
         assert torch.get_num_threads() == 2
     finally:

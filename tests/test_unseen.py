@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_CONFIG, interrupt_loss_at, make_sentences
 from safetensors.torch import load_file
 
-from conftest import TINY_CONFIG, interrupt_loss_at, make_sentences
 from corpora.conll import Sentence
-from tagger.training import unseen
-from tagger.training import loop as training
 from tagger.api import Tagger
 from tagger.config import Config
+from tagger.training import loop as training
+from tagger.training import unseen
+from tagger.training.setup import Inputs
 
 # trained rows 2..4 start at these pretrained vectors (rows 0, 1: padding and <unk>)
 ROWS = torch.tensor([2, 3, 4])
@@ -122,8 +123,8 @@ def sentences(n: int, seed: int) -> list[Sentence]:
 def train(output, resume=False, **changes):
     config = Config.from_dict({**TINY_CONFIG, "dropout": 0.3, "pretrained_swap": 0.3, "unseen_drift": 2.0,
                                "unseen_neighbours": 2, **changes})
-    return training.train(config, sentences(40, 5), sentences(12, 6), output, "iob2", "iob2", vectors=vectors(),
-                          resume=resume)
+    return training.train(config=config, train_sents=sentences(40, 5), dev_sents=sentences(12, 6), output=output,
+                          source_scheme="iob2", dev_scheme="iob2", inputs=Inputs(vectors=vectors()), resume=resume)
 
 
 def test_the_saved_model_holds_the_moved_vectors_and_the_checkpoint_the_original(tmp_path):

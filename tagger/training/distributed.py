@@ -13,17 +13,19 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.multiprocessing.spawn import ProcessException
 
-from tagger.errors import TaggerError
+from tagger.errors import USER_ERRORS, TaggerError
+from tagger.training.state import Interrupted
 
 TIMEOUT = timedelta(minutes=5)  # a collective waiting longer than this means a rank is gone: dev scoring and
                                 # checkpoints on rank 0 (which the others wait for) take seconds, not minutes
@@ -211,9 +213,6 @@ def _wait(context, failed: bool) -> None:
 def _child(index: int, init: str, size: int, timeout: timedelta, worker: Callable, args: tuple) -> None:
     """Rank index + 1: one thread of each kind (a fresh process, so this sets nothing anyone else sees),
     then the worker; a user's error or a lost peer is one line on stderr and exit status 1."""
-    from tagger.errors import USER_ERRORS
-    from tagger.training.loop import Interrupted
-
     torch.set_num_interop_threads(1)
     world = World(index + 1, size)
     try:
