@@ -291,6 +291,8 @@ def plot(
 # (one import + register line per command below this comment)
 from cli import export  # noqa: E402
 export.register(app, user_errors)
+from cli import select  # noqa: E402
+select.register(app, user_errors)
 
 
 def format_table(result: dict) -> str:
