@@ -320,6 +320,8 @@ def format_info(about: dict) -> str:
                       f"{v['characters']:,} characters, {v['tags']} tags",
         "embeddings": about["embeddings"] or "none recorded",
         "context": about["context"],
+        "temperature": (f"{about['temperature']:.4f} (fitted by tagger calibrate)"
+                        if about["temperature"] != 1.0 else "1 (not calibrated: tagger calibrate MODEL DEV fits it)"),
         "best dev F1": f"{100 * f1:.2f} at epoch {about['best_epoch']}" if f1 is not None else "not recorded",
         "trained on": about["training_corpus"] or "not recorded",
         "date": about["date"] or "not recorded",

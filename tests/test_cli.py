@@ -581,5 +581,14 @@ def test_calibrate_saves_a_temperature_that_changes_the_scores(model_copy, tmp_p
     assert [e["score"] for e in after[0]["entities"]] != [e["score"] for e in before[0]["entities"]]
 
 
+def test_info_shows_the_calibration_temperature(model_copy, tmp_path):
+    assert json.loads(tagger("info", model_copy, "--json").stdout)["temperature"] == 1.0
+    assert "temperature: 1 (not calibrated" in tagger("info", model_copy).stdout
+    assert_ok(tagger("calibrate", model_copy, write_corpus(tmp_path / "dev.txt", make_sentences(30, seed=9))))
+    saved = json.loads((model_copy / "config.json").read_text(encoding="utf-8"))["config"]["temperature"]
+    assert json.loads(tagger("info", model_copy, "--json").stdout)["temperature"] == saved
+    assert f"temperature: {saved:.4f} (fitted by tagger calibrate)" in tagger("info", model_copy).stdout
+
+
 def test_calibrate_on_a_missing_dev_file_is_one_error_line(trained_model, tmp_path):
     assert_user_error(tagger("calibrate", trained_model, tmp_path / "nope.txt"), "nope.txt", "no such file")

@@ -190,6 +190,7 @@ class Tagger:
                            "lexicon_words": len(self.vocab.lexicon) if self.vocab.lexicon else 0},
             "embeddings": training.get("embeddings"),
             "context": self.config.context,
+            "temperature": self.config.temperature,  # the scores' calibration (tagger calibrate), 1: none
             "best_dev_f1": best_f1,
             "best_epoch": self.meta.get("epoch"),
             "training_corpus": training.get("train"),

@@ -1,0 +1,483 @@
+"""The tagger over HTTP: `create_app("model/")` is an ASGI app (Starlette), `tagger serve` runs it on uvicorn.
+
+Endpoints:
+  POST /v1/tag   {"text": str} | {"texts": [str]} | {"tokens": [[str]]}, optional "scores", "min_score",
+                 "n_best": the records `tagger predict` writes (JSONL writer), one object for "text", a
+                 list in input order otherwise.
+  POST /         the Hugging Face token-classification shape: {"inputs": str | [str], "parameters": {...}}
+                 -> [{"entity_group", "score", "word", "start", "end"}] (a list of those per input for a list).
+  GET /health    200 {"status": "ready"}; 503 while loading or draining. Never needs the token.
+  GET /info      what `tagger info --json` prints.
+  GET /metrics   Prometheus text: requests by route and status, latency, batch sizes, tokens, queue depth.
+
+Requests are micro-batched (tagger/tagging/batcher.py): whatever arrives together is tagged in one engine
+call, in a thread, off the event loop. Every limit (body size, queue, time, batch) is a `Settings` field
+and a `tagger serve` flag; a request past one gets its status (413, 503 + Retry-After, 504) and a one-line
+JSON body {"error": "..."}, never a traceback. No request names a file or a model: the model is the one
+given at start.
+
+Extending (e.g. an annotation tool's backend): pass `routes=[Route(...)]` to `create_app`; an endpoint finds
+the `Service` (the tagger, the batcher, `await service.tag_texts(...)`) at `request.app.state.service` and
+can wrap itself in `service.endpoint(name, fn)` to get the token check, metrics and error handling.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import hmac
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from corpora.conll import Sentence
+from tagger.errors import ConfigError, ModelError, TaggerError
+from tagger.tagging import pipeline, streaming
+from tagger.tagging.batcher import Batcher, BatchStats, QueueFull
+from tagger.tagging.confidence import ScoreOptions
+from tagger.tagging.tagger import Tagger
+from tagger.tagging.writers import JsonlWriter
+
+log = logging.getLogger("tagger.server")
+
+TAG_FIELDS = {"text", "texts", "tokens", "scores", "min_score", "n_best"}
+HF_FIELDS = {"inputs", "parameters", "options"}
+HF_PARAMETERS = {"aggregation_strategy", "ignore_labels", "stride"}
+HF_AGGREGATIONS = {None, "simple", "first", "average", "max"}  # each gives whole entities, as the tagger does
+JSON = "application/json"
+
+
+@dataclass
+class Settings:
+    """What `tagger serve` flags set; the defaults are the documented ones (bench/README.md: serving)."""
+
+    max_batch_tokens: int = 4096   # a batch closes at this many tokens...
+    batch_wait_ms: float = 0.0     # ...or this long after its first request (0: take what has arrived)
+    max_queue: int = 1024          # requests waiting for the engine per worker; more get 503 + Retry-After
+    timeout_s: float = 10.0        # a request not answered in this time gets 504
+    max_body_bytes: int = 1 << 20  # a larger body gets 413
+    max_n_best: int = 10           # the largest n_best a request may ask for
+    token: str | None = None       # bearer token (--token-file); None: no authentication
+    cors_origins: tuple[str, ...] = ()  # origins allowed by CORS (--cors); none: no CORS headers at all
+    batch_size: int = 256          # sentences per network pass within an engine call
+    drain_on_sigterm: bool = False  # set by `tagger serve`: /health says 503 as soon as SIGTERM arrives
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_tokens", "max_queue", "max_body_bytes", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if not self.batch_wait_ms >= 0 or not self.timeout_s > 0 or self.max_n_best < 0:
+            raise ConfigError("--batch-wait must be >= 0, --timeout > 0 and --max-n-best >= 0")
+
+
+class HTTPError(Exception):
+    """A request the server refuses: its status and a one-line message (and extra headers)."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, " ".join(message.split()), headers or {}
+
+
+@dataclass(frozen=True)
+class TagJob:
+    """One request's work for the engine: raw texts or token lists, and what to add."""
+
+    kind: str  # "text" or "tokens"
+    items: tuple
+    options: ScoreOptions
+
+
+@dataclass
+class Tagged:
+    """One request's answer: a JSONL record per item (no line end), and the tokens tagged."""
+
+    records: list[str]
+    tokens: int
+
+
+class Metrics:
+    """The Prometheus series. With several worker processes, prometheus_client's multiprocess mode (the
+    PROMETHEUS_MULTIPROC_DIR variable) sums them over the workers (`tagger serve` sets it up)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("tagger_requests", "HTTP requests answered, by route and status",
+                                ["route", "status"], registry=r)
+        self.latency = Histogram("tagger_request_seconds", "Time from reading a request to its answer",
+                                 ["route"], registry=r, buckets=(.0005, .001, .0015, .002, .005, .01, .02, .05,
+                                                                 .1, .2, .5, 1, 2, 5, 10, 30))
+        self.batch_requests = Histogram("tagger_batch_requests", "Requests per engine call", registry=r,
+                                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+        self.batch_tokens = Histogram("tagger_batch_tokens", "Tokens per engine call (as budgeted)", registry=r,
+                                      buckets=(16, 64, 256, 1024, 4096, 16384, 65536))
+        self.tokens = Counter("tagger_tokens", "Tokens tagged", registry=r)
+        self.queue = Gauge("tagger_queue_depth", "Requests waiting for the engine", registry=r,
+                           multiprocess_mode="livesum")
+
+    def batch(self, stats: BatchStats) -> None:
+        self.batch_requests.observe(stats.jobs)
+        self.batch_tokens.observe(stats.tokens)
+
+    def exposition(self) -> bytes:
+        """The text Prometheus scrapes: this process's series, or every worker's in multiprocess mode."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client import multiprocess
+
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            return generate_latest(self.registry)
+        _forget_dead_workers(Path(directory))
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+
+def _forget_dead_workers(directory: Path) -> None:
+    """A killed worker's queue depth ("live" gauges) must not count: drop the files of pids gone."""
+    from prometheus_client import multiprocess
+
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), str(directory))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Service:
+    """The loaded model behind the endpoints: tags jobs in batches, keeps the metrics and the state."""
+
+    def __init__(self, tagger: Tagger, settings: Settings):
+        self.tagger, self.settings = tagger, settings
+        self.writer = JsonlWriter(tagger.labels, tagger.vocab.source_scheme)
+        self.metrics = Metrics()
+        self.batcher = Batcher(self.handle, settings.max_batch_tokens, settings.batch_wait_ms / 1000,
+                               settings.max_queue, on_batch=self._on_batch)
+        self.state = "loading"  # -> "ready" once loaded and warm -> "draining" at SIGTERM or shutdown
+        self.chars = tagger.config.tokenizer == "chars"
+        self.info = json.dumps(tagger.info(), ensure_ascii=False).encode("utf-8")
+
+    # -- the engine side (a worker thread) --------------------------------------------------------------
+
+    def handle(self, jobs: Sequence[TagJob]) -> list[Tagged | Exception]:
+        """Tag a batch of requests: those asking the same (kind, options) in one engine call each."""
+        out: list[Tagged | Exception] = [None] * len(jobs)  # type: ignore[list-item]
+        groups: dict[tuple, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault((job.kind, job.options), []).append(i)
+        for (kind, options), members in groups.items():
+            items = [item for i in members for item in jobs[i].items]
+            try:
+                records, tokens = self._tag(kind, items, options)
+            except TaggerError as e:
+                for i in members:
+                    out[i] = HTTPError(422, str(e))
+                continue
+            start = 0
+            for i in members:
+                n = len(jobs[i].items)
+                out[i] = Tagged(records[start : start + n], sum(tokens[start : start + n]))
+                start += n
+        return out
+
+    def _tag(self, kind: str, items: list, options: ScoreOptions) -> tuple[list[str], list[int]]:
+        """JSONL records (without line ends) and token counts of raw texts or token lists, in order."""
+        if kind == "text":
+            records, tokens = [], []
+            for tagged in pipeline.tag_texts(self.tagger, items, options, self.settings.batch_size):
+                records.append(self.writer.text(tagged)[:-1])
+                tokens.append(len(tagged.tokens.texts))
+            return records, tokens
+        sentences = [Sentence(tuple(tokens)) for tokens in items]
+        # what `tagger predict --input-format tokens` runs, given sentences rather than lines to split
+        rendered = streaming.render(self.tagger, self.writer, "conll", options, self.settings.batch_size, sentences)
+        return rendered.split("\n")[:-1], [len(s) for s in items]
+
+    # -- the event-loop side ----------------------------------------------------------------------------
+
+    async def tag(self, job: TagJob) -> Tagged:
+        """Tag one request through the batcher: QueueFull -> 503, past the time limit -> 504."""
+        size = sum(map(self._estimate, job.items)) if job.kind == "text" else sum(map(len, job.items))
+        try:
+            tagged = await self.batcher.submit(job, size, self.settings.timeout_s)
+        except QueueFull:
+            raise HTTPError(503, "the server is busy: too many requests are waiting; retry shortly",
+                            {"Retry-After": "1"}) from None
+        except TimeoutError:
+            raise HTTPError(504, f"not answered within the time limit of {self.settings.timeout_s:g} s") from None
+        finally:
+            self.metrics.queue.set(self.batcher.depth)
+        self.metrics.tokens.inc(tagged.tokens)
+        return tagged
+
+    async def tag_texts(self, texts: Sequence[str], options: ScoreOptions = ScoreOptions()) -> list[dict]:
+        """For extra routes: the /v1/tag records of raw texts, as dicts."""
+        tagged = await self.tag(TagJob("text", tuple(texts), options))
+        return [json.loads(record) for record in tagged.records]
+
+    def _estimate(self, text: str) -> int:
+        """Tokens a text will have, roughly (what the batch budget counts before tokenising)."""
+        return len(text) if self.chars else text.count(" ") + 1
+
+    def _on_batch(self, stats: BatchStats) -> None:
+        self.metrics.batch(stats)
+        self.metrics.queue.set(self.batcher.depth)
+
+    def endpoint(self, route: str, handler: Callable[[Request], Awaitable[Response]], auth: bool = True
+                 ) -> Callable[[Request], Awaitable[Response]]:
+        """`handler` with the token check (if `auth`), a one-line JSON body for any refusal, a 500 without
+        a traceback for a bug (logged here), and the request counted and timed under `route`."""
+        async def wrapped(request: Request) -> Response:
+            start = time.perf_counter()
+            try:
+                if auth:
+                    self._check_token(request)
+                response = await handler(request)
+            except HTTPError as e:
+                response = JSONResponse({"error": e.message}, e.status, e.headers)
+            except Exception:  # a bug: logged with its traceback here, never sent
+                log.exception("%s %s failed", request.method, request.url.path)
+                response = JSONResponse({"error": "internal error (logged by the server)"}, 500)
+            self.metrics.requests.labels(route, str(response.status_code)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            return response
+        return wrapped
+
+    def _check_token(self, request: Request) -> None:
+        expected = self.settings.token
+        if expected is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected.encode())
+        if not ok:
+            raise HTTPError(401, "missing or wrong bearer token (Authorization: Bearer ...)",
+                            {"WWW-Authenticate": "Bearer"})
+
+
+# -- parsing requests -----------------------------------------------------------------------------------------
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON: 413 past `limit` bytes (told by Content-Length or found while reading), 400 when
+    it is not JSON."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise HTTPError(413 if length.isdigit() else 400,
+                        f"the body is larger than the limit of {limit} bytes" if length.isdigit()
+                        else "Content-Length is not a number")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPError(413, f"the body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise HTTPError(400, "the body is empty: send a JSON object")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HTTPError(400, f"the body is not valid JSON ({e})") from None
+
+
+def parse_tag_request(body: Any, max_n_best: int) -> tuple[TagJob, bool]:
+    """A /v1/tag body -> its job, and whether the answer is one record ("text") rather than a list. 422
+    for wrong types, unknown fields or not exactly one of text/texts/tokens."""
+    if not isinstance(body, dict):
+        raise HTTPError(422, f"the body must be a JSON object, not {_json_type(body)}")
+    unknown = sorted(set(body) - TAG_FIELDS)
+    if unknown:
+        raise HTTPError(422, f"unknown field {unknown[0]!r} (fields: {', '.join(sorted(TAG_FIELDS))})")
+    given = [name for name in ("text", "texts", "tokens") if name in body]
+    if len(given) != 1:
+        raise HTTPError(422, "give exactly one of \"text\", \"texts\" or \"tokens\"")
+    name = given[0]
+    value = body[name]
+    if name == "text":
+        _expect(isinstance(value, str), "\"text\" must be a string")
+        items: tuple = (value,)
+    elif name == "texts":
+        _expect(isinstance(value, list) and all(isinstance(t, str) for t in value),
+                "\"texts\" must be a list of strings")
+        items = tuple(value)
+    else:
+        _expect(isinstance(value, list) and all(isinstance(s, list) and all(isinstance(t, str) for t in s)
+                                                for s in value),
+                "\"tokens\" must be a list of sentences, each a list of strings")
+        items = tuple(tuple(s) for s in value)
+    return TagJob("text" if name != "tokens" else "tokens", items, _options(body, max_n_best)), name == "text"
+
+
+def _options(body: dict, max_n_best: int) -> ScoreOptions:
+    scores = body.get("scores", False)
+    min_score = body.get("min_score")
+    n_best = body.get("n_best", 0)
+    _expect(isinstance(scores, bool), "\"scores\" must be true or false")
+    _expect(min_score is None or (isinstance(min_score, (int, float)) and not isinstance(min_score, bool)
+                                  and math.isfinite(min_score) and 0 <= min_score <= 1),
+            "\"min_score\" must be a number in [0, 1]")
+    _expect(n_best is None or (isinstance(n_best, int) and not isinstance(n_best, bool) and 0 <= n_best),
+            "\"n_best\" must be a whole number >= 0")
+    if n_best and n_best > max_n_best:
+        raise HTTPError(422, f"\"n_best\" may be at most {max_n_best} (the server's --max-n-best)")
+    return ScoreOptions(scores=scores, min_score=None if min_score is None else float(min_score),
+                        n_best=n_best or 0)
+
+
+def parse_hf_request(body: Any) -> tuple[list[str], bool, set[str]]:
+    """A Hugging Face token-classification body -> (texts, whether "inputs" was one string, labels to drop)."""
+    if not isinstance(body, dict):
+        raise HTTPError(422, f"the body must be a JSON object, not {_json_type(body)}")
+    unknown = sorted(set(body) - HF_FIELDS)
+    if unknown:
+        raise HTTPError(422, f"unknown field {unknown[0]!r} (fields: inputs, parameters, options)")
+    inputs = body.get("inputs")
+    _expect(isinstance(inputs, str) or (isinstance(inputs, list) and all(isinstance(t, str) for t in inputs)),
+            "\"inputs\" must be a string or a list of strings")
+    parameters = body.get("parameters") or {}
+    _expect(isinstance(parameters, dict), "\"parameters\" must be an object")
+    unknown = sorted(set(parameters) - HF_PARAMETERS)
+    if unknown:
+        raise HTTPError(422, f"unknown parameter {unknown[0]!r} (parameters: {', '.join(sorted(HF_PARAMETERS))})")
+    aggregation = parameters.get("aggregation_strategy")
+    _expect(aggregation in HF_AGGREGATIONS, "\"aggregation_strategy\" must be one of simple, first, average, "
+            "max: the tagger answers whole entities")
+    ignore = parameters.get("ignore_labels") or []
+    _expect(isinstance(ignore, list) and all(isinstance(x, str) for x in ignore),
+            "\"ignore_labels\" must be a list of strings")
+    stride = parameters.get("stride")
+    _expect(stride is None or (isinstance(stride, int) and not isinstance(stride, bool) and stride >= 0),
+            "\"stride\" must be a whole number >= 0 (the tagger needs no chunking: it is accepted and unused)")
+    return ([inputs] if isinstance(inputs, str) else list(inputs)), isinstance(inputs, str), set(ignore)
+
+
+def hf_entities(record: dict, ignore: set[str]) -> list[dict]:
+    """A /v1/tag record's entities in the Hugging Face pipeline's aggregated shape."""
+    return [{"entity_group": e["label"], "score": e["score"], "word": e["text"], "start": e["start"],
+             "end": e["end"]} for e in record["entities"] if e["label"] not in ignore]
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise HTTPError(422, message)
+
+
+def _json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+
+
+# -- the app ----------------------------------------------------------------------------------------------------
+
+def create_app(model: str | os.PathLike | Tagger, settings: Settings | None = None,
+               routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The ASGI app serving `model` (a model directory, or a loaded Tagger), for uvicorn or to mount in
+    another service. `routes` are added after the built-in ones (see the module docstring)."""
+    settings = settings or Settings()
+    tagger = model if isinstance(model, Tagger) else Tagger.load(model)
+    if tagger.vocab.features:
+        raise ModelError("this model needs feature columns (CoNLL input), which HTTP requests do not carry: "
+                         "serve a model trained without --features", path=None if isinstance(model, Tagger)
+                         else str(model))
+    service = Service(tagger, settings)
+    service.handle([TagJob("text", ("Warm up the engine.",), ScoreOptions())])  # first request pays no set-up
+    gc.freeze()  # the model lives as long as the process: the collector stops walking it
+
+    async def tag(request: Request) -> Response:
+        job, single = parse_tag_request(await read_json(request, settings.max_body_bytes), settings.max_n_best)
+        tagged = await service.tag(job)
+        body = tagged.records[0] if single else "[" + ",".join(tagged.records) + "]"
+        return Response(body.encode("utf-8"), media_type=JSON)
+
+    async def hf(request: Request) -> Response:
+        texts, single, ignore = parse_hf_request(await read_json(request, settings.max_body_bytes))
+        tagged = await service.tag(TagJob("text", tuple(texts), ScoreOptions(scores=True)))
+        answers = [hf_entities(json.loads(record), ignore) for record in tagged.records]
+        return JSONResponse(answers[0] if single else answers)
+
+    async def health(request: Request) -> Response:
+        ready = service.state == "ready"
+        return JSONResponse({"status": service.state}, 200 if ready else 503, None if ready else {"Retry-After": "1"})
+
+    async def info(request: Request) -> Response:
+        return Response(service.info, media_type=JSON)
+
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        service.batcher.start()
+        if settings.drain_on_sigterm:
+            _note_sigterm(service)
+        yield
+        service.state = "draining"
+        await service.batcher.stop()
+
+    table = [Route("/v1/tag", service.endpoint("tag", tag), methods=["POST"]),
+             Route("/", service.endpoint("hf", hf), methods=["POST"]),
+             Route("/health", service.endpoint("health", health, auth=False), methods=["GET"]),
+             Route("/info", service.endpoint("info", info), methods=["GET"]),
+             Route("/metrics", service.endpoint("metrics", metrics), methods=["GET"]),
+             *routes]
+    middleware = []
+    if settings.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                                     allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"]))
+    app = Starlette(routes=table, middleware=middleware, lifespan=lifespan)
+    app.state.service = service
+    service.state = "ready"  # loaded and warm (mounted without lifespan events, the batcher starts on first use)
+    return app
+
+
+def _note_sigterm(service: Service) -> None:
+    """Chain onto uvicorn's SIGTERM handler so that /health answers 503 from the moment draining starts."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(sig: int, frame: Any) -> None:
+        service.state = "draining"
+        if callable(previous):
+            previous(sig, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+# -- several workers: uvicorn imports the app in each --------------------------------------------------------
+
+SERVE_ENV = "TAGGER_SERVE"  # JSON {"model": ..., "settings": {...}}, set by `tagger serve --workers N`
+
+
+def app_from_env() -> Starlette:
+    """uvicorn's factory in each worker process: the model and settings `tagger serve` put in SERVE_ENV.
+    Each worker loads the model itself (uvicorn starts workers with spawn, not fork)."""
+    spec = json.loads(os.environ[SERVE_ENV])
+    settings = Settings(**{k: tuple(v) if k == "cors_origins" else v for k, v in spec["settings"].items()})
+    return create_app(spec["model"], settings)

@@ -1,0 +1,446 @@
+"""`tagger serve` as a client sees it: a real server on a free localhost port, a real HTTP client.
+
+The models are small ones trained on the bundled samples (samples/en, English IOB2; samples/zh, Chinese
+characters in BMES), so answers hold real entities with real offsets, Unicode included.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from corpora.conll import read_conll
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+SMALL = {"hidden_size": 32, "char_filters": 10, "word_dim": 32, "epochs": 3, "batch_size": 16, "lr": 0.05,
+         "threads": 1}
+
+
+def train_sample_model(root: Path, language: str) -> Path:
+    from tagger import commands
+
+    config = root / "small.toml"
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in SMALL.items()), encoding="utf-8")
+    out = root / "model"
+    commands.train(str(SAMPLES / language / "train.txt"), str(SAMPLES / language / "dev.txt"), out,
+                   config_file=config)
+    return out
+
+
+@pytest.fixture(scope="module")
+def en_model(tmp_path_factory) -> Path:
+    return train_sample_model(tmp_path_factory.mktemp("en"), "en")
+
+
+@pytest.fixture(scope="module")
+def zh_model(tmp_path_factory) -> Path:
+    return train_sample_model(tmp_path_factory.mktemp("zh"), "zh")
+
+
+def sample_lines(language: str, n: int = 120) -> list[str]:
+    """Raw text lines made of the samples' test sentences: one sentence, or two (offsets past the first)."""
+    glue = " " if language == "en" else ""
+    sentences = [glue.join(s.tokens) for s in read_conll(SAMPLES / language / "test.txt", labelled=False)][:n]
+    return [a if i % 3 else f"{a} {b}" for i, (a, b) in enumerate(zip(sentences, sentences[1:]))]
+
+
+def same(actual, expected) -> bool:
+    """Equal records, probabilities to 1e-6: the network computes in float32, so a text's scores move in
+    the 7th digit with the batch it is tagged in (its padding), in the server's micro-batches as in the
+    chunks of `tagger predict`."""
+    if isinstance(expected, float) and isinstance(actual, float):
+        return actual == pytest.approx(expected, rel=0, abs=1e-6)
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return actual.keys() == expected.keys() and all(same(actual[k], expected[k]) for k in expected)
+    if isinstance(expected, list) and isinstance(actual, list):
+        return len(actual) == len(expected) and all(map(same, actual, expected))
+    return type(actual) is type(expected) and actual == expected
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`tagger serve MODEL ARGS` in a child process, up once /health answers 200."""
+
+    def __init__(self, model: Path, *args: str, workers: int = 1):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "cli.main", "serve", str(model), "--port", str(self.port),
+                   "--workers", str(workers), "--quiet", *args]
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.stdout.read()
+            try:
+                if self.client.get("/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the server did not start in 60 s")
+
+    def stop(self) -> int:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+
+    def tag(self, **body) -> httpx.Response:
+        return self.client.post("/v1/tag", json=body)
+
+    def metrics(self) -> dict[str, float]:
+        """/metrics as {series with labels: value}."""
+        return _parse_metrics(self.client.get("/metrics").text)
+
+
+def _parse_metrics(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+@pytest.fixture(scope="module")
+def en_server(en_model):
+    server = Server(en_model)
+    yield server
+    server.stop()
+
+
+def predict_cli(model: Path, lines: list[str], tmp_path: Path, *options: str) -> list[dict]:
+    """What `tagger predict MODEL FILE OPTIONS` writes, one record per line."""
+    path = tmp_path / "input.txt"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    result = CliRunner().invoke(app, ["predict", str(model), str(path), *options])
+    assert result.exit_code == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+# -- answers are tagger predict's -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scores", [False, True])
+def test_texts_answer_what_tagger_predict_writes(en_server, en_model, tmp_path, scores):
+    lines = sample_lines("en")
+    expected = predict_cli(en_model, lines, tmp_path, *(["--scores"] if scores else []))
+    response = en_server.tag(texts=lines, scores=scores)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == expected
+    assert sum(len(r["entities"]) for r in expected) > 50  # the samples' entities are found, with offsets
+    one = en_server.tag(text=lines[0], scores=scores).json()  # "text": the one record, not a list
+    assert same(one, expected[0])
+
+
+def test_chinese_text_offsets_are_characters_as_in_tagger_predict(zh_model, tmp_path):
+    lines = sample_lines("zh")
+    server = Server(zh_model)
+    try:
+        for options, body in [((), {}), (("--scores",), {"scores": True}), (("--n-best", "3"), {"n_best": 3})]:
+            expected = predict_cli(zh_model, lines, tmp_path, *options)
+            assert server.tag(texts=lines, **body).json() == expected
+        entity = next(e for r in expected for e in r["entities"])
+        text = next(r["text"] for r in expected if entity in r["entities"])
+        assert text[entity["start"]:entity["end"]] == entity["text"]
+    finally:
+        assert server.stop() == 0
+
+
+def test_tokens_answer_what_predict_input_format_tokens_writes(en_server, en_model, tmp_path):
+    sentences = [s.tokens for s in read_conll(SAMPLES / "en" / "test.txt", labelled=False)][:80]
+    lines = [" ".join(tokens) for tokens in sentences]
+    for options, body in [((), {}), (("--scores", "--min-score", "0.5"), {"scores": True, "min_score": 0.5})]:
+        expected = predict_cli(en_model, lines, tmp_path, "--input-format", "tokens", *options)
+        assert en_server.tag(tokens=[list(t) for t in sentences], **body).json() == expected
+
+
+def test_concurrent_requests_each_get_their_own_answer(en_server, en_model, tmp_path):
+    lines = sample_lines("en", 201)[:200]
+    expected = predict_cli(en_model, lines, tmp_path, "--scores")
+    batches_before = en_server.metrics().get("tagger_batch_requests_count", 0)
+
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=en_server.url, limits=limits, timeout=60) as client:
+            return await asyncio.gather(*(client.post("/v1/tag", json={"text": t, "scores": True}) for t in lines))
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * len(lines)
+    assert [r.json()["text"] for r in responses] == lines
+    assert same([r.json() for r in responses], expected)
+    engine_calls = en_server.metrics()["tagger_batch_requests_count"] - batches_before
+    assert engine_calls < len(lines)  # requests that arrived together shared engine calls
+
+
+# -- the Hugging Face shape -----------------------------------------------------------------------------------
+
+def test_huggingface_client_gets_spans_with_offsets(en_server):
+    from huggingface_hub import InferenceClient
+
+    text = sample_lines("en")[0]
+    record = en_server.tag(text=text, scores=True).json()
+    assert record["entities"]
+    spans = InferenceClient(base_url=en_server.url).token_classification(text)
+    assert [(s.entity_group, s.word, s.start, s.end) for s in spans] == \
+        [(e["label"], e["text"], e["start"], e["end"]) for e in record["entities"]]
+    assert [s.score for s in spans] == pytest.approx([e["score"] for e in record["entities"]])
+    assert all(text[s.start:s.end] == s.word for s in spans)
+
+
+def test_huggingface_shape_takes_a_list_and_ignore_labels(en_server):
+    texts = sample_lines("en")[:3]
+    answers = en_server.client.post("/", json={"inputs": texts, "parameters": {"ignore_labels": ["PER"]}}).json()
+    records = en_server.tag(texts=texts, scores=True).json()
+    assert len(answers) == 3
+    for answer, record in zip(answers, records):
+        assert [a["word"] for a in answer] == [e["text"] for e in record["entities"] if e["label"] != "PER"]
+
+
+# -- bad input ------------------------------------------------------------------------------------------------
+
+BAD_REQUESTS = [
+    # (path, body bytes, status, fragment of the one-line message)
+    ("/v1/tag", b"{\"text\": \"unterminated", 400, "not valid JSON"),
+    ("/v1/tag", b"", 400, "empty"),
+    ("/v1/tag", b"\xff\xfe", 400, "not valid JSON"),
+    ("/v1/tag", b"[\"a list\"]", 422, "JSON object"),
+    ("/v1/tag", b"{\"text\": 3}", 422, "\"text\" must be a string"),
+    ("/v1/tag", b"{\"texts\": \"one string\"}", 422, "list of strings"),
+    ("/v1/tag", b"{\"tokens\": [\"flat\", \"list\"]}", 422, "list of sentences"),
+    ("/v1/tag", b"{\"text\": \"a\", \"texts\": [\"b\"]}", 422, "exactly one"),
+    ("/v1/tag", b"{\"text\": \"a\", \"model\": \"/etc/passwd\"}", 422, "unknown field 'model'"),
+    ("/v1/tag", b"{\"text\": \"a\", \"scores\": \"yes\"}", 422, "true or false"),
+    ("/v1/tag", b"{\"text\": \"a\", \"min_score\": 2}", 422, "[0, 1]"),
+    ("/v1/tag", b"{\"text\": \"a\", \"n_best\": -1}", 422, "whole number"),
+    ("/v1/tag", b"{\"text\": \"a\", \"n_best\": 1000}", 422, "at most 10"),
+    ("/", b"{\"inputs\": 5}", 422, "\"inputs\" must be a string"),
+    ("/", b"{\"inputs\": \"a\", \"parameters\": {\"aggregation_strategy\": \"none\"}}", 422, "whole entities"),
+    ("/", b"{\"inputs\": \"a\", \"parameters\": {\"file\": \"x\"}}", 422, "unknown parameter 'file'"),
+]
+
+
+@pytest.mark.parametrize("path,body,status,fragment", BAD_REQUESTS)
+def test_bad_input_gets_its_status_and_one_line(en_server, path, body, status, fragment):
+    response = en_server.client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert fragment in response.json()["error"]
+    assert "\n" not in response.text and "Traceback" not in response.text
+
+
+def test_limits_413_503_504_and_the_server_answers_afterwards(en_model):
+    text = sample_lines("en")[0]
+    heavy = {"texts": [text] * 8000}  # 1 MB, 300,000 tokens: the engine is busy for a while
+    server = Server(en_model, "--max-body", "2000000", "--max-queue", "1", "--timeout", "0.3")
+    try:
+        too_big = server.client.post("/v1/tag", content=b"{\"text\": \"" + b"x" * 2_000_000 + b"\"}")
+        assert too_big.status_code == 413 and "2000000 bytes" in too_big.json()["error"]
+
+        async def crowd() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                first = asyncio.ensure_future(client.post("/v1/tag", json=heavy))
+                await asyncio.sleep(0.1)  # the heavy request is in the engine
+                second = asyncio.ensure_future(client.post("/v1/tag", json={"text": text}))  # queued
+                await asyncio.sleep(0.05)
+                third = await client.post("/v1/tag", json={"text": text})  # the queue is full
+                return [await first, await second, third]
+
+        start = time.monotonic()
+        heavy_answer, queued, refused = asyncio.run(crowd())
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert heavy_answer.status_code == 504 and "0.3 s" in heavy_answer.json()["error"]
+        assert queued.status_code == 504
+        assert time.monotonic() - start < 5  # refused at the limit, not when the engine got round to it
+        deadline = time.monotonic() + 30
+        while server.client.get("/health").status_code != 200 or server.tag(text=text).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert server.tag(text=text).json()["text"] == text
+    finally:
+        assert server.stop() == 0
+
+
+def test_server_still_tags_correctly_after_bad_input(en_server, en_model, tmp_path):
+    for path, body, _, _ in BAD_REQUESTS:
+        en_server.client.post(path, content=body)
+    assert en_server.client.get("/health").json() == {"status": "ready"}
+    lines = sample_lines("en")[:5]
+    assert en_server.tag(texts=lines).json() == predict_cli(en_model, lines, tmp_path)
+
+
+# -- safety ---------------------------------------------------------------------------------------------------
+
+def test_bearer_token_missing_wrong_or_right(en_model, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    server = Server(en_model, "--token-file", str(token_file))
+    try:
+        body = {"text": "Paris"}
+        assert server.client.post("/v1/tag", json=body).status_code == 401
+        wrong = server.client.post("/v1/tag", json=body, headers={"Authorization": "Bearer s3cret-tokeN"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        for path in ("/info", "/metrics"):
+            assert server.client.get(path).status_code == 401
+        right = {"Authorization": "Bearer s3cret-token"}
+        assert server.client.post("/v1/tag", json=body, headers=right).status_code == 200
+        assert server.client.get("/info", headers=right).status_code == 200
+        assert server.client.get("/health").status_code == 200  # probes carry no token
+        from huggingface_hub import InferenceClient
+        assert InferenceClient(base_url=server.url, api_key="s3cret-token").token_classification("Paris") == []
+    finally:
+        assert server.stop() == 0
+
+
+def test_no_cors_headers_unless_asked(en_server, en_model):
+    preflight = {"Origin": "https://example.org", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in en_server.client.options("/v1/tag", headers=preflight).headers
+    server = Server(en_model, "--cors", "https://example.org")
+    try:
+        answer = server.client.options("/v1/tag", headers=preflight)
+        assert answer.headers["access-control-allow-origin"] == "https://example.org"
+    finally:
+        server.stop()
+
+
+def test_info_is_tagger_info_json(en_server, en_model):
+    result = CliRunner().invoke(app, ["info", str(en_model), "--json"])
+    assert en_server.client.get("/info").json() == json.loads(result.stdout)
+
+
+def test_the_server_binds_localhost_by_default(en_server):
+    connections = subprocess.run(["ss", "-ltnH", f"sport = :{en_server.port}"], capture_output=True, text=True)
+    if connections.returncode != 0:
+        pytest.skip("ss is not available")
+    assert f"127.0.0.1:{en_server.port}" in connections.stdout
+
+
+# -- metrics --------------------------------------------------------------------------------------------------
+
+def test_metrics_count_what_was_sent(en_server):
+    texts = sample_lines("en")[:5]
+    before = en_server.metrics()
+    tokens = 0
+    for text in texts:
+        assert en_server.tag(text=text).status_code == 200
+        tokens += len(en_server.tag(tokens=[text.split()]).json()[0]["tokens"])
+    en_server.client.post("/v1/tag", content=b"{\"text\": 1}")
+    after = en_server.metrics()
+
+    def grew(series: str) -> float:
+        return after.get(series, 0) - before.get(series, 0)
+
+    assert grew('tagger_requests_total{route="tag",status="200"}') == 10
+    assert grew('tagger_requests_total{route="tag",status="422"}') == 1
+    assert grew('tagger_request_seconds_count{route="tag"}') == 11
+    assert grew("tagger_tokens_total") == 2 * tokens
+    assert grew("tagger_batch_requests_sum") == 10
+    assert after["tagger_queue_depth"] == 0
+
+
+# -- lifecycle ------------------------------------------------------------------------------------------------
+
+def test_sigterm_during_a_burst_answers_every_accepted_request_and_exits_0(en_model, tmp_path):
+    lines = sample_lines("en", 41)[:40]
+    expected = predict_cli(en_model, [" ".join(lines)] * 1, tmp_path)
+    server = Server(en_model)
+
+    async def burst() -> list:
+        async with httpx.AsyncClient(base_url=server.url, limits=httpx.Limits(max_connections=50),
+                                     timeout=30) as client:
+            pending = [asyncio.ensure_future(client.post("/v1/tag", json={"texts": [" ".join(lines)] * 20}))
+                       for _ in range(30)]
+            await asyncio.sleep(0.5)  # every request sent and read: the engine works through them
+            server.process.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*pending, return_exceptions=True)
+
+    try:
+        answers = asyncio.run(burst())
+        assert [getattr(a, "status_code", a) for a in answers] == [200] * 30
+        assert all(a.json() == expected * 20 for a in answers)
+        assert server.process.wait(timeout=30) == 0
+        with pytest.raises(httpx.TransportError):  # stopped: no more connections
+            httpx.get(f"{server.url}/health", timeout=2)
+    finally:
+        server.stop()
+
+
+def test_a_killed_worker_is_replaced_and_its_requests_fail_cleanly(en_model):
+    server = Server(en_model, workers=2)
+    try:
+        children = _children(server.process.pid)
+        assert len(children) == 2
+        text = sample_lines("en")[0]
+
+        async def during_a_kill() -> list:
+            async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+                pending = [asyncio.ensure_future(client.post("/v1/tag", json={"texts": [text] * 3000}))
+                           for _ in range(6)]
+                await asyncio.sleep(0.3)
+                os.kill(children[0], signal.SIGKILL)
+                return await asyncio.gather(*pending, return_exceptions=True)
+
+        answers = asyncio.run(during_a_kill())
+        for answer in answers:  # answered, or the connection dropped: never a hang (no timeout)
+            assert isinstance(answer, (httpx.Response, httpx.RemoteProtocolError, httpx.ReadError)), repr(answer)
+            assert not isinstance(answer, httpx.Response) or answer.status_code == 200
+        deadline = time.monotonic() + 30
+        while len(_children(server.process.pid)) < 2 or children[0] in _children(server.process.pid):
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.2)
+        for _ in range(10):  # both workers answer
+            assert server.tag(text=text).json()["text"] == text
+        metrics = server.metrics()
+        assert metrics['tagger_requests_total{route="tag",status="200"}'] >= 10  # summed over the workers
+    finally:
+        assert server.stop() == 0
+
+
+def _children(pid: int) -> list[int]:
+    """Worker processes of the server `pid` (uvicorn's supervisor spawns them; multiprocessing adds a
+    resource tracker, which runs no server)."""
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "resource_tracker" not in line]
+
+
+# -- Python: mounting and extending -----------------------------------------------------------------------------
+
+def test_create_app_takes_extra_routes(en_model):
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from tagger.tagging.server import create_app
+
+    async def count(request: Request) -> JSONResponse:
+        body = await request.json()
+        records = await request.app.state.service.tag_texts(body["texts"])
+        return JSONResponse({"entities": sum(len(r["entities"]) for r in records)})
+
+    texts = sample_lines("en")[:20]
+    application = create_app(en_model, routes=[Route("/count", count, methods=["POST"])])
+    with TestClient(application) as client:
+        expected = sum(len(r["entities"]) for r in client.post("/v1/tag", json={"texts": texts}).json())
+        assert client.post("/count", json={"texts": texts}).json() == {"entities": expected}
