@@ -293,6 +293,8 @@ from cli import export  # noqa: E402
 export.register(app, user_errors)
 from cli import select  # noqa: E402
 select.register(app, user_errors)
+from cli import serve  # noqa: E402
+serve.register(app, user_errors)
 
 
 def format_table(result: dict) -> str:
