@@ -4,10 +4,10 @@
         --test ../shared/data/conll2003/test.txt --out bench/results-calibration.json
 
 Tags the test sentences (Viterbi), gives each predicted entity its exact probability under the CRF
-(tagger.marginals.span_probabilities) and checks it against the gold entities: a 10-bin reliability table
+(tagger.tagging.marginals.span_probabilities) and checks it against the gold entities: a 10-bin reliability table
 (each bin's mean score, precision and count), the expected calibration error (ECE), and precision and
 recall at the thresholds 0.5, 0.8, 0.9 and 0.95 (the table a user needs to pick a minimum score). When the
-ECE is above 0.05 (or with --fit), it fits a temperature on the dev entities (tagger.marginals.fit_temperature:
+ECE is above 0.05 (or with --fit), it fits a temperature on the dev entities (tagger.tagging.calibration.fit_temperature:
 the temperature minimising the negative log-likelihood of "this entity is correct"; what `tagger calibrate`
 saves in the model) and reports the test table at that temperature too. The tables are at explicit
 temperatures (1 and the fitted one), whatever the model's config.json holds. Prints the JSON it writes to --out.
@@ -24,17 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from corpora.conll import Sentence, read_conll  # noqa: E402
-from tagger.tagging import marginals  # noqa: E402
+from tagger.tagging import calibration  # noqa: E402
 from tagger.api import Tagger  # noqa: E402
 from tagger.tagging.calibration import entity_scores, scored_entities  # noqa: E402
 
 ECE_LIMIT = 0.05  # above this, a temperature is fitted on dev
 
 
-def report(data: Sequence[marginals.ScoredEntities], t: Tagger, gold: int, temperature: float) -> dict:
+def report(data: Sequence[calibration.ScoredEntities], t: Tagger, gold: int, temperature: float) -> dict:
     """The calibration table of the entities at `temperature`."""
     scores, correct = entity_scores(t, data, temperature)
-    return {"temperature": temperature, "gold_entities": gold, **marginals.calibration(scores, correct, gold=gold)}
+    return {"temperature": temperature, "gold_entities": gold, **calibration.calibration(scores, correct, gold=gold)}
 
 
 def labelled(path: str) -> list[Sentence]:
@@ -51,7 +51,7 @@ def run(model: str, dev: str, test: str, fit: bool = False) -> dict:
               "test_scores": report(test_data, t, test_gold, 1.0)}
     if fit or result["test_scores"]["ece"] > ECE_LIMIT:
         dev_data, _ = scored_entities(t, labelled(dev))
-        temperature = marginals.fit_temperature(dev_data, t.engine.crf, t.tags, t.scheme)
+        temperature = calibration.fit_temperature(dev_data, t.engine.crf, t.tags, t.scheme)
         result["fitted_temperature"] = temperature
         result["test_scores_at_fitted_temperature"] = report(test_data, t, test_gold, temperature)
     return result

@@ -1,5 +1,5 @@
 """Exact probabilities from the CRF, in numpy: token marginals, log Z, entity (span) probabilities, k-best
-paths with their probabilities, temperature scaling and calibration tables.
+paths with their probabilities, and temperature scaling (fitted in tagger/tagging/calibration.py).
 
 The CRF defines a distribution over whole tag sequences, P(y | x) = exp(score(y) - log Z), so these are
 exact answers, not softmaxes over Viterbi scores: one forward-backward pass gives every token marginal,
@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -25,7 +25,6 @@ from corpora import schemes
 from tagger.tensors import FORBIDDEN
 
 Span = tuple[str, int, int]  # (label, start, end) with end exclusive, as corpora.schemes.spans gives them
-THRESHOLDS = (0.5, 0.8, 0.9, 0.95)
 NEG_INF = -np.inf
 
 
@@ -293,96 +292,3 @@ def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         values[..., r] = np.take_along_axis(work, picked, -1)[..., 0]
         np.put_along_axis(work, picked, NEG_INF, -1)
     return top, values
-
-
-# -- temperature and calibration ---------------------------------------------------------------------------
-
-
-@dataclass
-class ScoredEntities:
-    """A batch and the entities to score in it: emissions (B, T, K), mask (B, T), spans per sentence, and
-    per span whether it is correct (in the gold annotation); what fit_temperature learns from."""
-
-    emissions: np.ndarray
-    mask: np.ndarray
-    spans: list[list[Span]]
-    correct: list[list[bool]]
-
-
-def entity_nll(data: Iterable[ScoredEntities], crf: Sequence[np.ndarray], tags: Sequence[str], scheme: str,
-               temperature: float) -> float:
-    """Mean negative log-likelihood of "this entity is correct" under the entities' probabilities at
-    `temperature` (binary cross-entropy; probabilities clipped to [1e-12, 1 - 1e-12])."""
-    total, count = 0.0, 0
-    for item in data:
-        lattice = forward_backward(item.emissions, item.mask, *crf, temperature=temperature)
-        p = np.clip(_flat(span_probabilities(lattice, item.spans, tags, scheme)), 1e-12, 1 - 1e-12)
-        ok = np.asarray(_flat(item.correct), dtype=bool)
-        total -= float(np.where(ok, np.log(p), np.log1p(-p)).sum())
-        count += len(p)
-    if not count:
-        raise ValueError("no entities to calibrate on")
-    return total / count
-
-
-def fit_temperature(data: Sequence[ScoredEntities], crf: Sequence[np.ndarray], tags: Sequence[str], scheme: str,
-                    bounds: tuple[float, float] = (0.05, 20.0), tol: float = 1e-3) -> float:
-    """The temperature that minimises entity_nll on `data` (dev entities, e.g. the Viterbi path's, each
-    marked correct or not): the negative log-likelihood is a proper scoring rule, so its minimiser is the
-    temperature whose entity probabilities are calibrated. A 17-point grid over log T within `bounds`, then
-    golden-section search around the grid's best point down to `tol` in log T. The predicted entities do
-    not depend on T (dividing all scores by T keeps the best path)."""
-    lo, hi = math.log(bounds[0]), math.log(bounds[1])
-    cost = functools.lru_cache(maxsize=None)(lambda x: entity_nll(data, crf, tags, scheme, math.exp(x)))
-    grid = np.linspace(lo, hi, 17).tolist()
-    best = min(range(len(grid)), key=lambda i: cost(grid[i]))
-    a, b = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-    ratio = (math.sqrt(5) - 1) / 2
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    while b - a > tol:
-        if cost(c) < cost(d):
-            b, d = d, c
-            c = b - ratio * (b - a)
-        else:
-            a, c = c, d
-            d = a + ratio * (b - a)
-    return math.exp((a + b) / 2)
-
-
-def _flat(nested: Iterable[Sequence]) -> list:
-    return [x for inner in nested for x in inner]
-
-
-def calibration(scores: Sequence[float], correct: Sequence[bool], bins: int = 10, gold: int | None = None,
-                thresholds: Sequence[float] = THRESHOLDS) -> dict:
-    """How well entity probabilities match how often the entities are right.
-
-    Returns {"bins": [{"low", "high", "count", "mean_score", "precision"}...] (equal-width bins over [0, 1];
-    mean_score and precision None in an empty bin), "ece": the expected calibration error (the bins' |mean
-    score - precision| weighted by their share of entities), "entities", and "thresholds": per threshold t
-    the entities scoring >= t, their precision, and recall = the correct ones among them / `gold` (the
-    number of gold entities; recall is None without it)}."""
-    s = np.asarray(scores, dtype=np.float64)
-    ok = np.asarray(correct, dtype=bool)
-    if s.shape != ok.shape:
-        raise ValueError(f"{len(s)} scores but {len(ok)} correctness flags")
-    which = np.minimum((s * bins).astype(np.int64), bins - 1)  # (N,) a score of 1.0 goes in the last bin
-    table, ece = [], 0.0
-    for i in range(bins):
-        inside = which == i
-        n = int(inside.sum())
-        mean = float(s[inside].mean()) if n else None
-        precision = float(ok[inside].mean()) if n else None
-        if n:
-            ece += n / len(s) * abs(mean - precision)
-        table.append({"low": i / bins, "high": (i + 1) / bins, "count": n, "mean_score": mean,
-                      "precision": precision})
-    return {"bins": table, "ece": ece, "entities": len(s),
-            "thresholds": [_at_threshold(s, ok, t, gold) for t in thresholds]}
-
-
-def _at_threshold(s: np.ndarray, ok: np.ndarray, threshold: float, gold: int | None) -> dict:
-    kept = s >= threshold
-    n, right = int(kept.sum()), int((kept & ok).sum())
-    return {"threshold": threshold, "kept": n, "precision": right / n if n else None,
-            "recall": right / gold if gold else None}
