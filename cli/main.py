@@ -161,10 +161,10 @@ def predict(
     text_column: str = typer.Option("text", "--text-column", help="with --ray: the JSONL/Parquet text field"),
     scores: bool = typer.Option(False, "--scores", help="add each entity's probability (\"score\"); CoNLL: a "
                                 "column with each tag's marginal probability"),
-    min_score: Optional[float] = typer.Option(None, "--min-score", metavar="P", help="drop entities whose "
-                                              "probability is below P (implies --scores)"),
-    n_best: Optional[int] = typer.Option(None, "--n-best", metavar="K", help="add the K most probable analyses "
-                                         "of each line with their probabilities (\"alternatives\"; JSONL)"),
+    min_score: Optional[float] = typer.Option(None, "--min-score", metavar="P", min=0.0, max=1.0,
+                                              help="drop entities whose probability is below P (implies --scores)"),
+    n_best: Optional[int] = typer.Option(None, "--n-best", metavar="K", min=1, help="add the K most probable "
+                                         "analyses of each line with their probabilities (\"alternatives\"; JSONL)"),
 ) -> None:
     """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
     from tagger.tagging import cluster

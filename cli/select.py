@@ -33,7 +33,8 @@ def register(app: typer.Typer, user_errors) -> None:
     def select(
         model: Path = typer.Argument(..., metavar="MODEL_DIR"),
         pool: str = typer.Argument(..., metavar="POOL", help="unlabelled data, streamed; - for standard input"),
-        budget: int = typer.Option(..., "--budget", "-k", help="how many sentences (raw text: lines) to select"),
+        budget: int = typer.Option(..., "--budget", "-k", min=1, help="how many sentences (raw text: lines) to "
+                                   "select"),
         strategy: Strategy = typer.Option("mnlp", "--strategy",  # type: ignore[valid-type]
                                           help="mnlp: log P(best path)/length, lowest first; least-confidence: "
                                           "1 - P(best path); entropy: mean token entropy of the marginals; "

@@ -556,14 +556,25 @@ def test_scores_reach_the_html_page(trained_model):
 
 
 @pytest.mark.parametrize("options, fragments", [
-    (["--min-score", "1.5"], ["--min-score", "[0, 1]", "1.5"]),
-    (["--min-score", "-0.1"], ["--min-score", "[0, 1]"]),
-    (["--n-best", "0"], ["--n-best", "at least 1", "0"]),
     (["--n-best", "3", "--output-format", "conll"], ["--n-best", "JSONL only", "conll"]),
     (["--n-best", "3", "--output-format", "html"], ["--n-best", "JSONL only", "html"]),
 ])
 def test_nonsense_score_options_are_one_error_line(options, fragments, trained_model):
     assert_user_error(tagger("predict", trained_model, *options, input="John Smith .\n"), *fragments)
+
+
+@pytest.mark.parametrize("command, options", [
+    ("predict", ["--min-score", "1.5"]),
+    ("predict", ["--min-score", "-0.1"]),
+    ("predict", ["--n-best", "0"]),
+    ("predict", ["--n-best", "-2"]),
+    ("predict", ["--workers", "-1"]),
+    ("predict", ["--batch-size", "0"]),
+    ("select", ["--budget", "0", "-o", "-", "-"]),
+])
+def test_an_option_value_out_of_its_range_is_a_usage_error(command, options, trained_model):
+    """Every bad option value exits 2 (wrong usage) with click's message naming the option, as --epochs 0 does."""
+    assert_usage_error(tagger(command, trained_model, *options, input="John Smith .\n"), options[0])
 
 
 def test_calibrate_saves_a_temperature_that_changes_the_scores(model_copy, tmp_path):
