@@ -106,7 +106,9 @@ def test_predict_raw_text_spans_point_into_the_text(model):
 
 def test_predict_raw_text_with_control_characters_and_unicode(model):
     texts = ["", "   ", "Zoë \x00 visited \t東京 🙂 .\r", "\u2028Anna\u00a0met John Smith\x1b[0m in Paris ."]
-    for text, entities in zip(texts, model.predict(texts)):
+    found = model.predict(texts)
+    assert ("John Smith", "PER") in [(e["text"], e["label"]) for e in found[3]]  # offsets below are checked
+    for text, entities in zip(texts, found):
         for e in entities:
             assert text[e["start"]:e["end"]] == e["text"]
     assert model.predict("") == []
