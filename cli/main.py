@@ -295,6 +295,8 @@ from cli import select  # noqa: E402
 select.register(app, user_errors)
 from cli import serve  # noqa: E402
 serve.register(app, user_errors)
+from cli import vectors  # noqa: E402
+vectors.register(app, user_errors)
 
 
 def format_table(result: dict) -> str:
