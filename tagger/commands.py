@@ -293,7 +293,7 @@ def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "te
         loaded()
     tagger = model
     writer = WRITERS[output_format](tagger.entity_types, tagger.vocab.source_scheme,
-                                    f"Entities found by {tagger.meta.get('name', 'tagger')}")
+                                    f"Entities found by {tagger.meta.get('name', 'tagger')}", scored=options.marginals)
     with store.atomic_file(output) as out:
         predict_files(tagger, inputs, writer, out, input_format, format, workers or auto_workers(inputs), warn,
                       options, batch_size)

@@ -79,6 +79,25 @@ def test_score_shows_on_hover_and_low_scores_are_lighter():
     assert low_score_colour("LOC") != label_colour("LOC")
 
 
+def test_the_legend_explains_the_dashed_outline_when_entities_are_scored():
+    scored = re.search(r'<span class="key low-score">([^<]*)</span>', page_header(LABELS, "Entities", scored=True))
+    assert scored and "dashed outline" in scored.group(1) and "0.50" in scored.group(1)
+    assert ".legend .key.low-score {" in page_header(LABELS, "Entities") and \
+        "dashed" in re.search(r"\.legend \.key\.low-score \{([^}]*)\}", page_header(LABELS, "x")).group(1)
+    assert 'class="key low-score"' not in page_header(LABELS, "Entities")  # no scores: nothing to explain
+
+
+def test_predict_scores_as_html_puts_the_explanation_in_the_legend(trained_model):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    run = lambda *options: CliRunner().invoke(app, ["predict", str(trained_model), "--output-format", "html",
+                                                    *options], input="John Smith visited Paris .\n").stdout
+    assert 'class="key low-score"' in run("--scores") and 'class="key low-score"' in run("--min-score", "0.2")
+    assert 'class="key low-score"' not in run()
+
+
 def test_colours_are_distinct_for_the_usual_types_and_chinese_subtypes():
     usual = ["PER", "LOC", "ORG", "MISC"]
     weibo = [f"{t}.{s}" for t in ("PER", "LOC", "ORG", "GPE") for s in ("NAM", "NOM")]

@@ -28,6 +28,7 @@ h1 { font-size: 1.3em; }
 p { white-space: pre-wrap; line-height: 2.1; margin: 0.3em 0; min-height: 1em; }
 mark.ent { color: inherit; padding: 0.15em 0.3em; border-radius: 0.3em; }
 mark.ent.low { outline: 1px dashed #888; }
+.legend .key.low-score { background: #f4f4f4; outline: 1px dashed #888; font-weight: normal; color: #555; }
 mark .tag { font-size: 0.62em; font-weight: bold; margin-left: 0.35em; vertical-align: middle;
             text-transform: uppercase; color: #333; }
 .legend { margin: 0 0 1.2em; }
@@ -98,17 +99,21 @@ def head(title: str, css: str) -> str:
             f"<h1>{escape(title)}</h1>\n")
 
 
-def legend(labels: Sequence[str]) -> str:
-    """One coloured key per label."""
+def legend(labels: Sequence[str], scored: bool = False) -> str:
+    """One coloured key per label; when the entities carry scores (`scored`), a last key saying what the
+    lighter colour and dashed outline of an entity mean."""
     keys = "".join(f"<span class=\"key\" data-label=\"{escape(label)}\" style=\"background:{label_colour(label)}\">"
                    f"{escape(label)}</span>" for label in labels)
+    if scored:
+        keys += (f"<span class=\"key low-score\">lighter, dashed outline: score below {LOW_SCORE:.2f} "
+                 "(hover an entity for its score)</span>")
     return f"<div class=\"legend\">{keys}</div>\n"
 
 
-def page_header(labels: Sequence[str], title: str) -> str:
+def page_header(labels: Sequence[str], title: str, scored: bool = False) -> str:
     """The start of the entity view: title and the legend of `labels` (pass the model's labels: the legend
-    is written before any entity is seen)."""
-    return head(title, STYLE) + legend(labels) + "<main>\n"
+    is written before any entity is seen); `scored`: the entities will carry scores (see `legend`)."""
+    return head(title, STYLE) + legend(labels, scored) + "<main>\n"
 
 
 def paragraph(text: str, entities: Sequence[dict]) -> str:

@@ -38,12 +38,14 @@ def register(name: str) -> Callable[[type["Writer"]], type["Writer"]]:
 
 class Writer(ABC):
     """Renders records as text. `labels` are the model's labels and `scheme` the scheme of the tags it is
-    given (None for plain tags), both known before the first record."""
+    given (None for plain tags), both known before the first record; `scored`: whether entities will carry
+    scores (the HTML legend then explains how a low one looks)."""
 
     name = ""
 
-    def __init__(self, labels: Sequence[str] = (), scheme: str | None = None, title: str = "tagger"):
-        self.labels, self.scheme, self.title = list(labels), scheme, title
+    def __init__(self, labels: Sequence[str] = (), scheme: str | None = None, title: str = "tagger",
+                 scored: bool = False):
+        self.labels, self.scheme, self.title, self.scored = list(labels), scheme, title, scored
 
     def header(self) -> str:
         return ""
@@ -112,7 +114,7 @@ class HtmlWriter(Writer):
     their label's colour, a legend of the model's labels; streams in constant memory."""
 
     def header(self) -> str:
-        return html.page_header(self.labels, self.title)
+        return html.page_header(self.labels, self.title, self.scored)
 
     def text(self, tagged: "TaggedText") -> str:
         return html.paragraph(tagged.text, tagged.entities)
