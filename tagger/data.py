@@ -57,10 +57,32 @@ def check_tags(sentences: Sequence[Sentence], source: str, scheme: str | None = 
              "IOB1/IOB2/BIOES/BILOU/BMES: the tags are read as plain labels (like POS tags)")
     if scheme in (None, "auto"):
         try:
-            return schemes.detect_scheme(s.tags or () for s in sentences) if prefixed else None
+            found = schemes.detect_scheme(s.tags or () for s in sentences) if prefixed else None
         except ValueError as e:
             raise InputError(str(e), path=source) from None
+        if found in ("iob1", "iob2"):
+            _warn_misplaced(sentences, source, found, warn)
+        return found
     return _check_given_scheme(sentences, tags, source, schemes.normalize_scheme(scheme), prefixed)
+
+
+def _warn_misplaced(sentences: Sequence[Sentence], source: str, scheme: str, warn: Callable[[str], None]) -> None:
+    """One warning when a few entities open the other IOB way (slips in a file detected as `scheme`): their
+    count and the first one's line. Such a tag still starts an entity, as conlleval reads it."""
+    first, count = None, 0
+    for s in sentences:
+        positions = schemes.misplaced(s.tags or (), scheme)
+        if positions and first is None:
+            first = s.line + positions[0] if s.line else None
+        count += len(positions)
+    if not count:
+        return
+    entities = sum(len(schemes.spans(s.tags or (), scheme)) for s in sentences)
+    wrong, right = ("I", "B") if scheme == "iob2" else ("B", "I")
+    where = f"{source}:{first}" if first else source
+    warn(f"warning: {where}: {count:,} of {entities:,} entities start with {wrong}- where {scheme.upper()} has "
+         f"{right}- (the first here); the rest are {scheme.upper()}, so the file is read as {scheme.upper()}, each "
+         f"such {wrong}- starting an entity (use --scheme to say otherwise)")
 
 
 def _first_line(sentences: Sequence[Sentence], wrong: Callable[[str], object]) -> Iterator[tuple[str, int | None]]:

@@ -184,6 +184,20 @@ def test_entity_like_tags_with_an_unknown_prefix_are_plain_labels_with_one_warni
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {path}:1: tag 'X-PER' looks like an entity tag")
 
 
+def test_a_bio_file_with_a_few_slips_is_iob2_with_one_warning_naming_the_first(tmp_path):
+    sentences = [(["Anna", "Novak", "left", "Oslo"], ["B-PER", "I-PER", "O", "B-LOC"])] * 30
+    slips = [(["she", "saw", "Rome"], ["O", "O", "I-LOC"]), (["Kim", "Lee", "came"], ["I-PER", "I-PER", "O"])]
+    path = write_corpus(tmp_path / "slips.txt", sentences[:10] + slips + sentences[10:])
+    warnings = []
+    assert check_tags(read_sentences(path), str(path), warn=warnings.append) == "iob2"
+    line = 10 * 5 + 3  # ten sentences of four lines and a blank, then the third token of the first slip
+    assert warnings == [f"warning: {path}:{line}: 2 of 62 entities start with I- where IOB2 has B- (the first "
+                        "here); the rest are IOB2, so the file is read as IOB2, each such I- starting an entity "
+                        "(use --scheme to say otherwise)"]
+    clean = write_corpus(tmp_path / "clean.txt", sentences)
+    assert check_tags(read_sentences(clean), str(clean), warn=warnings.append) == "iob2" and len(warnings) == 1
+
+
 def test_a_given_scheme_must_fit_the_tags(tmp_path):
     path = write_corpus(tmp_path / "c.txt", [(["John", "Smith", "left"], ["B-PER", "I-PER", "O"])])
     assert check_tags(read_sentences(path), str(path), "iob1") == "iob1"  # same prefixes: the user's word

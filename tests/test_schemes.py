@@ -17,6 +17,7 @@ from corpora.schemes import (
     from_spans,
     has_prefixes,
     is_valid,
+    misplaced,
     normalize_scheme,
     repair,
     spans,
@@ -92,6 +93,9 @@ def test_has_prefixes():
     ([["I-PER", "I-PER", "B-PER"]], "iob1"),  # a chunk starting with I- at the start
     ([["O", "I-PER"]], "iob1"),  # ... after O
     ([["B-PER", "I-LOC"]], "iob1"),  # ... after another type
+    ([["O", "B-PER", "I-PER"]] * 5 + [["O", "I-LOC"]], "iob2"),  # B- opens most chunks: IOB2 with a slip
+    ([["O", "I-PER", "I-PER"]] * 5 + [["O", "B-LOC"]], "iob1"),  # I- opens most chunks: IOB1 with a slip
+    ([["I-PER", "B-PER"], ["O", "B-LOC"]], "iob1"),  # a tie between the readings: IOB1
     ([["B-PER", "E-PER", "S-LOC"]], "bioes"),
     ([["S-PER"]], "bioes"),
     ([["B-PER", "L-PER"], ["U-LOC"]], "bilou"),
@@ -101,6 +105,13 @@ def test_has_prefixes():
 ])
 def test_detect_scheme(corpus: list[list[str]], expected: str | None):
     assert detect_scheme(iter(corpus)) == expected  # a one-pass iterator is enough
+
+
+def test_misplaced_tags_are_the_ones_the_scheme_forbids_where_they_stand():
+    tags = ["I-PER", "O", "B-LOC", "I-LOC", "I-ORG", "B-ORG", "O", "B-PER"]
+    assert misplaced(tags, "iob2") == [0, 4]  # I- at the start, I- after another type
+    assert misplaced(tags, "iob1") == [2, 7]  # B- after O (after its own type, position 5, is IOB1's use)
+    assert misplaced(["B-PER", "E-PER", "E-PER"], "bioes") == [2]
 
 
 @pytest.mark.parametrize(
