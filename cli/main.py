@@ -80,8 +80,10 @@ def train(
     dev: str = typer.Option(..., "--dev", help="development data: chooses the best epoch and stops training"),
     output: Path = typer.Option(..., "--output", "-o", help="model directory to write"),
     test: Optional[str] = typer.Option(None, "--test", help="scored with the best model at the end"),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="word vectors, GloVe or word2vec text; "
-                                              "'jieba': the character vectors of an installed jieba's LAC model"),
+    embeddings: Optional[List[Path]] = typer.Option(None, "--embeddings", help="word vectors, GloVe or word2vec "
+                                                    "text; given again, the files' vectors are concatenated "
+                                                    "(stacked); 'jieba': the character vectors of an installed "
+                                                    "jieba's LAC model"),
     lexicon: Optional[str] = typer.Option(None, "--lexicon", help="words, one a line with an optional frequency, "
                                           "whose B/M/E/S matches each character sees; 'jieba': the dictionary "
                                           "of an installed jieba (pip install jieba). Saved with the model"),

@@ -70,7 +70,7 @@ def prepare_output_dir(output: Path, resume: bool) -> None:
     output.mkdir(parents=True, exist_ok=True)
 
 
-def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path | None,
+def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path | Sequence[Path] | None,
                     lexicon: str | None = None, bigram_embeddings: Path | None = None,
                     context: str | None = None) -> None:
     """Add what the model was trained on, and when, to its config.json (`tagger info` shows it)."""
@@ -81,7 +81,7 @@ def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path
     path = output / "config.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
     meta["training"] = {"train": str(train_ref), "dev": str(dev_ref),
-                        "embeddings": Path(embeddings).name if embeddings else None,
+                        "embeddings": " + ".join(Path(p).name for p in vector_files(embeddings)) or None,
                         "lexicon": Path(lexicon).name if lexicon else None,
                         "bigram_embeddings": Path(bigram_embeddings).name if bigram_embeddings else None,
                         "context": Path(context).name if context else None,
@@ -89,13 +89,15 @@ def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path
     atomic_write(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None, embeddings: Path | None = None,
+def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None,
+          embeddings: Path | Sequence[Path] | None = None,
           format: str = "auto", tag_column: int | None = None, scheme: str = "auto",
           config_file: Path | None = None, overrides: dict | None = None, features: str | None = None,
           resume: bool = False, force: bool = False, reporter=None, processes: int = 1,
           lexicon: str | None = None, bigram_embeddings: Path | None = None, context: str | None = None) -> dict:
-    """Train a model from paths and options. embeddings: a vectors file, or "jieba" for the character vectors
-    of an installed jieba's LAC model; lexicon: a `word [frequency]` file, or "jieba" for its dictionary
+    """Train a model from paths and options. embeddings: a vectors file, several (their vectors stacked:
+    tagger/embeddings.py stack_vectors), or "jieba" for the character vectors of an installed jieba's LAC
+    model; lexicon: a `word [frequency]` file, or "jieba" for its dictionary
     (tagger/lexicon.py); bigram_embeddings: vectors of character bigrams ("北京"), in --embeddings' formats;
     context: "jieba" (or a lac_small directory) for LAC as a frozen context encoder (tagger/lac.py). They only
     start a training: on --resume the checkpoint keeps its own."""
@@ -156,16 +158,26 @@ def _read_corpora(train_ref: str, dev_ref: str, format: str, tag_column: int | N
     return train_sents, dev_sents, source, dev_scheme
 
 
-def _check_inputs(embeddings: Path | None, bigram_embeddings: Path | None, lexicon: str | None,
+def vector_files(embeddings: Path | Sequence[Path] | None) -> list[Path]:
+    """--embeddings as a list: none, one file (or "jieba"), or several whose vectors are stacked."""
+    if embeddings is None or isinstance(embeddings, (str, Path)):
+        return [Path(embeddings)] if embeddings else []
+    return [Path(p) for p in embeddings]
+
+
+def _check_inputs(embeddings: Path | Sequence[Path] | None, bigram_embeddings: Path | None, lexicon: str | None,
                   context: str | None) -> None:
     """InputError for a missing vectors file, lexicon or LAC model, found without reading any of them."""
     from tagger import lac
     from tagger.embeddings import check_vectors_file
     from tagger.lexicon import lexicon_path
 
-    jieba_vectors = embeddings is not None and lac.names_jieba(embeddings)
-    if embeddings is not None and not jieba_vectors:
-        check_vectors_file(embeddings)
+    files = vector_files(embeddings)
+    jieba_vectors = any(lac.names_jieba(p) for p in files)
+    if jieba_vectors and len(files) > 1:
+        raise ConfigError("--embeddings jieba cannot be stacked with other vectors: give it alone")
+    for path in [] if jieba_vectors else files:
+        check_vectors_file(path)
     if jieba_vectors or context is not None:
         lac.lac_dir(context if context is not None else lac.JIEBA)
     if bigram_embeddings is not None:
@@ -174,24 +186,29 @@ def _check_inputs(embeddings: Path | None, bigram_embeddings: Path | None, lexic
         lexicon_path(lexicon)
 
 
-def _load_inputs(embeddings: Path | None, bigram_embeddings: Path | None, lexicon: str | None,
+def _load_inputs(embeddings: Path | Sequence[Path] | None, bigram_embeddings: Path | None, lexicon: str | None,
                  context: str | None, reporter):
     """The optional inputs a new training starts from (tagger/training/setup.py's Inputs), each read only
     when asked for: tagger/embeddings.py, tagger/lexicon.py, tagger/lac.py."""
     from tagger import lac
-    from tagger.embeddings import load_vectors
+    from tagger.embeddings import load_vectors, stack_vectors
     from tagger.lexicon import read_lexicon
     from tagger.training.setup import Inputs
 
     vectors = bigram_vectors = words = encoder = None
-    jieba_vectors = embeddings is not None and lac.names_jieba(embeddings)
+    files = vector_files(embeddings)
+    jieba_vectors = any(lac.names_jieba(p) for p in files)
     if jieba_vectors or context is not None:
         chars, tensors = lac.from_jieba(context if context is not None else lac.JIEBA)
         encoder = (chars, tensors) if context is not None else None
         if jieba_vectors:
             vectors = lac.char_vectors(chars, tensors["context.embedding"])
-    if embeddings is not None and not jieba_vectors:
-        vectors = load_vectors(embeddings)
+    if files and not jieba_vectors:
+        sets = [load_vectors(p) for p in files]
+        vectors = stack_vectors(sets) if len(sets) > 1 else sets[0]
+        if len(sets) > 1:
+            reporter.message(f"stacked vectors: {' + '.join(str(m.shape[1]) for _, m in sets)} = "
+                             f"{vectors[1].shape[1]} dimensions, {len(vectors[0]):,} words")
     if bigram_embeddings is not None:
         bigram_vectors = load_vectors(bigram_embeddings)
     if lexicon is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -32,6 +33,28 @@ def load_vectors(path: str | Path, expected_dim: int | None = None) -> tuple[lis
     if len(keep) != len(words):
         words, vectors = [words[i] for i in keep], vectors[keep]
     return words, vectors
+
+
+def stack_vectors(sets: Sequence[tuple[list[str], np.ndarray]],
+                  lowercase: bool = True) -> tuple[list[str], np.ndarray]:
+    """Several vector sets as one (`--embeddings A --embeddings B`): every word of any set, in order of first
+    appearance, with its vectors concatenated, so the dimensions add: (num_words, dim_A + dim_B + ...).
+
+    A word that a set lacks takes that set's vector of its lower-cased form when `lowercase` (the lookup
+    `Vocab.word_id` falls back to), else zeros: the part a set cannot say about a word adds nothing."""
+    ids: dict[str, int] = {}
+    for words, _ in sets:
+        for w in words:
+            ids.setdefault(w, len(ids))
+    out = np.zeros((len(ids), sum(m.shape[1] for _, m in sets)), dtype=np.float32)  # (num_words, total_dim)
+    start = 0
+    for words, matrix in sets:
+        own = dict(zip(words, range(len(words))))
+        rows = [own.get(w, own.get(w.lower(), -1) if lowercase else -1) for w in ids]
+        found = np.flatnonzero(np.asarray(rows) >= 0)
+        out[found, start:start + matrix.shape[1]] = matrix[np.asarray(rows)[found]]
+        start += matrix.shape[1]
+    return list(ids), out
 
 
 def check_vectors_file(path: str | Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 from conftest import make_sentences, write_corpus, write_toml
 from tagger import commands
 from tagger.api import Tagger
-from tagger.embeddings import load_vectors
-from tagger.errors import InputError
+from tagger.embeddings import load_vectors, stack_vectors
+from tagger.errors import ConfigError, InputError
 
 GLOVE = "the 0.1 0.2 0.3\nParis 1 2 3\nberlin -1.5 0 2.25\n"
 WORDS = ["the", "Paris", "berlin"]
@@ -118,3 +118,54 @@ def test_training_with_vectors_uses_their_dimension_and_rows(tmp_path):
     assert tagger.vocab.word_id("Madrid") == len(tagger.vocab.words)  # looked up lower-cased
     assert len(tagger.predict_tokens([["Anna", "visited", "Madrid"]])[0]) == 3
     assert np.isfinite(tagger.tensors["words.trained"]).all()
+
+
+# -- stacked vectors: --embeddings A --embeddings B ------------------------------------------------------------
+
+def test_stacked_vectors_add_their_dimensions_and_pad_words_a_set_lacks():
+    a = (["the", "paris"], np.array([[1, 2], [3, 4]], dtype=np.float32))
+    b = (["paris", "reuters", "the"], np.array([[5, 6, 7], [8, 9, 10], [11, 12, 13]], dtype=np.float32))
+    words, matrix = stack_vectors([a, b])
+    assert words == ["the", "paris", "reuters"]  # every word, in order of first appearance
+    assert matrix.dtype == np.float32 and matrix.shape == (3, 2 + 3)
+    np.testing.assert_array_equal(matrix, [[1, 2, 11, 12, 13], [3, 4, 5, 6, 7], [0, 0, 8, 9, 10]])  # unknown: 0
+
+
+def test_stacked_vectors_find_a_cased_word_lower_cased_in_a_set_that_lacks_it():
+    glove = (["paris"], np.array([[1, 1]], dtype=np.float32))          # lower-cased, as GloVe's
+    cased = (["Paris", "paris"], np.array([[2], [3]], dtype=np.float32))
+    words, matrix = stack_vectors([glove, cased])
+    assert words == ["paris", "Paris"]
+    np.testing.assert_array_equal(matrix, [[1, 1, 3], [1, 1, 2]])
+    np.testing.assert_array_equal(stack_vectors([glove, cased], lowercase=False)[1], [[1, 1, 3], [0, 0, 2]])
+
+
+def test_training_with_two_vector_files_stacks_them(tmp_path):
+    sents = make_sentences(30, seed=3)
+    train = write_corpus(tmp_path / "train.txt", sents[:22])
+    dev = write_corpus(tmp_path / "dev.txt", sents[22:])
+    first = write(tmp_path, "paris 1 2 3\nvisited 0 1 0\n", "a.txt")
+    second = write(tmp_path, gzip.compress(b"madrid 4 5\nparis 6 7\n"), "b.txt.gz")
+    commands.train(str(train), str(dev), tmp_path / "m", embeddings=[first, second],
+                   config_file=write_toml(tmp_path / "c.toml", epochs=1))
+    tagger = Tagger.load(tmp_path / "m")
+    assert tagger.config.word_dim == 3 + 2
+    assert tagger.info()["embeddings"] == "a.txt + b.txt.gz"
+    assert tagger.vocab.frozen.items == ["madrid"]  # only in the second file: padded, kept
+    np.testing.assert_allclose(tagger.tensors["words.frozen"][0], [0, 0, 0, 4, 5])
+    assert len(tagger.predict_tokens([["Anna", "visited", "Madrid"]])[0]) == 3
+
+
+def test_a_missing_file_among_stacked_vectors_is_named(tmp_path):
+    sents = make_sentences(10, seed=3)
+    train = write_corpus(tmp_path / "train.txt", sents)
+    present = write(tmp_path, "paris 1 2 3\n", "a.txt")
+    with pytest.raises(InputError, match="missing.txt: no such embeddings file"):
+        commands.train(str(train), str(train), tmp_path / "m", embeddings=[present, tmp_path / "missing.txt"])
+    assert not (tmp_path / "m").exists()
+
+
+def test_jieba_vectors_cannot_be_stacked(tmp_path):
+    train = write_corpus(tmp_path / "train.txt", make_sentences(10, seed=3))
+    with pytest.raises(ConfigError, match="cannot be stacked"):
+        commands.train(str(train), str(train), tmp_path / "m", embeddings=["jieba", write(tmp_path, GLOVE)])

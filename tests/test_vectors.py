@@ -243,3 +243,20 @@ def test_bad_options_are_one_line(raw, tmp_path):
 def test_without_gensim_the_error_names_the_extra(raw, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "gensim", None)  # `import gensim` now raises ImportError
     assert_user_error(vectors_cli(raw, output=tmp_path / "v.txt"), "pip install 'bilstm-tagger[vectors]'")
+
+
+def test_the_vectors_stack_with_other_vectors_on_the_train_command(tmp_path):
+    """`tagger train --embeddings glove --embeddings ours`: each word's vectors concatenated."""
+    sentences = make_sentences(50, seed=4)
+    raw = tmp_path / "raw.txt"
+    raw.write_text("\n".join(" ".join(tokens) for tokens, _ in sentences) + "\n", encoding="utf-8")
+    ours = tmp_path / "ours.txt.gz"
+    assert vectors_cli(raw, "--dim", "6", output=ours).exit_code == 0
+    glove = tmp_path / "glove.txt"
+    glove.write_text("paris 1 2 3 4\nberlin 4 3 2 1\n", encoding="utf-8")
+    train, dev = write_corpus(tmp_path / "train.txt", sentences[:40]), write_corpus(tmp_path / "dev.txt", sentences[40:])
+    result = tagger("train", train, "--dev", dev, "--output", tmp_path / "m", "--config", write_toml(tmp_path / "c.toml"),
+                    "--embeddings", glove, "--embeddings", ours, "--quiet")
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    model = Tagger.load(tmp_path / "m")
+    assert model.config.word_dim == 4 + 6 and model.info()["embeddings"] == "glove.txt + ours.txt.gz"
