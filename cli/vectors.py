@@ -65,9 +65,6 @@ def register(app: typer.Typer, user_errors: Callable) -> None:
 
         options = core.VectorOptions(dim=dim, subword=subword, min_count=min_count, epochs=epochs, window=window,
                                      workers=workers, seed=seed, lowercase=not keep_case, tokenizer=tokenizer)
-        options.check()
-        core.check_inputs(inputs)
-        core.check_output(output, force)
         with VectorsProgress(quiet) as progress:
             result = core.train_vectors(inputs, output, options, force=force, reporter=progress)
         if not quiet:
