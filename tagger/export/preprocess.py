@@ -111,7 +111,7 @@ def probe_sentences(vocab: Vocab, chars: bool) -> list[list[str]]:
     known = [w for w in vocab.words.items[2:] if w][:12] or ["x"]
     frozen = list(vocab.frozen.items[:: max(1, len(vocab.frozen) // 3)][:3])
     unknown_char = next(ch for ch in "ʬ㐀ꙮ\u2603" if ch not in vocab.chars.ids)
-    shapes = ["2024", "3.14", "A4", "--", "Ünïcödé", unknown_char * 2, "qzxjvw", "e.g.", "ＡＢ１"]
+    shapes = ["2024", "3.14", "A4", "--", "iPhone4", "eBay", "Ünïcödé", unknown_char * 2, "qzxjvw", "e.g.", "ＡＢ１"]
     sentences = [known[:6], [w.title() for w in known[6:12]] + shapes[:4],
                  [w.upper() for w in known[:3]] + frozen + [w.title() for w in frozen] + shapes[4:], [known[0]]]
     if vocab.lexicon is not None:
