@@ -135,7 +135,8 @@ def train(
         typer.echo(f"{e}: continue with the same command and --resume", err=True)
         raise typer.Exit(130)
     if not quiet and result["rank"] == 0:
-        typer.echo(f"best dev F1 {100 * result['best_dev_f1']:.2f} at epoch {result['best_epoch']}; "
+        typer.echo(f"best dev {result['dev_metric']} {100 * result['best_dev_f1']:.2f} at epoch "
+                   f"{result['best_epoch']}; "
                    f"model saved in {output}")
         if result.get("test"):
             typer.echo(f"test ({test}):")

@@ -1,4 +1,5 @@
-"""A rich progress display for training: sentences/s, loss and dev F1; silent with --quiet."""
+"""A rich progress display for training: sentences/s, loss and the dev score (entity F1, or token accuracy for
+plain tags such as POS); silent with --quiet."""
 from __future__ import annotations
 
 from rich.console import Console
@@ -13,26 +14,28 @@ class TrainProgress:
         self.console = Console(stderr=True)
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[speed]:>7.0f} sent/s  loss {task.fields[loss]:.3f}  best dev F1 "
-                       "{task.fields[best]}"),
+            TextColumn("{task.fields[speed]:>7.0f} sent/s  loss {task.fields[loss]:.3f}  best dev "
+                       "{task.fields[metric]} {task.fields[best]}"),
             TimeRemainingColumn(), console=self.console, transient=True, disable=quiet)
         self.task = None
-        self.best = "-"
+        self.best, self.metric = "-", "F1"
         self._loss, self._seen = 0.0, 0
 
     def __enter__(self) -> "TrainProgress":
-        self.progress.start()
-        return self
+        return self  # the bar starts with the first epoch: an error before it is one line, not a blank one first
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self.task is not None:  # rich's stop() prints a line break even when the bar never started
+            self.progress.stop()
 
     def start_epoch(self, epoch: int, sentences: int) -> None:
         if self.task is not None:
             self.progress.remove_task(self.task)
+        else:
+            self.progress.start()
         self._loss, self._seen = 0.0, 0
         self.task = self.progress.add_task("train", total=sentences, epoch=epoch + 1, speed=0.0, loss=0.0,
-                                           best=self.best)
+                                           best=self.best, metric=self.metric)
 
     def advance(self, sentences: int, loss: float) -> None:
         self._loss += loss * sentences
@@ -42,10 +45,12 @@ class TrainProgress:
         self.progress.update(self.task, advance=sentences, loss=self._loss / self._seen, speed=speed)
 
     def end_epoch(self, m: dict) -> None:
+        self.metric = "accuracy" if "dev_accuracy" in m else "F1"
         if m.get("best"):
             self.best = f"{100 * m['dev_f1']:.2f}"
         if not self.quiet:
-            self.console.print(f"epoch {m['epoch']:>3}  loss {m['loss']:.3f}  dev F1 {100 * m.get('dev_f1', 0):6.2f}"
+            self.console.print(f"epoch {m['epoch']:>3}  loss {m['loss']:.3f}  dev {self.metric} "
+                               f"{100 * m.get('dev_f1', 0):6.2f}"
                                f"{' *' if m.get('best') else '  '}  {m['tokens_per_s']:,.0f} tokens/s  "
                                f"{m['seconds']:.1f}s + eval {m['eval_seconds']:.1f}s")
 

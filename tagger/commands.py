@@ -12,7 +12,8 @@ from corpora.conll import Sentence, format_sentence, read_conll
 from tagger import store
 from tagger.api import Tagger
 from tagger.config import Config, load_toml
-from tagger.data import check_model_fits, check_tags, read_sentences, unseen_labels
+from tagger.data import (check_feature_columns_leak, check_model_fits, check_tag_column, check_tags, read_sentences,
+                         unseen_labels)
 from tagger.errors import ConfigError, InputError
 from tagger.tagging.streaming import auto_workers, check_feature_columns, check_input_file, predict_files
 from tagger.tagging import pipeline
@@ -134,7 +135,8 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
     if world.leader:
         record_training(output, train_ref, dev_ref, embeddings, lexicon, bigram_embeddings, context)
     result = {"best_dev_f1": progress.best_f1, "best_epoch": progress.best_epoch,
-              "epochs": progress.epoch, "minutes": progress.seconds / 60, "rank": world.rank}
+              "epochs": progress.epoch, "minutes": progress.seconds / 60, "rank": world.rank,
+              "dev_metric": "F1" if source else "accuracy"}
     if test and world.leader:
         result["test"] = evaluate(output, test, format, tag_column, scheme)
     return result
@@ -142,11 +144,13 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
 
 def _read_corpora(train_ref: str, dev_ref: str, format: str, tag_column: int | None, scheme: str, config: Config,
                   reporter) -> tuple[list[Sentence], list[Sentence], str | None, str | None]:
-    """(training sentences, dev sentences, their schemes), checked: feature columns, tags, and dev labels
-    training never saw (a warning)."""
+    """(training sentences, dev sentences, their schemes), checked: a tag column that holds words, feature
+    columns (missing, or the tags themselves), tags, and dev labels training never saw (a warning)."""
     train_sents = read_sentences(train_ref, format, tag_column, split="train")
     dev_sents = read_sentences(dev_ref, format, tag_column, split="validation")
+    check_tag_column(train_sents, train_ref, tag_column)
     check_feature_columns([*train_sents, *dev_sents], config.features, train_ref)
+    check_feature_columns_leak(train_sents, config.features, train_ref, warn=reporter.message)
     source = check_tags(train_sents, train_ref, scheme, warn=reporter.message)
     dev_scheme = check_tags(dev_sents, dev_ref, scheme, warn=reporter.message)
     missing = unseen_labels(dev_sents, {t for s in train_sents for t in s.tags})

@@ -162,3 +162,62 @@ def unseen_labels(sentences: Iterable[Sentence], known_tags: Iterable[str]) -> l
 def feature_columns(sentence: Sentence, columns: Sequence[int]) -> list[list[str]]:
     """The values of the given columns, one list per column (F lists of T values)."""
     return [[row[c] for row in sentence.rows] for c in columns]
+
+
+def check_feature_columns_leak(sentences: Sequence[Sentence], columns: Sequence[int], source: str,
+                               warn: Callable[[str], None] = _warn_stderr) -> None:
+    """Refuse a feature column that holds the tags themselves (--features 3 on CoNLL-2003, --features pos on
+    a token+tag file): the model would read the answer, score near 100 on dev and be useless on real text.
+    A column that predicts the tags almost perfectly (each value mostly one tag) is allowed, with a warning."""
+    labelled = [s for s in sentences if s.tags and s.rows]
+    tags = Counter(t for s in labelled for t in s.tags)
+    if not tags:
+        return
+    for c in columns:
+        pairs = Counter((row[c], tag) for s in labelled for row, tag in zip(s.rows, s.tags))
+        if all(value == tag for value, tag in pairs):
+            raise InputError(f"--features: column {c} is the tag column (its values are the tags): a model "
+                             "would read the answer; leave it out of --features", path=source)
+        fit = _feature_fit(pairs, tags)
+        if fit is not None:
+            warn(f"warning: {source}: feature column {c} predicts the tags almost perfectly ({100 * fit:.1f}% of "
+                 f"training tokens, against {100 * max(tags.values()) / sum(tags.values()):.1f}% for the most "
+                 "common tag alone): is it derived from the tags? A model trained on it will fail on text "
+                 "without it")
+
+
+def _feature_fit(pairs: Counter, tags: Counter) -> float | None:
+    """The share of tokens whose tag is the most common tag of their feature value, when it is almost all of
+    them (≥ 98%, a tenth of the errors of always guessing the most common tag) and the column has about as
+    few values as the tags (not a word-like column that memorises its way there); otherwise None."""
+    best: dict[str, int] = {}
+    for (value, _), count in pairs.items():
+        best[value] = max(best.get(value, 0), count)
+    if len(best) > 4 * len(tags) + 20:
+        return None
+    total = sum(tags.values())
+    fit, baseline = sum(best.values()) / total, max(tags.values()) / total
+    return fit if fit >= 0.98 and 1 - fit <= 0.1 * (1 - baseline) else None
+
+
+def check_tag_column(sentences: Sequence[Sentence], source: str, tag_column: int | None = None) -> None:
+    """Stop when the tag column holds words, not tags (columns swapped: tag first, token last): thousands
+    of distinct values, most spelt like words, would make every word a label of its own."""
+    tags = {t for s in sentences for t in (s.tags or ())}
+    if len(tags) < 1000:
+        return
+    wordy = sum(1 for t in tags if any(ch.islower() for ch in t) and not any(ch in t for ch in "=|"))
+    if wordy < 0.5 * len(tags):
+        return
+    which = "the last column" if tag_column is None else f"column {tag_column}"
+    raise InputError(f"the tags ({which}) have {len(tags):,} distinct values that look like words, not tags: "
+                     f"are the columns swapped? Tokens are read from the first column; give the tags' column "
+                     f"with --tag-column N{_tag_like_columns(sentences)}", path=source)
+
+
+def _tag_like_columns(sentences: Sequence[Sentence]) -> str:
+    """' (column 0 has 9 distinct values)': the columns with few values, where the tags probably are."""
+    width = min((len(s.rows[0]) for s in sentences if s.rows), default=0)
+    counts = [len({row[c] for s in sentences for row in s.rows}) for c in range(width)]
+    few = [f"column {c} has {n} distinct values" for c, n in enumerate(counts) if n <= 100]
+    return f" ({'; '.join(few)})" if few else ""

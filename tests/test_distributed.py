@@ -160,3 +160,14 @@ def test_a_killed_rank_ends_the_other_with_one_line_and_exit_1(launch, tmp_path)
     lines = stderr.strip().splitlines()
     assert lines and lines[-1].startswith("error: training process 0 of 2: another training process stopped"), stderr
     assert "Traceback" not in stderr
+
+
+def test_more_processes_than_cores_is_one_warning(monkeypatch):
+    from tagger.training import launch
+
+    monkeypatch.setattr(launch, "usable_cores", lambda: 2)
+    said = []
+    launch.warn_if_oversubscribed(3, said.append)
+    launch.warn_if_oversubscribed(2, said.append)
+    assert said == ["warning: --processes 3 exceeds the 2 usable CPU cores: the processes will share cores and "
+                    "train slower; use --processes 2 or fewer"]

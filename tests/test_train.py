@@ -398,3 +398,32 @@ def test_resume_refuses_to_change_the_network_naming_the_options(cli_corpus, tmp
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "--resume cannot change hidden_size, seed" in result.stderr and "Traceback" not in result.output
+
+
+# -- what a new user gets wrong: one line each, before any training ---------------------------------------------
+
+def test_an_error_is_one_line_with_no_blank_line_before_it(cli_corpus, tmp_path):
+    args = cli_corpus[:-1]  # with the progress display (no -q)
+    args[args.index("--dev") + 1] = str(tmp_path / "missing.txt")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {tmp_path / 'missing.txt'}: no such file\n"
+
+
+def test_the_tag_column_offered_as_a_feature_is_refused(cli_corpus):
+    result = CliRunner().invoke(app, cli_corpus + ["--features", "1"])  # token+tag lines: column 1 is the tag
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "column 1 is the tag column" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_a_plain_tag_model_reports_dev_accuracy_not_f1(tmp_path):
+    pos = [(tokens, ["NNP" if t[0].isupper() else "NN" for t in tokens]) for tokens, _ in make_sentences(40, 5)]
+    train = write_corpus(tmp_path / "pos.txt", pos)
+    toml = write_toml(tmp_path / "c.toml", epochs=1)
+    result = CliRunner().invoke(app, ["train", str(train), "--dev", str(train), "-o", str(tmp_path / "out"),
+                                      "--config", str(toml)])
+    assert result.exit_code == 0, result.output
+    assert "best dev accuracy" in result.stdout and "dev accuracy" in result.stderr
+    assert "F1" not in result.output
+    assert "dev_accuracy" in metrics(tmp_path / "out")[0]

@@ -230,6 +230,8 @@ def _evaluate_and_keep(tagger: Trainable, data: Data, progress: Progress, metric
     if data.dev:
         result = measure(data.dev_gold, tag_encoded(tagger.tagger(), data.dev), data.scheme)
         metrics |= {"dev_precision": result["precision"], "dev_recall": result["recall"], "dev_f1": result["f1"]}
+        if data.scheme is None:  # plain tags (POS): one tag a token, so the micro F1 above is token accuracy
+            metrics["dev_accuracy"] = result["accuracy"]
     else:  # no dev data: the last epoch is the model
         metrics |= {"dev_f1": float(progress.epoch)}
     metrics["eval_seconds"] = time.perf_counter() - start
