@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 DATA = Path(os.environ.get("TAGGER_DATA", ROOT.parent / "shared" / "data"))
 TOLERANCE = 1e-4
+NODE_EXAMPLE = ROOT / "examples" / "onnx-node"
 runner = CliRunner()
 
 
@@ -224,6 +225,8 @@ def test_every_encoder_exports_exactly(name, tmp_path):
     features = ([[[w[:1].lower() for w in s], [str(len(w) % 3) for w in s]] for s in sentences]
                 if reference.config.features else ())
     assert_same(reference, onnx_tagger, sentences, features, batch_size=16)
+    if node_example_installed():
+        assert_node_reproduces_the_test_vectors(tmp_path / "export")
 
 
 # -- the preprocessing spec: lookup.onnx and the test vectors -----------------------------------------------
@@ -277,6 +280,31 @@ def test_the_test_vectors_ids_are_what_the_graph_reads(english):
                                             "lengths": np.array([len(vector["tokens"])])})
         assert tags[0].tolist() == vector["tag_ids"]
         assert score[0] == pytest.approx(vector["score"], abs=TOLERANCE)
+
+
+# -- another language: the Node.js example -----------------------------------------------------------------
+
+def node_example_installed() -> bool:
+    return shutil.which("node") is not None and (NODE_EXAMPLE / "node_modules" / "onnxruntime-node").is_dir()
+
+
+def assert_node_reproduces_the_test_vectors(out: Path) -> None:
+    done = subprocess.run(["node", "tag.mjs", str(out), "--check"], cwd=NODE_EXAMPLE, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["reproduced"] >= 4
+
+
+def test_the_node_example_reproduces_the_test_vectors(english, chinese):
+    """examples/onnx-node/tag.mjs does the caller's steps in JavaScript (casing, characters, lexicon cells),
+    runs lookup.onnx and model.onnx with onnxruntime-node, and must give every test vector's ids and tags."""
+    if not node_example_installed():
+        pytest.skip(f"Node.js or onnxruntime-node missing: run `npm install` in {NODE_EXAMPLE} (.ci/run does)")
+    for out in (english[2], chinese[2]):
+        assert_node_reproduces_the_test_vectors(out)
+    done = subprocess.run(["node", "tag.mjs", str(english[2]), "John", "Smith", "visited", "Paris", "."],
+                          cwd=NODE_EXAMPLE, capture_output=True, text=True, timeout=300)
+    assert json.loads(done.stdout)["tags"] == english[0].model_tags([["John", "Smith", "visited", "Paris", "."]])[0]
 
 
 # -- the CLI ------------------------------------------------------------------------------------------------
