@@ -169,11 +169,12 @@ def test_a_conll2003_sized_file(english):
 
 # -- every other encoder, with random weights ----------------------------------------------------------------
 
-def random_model(path: Path, seed: int = 0, frozen: int = 0, **settings) -> Path:
+def random_model(path: Path, seed: int = 0, frozen: int = 0, sentences=None, lac_model=None, **settings) -> Path:
     """A model directory with random weights (the CRF's forbidden moves set) for a config of `settings`,
-    its vocabulary built from make_sentences; `frozen` pretrained-only words; feature columns 1 and 2 get
-    made-up values; context "lac" gets a LAC character table of the corpus's characters."""
-    sentences = make_sentences(30, seed=seed)
+    its vocabulary built from `sentences` (default: make_sentences); `frozen` pretrained-only words; feature
+    columns 1 and 2 get made-up values; context "lac" gets LAC's characters and tensors `lac_model` (from
+    lac.from_jieba), else a random encoder over the corpus's characters."""
+    sentences = sentences or make_sentences(30, seed=seed)
     config = Config(hidden_size=8, char_filters=6, char_dim=5, word_dim=7, casing_dim=3, feature_dim=4,
                     bigram_dim=6, **settings).resolved()
     columns = [[[w[:1].lower() for w in s] for s, _ in sentences], [[str(len(w) % 3) for w in s] for s, _ in sentences]]
@@ -182,7 +183,8 @@ def random_model(path: Path, seed: int = 0, frozen: int = 0, **settings) -> Path
                         pretrained=pretrained, with_bigrams=config.bigrams == "on",
                         lexicon=Lexicon({"NewYork": 3.0, "SiemensAG": 2.0, "Paris": 1.0}) if config.lexicon else None)
     if config.context == "lac":
-        vocab.context = Index(sorted({c for s, _ in sentences for w in s for c in w}) + [lac.OOV], specials=False)
+        chars = lac_model[0] if lac_model else sorted({c for s, _ in sentences for w in s for c in w}) + [lac.OOV]
+        vocab.context = Index(chars, specials=False)
     sizes = spec.Sizes(len(vocab.words), len(vocab.frozen), len(vocab.chars), len(vocab.tags),
                        tuple(len(f) for f in vocab.features), len(vocab.bigrams) if vocab.bigrams else 0,
                        len(vocab.context) if vocab.context else 0)
@@ -192,6 +194,8 @@ def random_model(path: Path, seed: int = 0, frozen: int = 0, **settings) -> Path
     for name in tensors:  # LAC's GRUs at 0.5 would be chaotic: float32 rounding would grow along a sentence
         if name.startswith("context.") and name != "context.embedding":
             tensors[name] *= 0.1
+    if lac_model:
+        tensors |= {k: v.astype(np.float16 if k in spec.HALF else np.float32) for k, v in lac_model[1].items()}
     forbidden = rng.random(tensors["crf.transitions"].shape) < 0.3
     tensors["crf.transitions"][forbidden] = spec.FORBIDDEN
     Tagger(config, vocab, tensors).save(path)
@@ -225,6 +229,18 @@ def test_every_encoder_exports_exactly(name, tmp_path):
     features = ([[[w[:1].lower() for w in s], [str(len(w) % 3) for w in s]] for s in sentences]
                 if reference.config.features else ())
     assert_same(reference, onnx_tagger, sentences, features, batch_size=16)
+    if node_example_installed():
+        assert_node_reproduces_the_test_vectors(tmp_path / "export")
+
+
+def test_lac_context_with_jiebas_trained_weights(tmp_path):
+    pytest.importorskip("jieba", reason="jieba ships LAC's weights (pip install jieba)")
+    chinese = [(list(s.tokens), list(s.tags)) for s in read_conll(SAMPLES / "zh" / "train.txt")][:200]
+    model = random_model(tmp_path / "model", sentences=chinese, lac_model=lac.from_jieba(), context="lac",
+                         tokenizer="chars")
+    reference, onnx_tagger = exported(model, tmp_path / "export")
+    sentences = [list(s.tokens) for s in read_conll(SAMPLES / "zh" / "test.txt")][:120]
+    assert_same(reference, onnx_tagger, sentences)
     if node_example_installed():
         assert_node_reproduces_the_test_vectors(tmp_path / "export")
 

@@ -113,13 +113,13 @@ def probe_sentences(vocab: Vocab, chars: bool) -> list[list[str]]:
     unknown_char = next(ch for ch in "ʬ㐀ꙮ\u2603" if ch not in vocab.chars.ids)
     shapes = ["2024", "3.14", "A4", "--", "iPhone4", "eBay", "Ünïcödé", unknown_char * 2, "qzxjvw", "e.g.", "ＡＢ１"]
     sentences = [known[:6], [w.title() for w in known[6:12]] + shapes[:4],
-                 [w.upper() for w in known[:3]] + frozen + [w.title() for w in frozen] + shapes[4:], [known[0]]]
-    if vocab.lexicon is not None:
-        longest = sorted(vocab.lexicon.words, key=lambda w: (-len(w), w))[:4]
-        sentences.append(["".join(longest)])
+                 [w.upper() for w in known[:3]] + frozen + [w.title() for w in frozen] + shapes[4:]]
     if chars:  # a character model reads one character a token
-        sentences = [list("".join(s)) for s in sentences[:-2]] + [list(sentences[-1][0])[:1]] + \
-                    ([list(sentences[-1][0])] if vocab.lexicon is not None else [])
+        sentences = [list("".join(s)) for s in sentences]
+    sentences.append([known[0][:1] if chars else known[0]])  # one token
+    if vocab.lexicon is not None:  # the longest words, one after another: overlapping B/M/E/S matches
+        longest = sorted(vocab.lexicon.words, key=lambda w: (-len(w), w))[:4]
+        sentences.append(list("".join(longest)) if chars else longest)
     return [s for s in sentences if s]
 
 
