@@ -229,6 +229,9 @@ def test_every_encoder_exports_exactly(name, tmp_path):
     features = ([[[w[:1].lower() for w in s], [str(len(w) % 3) for w in s]] for s in sentences]
                 if reference.config.features else ())
     assert_same(reference, onnx_tagger, sentences, features, batch_size=16)
+    for vector in json.loads((tmp_path / "export" / PREPROCESS_FILE).read_text(encoding="utf-8"))["test_vectors"]:
+        ids = lookup(tmp_path / "export", vector)
+        assert ids == {k: vector[k] for k in ("word_ids", "bigram_ids", "context_ids", "feature_ids") if k in vector}
     if node_example_installed():
         assert_node_reproduces_the_test_vectors(tmp_path / "export")
 
