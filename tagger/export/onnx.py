@@ -255,15 +255,20 @@ def _per_token(g: Graph, flat: str, has_chars: str, shape: str) -> str:
 
 
 def _char_cnn(g: Graph, tensors: Mapping[str, np.ndarray], kernel: int, shape: str) -> str:
-    """engine.spell's CNN: windows of `kernel` characters, zeros beyond the word, the max over its characters."""
+    """engine.spell's CNN: windows of `kernel` characters, zeros beyond the word, the max over its characters.
+    Positions past the word's end must not win the max: an extra input channel, 1 there, weighs LOWEST at the
+    window's centre, so the convolution itself scores them lowest (no mask over its larger output)."""
     x, on, has = _chars(g, tensors)
     w = tensors["chars.cnn.weight"]  # (filters, kernel*dim): window position i's dims at i*dim
     filters, dim = w.shape[0], tensors["chars.embedding"].shape[1]
-    conv_w = w.reshape(filters, kernel, dim).transpose(0, 2, 1).copy()  # (filters, dim, kernel)
     gap = kernel // 2
-    y = g.op("Conv", [g.op("Transpose", [x], perm=[0, 2, 1]), g.const(conv_w, "char_cnn_w"),
-                      g.const(tensors["chars.cnn.bias"], "char_cnn_b")], pads=[gap, kernel - 1 - gap])  # (B*T, F, L)
-    y = g.op("Where", [g.op("Unsqueeze", [on, g.const([1])]), y, g.const(np.float32(LOWEST))])
+    conv_w = np.zeros((filters, dim + 1, kernel), dtype=np.float32)  # (filters, dim + past-the-end, kernel)
+    conv_w[:, :dim] = w.reshape(filters, kernel, dim).transpose(0, 2, 1)
+    conv_w[:, dim, gap] = LOWEST
+    off = g.op("Cast", [g.op("Not", [g.op("Unsqueeze", [on, g.const([1])])])], to=g.onnx.TensorProto.FLOAT)
+    x = g.op("Concat", [g.op("Transpose", [x], perm=[0, 2, 1]), off], axis=1)  # (B*T, dim + 1, L)
+    y = g.op("Conv", [x, g.const(conv_w, "char_cnn_w"), g.const(tensors["chars.cnn.bias"], "char_cnn_b")],
+             pads=[gap, kernel - 1 - gap])  # (B*T, F, L)
     return _per_token(g, g.op("ReduceMax", [y, g.const([2])], keepdims=0), has, shape)  # (B, T, F)
 
 
