@@ -33,7 +33,7 @@ from tagger.encode import collate  # noqa: E402
 from tagger.errors import InputError, ModelError  # noqa: E402
 from tagger.export import LOOKUP_FILE, MODEL_FILE, PREPROCESS_FILE, export_onnx  # noqa: E402
 from tagger.export import preprocess  # noqa: E402
-from tagger.export.runtime import OnnxTagger, feeds  # noqa: E402
+from tagger.export.runtime import OnnxTagger, feeds, is_export  # noqa: E402
 from tagger.lexicon import Lexicon  # noqa: E402
 from tagger.vocab import Index, build_vocab  # noqa: E402
 
@@ -393,6 +393,11 @@ def test_a_damaged_spec_is_a_one_line_error(english, tmp_path):
                                           encoding="utf-8")
     result = runner.invoke(app, ["predict", str(target), "-"], input="John visited Paris .\n")
     assert result.exit_code == 1 and "version 99" in result.stderr
+
+
+def test_an_export_written_into_a_model_directory_leaves_it_a_model_directory(model_copy):
+    assert runner.invoke(app, ["export", str(model_copy), "--to", "onnx", str(model_copy), "--force", "-q"]).exit_code == 0
+    assert (model_copy / MODEL_FILE).is_file() and not is_export(model_copy)  # predict keeps the numpy engine
 
 
 def test_an_export_cannot_be_saved_as_a_model_directory(english, tmp_path):

@@ -30,9 +30,10 @@ VERSION = 1
 
 
 def is_export(path: str | os.PathLike) -> bool:
-    """Whether `path` is an export directory (it holds model.onnx and preprocess.json)."""
+    """Whether `path` is an export directory: it holds model.onnx and preprocess.json, and it is not a model
+    directory (config.json) that an export was written into, which keeps tagging with the numpy engine."""
     path = Path(path)
-    return (path / MODEL_FILE).is_file() and (path / PREPROCESS_FILE).is_file()
+    return (path / MODEL_FILE).is_file() and (path / PREPROCESS_FILE).is_file() and not (path / "config.json").exists()
 
 
 def read_spec(directory: str | os.PathLike) -> dict:
@@ -146,7 +147,7 @@ class OnnxTagger(Tagger):
     @classmethod
     def load(cls, path: str | os.PathLike, threads: int = 1) -> "OnnxTagger":
         """An export directory (`tagger export`); threads: onnxruntime's intra-op threads (0: its default)."""
-        if not is_export(path):
+        if not all((Path(path) / name).is_file() for name in (MODEL_FILE, PREPROCESS_FILE)):
             raise ModelError(f"not an ONNX export directory: it lacks {MODEL_FILE} or {PREPROCESS_FILE}",
                              path=str(path))
         spec = read_spec(path)
