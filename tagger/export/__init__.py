@@ -27,7 +27,7 @@ def export_onnx(model: "str | os.PathLike", output: "str | os.PathLike", force: 
     from pathlib import Path
 
     from tagger import store
-    from tagger.api import Tagger
+    from tagger.tagging.tagger import Tagger
     from tagger.errors import InputError
     from tagger.export import onnx, preprocess
 

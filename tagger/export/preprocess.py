@@ -16,7 +16,7 @@ from tagger.encode import collate
 from tagger.vocab import CASINGS, END, Vocab, bigrams, casing
 
 if TYPE_CHECKING:
-    from tagger.api import Tagger
+    from tagger.tagging.tagger import Tagger
 
 CASING_RULES = [  # tagger.vocab.casing, first match wins; Python's str predicates (Unicode-aware)
     "numeric (1): every character is a digit (str.isdigit) and there is at least one",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.api import Tagger
+from tagger.tagging.tagger import Tagger
 from tagger.config import Config
 from tagger.encode import Batch, Encoder
 from tagger.errors import ModelError
