@@ -108,6 +108,11 @@ def train(
     processes: int = typer.Option(1, "--processes", min=1, help="data-parallel training processes on this "
                                   "machine (torch.distributed; under torchrun, leave it out)"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT's last checkpoint"),
+    init: Optional[Path] = typer.Option(None, "--init", metavar="MODEL_DIR", help="start from this model's "
+                                        "weights and vocabulary (warm start: the next round of labels); new "
+                                        "words are read as the model reads them (pretrained vector, else unknown)"),
+    extend_tags: bool = typer.Option(False, "--extend-tags", help="with --init: tags of TRAIN the model lacks "
+                                     "are added (else they are an error)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing model in OUTPUT"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
@@ -130,7 +135,8 @@ def train(
                                 tag_column=tag_column, scheme=scheme.value, config_file=config_file,
                                 overrides=overrides, features=features, resume=resume, force=force,
                                 reporter=reporter, processes=processes, lexicon=lexicon,
-                                bigram_embeddings=bigram_embeddings, context=context)
+                                bigram_embeddings=bigram_embeddings, context=context, init=init,
+                                extend_tags=extend_tags)
     except Interrupted as e:  # Ctrl-C: a checkpoint was saved; say how to go on, no traceback
         typer.echo(f"{e}: continue with the same command and --resume", err=True)
         raise typer.Exit(130)

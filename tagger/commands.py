@@ -95,13 +95,15 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
           format: str = "auto", tag_column: int | None = None, scheme: str = "auto",
           config_file: Path | None = None, overrides: dict | None = None, features: str | None = None,
           resume: bool = False, force: bool = False, reporter=None, processes: int = 1,
-          lexicon: str | None = None, bigram_embeddings: Path | None = None, context: str | None = None) -> dict:
+          lexicon: str | None = None, bigram_embeddings: Path | None = None, context: str | None = None,
+          init: Path | None = None, extend_tags: bool = False) -> dict:
     """Train a model from paths and options. embeddings: a vectors file, several (their vectors stacked:
     tagger/embeddings.py stack_vectors), or "jieba" for the character vectors of an installed jieba's LAC
     model; lexicon: a `word [frequency]` file, or "jieba" for its dictionary
     (tagger/lexicon.py); bigram_embeddings: vectors of character bigrams ("北京"), in --embeddings' formats;
     context: "jieba" (or a lac_small directory) for LAC as a frozen context encoder (tagger/lac.py). They only
-    start a training: on --resume the checkpoint keeps its own."""
+    start a training: on --resume the checkpoint keeps its own. init: a model directory to start from (its
+    weights and vocabulary: tagger/training/warmstart.py); extend_tags: new tags in TRAIN extend its tags."""
     from tagger.training import distributed, launch
     from tagger.training.setup import Inputs
     from tagger.training.state import Silent
@@ -109,6 +111,8 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
     reporter = reporter or Silent()
     config = make_config(config_file, overrides or {}, features)
     given = {*(load_toml(config_file) if config_file else ()), *(overrides or {}), *(["features"] if features else [])}
+    warm = None if init is None else _warm_start(init, extend_tags, given, resume, embeddings, lexicon,
+                                                 bigram_embeddings, context)
     env = distributed.env_world()  # torchrun's: only its rank 0 touches the output directory
     leader = env is None or env.leader
     if leader:
@@ -119,7 +123,10 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
         _check_inputs(embeddings, bigram_embeddings, lexicon, context)
     train_sents, dev_sents, source, dev_scheme = _read_corpora(train_ref, dev_ref, format, tag_column, scheme,
                                                                config, reporter)
-    inputs = Inputs() if resume else _load_inputs(embeddings, bigram_embeddings, lexicon, context, reporter)
+    if warm is not None:
+        inputs = Inputs(init=warm)
+    else:
+        inputs = Inputs() if resume else _load_inputs(embeddings, bigram_embeddings, lexicon, context, reporter)
     created = not output.exists()
     if leader:
         prepare_output_dir(output, resume)
@@ -167,6 +174,22 @@ def vector_files(embeddings: Path | Sequence[Path] | None) -> list[Path]:
     if embeddings is None or isinstance(embeddings, (str, Path)):
         return [Path(embeddings)] if embeddings else []
     return [Path(p) for p in embeddings]
+
+
+def _warm_start(init: Path, extend_tags: bool, given: set, resume: bool, *inputs):
+    """What --init starts from (a tagger.training.warmstart.WarmStart); ConfigError for options it cannot be
+    combined with, ModelError when there is no such directory."""
+    from tagger.errors import ModelError
+    from tagger.training.warmstart import WarmStart
+
+    if resume:
+        raise ConfigError("--init starts a new training from a model; --resume continues a checkpoint: use one")
+    if any(x is not None for x in inputs):
+        raise ConfigError("--init starts from the model's own vectors, lexicon and context: leave out "
+                          "--embeddings, --lexicon, --bigram-embeddings and --context")
+    if not Path(init).is_dir():
+        raise ModelError("no such model directory (--init)", path=str(init))
+    return WarmStart(Path(init), extend_tags, frozenset(given))
 
 
 def _check_inputs(embeddings: Path | Sequence[Path] | None, bigram_embeddings: Path | None, lexicon: str | None,

@@ -26,6 +26,7 @@ from tagger.lexicon import Lexicon
 from tagger.training import unseen
 from tagger.training.model import Trainable
 from tagger.training.state import Reporter, Silent
+from tagger.training.warmstart import WarmStart, build as warm_started
 from tagger.vocab import Index, build_vocab
 
 Vectors = tuple[list[str], np.ndarray]  # (words, (len(words), dim) matrix)
@@ -41,6 +42,7 @@ class Inputs:
     lexicon: Lexicon | None = None
     bigram_vectors: Vectors | None = None
     context: tuple[list[str], dict[str, np.ndarray]] | None = None
+    init: WarmStart | None = None  # --init MODEL: start from its network and vocabulary (tagger/training/warmstart.py)
 
 
 @dataclass
@@ -68,6 +70,8 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
     tokenizer, then the encoders that suit it (Config.resolved); a lexicon turns lexicon features on,
     bigram vectors turn bigrams on, a context encoder sets context = "lac"."""
     reporter, inputs = reporter or Silent(), inputs or Inputs()
+    if inputs.init is not None:  # the model's own vocabulary and (frozen) pretrained vectors come with it
+        return warm_started(inputs.init, config, train, source_scheme, reporter), None
     config = _decided(config, train, inputs, reporter)
     scheme = model_scheme(config, source_scheme)
     vectors = inputs.vectors
