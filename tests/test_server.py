@@ -78,7 +78,7 @@ def free_port() -> int:
 class Server:
     """`tagger serve MODEL ARGS` in a child process, up once /health answers 200."""
 
-    def __init__(self, model: Path, *args: str, workers: int = 1):
+    def __init__(self, model: Path, *args: str, workers: int = 1, startup_s: float = 60):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "cli.main", "serve", str(model), "--port", str(self.port),
@@ -86,7 +86,7 @@ class Server:
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True)
         self.client = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + startup_s
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.process.stdout.read()
             try:
@@ -95,7 +95,7 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise AssertionError("the server did not start in 60 s")
+        raise AssertionError(f"the server did not start in {startup_s} s")
 
     def stop(self) -> int:
         self.client.close()
@@ -444,3 +444,39 @@ def test_create_app_takes_extra_routes(en_model):
     with TestClient(application) as client:
         expected = sum(len(r["entities"]) for r in client.post("/v1/tag", json={"texts": texts}).json())
         assert client.post("/count", json={"texts": texts}).json() == {"entities": expected}
+
+
+# -- Ray Serve ------------------------------------------------------------------------------------------------
+
+def test_ray_flag_without_ray_is_one_line(en_model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    result = CliRunner().invoke(app, ["serve", str(en_model), "--ray"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == ["error: --ray needs Ray Serve: pip install 'bilstm-tagger[ray]'"]
+
+
+def test_replicas_without_ray_is_refused(en_model):
+    result = CliRunner().invoke(app, ["serve", str(en_model), "--replicas", "2"])
+    assert result.exit_code == 1 and "go with --ray" in result.stderr
+
+
+def test_ray_serve_answers_as_the_plain_server(en_server, en_model):
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed (pip install 'bilstm-tagger[ray]')")
+    lines = sample_lines("en")[:30]
+    server = Server(en_model, "--ray", "--replicas", "1", startup_s=180)
+    try:
+        for body in ({"texts": lines}, {"texts": lines, "scores": True}, {"tokens": [t.split() for t in lines]}):
+            assert same(server.client.post("/v1/tag", json=body).json(), en_server.tag(**body).json())
+        answers = asyncio.run(_burst(server.url, lines))  # requests arriving together, batched by @serve.batch
+        assert [a.json()["text"] for a in answers] == lines
+        assert server.client.post("/v1/tag", json={"text": 3}).status_code == 422
+        assert server.client.get("/health").status_code == 200
+        hf = server.client.post("/", json={"inputs": lines[0]}).json()
+        assert [e["word"] for e in hf] == [e["text"] for e in en_server.tag(text=lines[0]).json()["entities"]]
+    finally:
+        assert server.stop() == 0
+
+
+async def _burst(url: str, texts: list[str]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        return await asyncio.gather(*(client.post("/v1/tag", json={"text": t}) for t in texts))

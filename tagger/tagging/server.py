@@ -22,6 +22,7 @@ can wrap itself in `service.endpoint(name, fn)` to get the token check, metrics 
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import hmac
@@ -170,8 +171,9 @@ def _alive(pid: int) -> bool:
 class Service:
     """The loaded model behind the endpoints: tags jobs in batches, keeps the metrics and the state."""
 
-    def __init__(self, tagger: Tagger, settings: Settings):
-        self.tagger, self.settings = tagger, settings
+    def __init__(self, tagger: Tagger, settings: Settings,
+                 submit: Callable[[TagJob], Awaitable[Tagged]] | None = None):
+        self.tagger, self.settings, self.submit = tagger, settings, submit
         self.writer = JsonlWriter(tagger.labels, tagger.vocab.source_scheme)
         self.metrics = Metrics()
         self.batcher = Batcher(self.handle, settings.max_batch_tokens, settings.batch_wait_ms / 1000,
@@ -222,7 +224,10 @@ class Service:
         """Tag one request through the batcher: QueueFull -> 503, past the time limit -> 504."""
         size = sum(map(self._estimate, job.items)) if job.kind == "text" else sum(map(len, job.items))
         try:
-            tagged = await self.batcher.submit(job, size, self.settings.timeout_s)
+            if self.submit is not None:  # another batcher (Ray Serve's): it bounds its own queue
+                tagged = await asyncio.wait_for(self.submit(job), self.settings.timeout_s)
+            else:
+                tagged = await self.batcher.submit(job, size, self.settings.timeout_s)
         except QueueFull:
             raise HTTPError(503, "the server is busy: too many requests are waiting; retry shortly",
                             {"Retry-After": "1"}) from None
@@ -392,16 +397,19 @@ def _json_type(value: Any) -> str:
 # -- the app ----------------------------------------------------------------------------------------------------
 
 def create_app(model: str | os.PathLike | Tagger, settings: Settings | None = None,
-               routes: Sequence[BaseRoute] = ()) -> Starlette:
+               routes: Sequence[BaseRoute] = (),
+               submit: Callable[[TagJob], Awaitable[Tagged]] | None = None) -> Starlette:
     """The ASGI app serving `model` (a model directory, or a loaded Tagger), for uvicorn or to mount in
-    another service. `routes` are added after the built-in ones (see the module docstring)."""
+    another service. `routes` are added after the built-in ones (see the module docstring). `submit`: how a
+    job reaches the engine, when not through this process's Batcher (Ray Serve passes its @serve.batch
+    method, which calls `Service.handle` on the batch)."""
     settings = settings or Settings()
     tagger = model if isinstance(model, Tagger) else Tagger.load(model)
     if tagger.vocab.features:
         raise ModelError("this model needs feature columns (CoNLL input), which HTTP requests do not carry: "
                          "serve a model trained without --features", path=None if isinstance(model, Tagger)
                          else str(model))
-    service = Service(tagger, settings)
+    service = Service(tagger, settings, submit)
     service.handle([TagJob("text", ("Warm up the engine.",), ScoreOptions())])  # first request pays no set-up
     gc.freeze()  # the model lives as long as the process: the collector stops walking it
 
@@ -431,7 +439,8 @@ def create_app(model: str | os.PathLike | Tagger, settings: Settings | None = No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        service.batcher.start()
+        if service.submit is None:
+            service.batcher.start()
         if settings.drain_on_sigterm:
             _note_sigterm(service)
         yield
