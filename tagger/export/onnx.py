@@ -232,33 +232,32 @@ def _embed_words(g: Graph, ids: str, tensors: Mapping[str, np.ndarray]) -> str:
     return g.op("Where", [is_frozen, pretrained, own], "words")
 
 
-def _chars(g: Graph, tensors: Mapping[str, np.ndarray]) -> tuple[str, str, str]:
-    """Character embeddings (B*T, L, dim) with zeros after each word's end, the character mask (B*T, L)
-    and the token mask (B*T,): whether the token has characters (padding has none)."""
-    dim = tensors["chars.embedding"].shape[1]
-    on = g.op("Greater", ["chars", g.const(0)])  # (B, T, L)
-    x = g.op("Gather", [g.const(tensors["chars.embedding"], "char_table"), "chars"])  # (B, T, L, dim)
-    x = g.op("Mul", [x, g.op("Unsqueeze", [g.op("Cast", [on], to=g.onnx.TensorProto.FLOAT), g.const([3])])])
-    letters = g.op("Gather", [g.op("Shape", ["chars"]), g.const(2)])
-    flat_on = g.op("Reshape", [on, g.op("Concat", [g.const([-1]), g.op("Unsqueeze", [letters, g.const([0])])],
-                                        axis=0)])  # (B*T, L)
-    x = g.op("Reshape", [x, g.op("Concat", [g.const([-1]), g.op("Unsqueeze", [letters, g.const([0])]),
-                                            g.const([dim])], axis=0)])  # (B*T, L, dim)
-    has = g.op("ReduceMax", [g.op("Cast", [flat_on], to=g.onnx.TensorProto.INT64), g.const([1])], keepdims=0)
-    return x, flat_on, g.op("Greater", [has, g.const(0)])
+def _chars(g: Graph, tensors: Mapping[str, np.ndarray]) -> tuple[str, str, str, str]:
+    """The batch's distinct spellings, as the numpy engine encodes them (text repeats its words: a CoNLL-2003
+    batch of 256 sentences has 2.5 tokens per distinct word): their character embeddings (U, L, dim) with
+    zeros after each word's end, their character mask (U, L), whether each has characters (U,) (padding's
+    row has none), and each token's row among them (B*T,)."""
+    letters = g.op("Unsqueeze", [g.op("Gather", [g.op("Shape", ["chars"]), g.const(2)]), g.const([0])])
+    flat = g.op("Reshape", ["chars", g.op("Concat", [g.const([-1]), letters], axis=0)])  # (B*T, L)
+    distinct, _, inverse, _ = g.op("Unique", [flat], "spellings", outputs=4, axis=0)  # (U, L); (B*T,)
+    on = g.op("Greater", [distinct, g.const(0)])  # (U, L)
+    x = g.op("Gather", [g.const(tensors["chars.embedding"], "char_table"), distinct])  # (U, L, dim)
+    x = g.op("Mul", [x, g.op("Unsqueeze", [g.op("Cast", [on], to=g.onnx.TensorProto.FLOAT), g.const([2])])])
+    has = g.op("ReduceMax", [g.op("Cast", [on], to=g.onnx.TensorProto.INT64), g.const([1])], keepdims=0)
+    return x, on, g.op("Greater", [has, g.const(0)]), inverse
 
 
-def _per_token(g: Graph, flat: str, has_chars: str, shape: str) -> str:
-    """(B, T, D) from (B*T, D) per-token encodings, zero for tokens without characters (padding)."""
-    flat = g.op("Where", [g.op("Unsqueeze", [has_chars, g.const([1])]), flat, g.const(np.float32(0))])
-    return g.op("Reshape", [flat, g.op("Concat", [shape, g.const([-1])], axis=0)])
+def _per_token(g: Graph, encoded: str, has_chars: str, inverse: str, shape: str) -> str:
+    """(B, T, D) from (U, D) encodings of the distinct spellings, zero for padding (no characters)."""
+    encoded = g.op("Where", [g.op("Unsqueeze", [has_chars, g.const([1])]), encoded, g.const(np.float32(0))])
+    return g.op("Reshape", [g.op("Gather", [encoded, inverse]), g.op("Concat", [shape, g.const([-1])], axis=0)])
 
 
 def _char_cnn(g: Graph, tensors: Mapping[str, np.ndarray], kernel: int, shape: str) -> str:
     """engine.spell's CNN: windows of `kernel` characters, zeros beyond the word, the max over its characters.
     Positions past the word's end must not win the max: an extra input channel, 1 there, weighs LOWEST at the
     window's centre, so the convolution itself scores them lowest (no mask over its larger output)."""
-    x, on, has = _chars(g, tensors)
+    x, on, has, inverse = _chars(g, tensors)
     w = tensors["chars.cnn.weight"]  # (filters, kernel*dim): window position i's dims at i*dim
     filters, dim = w.shape[0], tensors["chars.embedding"].shape[1]
     gap = kernel // 2
@@ -266,22 +265,22 @@ def _char_cnn(g: Graph, tensors: Mapping[str, np.ndarray], kernel: int, shape: s
     conv_w[:, :dim] = w.reshape(filters, kernel, dim).transpose(0, 2, 1)
     conv_w[:, dim, gap] = LOWEST
     off = g.op("Cast", [g.op("Not", [g.op("Unsqueeze", [on, g.const([1])])])], to=g.onnx.TensorProto.FLOAT)
-    x = g.op("Concat", [g.op("Transpose", [x], perm=[0, 2, 1]), off], axis=1)  # (B*T, dim + 1, L)
+    x = g.op("Concat", [g.op("Transpose", [x], perm=[0, 2, 1]), off], axis=1)  # (U, dim + 1, L)
     y = g.op("Conv", [x, g.const(conv_w, "char_cnn_w"), g.const(tensors["chars.cnn.bias"], "char_cnn_b")],
-             pads=[gap, kernel - 1 - gap])  # (B*T, F, L)
-    return _per_token(g, g.op("ReduceMax", [y, g.const([2])], keepdims=0), has, shape)  # (B, T, F)
+             pads=[gap, kernel - 1 - gap])  # (U, F, L)
+    return _per_token(g, g.op("ReduceMax", [y, g.const([2])], keepdims=0), has, inverse, shape)  # (B, T, F)
 
 
 def _char_lstm(g: Graph, tensors: Mapping[str, np.ndarray], shape: str) -> str:
     """engine._spell_lstm: the character BiLSTM's forward state at the last character, backward at the first."""
-    x, on, has = _chars(g, tensors)
+    x, on, has, inverse = _chars(g, tensors)
     lengths = g.op("Max", [g.op("ReduceSum", [g.op("Cast", [on], to=g.onnx.TensorProto.INT64), g.const([1])],
-                                keepdims=0), g.const(1)])  # (B*T,) padding runs one zero character
+                                keepdims=0), g.const(1)])  # (U,) padding's row runs one zero character
     lengths = g.op("Cast", [lengths], to=g.onnx.TensorProto.INT32)
     hidden = tensors["chars.lstm.0.forward.weight_hh"].shape[1]
     _, last = _lstm_node(g, g.op("Transpose", [x], perm=[1, 0, 2]), lengths, tensors, "chars.lstm.0")
-    final = g.op("Reshape", [g.op("Transpose", [last], perm=[1, 0, 2]), g.const([-1, 2 * hidden])])  # (B*T, 2H)
-    return _per_token(g, final, has, shape)
+    final = g.op("Reshape", [g.op("Transpose", [last], perm=[1, 0, 2]), g.const([-1, 2 * hidden])])  # (U, 2H)
+    return _per_token(g, final, has, inverse, shape)
 
 
 def _lstm_node(g: Graph, x: str, lengths32: str, tensors: Mapping[str, np.ndarray], prefix: str) -> list[str]:
