@@ -345,6 +345,18 @@ def test_predict_on_an_export_directory_writes_what_the_model_directory_does(tra
             assert _entities(a) == _entities(b)
 
 
+def test_predict_conll_with_feature_columns_on_an_export(tmp_path):
+    model = random_model(tmp_path / "model", features=[1, 2])
+    assert runner.invoke(app, ["export", str(model), "--to", "onnx", str(tmp_path / "export"), "-q"]).exit_code == 0
+    conll = tmp_path / "in.conll"
+    conll.write_text("".join(f"{w} {w[:1].lower()} {len(w) % 3} O\n" for w in ["John", "visited", "Paris", "."])
+                     + "\n" + "".join(f"{w} {w[:1].lower()} 9 O\n" for w in ["Siemens", "AG"]), encoding="utf-8")
+    got = runner.invoke(app, ["predict", str(tmp_path / "export"), str(conll), "--input-format", "conll"])
+    expected = runner.invoke(app, ["predict", str(model), str(conll), "--input-format", "conll"])
+    assert got.exit_code == 0, got.stderr
+    assert got.stdout == expected.stdout and got.stdout.count(" O ") == 6  # every token tagged
+
+
 def _entities(record: dict) -> list:
     return [(e["start"], e["end"], e["label"], round(e.get("score", 0), 4)) for e in record.get("entities", [])] \
         or record.get("tags", [])
