@@ -102,6 +102,8 @@ def test_export_writes_the_graphs_and_a_preprocessing_spec(english):
     model = ort.InferenceSession(str(out / MODEL_FILE), providers=["CPUExecutionProvider"])
     assert [i.name for i in model.get_inputs()] == ["word_ids", "casing", "chars", "lengths"]
     assert [o.name for o in model.get_outputs()] == ["tags", "emissions", "score"]
+    written = json.loads((out / PREPROCESS_FILE).read_text(encoding="utf-8"))
+    assert list(written["model_inputs"]) == [i.name for i in model.get_inputs()]  # the spec names every input
 
 
 def test_onnx_tags_the_bundled_samples_as_the_numpy_engine(samples_model, tmp_path):

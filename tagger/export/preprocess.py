@@ -40,7 +40,7 @@ def caller_steps(tagger: "Tagger") -> list[str]:
         steps.append("lowered: each token lower-cased (str.lower); lookup.onnx tries the exact form first")
     steps.append("casing: each token's shape class, rules in casing.rules")
     if c.char_encoder != "none":
-        steps.append("chars: each token's characters (Unicode code points) -> chars.items index, 1 when absent; "
+        steps.append("chars: each token's characters (Unicode code points) -> their index in vocab.chars, 1 when absent; "
                      "an empty token is one unknown character [1]; 0 pads words to the longest of the batch")
     if c.lexicon:
         steps.append("lexicon: each token's 24 cells from the lexicon's words, rules in lexicon.rule")
@@ -53,6 +53,23 @@ def caller_steps(tagger: "Tagger") -> list[str]:
     return steps
 
 
+def model_inputs(tagger: "Tagger") -> dict[str, str]:
+    """model.onnx's inputs for this model: name -> shape, type and what it holds."""
+    c = tagger.config
+    out = {"word_ids": "(batch, time) int64: lookup.onnx's word_ids", "casing": "(batch, time) int64: casing classes"}
+    if c.char_encoder != "none":
+        out["chars"] = "(batch, time, letters) int64: character ids, 0 past each word's end and on padding"
+    if c.bigrams == "on":
+        out["bigram_ids"] = "(batch, time) int64: lookup.onnx's bigram_ids"
+    if c.lexicon:
+        out["lexicon"] = "(batch, time, 24) float32: lexicon cells, 0 on padding"
+    if c.context == "lac":
+        out["context_ids"] = "(batch, time) int64: lookup.onnx's context_ids"
+    if c.features:
+        out["feature_ids"] = f"(batch, {len(c.features)}, time) int64: lookup.onnx's feature_ids"
+    return out | {"lengths": "(batch,) int64: tokens in each sentence, at least 1"}
+
+
 def spec(tagger: "Tagger", name: str) -> dict:
     """The content of preprocess.json for a loaded model."""
     c, vocab = tagger.config, tagger.vocab
@@ -63,6 +80,9 @@ def spec(tagger: "Tagger", name: str) -> dict:
         "tags": list(vocab.tags.items), "tokenizer": _tokenizer(tagger),
         "meta": {k: tagger.meta[k] for k in ("dev_f1", "epoch", "training") if k in tagger.meta},
         "caller_steps": caller_steps(tagger),
+        "model_inputs": model_inputs(tagger),
+        "model_outputs": {"tags": "(batch, time) int64: index in `tags`, -1 on padding",
+                          "emissions": "(batch, time, tags) float32", "score": "(batch,) float32: the best path's score"},
         "lookup_onnx": "string -> id by ai.onnx.ml LabelEncoder: tokens (+ lowered) -> word_ids"
                        + (", tokens + lengths -> bigram_ids" if c.bigrams == "on" else "")
                        + (", context_tokens -> context_ids" if c.context == "lac" else "")
