@@ -249,7 +249,9 @@ def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int |
     """Scores of MODEL on TEST; with `report`, also the error analysis, under "errors", and its HTML page
     written (atomically) to `report`, which must not exist unless `force`."""
     check_output_file(report, force)
-    tagger = Tagger.load(model)
+    from tagger.export.runtime import OnnxTagger, is_export  # an export directory evaluates through onnxruntime
+
+    tagger = OnnxTagger.load(model) if is_export(model) else Tagger.load(model)
     sentences = read_sentences(test_ref, format, tag_column, split="test")
     test_scheme = check_tags(sentences, test_ref, scheme)
     check_model_fits(tagger.vocab.source_scheme, test_scheme, test_ref)
