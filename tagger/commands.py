@@ -71,23 +71,42 @@ def prepare_output_dir(output: Path, resume: bool) -> None:
     output.mkdir(parents=True, exist_ok=True)
 
 
-def record_training(output: Path, train_ref: str, dev_ref: str, embeddings: Path | Sequence[Path] | None,
-                    lexicon: str | None = None, bigram_embeddings: Path | None = None,
-                    context: str | None = None) -> None:
-    """Add what the model was trained on, and when, to its config.json (`tagger info` shows it)."""
+def record_training(output: Path, training: dict) -> None:
+    """Add what the model was trained on (`_origin`'s names), and when, to its config.json (`tagger info`
+    shows it)."""
     from datetime import datetime, timezone
 
     from tagger.store import atomic_write
 
     path = output / "config.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
-    meta["training"] = {"train": str(train_ref), "dev": str(dev_ref),
-                        "embeddings": " + ".join(Path(p).name for p in vector_files(embeddings)) or None,
-                        "lexicon": Path(lexicon).name if lexicon else None,
-                        "bigram_embeddings": Path(bigram_embeddings).name if bigram_embeddings else None,
-                        "context": Path(context).name if context else None,
-                        "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    meta["training"] = {**training, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def _origin(output: Path, resume: bool, corpora: dict[str, tuple[str, Sequence[Sentence]]],
+            embeddings: Path | Sequence[Path] | None, lexicon: str | None, bigram_embeddings: Path | None,
+            context: str | None) -> dict:
+    """Where the training comes from, kept in its checkpoints (tagger/training/checkpoints.py): the names
+    `tagger info` shows, the sentences' SHA-256, the vectors files. On --resume, the checkpoint's origin
+    with the new file names, once the sentences are found the same (else InputError naming the file)."""
+    from tagger import lac
+    from tagger.data import sentences_sha256
+    from tagger.training import checkpoints
+
+    digests = {split: sentences_sha256(sentences) for split, (_, sentences) in corpora.items()}
+    names = {split: str(ref) for split, (ref, _) in corpora.items()}
+    if resume:
+        before = checkpoints.origin_of(output)
+        checkpoints.check_same_corpora(before, {split: (names[split], digests[split]) for split in corpora})
+        return {**before, "training": {**before.get("training", {}), **names}, "corpora": digests}
+    files = vector_files(embeddings)
+    files = [] if any(lac.names_jieba(p) for p in files) else files
+    inputs = {"embeddings": " + ".join(p.name for p in vector_files(embeddings)) or None,
+              "lexicon": Path(lexicon).name if lexicon else None,
+              "bigram_embeddings": Path(bigram_embeddings).name if bigram_embeddings else None,
+              "context": Path(context).name if context else None}
+    return {"training": {**names, **inputs}, "corpora": digests, "vectors": checkpoints.vectors_origin(files)}
 
 
 def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None,
@@ -127,6 +146,8 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
         inputs = Inputs(init=warm)
     else:
         inputs = Inputs() if resume else _load_inputs(embeddings, bigram_embeddings, lexicon, context, reporter)
+    origin = _origin(output, resume, {"train": (train_ref, train_sents), "dev": (dev_ref, dev_sents)}, embeddings,
+                     lexicon, bigram_embeddings, context)
     created = not output.exists()
     if leader:
         prepare_output_dir(output, resume)
@@ -134,13 +155,13 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
         progress, world = launch.train_processes(processes, config=config, train_sents=train_sents,
                                                  dev_sents=dev_sents, output=output, source_scheme=source,
                                                  dev_scheme=dev_scheme, inputs=inputs, resume=resume,
-                                                 reporter=reporter, given=given)
+                                                 reporter=reporter, given=given, origin=origin)
     except BaseException:
         if leader and created and output.is_dir() and not any(output.iterdir()):  # failed before writing
             output.rmdir()  # anything: leave no empty directory
         raise
     if world.leader:
-        record_training(output, train_ref, dev_ref, embeddings, lexicon, bigram_embeddings, context)
+        record_training(output, origin["training"])
     result = {"best_dev_f1": progress.best_f1, "best_epoch": progress.best_epoch,
               "epochs": progress.epoch, "minutes": progress.seconds / 60, "rank": world.rank,
               "dev_metric": "F1" if source else "accuracy"}

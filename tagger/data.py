@@ -1,6 +1,7 @@
 """Where sentences come from (a CoNLL file or a `datasets` reference) and the checks on their tags."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
@@ -221,3 +222,14 @@ def _tag_like_columns(sentences: Sequence[Sentence]) -> str:
     counts = [len({row[c] for s in sentences for row in s.rows}) for c in range(width)]
     few = [f"column {c} has {n} distinct values" for c, n in enumerate(counts) if n <= 100]
     return f" ({'; '.join(few)})" if few else ""
+
+
+def sentences_sha256(sentences: Iterable[Sentence]) -> str:
+    """SHA-256 of the sentences' rows (every column, or tokens and tags): equal for the same corpus wherever
+    its file lives, different as soon as one token, tag or sentence break differs."""
+    digest = hashlib.sha256()
+    for s in sentences:
+        for row in s.rows or zip(s.tokens, s.tags or ()):
+            digest.update("\t".join(row).encode("utf-8") + b"\n")
+        digest.update(b"\n")
+    return digest.hexdigest()

@@ -104,10 +104,12 @@ def update_config(directory: str | Path, changes: Mapping[str, Any]) -> None:
     atomic_write(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
-def load_model(directory: str | Path) -> tuple[Config, dict, dict[str, np.ndarray], dict[str, Any]]:
+def load_model(directory: str | Path, checkpoint: bool = False
+               ) -> tuple[Config, dict, dict[str, np.ndarray], dict[str, Any]]:
     """Read and check a model directory: config, vocabulary (JSON), weights (numpy arrays, as saved: format 1
     has torch's keys, see from_format_1) and config.json's other entries. ModelError names the file and what
-    is wrong with it."""
+    is wrong with it. A training checkpoint (config.json's "checkpoint") is refused unless `checkpoint`: it
+    holds the last weights, not the best, and may lack the pretrained-only rows."""
     directory = Path(directory)
     if not directory.exists():
         raise ModelError("no such model directory", path=str(directory))
@@ -119,6 +121,9 @@ def load_model(directory: str | Path) -> tuple[Config, dict, dict[str, np.ndarra
         raise ModelError(f"model directory lacks {', '.join(missing)}", path=str(directory))
     meta = _read_json(directory / "config.json")
     _check_format(meta, directory / "config.json")
+    if meta.get("checkpoint") and not checkpoint:
+        raise ModelError("is a training checkpoint (what --resume continues from), not a model: load the "
+                         "directory above it, which holds the best model on dev", path=str(directory))
     try:
         config = Config.from_dict(meta["config"], source=str(directory / "config.json"))
     except ConfigError as e:

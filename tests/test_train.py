@@ -27,7 +27,7 @@ from cli.main import app
 from corpora.conll import Sentence
 from tagger.api import Tagger
 from tagger.config import Config
-from tagger.errors import InputError
+from tagger.errors import InputError, ModelError
 from tagger.training import checkpoints
 from tagger.training import loop as training
 from tagger.training.model import Trainable
@@ -109,8 +109,8 @@ def test_predictions_are_the_same_before_saving_and_after_loading(tmp_path, monk
     at_save: dict[str, list] = {}
     save = Trainable.save
 
-    def recording_save(self, path, extra=None):
-        save(self, path, extra)
+    def recording_save(self, path, extra=None, frozen=True):
+        save(self, path, extra, frozen)
         at_save[Path(path).name] = self.tagger().predict_tokens(PROBE)
 
     monkeypatch.setattr(Trainable, "save", recording_save)
@@ -118,7 +118,16 @@ def test_predictions_are_the_same_before_saving_and_after_loading(tmp_path, monk
     run(out, epochs=3)
     monkeypatch.undo()
     assert Tagger.load(out).predict_tokens(PROBE) == at_save["out"]
-    assert Tagger.load(out / "checkpoint").predict_tokens(PROBE) == at_save["checkpoint.new"]  # renamed after
+    resumed = checkpoints.load_checkpoint(out)[0]  # a checkpoint loads for training only
+    assert resumed.tagger().predict_tokens(PROBE) == at_save["checkpoint.new"]  # renamed after
+
+
+def test_a_checkpoint_is_refused_as_a_model_in_one_line(uninterrupted, tmp_path):
+    with pytest.raises(ModelError, match="is a training checkpoint .*load the directory above it"):
+        Tagger.load(uninterrupted / "checkpoint")
+    result = CliRunner().invoke(app, ["predict", str(uninterrupted / "checkpoint")], input="Anna visited Rome .\n")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
 
 
 def test_a_fixed_seed_gives_identical_weights(tmp_path, uninterrupted):
@@ -427,3 +436,96 @@ def test_a_plain_tag_model_reports_dev_accuracy_not_f1(tmp_path):
     assert "best dev accuracy" in result.stdout and "dev accuracy" in result.stderr
     assert "F1" not in result.output
     assert "dev_accuracy" in metrics(tmp_path / "out")[0]
+
+
+# -- what a resume checks: its data, its vectors, its own files ------------------------------------------------
+
+VECTOR_WORDS = ["john", "smith", "paris", "berlin", "visited", "hired", "zurich", "madrid", "oslo"]  # 3 unseen
+
+
+@pytest.fixture
+def with_vectors(tmp_path) -> list[str]:
+    """`tagger train` arguments: the tiny corpus, a vectors file (some words never in training), both remedies
+    for unseen words on, dropout on (each resume must restore the random state), 3 epochs into tmp_path/out."""
+    import numpy as np
+
+    train = write_corpus(tmp_path / "train.txt", [(s.tokens, s.tags) for s in TRAIN])
+    dev = write_corpus(tmp_path / "dev.txt", [(s.tokens, s.tags) for s in DEV])
+    matrix = np.random.default_rng(0).normal(size=(len(VECTOR_WORDS), 16))
+    (tmp_path / "vectors.txt").write_text("".join(f"{w} {' '.join(f'{x:.5f}' for x in row)}\n"
+                                                  for w, row in zip(VECTOR_WORDS, matrix)))
+    toml = write_toml(tmp_path / "c.toml", dropout=0.3, word_dropout=0.1, epochs=3, pretrained_swap=0.3,
+                      unseen_drift=2.0, unseen_neighbours=2)
+    return ["train", str(train), "--dev", str(dev), "-o", str(tmp_path / "out"), "--config", str(toml),
+            "--embeddings", str(tmp_path / "vectors.txt"), "-q"]
+
+
+def interrupted(args: list[str], monkeypatch, call: int = 12) -> Path:
+    """Run `args` with Ctrl-C at the `call`-th batch; returns the output directory (its checkpoint mid-epoch)."""
+    interrupt_loss_at(monkeypatch, call)
+    result = CliRunner().invoke(app, args)
+    monkeypatch.undo()
+    assert result.exit_code == 130, result.output
+    return Path(args[args.index("-o") + 1])
+
+
+def test_a_checkpoint_rereads_the_vectors_file_instead_of_copying_it_and_resumes_exactly(with_vectors, tmp_path,
+                                                                                         monkeypatch):
+    whole = [*with_vectors[:5], str(tmp_path / "whole"), *with_vectors[6:]]
+    assert CliRunner().invoke(app, whole).exit_code == 0
+    out = interrupted(with_vectors, monkeypatch)
+    checkpoint = json.loads((out / "checkpoint" / "vocab.json").read_text())
+    assert checkpoint["frozen_words"] == [] and weights(out / "checkpoint" / "model.safetensors")["words.frozen"].numel() == 0
+    assert not any(k.startswith("pretrained.") for k in weights(out / "checkpoint" / "trainer.safetensors"))
+    result = CliRunner().invoke(app, with_vectors[:-3] + ["-q", "--resume"])  # no --embeddings: it is recorded
+    assert result.exit_code == 0, result.output
+    assert_same_weights(out / "model.safetensors", tmp_path / "whole" / "model.safetensors")
+    assert scores(out) == scores(tmp_path / "whole")
+    assert Tagger.load(out).info()["embeddings"] == "vectors.txt"  # kept from the start, not "none recorded"
+
+
+def test_resume_refuses_other_training_data_naming_the_file(with_vectors, tmp_path, monkeypatch):
+    interrupted(with_vectors, monkeypatch)
+    other = write_corpus(tmp_path / "other.txt", make_sentences(8, seed=99))
+    args = with_vectors + ["--resume"]
+    args[1] = str(other)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {other}: --resume: these training sentences differ from those the checkpoint "
+                             f"was trained with (from {tmp_path / 'train.txt'}): resume with the same data, or "
+                             "train anew without --resume\n")
+    (tmp_path / "train.txt").rename(tmp_path / "moved.txt")  # the same sentences elsewhere: fine
+    args[1] = str(tmp_path / "moved.txt")
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["training"]["train"] == args[1]
+
+
+def test_resume_refuses_a_vectors_file_that_changed(with_vectors, tmp_path, monkeypatch):
+    interrupted(with_vectors, monkeypatch)
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text(vectors.read_text().replace("0", "1"))
+    result = CliRunner().invoke(app, with_vectors + ["--resume"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {vectors}: --resume: this vectors file changed since the training")
+
+
+@pytest.mark.parametrize("damage", ["overwrite", "truncate"])
+def test_a_damaged_trainer_state_is_one_line_naming_it(damage, cli_corpus, tmp_path):
+    assert CliRunner().invoke(app, cli_corpus).exit_code == 0
+    state = tmp_path / "out" / "checkpoint" / "trainer.safetensors"
+    data = state.read_bytes()
+    state.write_bytes(data[:-100] + bytes(100) if damage == "overwrite" else data[: len(data) // 2])
+    result = CliRunner().invoke(app, cli_corpus + ["--resume", "--epochs", "3"])
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {state}: checksum does not match trainer.json: the file was altered, "
+                             "truncated or half-written; train anew without --resume\n")
+
+
+def test_checkpoint_files_honour_the_umask(cli_corpus, tmp_path):
+    before = os.umask(0o022)
+    try:
+        assert CliRunner().invoke(app, cli_corpus).exit_code == 0
+    finally:
+        os.umask(before)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "out" / "checkpoint").iterdir()}
+    assert modes["trainer.safetensors"] == modes["trainer.json"] == modes["model.safetensors"] == 0o644

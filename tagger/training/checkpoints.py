@@ -1,10 +1,16 @@
 """Checkpoints and the resume policy.
 
-`checkpoint/` is a model directory (the last weights, not the best) plus the trainer's state: optimizer
-moments, every rank's random state, the weight average, what training keeps of the pretrained vectors
-(trainer.safetensors) and where training stands (trainer.json). It is written beside the old one and
-swapped in as a whole, so a kill leaves one complete checkpoint; from it `--resume` continues bit for bit,
-even mid-epoch.
+`checkpoint/` is a model directory (the last weights, not the best; config.json marks it as a checkpoint,
+which loading as a model refuses) plus the trainer's state: optimizer moments, every rank's random state,
+the weight average, what training keeps of the pretrained vectors (trainer.safetensors, its SHA-256 in
+trainer.json) and where training stands (trainer.json). It is written beside the old one and swapped in as a
+whole, so a kill leaves one complete checkpoint; from it `--resume` continues bit for bit, even mid-epoch.
+
+trainer.json also keeps the training's origin (commands.py writes it): the names `tagger info` shows, the
+SHA-256 of the training and dev sentences (a resume on other data is refused) and the vectors files with
+their SHA-256. When the vectors came from files, the checkpoint leaves out what those files give back
+exactly (the frozen pretrained-only rows, their words, the pretrained start of the trained rows, the unseen
+words' neighbours): a resume re-reads them, refusing a file that changed.
 """
 from __future__ import annotations
 
@@ -12,41 +18,48 @@ import json
 import shutil
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 
 from tagger import store
 from tagger.config import Config
-from tagger.errors import ConfigError, InputError
-from tagger.training import unseen
+from tagger.errors import ConfigError, InputError, ModelError
+from tagger.training import setup, unseen
 from tagger.training.distributed import World
 from tagger.training.model import Trainable
-from tagger.training.setup import WeightAverage, make_optimizer
-from tagger.training.state import Progress
+from tagger.training.setup import Vectors, WeightAverage, make_optimizer
+from tagger.training.state import Progress, Reporter, Silent
 
 RESUMABLE = ("epochs", "max_minutes", "threads")  # the settings --resume may change
+TRAINER = "trainer.safetensors"
 
 
 def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Optimizer, progress: Progress,
                     average: WeightAverage | None = None, pretrained: unseen.Pretrained | None = None,
-                    rng_states: Sequence[torch.Tensor] | None = None) -> None:
+                    rng_states: Sequence[torch.Tensor] | None = None, origin: dict | None = None) -> None:
     """Write the new checkpoint beside the old one and swap directories, so a kill never loses both.
-    rng_states: every rank's torch random state, rank 0's first (default: this process's)."""
+    rng_states: every rank's torch random state, rank 0's first (default: this process's). origin: where the
+    data and vectors came from (module docstring); with vectors files, what they give back is left out."""
     final, new, old = output / "checkpoint", output / "checkpoint.new", output / "checkpoint.old"
     shutil.rmtree(new, ignore_errors=True)
-    tagger.save(new)
+    reread = bool((origin or {}).get("vectors"))
+    tagger.save(new, {"checkpoint": True}, frozen=not reread)
     tensors, meta = _optimizer_state(optimizer)
     states = list(rng_states) if rng_states is not None else [torch.get_rng_state()]
     tensors["rng.torch"] = states[0]
     tensors |= {f"rng.torch.{rank}": state for rank, state in enumerate(states) if rank}
     if average is not None:
         tensors |= {f"average.{k}": v for k, v in average.average.items()}
-    if pretrained is not None:
+    if pretrained is not None and not reread:
         tensors |= pretrained.state()
-    save_file(tensors, str(new / "trainer.safetensors"))
-    meta["progress"] = progress.__dict__
-    meta["processes"] = len(states)
+    data = save_tensors(tensors)
+    store.atomic_write(new / TRAINER, data)  # mode from the umask, as the model's files
+    meta |= {"progress": progress.__dict__, "processes": len(states), "sha256": store.sha256(data),
+             "origin": origin or {}}
     store.atomic_write(new / "trainer.json", json.dumps(meta).encode())
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -56,11 +69,12 @@ def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Opti
 
 
 def save_on_leader(output: Path, tagger: Trainable, optimizer: torch.optim.Optimizer, progress: Progress,
-                   average: WeightAverage | None, pretrained: unseen.Pretrained | None, world: World) -> None:
+                   average: WeightAverage | None, pretrained: unseen.Pretrained | None, world: World,
+                   origin: dict | None = None) -> None:
     """Rank 0 saves, with every rank's random state; the others wait until it is on disk."""
     states = world.gather(torch.get_rng_state())
     if world.leader:
-        save_checkpoint(output, tagger, optimizer, progress, average, pretrained, states)
+        save_checkpoint(output, tagger, optimizer, progress, average, pretrained, states, origin)
     world.barrier()
 
 
@@ -74,16 +88,28 @@ def checkpoint_dir(output: Path) -> Path:
     return directory
 
 
-def load_checkpoint(output: Path, world: World | None = None) -> tuple[Trainable, torch.optim.Optimizer, Progress,
-                                                                       WeightAverage | None, unseen.Pretrained | None]:
-    """The state `save_checkpoint` wrote, this rank's random state restored. Another number of processes
-    than the checkpoint's resumes too: the same global batches, but new dropout draws on the extra ranks."""
-    world = world or World()
+def origin_of(output: Path) -> dict:
+    """The origin the checkpoint in `output` recorded ({} for a checkpoint older than origins)."""
+    return _trainer_meta(checkpoint_dir(output)).get("origin") or {}
+
+
+def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter | None = None
+                    ) -> tuple[Trainable, torch.optim.Optimizer, Progress, WeightAverage | None,
+                               unseen.Pretrained | None]:
+    """The state `save_checkpoint` wrote, this rank's random state restored (and the vectors files re-read
+    when the checkpoint left their rows out). Another number of processes than the checkpoint's resumes too:
+    the same global batches, but new dropout draws on the extra ranks."""
+    world, reporter = world or World(), reporter or Silent()
     directory = checkpoint_dir(output)
-    tagger = Trainable.load(directory)
+    meta = _trainer_meta(directory)
+    tensors = _trainer_tensors(directory, meta)
+    sources = (meta.get("origin") or {}).get("vectors")
+    vectors = read_vectors(sources) if sources else None
+    config, vocab_json, saved, model_meta = store.load_model(directory, checkpoint=True)
+    if vectors is not None:  # the rows the checkpoint left out, from the files it names
+        vocab_json["frozen_words"], saved["words.frozen"] = setup.frozen_rows(vectors, vocab_json["words"])
+    tagger = Trainable.from_saved(directory, config, vocab_json, saved, model_meta)
     tagger.model.train()
-    meta = json.loads((directory / "trainer.json").read_text(encoding="utf-8"))
-    tensors = load_file(str(directory / "trainer.safetensors"))
     optimizer = make_optimizer(tagger.config, tagger.model)
     optimizer.load_state_dict(_optimizer_dict(meta, tensors))
     rng = tensors.get("rng.torch" if world.leader else f"rng.torch.{world.rank}")
@@ -93,7 +119,80 @@ def load_checkpoint(output: Path, world: World | None = None) -> tuple[Trainable
         torch.manual_seed(tagger.config.seed + 7919 * world.rank + 104_729 * meta["progress"]["updates"])
     averaged = {k.removeprefix("average."): v for k, v in tensors.items() if k.startswith("average.")}
     average = WeightAverage(tagger.model, tagger.config.average, averaged) if tagger.config.average else None
-    return tagger, optimizer, Progress(**meta["progress"]), average, unseen.Pretrained.from_state(tensors)
+    if vectors is None:
+        pretrained = unseen.Pretrained.from_state(tensors)
+    else:
+        pretrained = setup.pretrained_state(tagger, vectors, reporter, neighbours=world.leader)
+    return tagger, optimizer, Progress(**meta["progress"]), average, pretrained
+
+
+def _trainer_meta(directory: Path) -> dict[str, Any]:
+    path = directory / "trainer.json"
+    try:
+        meta = json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"unreadable checkpoint state ({e}): train anew without --resume", path=str(path)) from None
+    if not isinstance(meta, dict) or "progress" not in meta:
+        raise ModelError("not a checkpoint's state: train anew without --resume", path=str(path))
+    return meta
+
+
+def _trainer_tensors(directory: Path, meta: dict) -> dict[str, torch.Tensor]:
+    """trainer.safetensors, checked against the SHA-256 trainer.json records (checkpoints older than the
+    check have none)."""
+    path = directory / TRAINER
+    problem = "checksum does not match trainer.json: the file was altered, truncated or half-written"
+    try:
+        data = path.read_bytes()
+        if meta.get("sha256") not in (None, store.sha256(data)):
+            raise ModelError(f"{problem}; train anew without --resume", path=str(path))
+        return load_tensors(data)
+    except (OSError, SafetensorError) as e:
+        raise ModelError(f"unreadable ({e}); train anew without --resume", path=str(path)) from None
+
+
+def vectors_origin(files: Sequence[str | Path]) -> list[dict[str, str]]:
+    """The vectors files a training read, for its checkpoints: each one's absolute path and SHA-256."""
+    return [{"path": str(Path(f).resolve()), "sha256": _file_sha256(Path(f))} for f in files]
+
+
+def read_vectors(sources: Sequence[dict[str, str]]) -> Vectors:
+    """The vectors a training started from, read again from the files its checkpoint names (stacked when
+    several); InputError naming a file that is gone or changed."""
+    from tagger.embeddings import load_vectors, stack_vectors
+
+    for source in sources:
+        path = Path(source["path"])
+        if not path.is_file():
+            raise InputError("--resume re-reads the pretrained vectors the training started from, and this "
+                             "file is gone: put it back", path=str(path))
+        if _file_sha256(path) != source["sha256"]:
+            raise InputError("--resume: this vectors file changed since the training started (its SHA-256 "
+                             "differs): put the original back", path=str(path))
+    sets = [load_vectors(source["path"]) for source in sources]
+    return stack_vectors(sets) if len(sets) > 1 else sets[0]
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_same_corpora(recorded: dict, corpora: dict[str, tuple[str, str]]) -> None:
+    """Refuse to resume on other data: `corpora` maps "train"/"dev" to (file or dataset, its sentences'
+    SHA-256), `recorded` is the checkpoint's origin. A file moved or renamed with the same sentences is fine."""
+    for split, (ref, digest) in corpora.items():
+        before = (recorded.get("corpora") or {}).get(split)
+        if before is not None and before != digest:
+            name = "training" if split == "train" else "dev"
+            raise InputError(f"--resume: these {name} sentences differ from those the checkpoint was trained "
+                             f"with (from {recorded.get('training', {}).get(split, 'another file')}): resume with "
+                             "the same data, or train anew without --resume", path=str(ref))
 
 
 def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:

@@ -44,17 +44,20 @@ __all__ = ["Interrupted", "Progress", "Reporter", "Silent", "run_epoch", "train"
 def train(*, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[Sentence], output: str | Path,
           source_scheme: str | None, dev_scheme: str | None = None, inputs: Inputs | None = None,
           resume: bool = False, reporter: Reporter | None = None, given: Collection[str] = (),
-          world: World | None = None) -> Progress:
+          world: World | None = None, origin: dict | None = None) -> Progress:
     """Train (or resume training) and keep the best model on dev in `output`.
 
     On resume the checkpoint's config is used, except for the settings named in `given` (those the user set:
     the CLI's options and config file): epochs, max_minutes and threads take `config`'s values; any other that
     differs from the checkpoint's is a ConfigError. `world`: this process's rank among data-parallel training
     processes (tagger/training/distributed.py), in a process group already set up; one process when None.
-    `inputs` start a new training only: a checkpoint has its own."""
+    `inputs` start a new training only: a checkpoint has its own. `origin`: where the data and vectors came
+    from, kept in every checkpoint (tagger/training/checkpoints.py); on resume, the checkpoint's by default."""
     reporter, inputs = reporter or Silent(), inputs or Inputs()
     output, world = Path(output), world or World()
     start = _resumed if resume else _started
+    if resume and origin is None:
+        origin = checkpoints.origin_of(output)
     tagger, optimizer, progress, average, pretrained = start(config, train_sents, source_scheme, inputs, output,
                                                              given, reporter, world)
     config = tagger.config
@@ -72,13 +75,13 @@ def train(*, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequenc
         while progress.epoch < config.epochs and not progress.out_of_time_or_patience(config):
             metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop, average, model, world)
             if metrics is None:  # Ctrl-C: the batches done so far are in the checkpoint
-                checkpoints.save_on_leader(output, tagger, optimizer, progress, average, pretrained, world)
+                checkpoints.save_on_leader(output, tagger, optimizer, progress, average, pretrained, world, origin)
                 raise Interrupted(output / "checkpoint", progress.epoch, progress.step)
             if world.leader:
                 _end_epoch(tagger, data, progress, metrics, output, average, pretrained, reporter)
                 curves.request()
             progress.epoch, progress.step = progress.epoch + 1, 0
-            checkpoints.save_on_leader(output, tagger, optimizer, progress, average, pretrained, world)
+            checkpoints.save_on_leader(output, tagger, optimizer, progress, average, pretrained, world, origin)
             progress = Progress(**world.share(progress.__dict__))  # rank 0's scores and clock decide for all
             if world.any(stop.requested):
                 raise Interrupted(output / "checkpoint", progress.epoch, 0)
@@ -102,7 +105,7 @@ def _started(config: Config, train_sents: Sequence[Sentence], source_scheme: str
 def _resumed(config: Config, train_sents: Sequence[Sentence], source_scheme: str | None, inputs: Inputs,
              output: Path, given: Collection[str], reporter: Reporter, world: World) -> tuple:
     """A resumed training: the same five from the checkpoint, its config changed where `given` may."""
-    tagger, optimizer, progress, average, pretrained = checkpoints.load_checkpoint(output, world)
+    tagger, optimizer, progress, average, pretrained = checkpoints.load_checkpoint(output, world, reporter)
     tagger.config = checkpoints.resumed_config(tagger.config, config, given, output, len(tagger.vocab.frozen) > 0)
     checkpoints.check_left(tagger.config, progress, output)
     reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")

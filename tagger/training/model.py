@@ -17,6 +17,7 @@ from tagger import store
 from tagger import tensors as spec
 from tagger.config import Config, model_scheme
 from tagger.encode import Batch, Encoder
+from tagger.lexicon import parse_saved
 from tagger.tagging.tagger import Tagger
 from tagger.tensors import sizes_of
 from tagger.training.crf import ConstrainedCRF
@@ -227,9 +228,19 @@ class Trainable:
     @classmethod
     def load(cls, path: str | Path) -> Trainable:
         """A saved model directory (any format version) as a trainable network."""
-        tagger = Tagger.load(path)
-        trainable = cls.build(tagger.config, tagger.vocab)
-        trainable.model.load_tensors(tagger.tensors)
+        return cls.from_saved(path, *store.load_model(path))
+
+    @classmethod
+    def from_saved(cls, path: str | Path, config: Config, vocab_json: dict, tensors: dict[str, np.ndarray],
+                   meta: dict) -> Trainable:
+        """A trainable network from what store.load_model read in `path` (a model or a checkpoint)."""
+        text = store.load_lexicon(path, meta)
+        lexicon = parse_saved(text, str(Path(path) / store.LEXICON)) if text is not None else None
+        vocab = Vocab.from_json(vocab_json, lexicon)
+        if meta.get("format_version", 1) == 1:
+            tensors = store.from_format_1(tensors, config, sizes_of(vocab), Path(path))
+        trainable = cls.build(config, vocab)
+        trainable.model.load_tensors(tensors)
         return trainable
 
     @property
@@ -240,6 +251,11 @@ class Trainable:
         """The tagging engine over the live weights (the embeddings are not copied): what scores dev."""
         return Tagger(self.config, self.vocab, self.model.tensors())
 
-    def save(self, path: str | Path, extra: dict | None = None) -> None:
-        store.save_model(path, self.config, self.vocab.to_json(), self.model.tensors(), extra,
+    def save(self, path: str | Path, extra: dict | None = None, frozen: bool = True) -> None:
+        """Write a model directory; frozen=False leaves out the pretrained-only words and rows (a checkpoint
+        whose vectors file gives them back: tagger/training/checkpoints.py)."""
+        vocab, tensors = self.vocab.to_json(), self.model.tensors()
+        if not frozen:
+            vocab["frozen_words"], tensors["words.frozen"] = [], tensors["words.frozen"][:0]
+        store.save_model(path, self.config, vocab, tensors, extra,
                          self.vocab.lexicon.to_text() if self.vocab.lexicon else None)

@@ -27,7 +27,7 @@ from tagger.training import unseen
 from tagger.training.model import Trainable
 from tagger.training.state import Reporter, Silent
 from tagger.training.warmstart import WarmStart, build as warm_started
-from tagger.vocab import Index, build_vocab
+from tagger.vocab import Index, Vocab, build_vocab
 
 Vectors = tuple[list[str], np.ndarray]  # (words, (len(words), dim) matrix)
 
@@ -90,16 +90,43 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
         _copy_bigram_vectors(tagger, inputs.bigram_vectors, reporter)
     if vectors is None:
         return tagger, None
-    rows = _copy_vectors(tagger, vectors, reporter, train)
+    _copy_vectors(tagger, vectors, reporter, train)
+    return tagger, pretrained_state(tagger, vectors, reporter, neighbours)
+
+
+def pretrained_state(tagger: Trainable, vectors: Vectors, reporter: Reporter, neighbours: bool = True
+                     ) -> unseen.Pretrained | None:
+    """What training keeps of the pretrained vectors for pretrained_swap and unseen_drift (None when neither
+    is on): the trained rows' starting vectors and, for the drift, each frozen word's nearest trained words.
+    Computed from the vectors alone, so a resume computes it again rather than storing it."""
+    config, vocab = tagger.config, tagger.vocab
     if not (config.pretrained_swap or config.unseen_drift):
-        return tagger, None
-    pretrained = unseen.Pretrained(rows, tagger.model.word.weight.detach()[rows].clone())
-    if neighbours and config.unseen_drift and len(rows) and len(vocab.frozen):
+        return None
+    rows, at = pretrained_rows(vocab, vectors[0])
+    pretrained = unseen.Pretrained(torch.tensor(rows, dtype=torch.long), torch.from_numpy(vectors[1][at]).float())
+    if neighbours and config.unseen_drift and rows and len(vocab.frozen):
         start = time.perf_counter()
         pretrained = pretrained.with_neighbours(tagger.model.frozen, config.unseen_neighbours)
         reporter.message(f"nearest trained words of {len(vocab.frozen):,} unseen pretrained words found in "
                          f"{time.perf_counter() - start:.1f}s")
-    return tagger, pretrained
+    return pretrained
+
+
+def pretrained_rows(vocab: Vocab, words: Sequence[str]) -> tuple[list[int], list[int]]:
+    """(the word embedding's rows that have a pretrained vector, the rows of those vectors in `words`)."""
+    row = {w: i for i, w in enumerate(words)}
+    items = vocab.words.items
+    rows = [i for i, key in enumerate(items[2:], start=2) if key in row]
+    return rows, [row[items[i]] for i in rows]
+
+
+def frozen_rows(vectors: Vectors, trained: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The pretrained-only words (no `trained` word is keyed as them) in build_vocab's order, and their
+    vectors rounded to float16 as the model keeps them."""
+    words, matrix = vectors
+    row = {w: i for i, w in enumerate(words)}
+    frozen = sorted(set(words) - set(trained))
+    return frozen, matrix[[row[w] for w in frozen]].astype(np.float16)
 
 
 def _decided(config: Config, train: Sequence[Sentence], inputs: Inputs, reporter: Reporter) -> Config:
@@ -155,22 +182,20 @@ def _copy_bigram_vectors(tagger: Trainable, vectors: Vectors, reporter: Reporter
                      f"{len(items) - 2:,} training bigrams ({100 * len(rows) / max(len(items) - 2, 1):.1f}%)")
 
 
-def _copy_vectors(tagger: Trainable, vectors: Vectors, reporter: Reporter, train: Sequence[Sentence]
-                  ) -> torch.Tensor:
-    """Pretrained vectors into the trainable rows and the frozen buffer; returns the rows that got one."""
+def _copy_vectors(tagger: Trainable, vectors: Vectors, reporter: Reporter, train: Sequence[Sentence]) -> None:
+    """Pretrained vectors into the trainable rows and the frozen buffer."""
     words, matrix = vectors
     row = {w: i for i, w in enumerate(words)}
     model, vocab = tagger.model, tagger.vocab
-    rows = [i for i, key in enumerate(vocab.words.items[2:], start=2) if key in row]
+    rows, at = pretrained_rows(vocab, words)
     with torch.no_grad():
-        model.word.weight[rows] = torch.from_numpy(matrix[[row[vocab.words.items[i]] for i in rows]])
+        model.word.weight[rows] = torch.from_numpy(matrix[at])
         # rounded to float16, as the model saves them (tagger/tensors.py): training sees what tagging will
         model.frozen.copy_(torch.from_numpy(matrix[[row[w] for w in vocab.frozen.items]]).half())
     types = {w for s in train for w in s.tokens}
     covered = sum(1 for w in types if w in row or (vocab.lowercase and w.lower() in row))
     reporter.message(f"pretrained vectors: {len(words):,} x {matrix.shape[1]}; they cover {covered:,} of "
                      f"{len(types):,} training word types ({100 * covered / max(len(types), 1):.1f}%)")
-    return torch.tensor(rows, dtype=torch.long)
 
 
 def prepare_data(tagger: Trainable, train: Sequence[Sentence], dev: Sequence[Sentence],
