@@ -85,28 +85,51 @@ class Graph:
 
 def build(config: Config, vocab: Vocab, tensors: Mapping[str, np.ndarray], name: str = "tagger"):
     """The onnx.ModelProto of a model (config, vocab and tensors as a loaded `Tagger` holds them)."""
-    onnx = _onnx()
-    helper, T = onnx.helper, onnx.TensorProto
+    helper, T = _onnx().helper, _onnx().TensorProto
     config = config.resolved()
     g = Graph()
-    ints = [("word_ids", ["batch", "time"]), ("casing", ["batch", "time"])]
-    if config.char_encoder != "none":
-        ints.append(("chars", ["batch", "time", "letters"]))
-    if config.bigrams == "on":
-        ints.append(("bigram_ids", ["batch", "time"]))
-    inputs = [helper.make_tensor_value_info(name, T.INT64, dims) for name, dims in ints]
-    if config.lexicon:
-        inputs.append(helper.make_tensor_value_info("lexicon", T.FLOAT, ["batch", "time", lexicon.FEATURES]))
-    if config.context == "lac":
-        inputs.append(helper.make_tensor_value_info("context_ids", T.INT64, ["batch", "time"]))
-    if config.features:
-        inputs.append(helper.make_tensor_value_info("feature_ids", T.INT64, ["batch", len(config.features), "time"]))
-    inputs.append(helper.make_tensor_value_info("lengths", T.INT64, ["batch"]))
-
     shape = g.op("Shape", ["word_ids"])  # (2,): B, T
     seq_len = g.op("Gather", [shape, g.const(1, "one")], "seq_len")  # scalar T
     mask = g.op("Less", [g.op("Unsqueeze", [g.op("Range", [g.const(0), seq_len, g.const(1)]), g.const([0])]),
                          g.op("Unsqueeze", ["lengths", g.const([1])])], "mask")  # (B, T) bool
+    x = g.op("Concat", _token_inputs(g, config, tensors, shape, mask), "input", axis=2)  # (B, T, input_size)
+    x = g.op("Transpose", [x], perm=[1, 0, 2])  # (T, B, input_size)
+    lengths32 = g.op("Cast", ["lengths"], to=T.INT32)
+    for layer in range(config.num_layers):
+        x = _bilstm(g, x, lengths32, tensors, f"lstm.{layer}")  # (T, B, 2*hidden)
+    emissions = g.op("Add", [g.op("MatMul", [g.op("Transpose", [x], perm=[1, 0, 2]),
+                                             g.const(tensors["emissions.weight"].T.copy(), "emit_w")]),
+                             g.const(tensors["emissions.bias"], "emit_b")])  # (B, T, K)
+    tags, score = _viterbi(g, emissions, mask, seq_len, tensors)
+    g.nodes += [helper.make_node("Identity", [tags], ["tags"]), helper.make_node("Identity", [emissions], ["emissions"]),
+                helper.make_node("Identity", [score], ["score"])]
+    outputs = [helper.make_tensor_value_info("tags", T.INT64, ["batch", "time"]),
+               helper.make_tensor_value_info("emissions", T.FLOAT, ["batch", "time", len(vocab.tags)]),
+               helper.make_tensor_value_info("score", T.FLOAT, ["batch"])]
+    return _model(g.subgraph(name, _model_inputs(config), outputs))
+
+
+def _model_inputs(config: Config) -> list:
+    """model.onnx's inputs for a (resolved) config, in the order the module's docstring lists them."""
+    helper, T = _onnx().helper, _onnx().TensorProto
+    dims = {"word_ids": ["batch", "time"], "casing": ["batch", "time"]}
+    if config.char_encoder != "none":
+        dims["chars"] = ["batch", "time", "letters"]
+    if config.bigrams == "on":
+        dims["bigram_ids"] = ["batch", "time"]
+    if config.lexicon:
+        dims["lexicon"] = ["batch", "time", lexicon.FEATURES]
+    if config.context == "lac":
+        dims["context_ids"] = ["batch", "time"]
+    if config.features:
+        dims["feature_ids"] = ["batch", len(config.features), "time"]
+    dims["lengths"] = ["batch"]
+    return [helper.make_tensor_value_info(name, T.FLOAT if name == "lexicon" else T.INT64, d) for name, d in dims.items()]
+
+
+def _token_inputs(g: Graph, config: Config, tensors: Mapping[str, np.ndarray], shape: str, mask: str) -> list[str]:
+    """What the BiLSTM reads of each token, (B, T, D) each, in tensors.input_size's order: word, casing,
+    characters, bigram, lexicon cells, context, feature columns."""
     parts = [_embed_words(g, "word_ids", tensors), g.op("Gather", [g.const(tensors["casing"], "casing_table"), "casing"])]
     if config.char_encoder == "cnn":
         parts.append(_char_cnn(g, tensors, config.char_kernel, shape))
@@ -121,21 +144,7 @@ def build(config: Config, vocab: Vocab, tensors: Mapping[str, np.ndarray], name:
     for i in range(len(config.features)):
         column = g.op("Gather", ["feature_ids", g.const(i)], axis=1)  # (B, T)
         parts.append(g.op("Gather", [g.const(tensors[f"features.{i}"], f"feature_table_{i}"), column]))
-    x = g.op("Concat", parts, "input", axis=2)  # (B, T, input_size)
-    x = g.op("Transpose", [x], perm=[1, 0, 2])  # (T, B, input_size)
-    lengths32 = g.op("Cast", ["lengths"], to=T.INT32)
-    for layer in range(config.num_layers):
-        x = _bilstm(g, x, lengths32, tensors, f"lstm.{layer}")  # (T, B, 2*hidden)
-    emissions = g.op("Add", [g.op("MatMul", [g.op("Transpose", [x], perm=[1, 0, 2]),
-                                             g.const(tensors["emissions.weight"].T.copy(), "emit_w")]),
-                             g.const(tensors["emissions.bias"], "emit_b")])  # (B, T, K)
-    tags, score = _viterbi(g, emissions, mask, seq_len, tensors)
-    g.nodes += [helper.make_node("Identity", [tags], ["tags"]), helper.make_node("Identity", [emissions], ["emissions"]),
-                helper.make_node("Identity", [score], ["score"])]
-    outputs = [helper.make_tensor_value_info("tags", T.INT64, ["batch", "time"]),
-               helper.make_tensor_value_info("emissions", T.FLOAT, ["batch", "time", len(vocab.tags)]),
-               helper.make_tensor_value_info("score", T.FLOAT, ["batch"])]
-    return _model(g.subgraph(name, inputs, outputs))
+    return parts
 
 
 def _model(graph):
