@@ -1,6 +1,6 @@
 """`tagger vectors` on the shared raw text, and what its vectors do for a CoNLL-2003 model (issue 28).
 
-    python bench/vectors.py --seeds 1 2 3 --epochs 30 --lock /tmp/cpu.lock --out bench/results-vectors.json
+    python bench/vectors.py --seeds 1 2 3 --epochs 20 --lock /tmp/cpu.lock --out bench/results-vectors.json
 
 1. `tagger vectors RAW --output WORK/raw.vec.txt.gz --dim 100` (skipped with --reuse when the file exists):
    its wall time and the words/s it prints.
@@ -8,8 +8,8 @@
    trained vectors alone, and GloVe-50d stacked with them (`--embeddings A --embeddings B`). Dev picks each
    run's epoch; test is read once, by `tagger evaluate`, at the end of each run.
 
-Every command runs alone when --lock names the lock file other jobs on the machine take (`flock`): one
-command a hold, so no hold lasts longer than one training.
+Every command runs alone when --lock names the lock file other jobs on the machine take (`flock`): the
+vectors in one hold, then each seed's trainings and evaluations in one hold (about 6 minutes at 20 epochs).
 """
 from __future__ import annotations
 
@@ -66,18 +66,32 @@ def train_vectors(raw: list[Path], out: Path, dim: int, lock: str | None) -> dic
             "words_per_s": int(speed.group(1).replace(",", "")) if speed else None, "summary": summary}
 
 
-def train_run(data: Path, model: Path, seed: int, epochs: int, embeddings: list[Path], lock: str | None) -> dict:
-    args = ["train", str(data / "train.txt"), "--dev", str(data / "valid.txt"), "--output", str(model),
-            "--config", "configs/conll2003.toml", "--epochs", str(epochs), "--seed", str(seed), "--force", "--quiet"]
-    for path in embeddings:
-        args += ["--embeddings", str(path)]
-    # test is read by `tagger evaluate` right after training, in the same hold of the lock
-    test, _, (wall, _) = command(args, ["evaluate", str(model), str(data / "test.txt"), "--json"], lock=lock)
+def seed_runs(data: Path, work: Path, seed: int, epochs: int, variants: dict[str, list[Path]],
+              lock: str | None) -> dict[str, dict]:
+    """Train and evaluate every variant with one seed, all in one hold of the lock (a few minutes at 20 epochs:
+    fewer holds to wait for on a shared machine); test is read by `tagger evaluate` right after training."""
+    commands = []
+    for variant, embeddings in variants.items():
+        model = work / f"m-{variant}-{seed}"
+        train = ["train", str(data / "train.txt"), "--dev", str(data / "valid.txt"), "--output", str(model),
+                 "--config", "configs/conll2003.toml", "--epochs", str(epochs), "--seed", str(seed), "--force",
+                 "--quiet", *(a for path in embeddings for a in ("--embeddings", str(path)))]
+        commands += [train, ["evaluate", str(model), str(data / "test.txt"), "--json"]]
+    out, _, walls = command(*commands, lock=lock)
+    tests, decoder, at = [], json.JSONDecoder(), 0
+    while out[at:].strip():  # one JSON document per evaluation, one after the other
+        found, end = decoder.raw_decode(out[at:].lstrip())
+        at = len(out) - len(out[at:].lstrip()) + end
+        tests.append(found)
+    return {variant: _run(work / f"m-{variant}-{seed}", seed, test, wall)
+            for variant, test, wall in zip(variants, tests, walls[::2])}
+
+
+def _run(model: Path, seed: int, test: dict, wall: float) -> dict:
     metrics = [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
     best = max(metrics, key=lambda m: m["dev_f1"])
-    return {"seed": seed, "dev_f1": 100 * best["dev_f1"], "best_epoch": best["epoch"],
-            "test_f1": 100 * json.loads(test)["f1"], "epochs": len(metrics),
-            "s_per_epoch": statistics.mean(m["seconds"] for m in metrics), "wall_s": wall,
+    return {"seed": seed, "dev_f1": 100 * best["dev_f1"], "best_epoch": best["epoch"], "test_f1": 100 * test["f1"],
+            "epochs": len(metrics), "s_per_epoch": statistics.mean(m["seconds"] for m in metrics), "wall_s": wall,
             "word_dim": json.loads((model / "config.json").read_text())["config"]["word_dim"]}
 
 
@@ -95,7 +109,7 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, nargs="+", default=None, help="default: DATA/raw-en/reuters21578.txt.gz")
     parser.add_argument("--dim", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--variants", nargs="+", default=["none", "glove", "raw", "glove+raw"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-vectors"))
     parser.add_argument("--lock", default=None, help="a lock file to hold (flock) around each command")
@@ -112,14 +126,14 @@ def main() -> None:
     files = {"none": [], "glove": [args.glove], "raw": [vec], "glove+raw": [args.glove, vec]}
     runs: dict[str, list[dict]] = {variant: [] for variant in args.variants}
     for seed in args.seeds:  # every variant once before the next seed: a cut-short run still compares them
-        for variant in args.variants:
-            run = train_run(args.data / "conll2003", args.work / f"m-{variant}-{seed}", seed, args.epochs,
-                            files[variant], args.lock)
+        done = seed_runs(args.data / "conll2003", args.work, seed, args.epochs,
+                         {v: files[v] for v in args.variants}, args.lock)
+        for variant, run in done.items():
             print(variant, json.dumps(run), file=sys.stderr, flush=True)
             runs[variant].append(run)
-            result["variants"] = {v: summarise(r) for v, r in runs.items() if r}
-            if args.out:  # after every run
-                args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        result["variants"] = {v: summarise(r) for v, r in runs.items() if r}
+        if args.out:  # after every seed
+            args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
 
 
