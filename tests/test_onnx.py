@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -415,6 +416,15 @@ def test_a_damaged_spec_is_a_one_line_error(english, tmp_path):
 def test_an_export_written_into_a_model_directory_leaves_it_a_model_directory(model_copy):
     assert runner.invoke(app, ["export", str(model_copy), "--to", "onnx", str(model_copy), "--force", "-q"]).exit_code == 0
     assert (model_copy / MODEL_FILE).is_file() and not is_export(model_copy)  # predict keeps the numpy engine
+
+
+def test_without_the_onnx_extra_export_and_predict_name_it(trained_model, english, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ModelError, match=r"pip install 'bilstm-tagger\[onnx\]'"):
+        export_onnx(trained_model, tmp_path / "out")
+    with pytest.raises(ModelError, match=r"onnxruntime: pip install 'bilstm-tagger\[onnx\]'"):
+        OnnxTagger.load(english[2]).predict_tokens([["Paris"]])
 
 
 def test_an_export_cannot_be_saved_as_a_model_directory(english, tmp_path):
