@@ -25,6 +25,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from cli.main import app  # noqa: E402
 from conftest import make_sentences, train_tiny, write_corpus  # noqa: E402
+from corpora import schemes  # noqa: E402
 from corpora.conll import read_conll  # noqa: E402
 from tagger import lac  # noqa: E402
 from tagger import tensors as spec  # noqa: E402
@@ -327,9 +328,16 @@ def test_the_node_example_reproduces_the_test_vectors(english, chinese):
         pytest.skip(f"Node.js or onnxruntime-node missing: run `npm install` in {NODE_EXAMPLE} (.ci/run does)")
     for out in (english[2], chinese[2]):
         assert_node_reproduces_the_test_vectors(out)
-    done = subprocess.run(["node", "tag.mjs", str(english[2]), "John", "Smith", "visited", "Paris", "."],
+    reference = english[0]
+    sentences = [list(s.tokens) for s in read_conll(SAMPLES / "en" / "test.txt")][:300]
+    done = subprocess.run(["node", "tag.mjs", str(english[2])], input="".join(" ".join(s) + "\n" for s in sentences),
                           cwd=NODE_EXAMPLE, capture_output=True, text=True, timeout=300)
-    assert json.loads(done.stdout)["tags"] == english[0].model_tags([["John", "Smith", "visited", "Paris", "."]])[0]
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["tokens"] for r in records] == sentences
+    assert [r["tags"] for r in records] == reference.model_tags(sentences)
+    assert [[(e["label"], e["start"], e["end"]) for e in r["entities"]] for r in records] == \
+        [schemes.tag_spans(r["tags"], reference.scheme) for r in records]
+    assert sum(len(r["entities"]) for r in records) > 50
 
 
 # -- the CLI ------------------------------------------------------------------------------------------------
@@ -339,7 +347,7 @@ def test_predict_on_an_export_directory_writes_what_the_model_directory_does(tra
     text = tmp_path / "in.txt"
     text.write_text("John Smith visited Paris .\nMary works for Siemens AG in Berlin .\n\nit rained all day .\n",
                     encoding="utf-8")
-    for options in ([], ["--input-format", "tokens"], ["--scores"], ["--n-best", "2"]):
+    for options in ([], ["--input-format", "tokens"], ["--scores"], ["--n-best", "2"], ["--workers", "2"]):
         got = runner.invoke(app, ["predict", str(out), str(text), *options])
         expected = runner.invoke(app, ["predict", str(trained_model), str(text), *options])
         assert got.exit_code == 0, got.stderr

@@ -1,7 +1,7 @@
 // Tag sentences with a `tagger export MODEL --to onnx DIR` directory from Node.js, through onnxruntime-node.
 //
 //   npm install                                    # onnxruntime-node (.npmrc skips its CUDA download)
-//   node tag.mjs DIR John Smith visited Paris .    # one sentence of tokens -> {"tokens", "tags"}
+//   node tag.mjs DIR John Smith visited Paris .    # one sentence of tokens -> {"tokens", "tags", "entities"}
 //   echo "John visited Paris ." | node tag.mjs DIR # one sentence a line, tokens split on spaces
 //   node tag.mjs DIR --check                       # reproduce preprocess.json's test vectors, exit 1 if not
 //
@@ -57,6 +57,23 @@ const normalise = (token) => Array.from(token).map((c) => {
   const code = c.codePointAt(0);
   return code >= 0xff01 && code <= 0xff5e ? String.fromCodePoint(code - 0xfee0) : code === 0x3000 ? " " : c;
 }).join("");
+
+// entities as (label, first token, end token exclusive), read from the tags as conlleval reads them
+const ROLES = { B: "B", I: "I", M: "I", E: "E", L: "E", S: "S", U: "S" };
+export function spans(tags) {
+  const out = [];
+  let pRole = "O", pLabel = null, start = 0, last = -1;
+  tags.forEach((tag, i) => {
+    if (tag === "O") return;
+    const cut = tag.indexOf("-"), role = ROLES[tag.slice(0, cut)], label = tag.slice(cut + 1);
+    if (pRole !== "O" && i > last + 1) { out.push([pLabel, start, last + 1]); pRole = "O"; }
+    if (pRole !== "O" && ("ES".includes(pRole) || "BS".includes(role) || pLabel !== label)) out.push([pLabel, start, i]);
+    if ("OES".includes(pRole) || "BS".includes(role) || pLabel !== label) start = i;
+    pRole = role; pLabel = label; last = i;
+  });
+  if (pRole !== "O") out.push([pLabel, start, last + 1]);
+  return out;
+}
 
 export class OnnxTagger {
   static async load(dir) {
@@ -162,7 +179,11 @@ async function main() {
   if (rest[0] === "--check") return check(tagger);
   const sentences = rest.length ? [rest] : readFileSync(0, "utf8").split("\n").map((l) => l.split(/\s+/u).filter(Boolean)).filter((s) => s.length);
   if (!sentences.length) return;
-  for (const r of await tagger.tag(sentences)) console.log(JSON.stringify({ tokens: r.prepared.tokens, tags: r.tags }));
+  for (const r of await tagger.tag(sentences)) {
+    const entities = tagger.spec.scheme === null ? [] : spans(r.tags).map(([label, start, end]) =>
+      ({ label, start, end, text: r.prepared.tokens.slice(start, end).join(" ") }));
+    console.log(JSON.stringify({ tokens: r.prepared.tokens, tags: r.tags, entities }));
+  }
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
