@@ -1,6 +1,7 @@
 """Doors out for a trained model: ONNX (`tagger export MODEL --to onnx DIR`), with the spec of its inputs.
 
-    onnx.py        the ONNX graph, built from tagger/tensors.py's tensors and tagger/tagging/engine.py's maths
+    onnx.py        model.onnx (the network and the CRF's Viterbi) and lookup.onnx (string -> id), built from
+                   tagger/tensors.py's tensors and tagger/tagging/engine.py's maths, not traced
     preprocess.py  preprocess.json: vocabularies, every token -> id rule the graph leaves to its caller, and
                    test vectors (tokens -> ids -> tags) computed by the numpy engine
     runtime.py     an onnxruntime-backed tagger that reads only model.onnx and preprocess.json
@@ -12,10 +13,9 @@ from __future__ import annotations
 import os
 
 MODEL_FILE = "model.onnx"
+LOOKUP_FILE = "lookup.onnx"
 PREPROCESS_FILE = "preprocess.json"
 ONNX_HINT = "pip install 'bilstm-tagger[onnx]'"
-
-LOOKUP_FILE = "lookup.onnx"
 TOLERANCE = 1e-4  # emissions and path scores: onnxruntime's float32 sums against numpy's
 
 
