@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from tagger.errors import ConfigError
+from tagger.errors import ConfigError, TaggerError
 from tagger.tagging.server import Settings, TagJob, Tagged
 
 MAX_BATCH_REQUESTS = 256  # @serve.batch counts requests, not tokens: the budget over a typical 16-token request
@@ -33,13 +33,13 @@ def _deployment(serve):
             from tagger.tagging.server import create_app
 
             options = Settings(**{k: tuple(v) if k == "cors_origins" else v for k, v in settings.items()})
-            self.app = create_app(model, options, submit=self.tag)
-            self.service = self.app.state.service
+            self.asgi = create_app(model, options, submit=self.tag)  # not .app: Ray's wrapper has that name
+            self.service = self.asgi.state.service
             self.tag.set_max_batch_size(max(1, min(MAX_BATCH_REQUESTS, options.max_batch_tokens // 16)))
             self.tag.set_batch_wait_timeout_s(options.batch_wait_ms / 1000)
 
         def __serve_build_asgi_app__(self):
-            return self.app
+            return self.asgi
 
         @serve.batch(max_batch_size=MAX_BATCH_REQUESTS, batch_wait_timeout_s=0.0)
         async def tag(self, jobs: list[TagJob]) -> list[Tagged | Exception]:
@@ -67,7 +67,11 @@ def serve(model: Path, settings: Settings, host: str, port: int, address: str | 
                     if quiet else None)
     fields = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
     app = _deployment(ray_serve).options(**deploy_options).bind(str(Path(model).resolve()), fields)
-    ray_serve.run(app, name="tagger", route_prefix="/")
+    try:
+        ray_serve.run(app, name="tagger", route_prefix="/")
+    except RuntimeError as e:  # the replicas' own errors are in Ray's log above
+        ray.shutdown()
+        raise TaggerError(f"Ray Serve could not deploy the tagger ({str(e).splitlines()[0]})") from None
     if not quiet:
         print(f"tagger: serving {model} on Ray Serve at http://{host}:{port}", flush=True)
     stop = {"now": False}
