@@ -8,7 +8,9 @@ Each set-up runs `tagger train` in a subprocess for `--epochs` epochs: 1 process
 process, one core) runs beside it. From metrics.jsonl: training tokens/s (dev scoring excluded) and dev F1
 after the last epoch. Then the cost model: bytes all-reduced per step (every trainable gradient, float32),
 the time of one all-reduce of that size between 2 processes on localhost (gloo), and the compute time of
-one step (1 x 1's epoch seconds / steps). Writes one JSON object to --output and to standard output.
+one step (1 x 1's epoch seconds / steps); and the same with the word embedding averaged by the rows a
+global batch reads (tagger/training/distributed.py's RowSync: the other gradients dense, a one-byte mask a
+row, the union's rows), over this epoch's batches. Writes one JSON object to --output and to standard output.
 """
 from __future__ import annotations
 
@@ -55,28 +57,58 @@ def gradient_floats(model_dir: Path) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _all_reduce(floats: int, repeats: int, out: str, world=None) -> None:
+def _all_reduce(messages: list[tuple[int, str]], repeats: int, out: str, world=None) -> None:
     import torch
     import torch.distributed as dist
 
-    grad = torch.ones(floats)
-    dist.all_reduce(grad)  # warm-up: connections made
+    tensors = [torch.ones(n, dtype=getattr(torch, dtype)) for n, dtype in messages]
+    for t in tensors:  # warm-up: connections made
+        dist.all_reduce(t)
     start = time.perf_counter()
     for _ in range(repeats):
-        dist.all_reduce(grad)
+        for t in tensors:
+            dist.all_reduce(t, op=dist.ReduceOp.MAX if t.dtype == torch.uint8 else dist.ReduceOp.SUM)
     if world.rank == 0:
         Path(out).write_text(json.dumps((time.perf_counter() - start) / repeats))
 
 
-def all_reduce_seconds(floats: int, repeats: int = 20) -> float:
-    """Mean time of one all-reduce of `floats` float32 between 2 processes on this machine (gloo)."""
+def all_reduce_seconds(messages: int | list[tuple[int, str]], repeats: int = 20) -> float:
+    """Mean time of one all-reduce of `messages` float32 (or of each (count, dtype) in turn) between 2
+    processes on this machine (gloo)."""
     from tagger.training import distributed
 
+    messages = [(messages, "float32")] if isinstance(messages, int) else messages
     with tempfile.TemporaryDirectory() as tmp:
         out = f"{tmp}/seconds.json"
-        with distributed.spawned(2, _all_reduce, (floats, repeats, out)) as world:
-            _all_reduce(floats, repeats, out, world=world)
+        with distributed.spawned(2, _all_reduce, (messages, repeats, out)) as world:
+            _all_reduce(messages, repeats, out, world=world)
         return json.loads(Path(out).read_text())
+
+
+def row_messages(model_dir: Path, args) -> tuple[list[tuple[int, str]], dict]:
+    """What one step all-reduces when the word embedding is averaged by rows (distributed.RowSync): the other
+    gradients dense, then the word rows' mask (a byte a row) and the rows a global batch reads (its distinct
+    trained words, plus <unk> for word dropout), at the mean over the epoch's batches; and those figures."""
+    from tagger.data import read_sentences
+    from tagger.encode import length_batches
+    from tagger.training import distributed
+    from tagger.training.model import Trainable
+    from tagger.training.setup import prepare_data
+
+    tagger = Trainable.load(model_dir)
+    model, tables = tagger.model, distributed.row_tables(tagger.model)
+    if set(tables) != {"word.weight"}:
+        raise SystemExit(f"row tables {sorted(tables)}: this cost model counts the word embedding's rows only")
+    dense = sum(p.numel() for p in model.parameters() if p.requires_grad) - model.word.weight.numel()
+    train = [s for s in read_sentences(f"{args.data}/{args.train}") if s.tokens]
+    data = prepare_data(tagger, train, [], None)
+    rows, dim = model.word.weight.shape
+    batches = length_batches([len(e) for e in data.train], tagger.config.batch_size)
+    touched = [len({w for i in ids for w, _, _ in data.train[i].tokens if 0 < w < rows} | {1}) for ids in batches]
+    mean = sum(touched) / len(touched)
+    figures = {"dense_floats": dense, "word_rows": rows, "word_dim": dim, "rows_read_mean": round(mean, 1),
+               "rows_read_max": max(touched), "bytes_per_step": round(4 * dense + rows + 4 * dim * mean)}
+    return [(dense, "float32"), (rows, "uint8"), (round(mean) * dim, "float32")], figures
 
 
 def steps_per_epoch(args) -> int:
@@ -110,6 +142,7 @@ def main() -> None:
                                       "seconds": m["seconds"]}
             print(json.dumps({name: result["setups"][name]}), file=sys.stderr, flush=True)
         floats = gradient_floats(Path(tmp) / args.setups[0])
+        messages, by_rows = row_messages(Path(tmp) / args.setups[0], args)
     quiet = result["setups"]
     if "1x1" in quiet and "2x1" in quiet:
         result["speedup_2x1_over_1x1"] = round(quiet["2x1"]["tokens_per_s"] / quiet["1x1"]["tokens_per_s"], 3)
@@ -125,6 +158,10 @@ def main() -> None:
         result["cost_model"]["compute_seconds_per_step_1x1"] = quiet["1x1"]["seconds"] / args.epochs / steps
     print(f"all-reduce: {4 * floats:,} bytes a step; one all-reduce between 2 processes: {1000 * seconds:.2f} ms",
           file=sys.stderr)
+    by_rows["all_reduce_seconds_2_processes"] = all_reduce_seconds(messages)
+    result["cost_model"]["word_rows"] = by_rows
+    print(f"word embedding by rows: {by_rows['bytes_per_step']:,} bytes a step; its all-reduces between 2 "
+          f"processes: {1000 * by_rows['all_reduce_seconds_2_processes']:.2f} ms", file=sys.stderr)
     text = json.dumps(result, indent=2)
     Path(args.output).write_text(text + "\n", encoding="utf-8")
     print(text)

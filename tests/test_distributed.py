@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -171,3 +172,79 @@ def test_more_processes_than_cores_is_one_warning(monkeypatch):
     launch.warn_if_oversubscribed(2, said.append)
     assert said == ["warning: --processes 3 exceeds the 2 usable CPU cores: the processes will share cores and "
                     "train slower; use --processes 2 or fewer"]
+
+
+def row_and_dense_steps(folder: Path, count: int, world: distributed.World) -> None:
+    """`count` steps with every embedding table averaged by its touched rows (RowSync), then the same steps
+    from the same start with DDP's dense all-reduce: first gradients, last weights and the bytes the rows
+    took into folder/{rows,dense}{rank}.safetensors."""
+    for by_rows in (True, False):
+        config = tiny()
+        torch.manual_seed(config.seed)
+        tagger, _ = setup.build_tagger(config, TRAIN, "iob2")
+        data = setup.prepare_data(tagger, TRAIN, [], None)
+        model = distributed.wrap(tagger.model, world, by_rows=by_rows, min_rows=1)
+        optimizer = setup.make_optimizer(config, tagger.model)
+        batches = [ids for ids in length_batches([len(e) for e in data.train], config.batch_size) if len(ids) >= 2]
+        tensors = {}
+        for k, ids in enumerate(batches[:count]):
+            batch = collate([data.train[i] for i in world.shard(ids)])
+            training.train_step(model, optimizer, batch, config.clip, weight=world.size / len(ids))
+            if k == 0:
+                tensors |= {f"grad.{n}": p.grad.clone() for n, p in tagger.model.named_parameters()}
+        tensors |= {f"weight.{n}": p.detach().clone() for n, p in tagger.model.named_parameters()}
+        sent = model.row_sync.sent_bytes if model.row_sync else 0
+        dense_bytes = sum(p.numel() * 4 for p in distributed.row_tables(tagger.model, min_rows=1).values())
+        tensors["sent_bytes"] = torch.tensor([sent, dense_bytes])
+        save_file(tensors, str(folder / f"{'rows' if by_rows else 'dense'}{world.rank}.safetensors"))
+
+
+def test_averaging_the_touched_rows_gives_the_dense_all_reduce_s_update(tmp_path):
+    with distributed.spawned(2, row_and_dense_steps, (tmp_path, 4)) as world:
+        row_and_dense_steps(tmp_path, 4, world)
+    rows, dense = load_file(str(tmp_path / "rows0.safetensors")), load_file(str(tmp_path / "dense0.safetensors"))
+    rows1 = load_file(str(tmp_path / "rows1.safetensors"))
+    assert "grad.word.weight" in rows and "weight.word.weight" in rows
+    for name in rows:
+        if name != "sent_bytes":
+            assert torch.equal(rows[name], rows1[name]), f"{name} differs between the ranks"
+            assert torch.equal(rows[name], dense[name]), f"{name}: touched rows != dense all-reduce"
+    sent, dense_bytes_a_step = rows["sent_bytes"].tolist()
+    assert 0 < sent < 4 * dense_bytes_a_step  # 4 steps sent fewer bytes than the tables' dense gradients
+
+
+def wide_corpus(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A corpus of more distinct words than distributed.ROW_TABLE_MIN_ROWS, so that `--processes 2` averages
+    the word embedding by rows: 64 training sentences of 24 to 32 words, most of them seen once."""
+    rng = random.Random(4)
+    sents = []
+    for _ in range(76):
+        tokens = [f"w{rng.randrange(20_000)}" for _ in range(rng.choice((24, 28, 32)))]
+        tags = ["B-PER" if t.endswith("7") else "O" for t in tokens]
+        sents.append(([t.capitalize() if g != "O" else t for t, g in zip(tokens, tags)], tags))
+    return (write_corpus(tmp_path / "training.txt", sents[:64]), write_corpus(tmp_path / "dev.txt", sents[64:]),
+            write_toml(tmp_path / "c.toml", epochs=2, dropout=0.3, word_dropout=0.1))
+
+
+def test_resume_stays_exact_with_the_word_rows_averaged_by_rows(tmp_path, monkeypatch):
+    train, dev, toml = wide_corpus(tmp_path)
+    commands.train(str(train), str(dev), tmp_path / "whole", config_file=toml, processes=2)
+    assert weights(tmp_path / "whole")["words.trained"].shape[0] >= distributed.ROW_TABLE_MIN_ROWS
+    interrupt_loss_at(monkeypatch, 11)  # rank 0 gets the Ctrl-C in epoch 2 (8 batches an epoch)
+    with pytest.raises(training.Interrupted) as info:
+        commands.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2)
+    monkeypatch.undo()
+    assert info.value.step > 0
+    commands.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2, resume=True)
+    w, r = weights(tmp_path / "whole"), weights(tmp_path / "resumed")
+    assert all(torch.equal(w[k], r[k]) for k in w)
+    assert [m["dev_f1"] for m in metrics(tmp_path / "resumed")] == [m["dev_f1"] for m in metrics(tmp_path / "whole")]
+
+
+def test_a_touched_row_is_found_however_small_its_gradient():
+    grad = torch.zeros(6, 50)
+    grad[2, 49], grad[4, 0] = 1e-30, -3.0
+    assert distributed.nonzero_rows(grad).tolist() == [False, False, True, False, True, False]
+    odd = torch.zeros(6, 3)  # 12-byte rows: read as floats
+    odd[1, 2] = 2.0
+    assert distributed.nonzero_rows(odd).tolist() == [False, True, False, False, False, False]
