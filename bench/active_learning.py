@@ -66,6 +66,7 @@ class Corpus:
         self.dev = read_sentences(DATA / "valid.txt")[:dev_limit]
         self.test = read_sentences(DATA / "test.txt")
         self.scheme = check_tags(self.pool, "train", None)
+        self.tokens = sum(len(s.tokens) for s in self.pool)
         self.dev_scheme = check_tags(self.dev, "valid", None)
         start = time.perf_counter()
         words, matrix = load_vectors(GLOVE)
@@ -156,7 +157,9 @@ def one_run(corpus: Corpus, strategy: str, seed: int, max_fraction: float, resul
             r, scored = r - 1, False
         if not scored:
             scores = train_round(corpus, labelled, seed, slot(r), slot(r - 1) if warm and r else None)
-            run["rounds"].append({"round": r, "labelled": len(labelled), "fraction": len(labelled) / n, **scores})
+            tokens = sum(len(corpus.pool[i].tokens) for i in labelled)
+            run["rounds"].append({"round": r, "labelled": len(labelled), "fraction": len(labelled) / n,
+                                  "tokens": tokens, "token_fraction": tokens / corpus.tokens, **scores})
             print(f"{key} round {r}: {len(labelled):,} labelled ({100 * len(labelled) / n:.1f}%) test F1 "
                   f"{100 * scores['test_f1']:.2f} ({scores['epochs']} epochs, {scores['train_s']:.0f}s)",
                   file=sys.stderr, flush=True)
@@ -195,7 +198,7 @@ def summary(results: dict) -> dict:
     out = {"full_f1": reference, "strategies": {}}
     by_strategy: dict[str, list[list[dict]]] = {}
     for run in results["runs"].values():
-        by_strategy.setdefault(run["strategy"], []).append(run["rounds"])
+        by_strategy.setdefault(run["strategy"] + ("-warm" if run.get("warm") else ""), []).append(run["rounds"])
     for strategy, runs in by_strategy.items():
         depth = min(len(r) for r in runs)
         curve = [{"fraction": float(np.mean([r[i]["fraction"] for r in runs])),
@@ -203,8 +206,32 @@ def summary(results: dict) -> dict:
                   "sd": float(np.std([r[i]["test_f1"] for r in runs]))} for i in range(depth)]
         out["strategies"][strategy] = {"seeds": len(runs), "curve": curve,
                                        "reaches_95": reached(curve, 0.95 * reference),
-                                       "reaches_99": reached(curve, 0.99 * reference)}
+                                       "reaches_99": reached(curve, 0.99 * reference),
+                                       "per_seed": [[reached(r, 0.95 * reference), reached(r, 0.99 * reference)]
+                                                    for r in runs],
+                                       "train_s": [sum(x["train_s"] for x in r[:depth]) for r in runs]}
     return out
+
+
+def table(results: dict) -> str:
+    """The README's table: per strategy, test F1 at some label fractions (mean ± sd over seeds), where the
+    mean curve reaches 95 % and 99 % of the full-data F1, and the training time of a run."""
+    s = summary(results)
+    marks = (0.01, 0.05, 0.09, 0.11, 0.25, 0.49)
+    head = ["strategy", "seeds", *(f"F1 at {100 * m:g} %" for m in marks), "95 % of full at", "99 % of full at",
+            "training s / run"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for strategy, v in s["strategies"].items():
+        cells = [strategy, str(v["seeds"])]
+        for m in marks:
+            point = next((p for p in v["curve"] if abs(p["fraction"] - m) < 0.005), None)
+            cells.append(f"{100 * point['test_f1']:.2f} ± {100 * point['sd']:.2f}" if point else "-")
+        for key in ("reaches_95", "reaches_99"):
+            cells.append(f"{100 * v[key]:.0f} %" if v[key] is not None else "not by "
+                         f"{100 * v['curve'][-1]['fraction']:.0f} %")
+        cells.append(f"{np.mean(v['train_s']):.0f}")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def plot(results: dict, path: Path) -> None:
@@ -277,6 +304,7 @@ def main() -> None:
     if args.plot:
         plot(results, args.plot)
         print(json.dumps(summary(results), indent=1))
+        print(table(results), file=sys.stderr)
         return
     if not DATA.is_dir():
         raise SystemExit(f"no CoNLL-2003 at {DATA} (set TAGGER_DATA)")

@@ -172,3 +172,13 @@ def test_the_dev_check_swaps_an_equal_model_in_and_keeps_the_current_one_over_a_
     backend._finish(Done(), worse)
     assert backend.training.state == "kept" and backend.version.startswith("same-")
     assert json.loads(json.dumps(backend.health()))["training"]["state"] == "kept"
+
+
+def test_uvicorns_factory_reads_the_backend_from_the_environment(trained_model, tmp_path, monkeypatch):
+    monkeypatch.setenv(LS.ENV, json.dumps({"model": str(trained_model), "workdir": str(tmp_path / "w"),
+                                           "strategy": "entropy"}))
+    with TestClient(LS.app_from_env()) as c:
+        assert c.get("/labelstudio/health").json()["status"] == "UP"
+        answer = c.post("/labelstudio/predict", json={"tasks": tasks(TEXTS[:1]), "label_config": CONFIG}).json()
+        assert answer["results"][0]["strategy"] == "entropy"
+        assert c.post("/v1/tag", json={"text": TEXTS[0]}).status_code == 200  # the server's own routes beside

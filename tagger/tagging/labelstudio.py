@@ -26,6 +26,7 @@ entity of a type the config lacks is left out of the regions. Errors are a 4xx w
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -335,3 +336,14 @@ def create_app(model: str | Path, workdir: str | Path, dev: str | Path | None = 
     app = server_app(backend.tagger, settings, routes=routes(backend, prefix))
     app.state.labelstudio = backend
     return app
+
+
+ENV = "TAGGER_LABEL_STUDIO"  # JSON {"model", "workdir", "dev", "strategy"}: what app_from_env serves
+
+
+def app_from_env():
+    """uvicorn's factory, until `tagger serve` has a flag for it:
+    TAGGER_LABEL_STUDIO='{"model": "m", "workdir": "ls", "dev": "dev.txt"}' uvicorn --factory \\
+        tagger.tagging.labelstudio:app_from_env --port 9090   (Label Studio's URL: http://HOST:9090/labelstudio)"""
+    spec = json.loads(os.environ[ENV])
+    return create_app(spec["model"], spec["workdir"], spec.get("dev"), spec.get("strategy", "least-confidence"))
