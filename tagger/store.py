@@ -16,7 +16,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 from safetensors import SafetensorError
@@ -27,10 +27,14 @@ from tagger import tensors as spec
 from tagger.config import Config
 from tagger.errors import ConfigError, ModelError
 
+if TYPE_CHECKING:
+    from tagger.lexicon import Lexicon
+
 FORMAT = "bilstm-tagger"
 FORMAT_1 = "bilstm-tagger/1"  # config.json's "format" in format 1, which had no format_version
 FILES = ("config.json", "vocab.json", "model.safetensors")
 LEXICON = "lexicon.txt"  # a model with lexicon features: one `word frequency` line per word
+LEXICON_TRIE = "lexicon.safetensors"  # ... and the same lexicon's trie, built (tagger/lexicon.py: to_arrays)
 
 
 @contextmanager
@@ -73,17 +77,23 @@ def sha256(data: bytes) -> str:
 
 
 def save_model(directory: str | Path, config: Config, vocab: dict, tensors: Mapping[str, np.ndarray],
-               extra: dict[str, Any] | None = None, lexicon: str | None = None) -> None:
-    """Write a model directory: tensors named as tagger/tensors.py says (float16 where it says so), and the
-    lexicon's text (tagger/lexicon.py) as lexicon.txt when the model has one; config.json checksums each."""
+               extra: dict[str, Any] | None = None, lexicon: "str | Lexicon | None" = None) -> None:
+    """Write a model directory: tensors named as tagger/tensors.py says (float16 where it says so), and, when
+    the model has a lexicon (tagger/lexicon.py: a Lexicon, or its text), its words as lexicon.txt and its trie
+    as lexicon.safetensors, which loads without rebuilding it; config.json checksums each."""
+    from tagger.lexicon import Lexicon, parse_saved
+
     directory = Path(directory)
     arrays = {k: np.ascontiguousarray(v, dtype=np.float16 if k in spec.HALF else np.float32)
               for k, v in tensors.items()}
     blobs = {"vocab.json": json.dumps(vocab, ensure_ascii=False).encode("utf-8"), "model.safetensors": st_save(arrays)}
     if lexicon is not None:
-        blobs[LEXICON] = lexicon.encode("utf-8")
+        text, words = (lexicon.to_text(), lexicon) if isinstance(lexicon, Lexicon) else (lexicon, parse_saved(lexicon))
+        blobs[LEXICON] = text.encode("utf-8")
+        blobs[LEXICON_TRIE] = st_save(words.to_arrays())
     else:
         (directory / LEXICON).unlink(missing_ok=True)
+        (directory / LEXICON_TRIE).unlink(missing_ok=True)
     for name, data in blobs.items():
         atomic_write(directory / name, data)
     meta = {"format": FORMAT, "format_version": spec.FORMAT_VERSION, "config": config.to_dict(),
@@ -158,6 +168,26 @@ def load_lexicon(directory: str | Path, meta: Mapping[str, Any]) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ModelError("invalid UTF-8", path=str(path)) from None
+
+
+def load_lexicon_trie(directory: str | Path, meta: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+    """The arrays of a model's lexicon.safetensors (Lexicon.from_arrays), checked against config.json's
+    checksum; None when the model has none (no lexicon, or saved before the trie was kept: build it from
+    lexicon.txt)."""
+    path = Path(directory) / LEXICON_TRIE
+    expected = meta.get("sha256", {}).get(LEXICON_TRIE)
+    if expected is None:
+        return None
+    if not path.is_file():
+        raise ModelError(f"model directory lacks {LEXICON_TRIE}", path=str(directory))
+    data = path.read_bytes()
+    if sha256(data) != expected:
+        raise ModelError("checksum does not match config.json: the file was altered, truncated or half-written",
+                         path=str(path))
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise ModelError(f"unreadable lexicon trie: {e}", path=str(path)) from None
 
 
 def _check_format(meta: Any, path: Path) -> None:

@@ -117,3 +117,25 @@ def test_an_altered_or_missing_lexicon_file_is_refused(lexicon_model, tmp_path):
     (copy / "lexicon.txt").unlink()
     with pytest.raises(ModelError, match="lacks lexicon.txt"):
         Tagger.load(copy)
+
+
+def test_the_lexicon_s_trie_is_saved_built_and_a_model_without_it_still_loads(lexicon_model, tmp_path):
+    saved = lexicon_model[0]
+    meta = json.loads((saved / "config.json").read_text(encoding="utf-8"))
+    assert {"lexicon.txt", "lexicon.safetensors"} <= set(meta["sha256"])
+    texts = ["王小明在北京大学工作。", "张伟去上海银行"]
+    tagger = Tagger.load(saved)
+    assert tagger.vocab.lexicon.nodes == read_lexicon(lexicon_model[1]).nodes
+    older = tmp_path / "older"  # saved before the trie was kept: lexicon.txt alone, the trie built on loading
+    shutil.copytree(saved, older, ignore=shutil.ignore_patterns("checkpoint*", "lexicon.safetensors"))
+    del meta["sha256"]["lexicon.safetensors"]
+    (older / "config.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert Tagger.load(older).vocab.lexicon == tagger.vocab.lexicon
+    assert Tagger.load(older).predict(texts) == tagger.predict(texts)
+    altered = tmp_path / "altered"
+    shutil.copytree(saved, altered, ignore=shutil.ignore_patterns("checkpoint*"))
+    with open(altered / "lexicon.safetensors", "r+b") as f:
+        f.seek(-3, 2)
+        f.write(b"\xff")
+    with pytest.raises(ModelError, match="lexicon.safetensors: checksum does not match"):
+        Tagger.load(altered)

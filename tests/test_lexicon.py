@@ -91,6 +91,30 @@ def test_a_saved_lexicon_reads_fast_and_anything_else_as_a_lexicon_file(text):
     assert parse_saved(text) == parse_lexicon(text.splitlines())
 
 
+@settings(max_examples=100, deadline=None)
+@given(words=st.dictionaries(st.text(ALPHABET, min_size=1, max_size=5), st.floats(0, 1e6), min_size=1),
+       sentence=st.text(ALPHABET, max_size=30))
+def test_the_trie_saved_as_arrays_loads_as_the_same_lexicon(words, sentence):
+    lexicon = Lexicon(words)
+    arrays = lexicon.to_arrays()
+    loaded = Lexicon.from_arrays(arrays)
+    assert loaded.nodes == lexicon.nodes and (loaded.longest, loaded.scale, len(loaded)) == \
+        (lexicon.longest, lexicon.scale, len(lexicon))
+    assert loaded.matches(list(sentence)) == lexicon.matches(list(sentence))
+    assert list(loaded.words.items()) == list(lexicon.words.items()) and loaded == lexicon  # order kept
+    assert loaded.to_text() == lexicon.to_text()
+    assert all(np.array_equal(arrays[k], Lexicon(dict(words)).to_arrays()[k]) for k in arrays)  # same bytes
+
+
+def test_arrays_that_are_no_saved_trie_are_refused():
+    arrays = Lexicon({"北京": 3, "北京大学": 1}).to_arrays()
+    with pytest.raises(ValueError, match="not a lexicon trie"):
+        Lexicon.from_arrays({**arrays, "frequencies": arrays["frequencies"].astype(np.float32)})
+    with pytest.raises(ValueError, match="3 frequencies for 2 keys"):
+        Lexicon.from_arrays({**arrays, "keys": np.frombuffer("北京\n北".encode(), np.uint8),
+                             "frequencies": np.ones(3)})
+
+
 def test_a_saved_lexicon_with_a_bad_frequency_names_its_line():
     with pytest.raises(InputError, match="2: frequency 'x' is not a number"):
         parse_saved("北京 3\n上海 x\n", "lexicon.txt")

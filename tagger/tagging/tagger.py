@@ -64,7 +64,7 @@ class Tagger:
         F1, training data) unless `extra` replaces it."""
         kept = {k: v for k, v in self.meta.items() if k not in ("format", "format_version", "config", "sha256")}
         store.save_model(path, self.config, self.vocab.to_json(), self.tensors, kept if extra is None else extra,
-                         self.vocab.lexicon.to_text() if self.vocab.lexicon else None)
+                         self.vocab.lexicon)
 
     # -- tagging ----------------------------------------------------------------------------------------
 
@@ -216,12 +216,20 @@ def _scheme_tags(label: str, scheme: str) -> list[str]:
 
 
 def _lexicon(path: str | os.PathLike, config: Config, meta: dict) -> Lexicon | None:
-    """The lexicon a model directory keeps (lexicon.txt), which a model with lexicon features needs."""
+    """The lexicon a model directory keeps, which a model with lexicon features needs: its trie as saved
+    (lexicon.safetensors), or built from lexicon.txt for a model saved before the trie was kept. Both files
+    are checked against their checksums."""
     text = store.load_lexicon(path, meta)
     if text is None:
         if config.lexicon:
             raise ModelError(f"model directory lacks {store.LEXICON} (config.json has lexicon = true)", path=str(path))
         return None
+    trie = store.load_lexicon_trie(path, meta)
+    if trie is not None:
+        try:
+            return Lexicon.from_arrays(trie)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ModelError(str(e), path=str(Path(path) / store.LEXICON_TRIE)) from None
     try:
         return parse_saved(text, str(Path(path) / store.LEXICON))
     except InputError as e:
