@@ -25,10 +25,12 @@ def register(app: typer.Typer, user_errors: Callable) -> None:
         port: int = typer.Option(8080, "--port", min=0, max=65535),
         workers: int = typer.Option(0, "--workers", min=0, help="server processes, each with its own copy of "
                                     "the model (0: one per CPU core)"),
-        max_batch_tokens: int = typer.Option(4096, "--max-batch-tokens", min=1, help="a batch of requests "
+        max_batch_tokens: int = typer.Option(16384, "--max-batch-tokens", min=1, help="a batch of requests "
                                              "closes at this many tokens"),
         batch_wait: float = typer.Option(0.0, "--batch-wait", min=0, metavar="MS", help="...or this many "
                                          "milliseconds after its first request (0: take what has arrived)"),
+        batch_size: int = typer.Option(64, "--batch-size", min=1, help="sentences per network pass within "
+                                       "a batch (sorted by length: smaller passes pad less)"),
         max_queue: int = typer.Option(1024, "--max-queue", min=1, help="requests waiting per worker; more "
                                       "get 503 with Retry-After"),
         timeout: float = typer.Option(10.0, "--timeout", min=0.001, metavar="SECONDS", help="a request not "
@@ -59,7 +61,8 @@ def register(app: typer.Typer, user_errors: Callable) -> None:
 
         if (address or replicas) and not ray:
             raise ConfigError("--address and --replicas go with --ray")
-        settings = Settings(max_batch_tokens=max_batch_tokens, batch_wait_ms=batch_wait, max_queue=max_queue,
+        settings = Settings(max_batch_tokens=max_batch_tokens, batch_wait_ms=batch_wait, batch_size=batch_size,
+                            max_queue=max_queue,
                             timeout_s=timeout, max_body_bytes=max_body, max_n_best=max_n_best,
                             token=read_token(token_file), cors_origins=tuple(cors or ()), drain_on_sigterm=True)
         if ray:

@@ -12,14 +12,15 @@ The model directory must exist at the same path on every node that runs a replic
 from __future__ import annotations
 
 import asyncio
+import threading
 import signal
-import time
 from dataclasses import asdict
 from pathlib import Path
 
 from tagger.errors import ConfigError, TaggerError
 from tagger.tagging.server import Settings, TagJob, Tagged
 
+APP = "tagger"  # the Ray Serve application's name
 MAX_BATCH_REQUESTS = 256  # @serve.batch counts requests, not tokens: the budget over a typical 16-token request
 
 
@@ -63,28 +64,26 @@ def serve(model: Path, settings: Settings, host: str, port: int, address: str | 
     Tagger.load(model)  # a bad model directory is one line here, not a failed replica
     ray.init(address=address, include_dashboard=False, logging_level="WARNING" if quiet else "INFO",
              configure_logging=True)
-    ray_serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"}
-                    if quiet else None)
-    fields = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
-    app = _deployment(ray_serve).options(**deploy_options).bind(str(Path(model).resolve()), fields)
+    stop = threading.Event()  # SIGTERM or Ctrl-C from here on (ray.init installed a handler: ours replaces it)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        ray_serve.run(app, name="tagger", route_prefix="/")
-    except RuntimeError as e:  # the replicas' own errors are in Ray's log above
-        ray.shutdown()
-        raise TaggerError(f"Ray Serve could not deploy the tagger ({str(e).splitlines()[0]})") from None
-    if not quiet:
-        print(f"tagger: serving {model} on Ray Serve at http://{host}:{port}", flush=True)
-    stop = {"now": False}
-
-    def on_signal(sig, frame) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not stop["now"]:
-        time.sleep(0.2)
-    ray_serve.shutdown()  # drains: Ray Serve waits for the replicas' requests in flight
-    ray.shutdown()
+        ray_serve.start(http_options={"host": host, "port": port},
+                        logging_config={"log_level": "WARNING"} if quiet else None)
+        fields = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+        app = _deployment(ray_serve).options(**deploy_options).bind(str(Path(model).resolve()), fields)
+        try:
+            ray_serve.run(app, name=APP, route_prefix="/")
+        except RuntimeError as e:  # the replicas' own errors are in Ray's log above
+            raise TaggerError(f"Ray Serve could not deploy the tagger ({str(e).splitlines()[0]})") from None
+        if not quiet:
+            print(f"tagger: serving {model} on Ray Serve at http://{host}:{port}", flush=True)
+        while not stop.wait(0.2):
+            pass
+        ray_serve.delete(APP)  # its replicas finish the requests in flight first
+    finally:
+        if address is None:  # the Ray this command started: gone with it; a cluster's stays up
+            ray.shutdown()
 
 
 def _replicas(value: str | None) -> dict:

@@ -64,7 +64,7 @@ JSON = "application/json"
 class Settings:
     """What `tagger serve` flags set; the defaults are the documented ones (bench/README.md: serving)."""
 
-    max_batch_tokens: int = 4096   # a batch closes at this many tokens...
+    max_batch_tokens: int = 16384  # a batch closes at this many tokens...
     batch_wait_ms: float = 0.0     # ...or this long after its first request (0: take what has arrived)
     max_queue: int = 1024          # requests waiting for the engine per worker; more get 503 + Retry-After
     timeout_s: float = 10.0        # a request not answered in this time gets 504
@@ -72,7 +72,7 @@ class Settings:
     max_n_best: int = 10           # the largest n_best a request may ask for
     token: str | None = None       # bearer token (--token-file); None: no authentication
     cors_origins: tuple[str, ...] = ()  # origins allowed by CORS (--cors); none: no CORS headers at all
-    batch_size: int = 256          # sentences per network pass within an engine call
+    batch_size: int = 64           # sentences per network pass within an engine call (sorted by length)
     drain_on_sigterm: bool = False  # set by `tagger serve`: /health says 503 as soon as SIGTERM arrives
 
     def __post_init__(self) -> None:
