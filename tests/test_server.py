@@ -57,11 +57,11 @@ def sample_lines(language: str, n: int = 120) -> list[str]:
 
 
 def same(actual, expected) -> bool:
-    """Equal records, probabilities to 1e-6: the network computes in float32, so a text's scores move in
-    the 7th digit with the batch it is tagged in (its padding), in the server's micro-batches as in the
-    chunks of `tagger predict`."""
+    """Equal records, probabilities to 1e-5: the network computes in float32, so a text's scores move in
+    the 6th or 7th digit with the batch it is tagged in (its padding), in the server's micro-batches (64
+    sentences a pass) as in the chunks of `tagger predict` (256)."""
     if isinstance(expected, float) and isinstance(actual, float):
-        return actual == pytest.approx(expected, rel=0, abs=1e-6)
+        return actual == pytest.approx(expected, rel=0, abs=1e-5)
     if isinstance(expected, dict) and isinstance(actual, dict):
         return actual.keys() == expected.keys() and all(same(actual[k], expected[k]) for k in expected)
     if isinstance(expected, list) and isinstance(actual, list):
@@ -149,7 +149,7 @@ def test_texts_answer_what_tagger_predict_writes(en_server, en_model, tmp_path, 
     response = en_server.tag(texts=lines, scores=scores)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == expected
+    assert same(response.json(), expected)
     assert sum(len(r["entities"]) for r in expected) > 50  # the samples' entities are found, with offsets
     one = en_server.tag(text=lines[0], scores=scores).json()  # "text": the one record, not a list
     assert same(one, expected[0])
@@ -161,7 +161,7 @@ def test_chinese_text_offsets_are_characters_as_in_tagger_predict(zh_model, tmp_
     try:
         for options, body in [((), {}), (("--scores",), {"scores": True}), (("--n-best", "3"), {"n_best": 3})]:
             expected = predict_cli(zh_model, lines, tmp_path, *options)
-            assert server.tag(texts=lines, **body).json() == expected
+            assert same(server.tag(texts=lines, **body).json(), expected)
         entity = next(e for r in expected for e in r["entities"])
         text = next(r["text"] for r in expected if entity in r["entities"])
         assert text[entity["start"]:entity["end"]] == entity["text"]
@@ -174,7 +174,7 @@ def test_tokens_answer_what_predict_input_format_tokens_writes(en_server, en_mod
     lines = [" ".join(tokens) for tokens in sentences]
     for options, body in [((), {}), (("--scores", "--min-score", "0.5"), {"scores": True, "min_score": 0.5})]:
         expected = predict_cli(en_model, lines, tmp_path, "--input-format", "tokens", *options)
-        assert en_server.tag(tokens=[list(t) for t in sentences], **body).json() == expected
+        assert same(en_server.tag(tokens=[list(t) for t in sentences], **body).json(), expected)
 
 
 def test_concurrent_requests_each_get_their_own_answer(en_server, en_model, tmp_path):
