@@ -475,7 +475,8 @@ def test_a_checkpoint_rereads_the_vectors_file_instead_of_copying_it_and_resumes
     assert CliRunner().invoke(app, whole).exit_code == 0
     out = interrupted(with_vectors, monkeypatch)
     checkpoint = json.loads((out / "checkpoint" / "vocab.json").read_text())
-    assert checkpoint["frozen_words"] == [] and weights(out / "checkpoint" / "model.safetensors")["words.frozen"].numel() == 0
+    assert checkpoint["frozen_words"] == []
+    assert weights(out / "checkpoint" / "model.safetensors")["words.frozen"].numel() == 0
     assert not any(k.startswith("pretrained.") for k in weights(out / "checkpoint" / "trainer.safetensors"))
     result = CliRunner().invoke(app, with_vectors[:-3] + ["-q", "--resume"])  # no --embeddings: it is recorded
     assert result.exit_code == 0, result.output
