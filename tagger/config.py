@@ -55,7 +55,7 @@ class Config:
     word_dropout: float = 0.05       # probability of replacing a training word by <unk>
     char_dropout: float = 0.0        # dropout on the character embeddings, before the char CNN/BiLSTM
     # training
-    epochs: int = 60
+    epochs: int = 150                # a cap that should not bind: dev decides when training ends (patience)
     batch_size: int = 64             # sentences per optimizer step, over all processes (--processes N: each
                                      # trains on a 1/N slice of every batch, so N x 1 process = 1 process)
     optimizer: str = "adam"          # sgd | adam | nadam (with sgd, set lr too: 0.015 suits it)
@@ -66,7 +66,7 @@ class Config:
     clip: float = 5.0
     average: float = 0.999           # decay of an exponential moving average of the weights, which is what
                                      # dev scores and the saved model use (0: off)
-    patience: int = 10               # epochs without a better dev F1 before stopping
+    patience: int = 10               # epochs without a better dev score before stopping: what ends training
     max_minutes: float = 0.0         # stop after this many minutes of training (0: no limit)
     seed: int = 1
     threads: int = 1                 # torch threads per training process (0: torch's default, one per core);
