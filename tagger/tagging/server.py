@@ -226,6 +226,8 @@ class Service:
         try:
             if self.submit is not None:  # another batcher (Ray Serve's): it bounds its own queue
                 tagged = await asyncio.wait_for(self.submit(job), self.settings.timeout_s)
+                if isinstance(tagged, Exception):  # @serve.batch returns handle()'s per-job errors as values
+                    raise tagged
             else:
                 tagged = await self.batcher.submit(job, size, self.settings.timeout_s)
         except QueueFull:
