@@ -9,7 +9,7 @@ process, one core) runs beside it. From metrics.jsonl: training tokens/s (dev sc
 after the last epoch. Then the cost model: bytes all-reduced per step (every trainable gradient, float32),
 the time of one all-reduce of that size between 2 processes on localhost (gloo), and the compute time of
 one step (1 x 1's epoch seconds / steps); and the same with the word embedding averaged by the rows a
-global batch reads (tagger/training/distributed.py's RowSync: the other gradients dense, a one-byte mask a
+global batch reads (tagger/training/distributed.py's RowSync: the other gradients dense, a one-bit mask a
 row, the union's rows), over this epoch's batches. Writes one JSON object to --output and to standard output.
 """
 from __future__ import annotations
@@ -67,14 +67,14 @@ def _all_reduce(messages: list[tuple[int, str]], repeats: int, out: str, world=N
     start = time.perf_counter()
     for _ in range(repeats):
         for t in tensors:
-            dist.all_reduce(t, op=dist.ReduceOp.MAX if t.dtype == torch.uint8 else dist.ReduceOp.SUM)
+            dist.all_reduce(t, op=dist.ReduceOp.BOR if t.dtype == torch.uint8 else dist.ReduceOp.SUM)
     if world.rank == 0:
         Path(out).write_text(json.dumps((time.perf_counter() - start) / repeats))
 
 
 def all_reduce_seconds(messages: int | list[tuple[int, str]], repeats: int = 20) -> float:
-    """Mean time of one all-reduce of `messages` float32 (or of each (count, dtype) in turn) between 2
-    processes on this machine (gloo)."""
+    """Mean time of one all-reduce of `messages` float32 (or of each (count, dtype) in turn: uint8 ones
+    OR-reduced, as RowSync's mask) between 2 processes on this machine (gloo)."""
     from tagger.training import distributed
 
     messages = [(messages, "float32")] if isinstance(messages, int) else messages
@@ -87,7 +87,7 @@ def all_reduce_seconds(messages: int | list[tuple[int, str]], repeats: int = 20)
 
 def row_messages(model_dir: Path, args) -> tuple[list[tuple[int, str]], dict]:
     """What one step all-reduces when the word embedding is averaged by rows (distributed.RowSync): the other
-    gradients dense, then the word rows' mask (a byte a row) and the rows a global batch reads (its distinct
+    gradients dense, then the word rows' mask (a bit a row) and the rows a global batch reads (its distinct
     trained words, plus <unk> for word dropout), at the mean over the epoch's batches; and those figures."""
     from tagger.data import read_sentences
     from tagger.encode import length_batches
@@ -107,8 +107,8 @@ def row_messages(model_dir: Path, args) -> tuple[list[tuple[int, str]], dict]:
     touched = [len({w for i in ids for w, _, _ in data.train[i].tokens if 0 < w < rows} | {1}) for ids in batches]
     mean = sum(touched) / len(touched)
     figures = {"dense_floats": dense, "word_rows": rows, "word_dim": dim, "rows_read_mean": round(mean, 1),
-               "rows_read_max": max(touched), "bytes_per_step": round(4 * dense + rows + 4 * dim * mean)}
-    return [(dense, "float32"), (rows, "uint8"), (round(mean) * dim, "float32")], figures
+               "rows_read_max": max(touched), "bytes_per_step": round(4 * dense + (rows + 7) // 8 + 4 * dim * mean)}
+    return [(dense, "float32"), ((rows + 7) // 8, "uint8"), (round(mean) * dim, "float32")], figures
 
 
 def steps_per_epoch(args) -> int:

@@ -125,7 +125,7 @@ class LossModule(nn.Module):
 
 BUCKET_MB = 0.25  # DDP's buckets: the LSTM's gradients (0.7 MB with the recipe) leave in several while backward
                   # goes on to the characters and embeddings; one 25 MB bucket waited for the last gradient
-                  # (one epoch of the recipe on 2 processes: 38,641 tokens/s against 29,666)
+                  # (1.3x the tokens/s on 2 processes on localhost: bench/README.md)
 ROW_TABLE_MIN_ROWS = 1024  # an embedding table this tall is synchronised by rows (RowSync): a batch reads few
 
 
@@ -141,7 +141,7 @@ class RowSync:
     """The touched rows of big embedding tables' gradients averaged over ranks, as DDP averages the others.
 
     A table's gradient is dense on every rank but zero outside the rows its slice of the batch read (a global
-    batch of the recipe reads ~430 of CoNLL-2003's 21,011 words). When backward has accumulated it (a hook, so
+    batch of the recipe reads 409 of CoNLL-2003's 21,011 words on average). When backward has accumulated it (a hook, so
     the rows travel while DDP's all-reduce of the other gradients runs on gloo's threads), the ranks all-reduce
     a mask of the rows any of them touched (a bit a row, OR: gloo's MAX on bytes is 7x slower), then those rows
     divided by the world size (SUM) on a process group of their own. Untouched rows are zero on every rank, so
@@ -154,7 +154,9 @@ class RowSync:
         self.sent_bytes = 0  # what this rank put into the row collectives so far (bench/train_scaling.py)
         for param in tables.values():
             dist.broadcast(param.data, 0, group=self.group)  # DDP's start-up broadcast leaves them out
-            param.register_post_accumulate_grad_hook(self.sync)
+            if hasattr(param, "row_sync_hook"):  # wrapped again: the latest wrap's group alone averages it
+                param.row_sync_hook.remove()
+            param.row_sync_hook = param.register_post_accumulate_grad_hook(self.sync)
 
     @torch.no_grad()
     def sync(self, param: nn.Parameter) -> None:
