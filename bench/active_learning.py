@@ -224,9 +224,13 @@ def table(results: dict) -> str:
 
     lengths = [len(x.tokens) for x in read_conll(DATA / "train.txt", labelled=False)]
     tokens: dict[str, list[float]] = {}
-    for run in results["runs"].values():  # the last round's labelled sentences are the run's final set
+    for run in results["runs"].values():  # at the curve's last round: recorded, or the run's final set
         name = run["strategy"] + ("-warm" if run.get("warm") else "")
-        tokens.setdefault(name, []).append(sum(lengths[i] for i in run["labelled"]) / sum(lengths))
+        last = run["rounds"][len(s["strategies"][name]["curve"]) - 1]
+        if "token_fraction" in last:
+            tokens.setdefault(name, []).append(last["token_fraction"])
+        elif last["labelled"] == len(run["labelled"]):
+            tokens.setdefault(name, []).append(sum(lengths[i] for i in run["labelled"]) / sum(lengths))
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for strategy, v in s["strategies"].items():
         cells = [strategy, str(v["seeds"])]
@@ -236,7 +240,7 @@ def table(results: dict) -> str:
         for key in ("reaches_95", "reaches_99"):
             cells.append(f"{100 * v[key]:.0f} %" if v[key] is not None else "not by "
                          f"{100 * v['curve'][-1]['fraction']:.0f} %")
-        cells.append(f"{100 * np.mean(tokens[strategy]):.0f} %")
+        cells.append(f"{100 * np.mean(tokens[strategy]):.0f} %" if tokens.get(strategy) else "-")
         cells.append(f"{np.mean(v['train_s']):.0f}")
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -249,23 +253,31 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     s = summary(results)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, (ax, by_tokens) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
+    full = 100 * s["full_f1"]
     for strategy, v in s["strategies"].items():
         x = [100 * p["fraction"] for p in v["curve"]]
         y = np.array([100 * p["test_f1"] for p in v["curve"]])
         sd = np.array([100 * p["sd"] for p in v["curve"]])
         ax.plot(x, y, marker="o", ms=3, label=f"{strategy} ({v['seeds']} seed{'s' * (v['seeds'] > 1)})")
         ax.fill_between(x, y - sd, y + sd, alpha=0.15)
-    full = 100 * s["full_f1"]
-    ax.axhline(full, color="black", lw=1, label=f"all labels, from scratch: {full:.2f}")
-    ax.axhline(0.99 * full, color="grey", lw=0.8, ls="--", label="99 % of it")
-    ax.set_xlabel("labelled sentences (% of the CoNLL-2003 train pool)")
-    ax.set_ylabel("test F1")
-    ax.set_title("Simulated active learning on CoNLL-2003, BiLSTM-CRF (GloVe 50d): retrained from scratch each "
-                 "round,\n-warm: from the previous round's model (--init); mean over seeds, band = ±1 sd")
-    ax.title.set_fontsize(9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    for i, (key, run) in enumerate(results["runs"].items()):  # runs that recorded their tokens every round
+        if all("token_fraction" in r for r in run["rounds"]):
+            name = run["strategy"] + ("-warm" if run.get("warm") else "")
+            colour = f"C{list(s['strategies']).index(name)}"
+            by_tokens.plot([100 * r["token_fraction"] for r in run["rounds"]], [100 * r["test_f1"] for r in run["rounds"]],
+                           marker="o", ms=3, color=colour, label=f"{name}, seed {run['seed']}")
+    for a, what in ((ax, "labelled sentences"), (by_tokens, "labelled tokens")):
+        a.axhline(full, color="black", lw=1, label=f"all labels, from scratch: {full:.2f}")
+        a.axhline(0.99 * full, color="grey", lw=0.8, ls="--", label="99 % of it")
+        a.set_xlabel(f"{what} (% of the CoNLL-2003 train pool)")
+        a.set_ylabel("test F1")
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7, loc="lower right")
+    ax.set_title("by sentences: mean over seeds, band = ±1 sd", fontsize=9)
+    by_tokens.set_title("by tokens (what a person labels): the runs that recorded them", fontsize=9)
+    fig.suptitle("Simulated active learning on CoNLL-2003, BiLSTM-CRF (GloVe 50d), retrained from scratch each "
+                 "round; -warm: from the previous round's model (--init)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
 
