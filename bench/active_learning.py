@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import math
 import os
 import shutil
@@ -334,7 +335,9 @@ def main() -> None:
 
     def save() -> None:
         tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1))
+        text = json.dumps(results, indent=1)  # the labelled indices on one line each:
+        flat = re.sub(r"\[\n\s+(\d[\d,\n\s]*?)\n\s+\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text)
+        tmp.write_text(flat)
         tmp.replace(args.out)
 
     corpus = Corpus(args.dev_limit or None)
