@@ -64,7 +64,7 @@ def check_output_dir(output: Path, resume: bool, force: bool) -> None:
 def prepare_output_dir(output: Path, resume: bool) -> None:
     """Create `output`; without --resume, clear the old model, metrics, curves and checkpoints (checked: --force)."""
     if not resume:
-        for name in (*FILES, store.LEXICON, "metrics.jsonl", "training.svg"):
+        for name in (*FILES, store.LEXICON, store.LEXICON_TRIE, "metrics.jsonl", "training.svg"):
             (output / name).unlink(missing_ok=True)
         for name in ("checkpoint", "checkpoint.new", "checkpoint.old"):
             shutil.rmtree(output / name, ignore_errors=True)

@@ -257,5 +257,4 @@ class Trainable:
         vocab, tensors = self.vocab.to_json(), self.model.tensors()
         if not frozen:
             vocab["frozen_words"], tensors["words.frozen"] = [], tensors["words.frozen"][:0]
-        store.save_model(path, self.config, vocab, tensors, extra,
-                         self.vocab.lexicon.to_text() if self.vocab.lexicon else None)
+        store.save_model(path, self.config, vocab, tensors, extra, self.vocab.lexicon)
