@@ -21,14 +21,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tagger.config import Config, load_toml
+from tagger.data import read_sentences
+from tagger.encode import collate, length_batches
+from tagger.training import distributed, setup
+from tagger.training.distributed import World
 
-from tagger.config import Config, load_toml  # noqa: E402
-from tagger.data import read_sentences  # noqa: E402
-from tagger.encode import collate, length_batches  # noqa: E402
-from tagger.training import distributed, setup  # noqa: E402
-from tagger.training.distributed import World  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 distributed.BUCKET_MB = float(os.environ.get("BUCKET", distributed.BUCKET_MB))  # read again in spawned ranks
 ROWS = os.environ.get("ROWS", "1") == "1"
@@ -36,7 +35,8 @@ DATA = Path(os.environ.get("TAGGER_DATA", ROOT.parent / "shared/data")) / "conll
 PHASES = ("collate", "forward", "backward", "clip", "step", "average", "reduce")
 
 
-def run(steps: int, sentences: int, world: World = World()) -> None:
+def run(steps: int, sentences: int, world: World | None = None) -> None:
+    world = world or World()
     torch.set_num_threads(1)
     config = Config.from_dict(load_toml(ROOT / "configs/conll2003.toml"))
     train = [s for s in read_sentences(str(DATA)) if s.tokens][:sentences]
