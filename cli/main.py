@@ -178,7 +178,6 @@ def predict(
     """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
     from tagger.tagging import cluster
     from tagger import commands
-    from tagger.api import Tagger
 
     # --ray (tagger/tagging/cluster.py): Ray Data reads shards, actors tag them, shards are written
     cluster.check_formats(input_format.value, output_format.value if output_format else None, ray, address)
@@ -186,23 +185,17 @@ def predict(
         if n_best:
             raise ConfigError("--n-best is not available with --ray (use --scores or --min-score)")
         cluster.quiet_ray_data_logs()  # no progress lines, nor a task's traceback, around a one-line error
-        cluster.predict_files(model, inputs or [], output, input_format.value,
-                              output_format.value if output_format else "jsonl", text_column, batch_size,
-                              concurrency=workers, address=address, scores=scores, min_score=min_score)
+        cluster.tag_files(model, inputs or [], output, input_format.value,
+                          output_format.value if output_format else "jsonl", text_column, batch_size,
+                          concurrency=workers, address=address, scores=scores, min_score=min_score)
         return
 
     out_format = output_format.value if output_format else ("conll" if input_format is InputFormat.conll else "jsonl")
-    commands.score_options(out_format, scores, min_score, n_best)  # before loading the model: a typo is found at once
-    commands.check_output_file(output, force)
-    for ref in inputs or ():
-        commands.check_input_file(ref)
-    tagger = Tagger.load(model)
-    # What is loaded now lives to the end of the process: frozen, the collector stops walking it every few
-    # thousand allocations (tokenising got 1.8x faster) and never writes to it, so forked workers share it.
-    gc.freeze()
-    commands.predict(tagger, inputs or ["-"], input_format.value, out_format, output, format=format.value,
-                 batch_size=batch_size, force=force, workers=workers, scores=scores, min_score=min_score,
-                 n_best=n_best)
+    # What is loaded lives to the end of the process: frozen, the collector stops walking it every few thousand
+    # allocations (tokenising got 1.8x faster) and never writes to it, so forked workers share its pages.
+    commands.predict(model, inputs or ["-"], input_format.value, out_format, output, format=format.value,
+                     batch_size=batch_size, force=force, workers=workers, scores=scores, min_score=min_score,
+                     n_best=n_best, loaded=gc.freeze)
 
 
 @app.command()
@@ -300,12 +293,12 @@ def plot(
 # (one import + register line per command below this comment)
 from cli import export  # noqa: E402
 export.register(app, user_errors)
-from cli import select  # noqa: E402
-select.register(app, user_errors)
 from cli import serve  # noqa: E402
 serve.register(app, user_errors)
 from cli import vectors  # noqa: E402
 vectors.register(app, user_errors)
+from cli import select  # noqa: E402
+select.register(app, user_errors)
 
 
 def format_table(result: dict) -> str:
