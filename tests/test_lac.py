@@ -43,7 +43,7 @@ def _varint(n: int) -> bytes:
             return out
 
 
-def synthetic_lac(tmp_path, chars=("我", "爱", "北", "京", "李", "A", "OOV")) -> "Path":
+def synthetic_lac(tmp_path, chars=("我", "爱", "北", "京", "李", "A", "OOV")):
     """A lac_small directory with random weights of LAC's shapes, written in Paddle's format."""
     directory = tmp_path / "lac_small"
     (directory / "model_baseline").mkdir(parents=True)

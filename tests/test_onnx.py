@@ -24,7 +24,7 @@ ort = pytest.importorskip("onnxruntime")
 from typer.testing import CliRunner  # noqa: E402
 
 from cli.main import app  # noqa: E402
-from conftest import make_sentences, train_tiny, write_corpus  # noqa: E402
+from conftest import make_sentences, train_tiny  # noqa: E402
 from corpora import schemes  # noqa: E402
 from corpora.conll import read_conll  # noqa: E402
 from tagger import lac  # noqa: E402
@@ -32,7 +32,7 @@ from tagger import tensors as spec  # noqa: E402
 from tagger.api import Tagger  # noqa: E402
 from tagger.config import Config  # noqa: E402
 from tagger.encode import collate  # noqa: E402
-from tagger.errors import InputError, ModelError  # noqa: E402
+from tagger.errors import ModelError  # noqa: E402
 from tagger.export import LOOKUP_FILE, MODEL_FILE, PREPROCESS_FILE, export_onnx  # noqa: E402
 from tagger.export import preprocess  # noqa: E402
 from tagger.export.runtime import OnnxTagger, feeds, is_export  # noqa: E402

@@ -42,7 +42,7 @@ from tagger import store
 from tagger.errors import TaggerError
 from tagger.tagging import pipeline, select
 from tagger.tagging.confidence import ScoreOptions
-from tagger.tagging.server import HTTPError, read_json
+from tagger.tagging.requests import HTTPError, read_json
 from tagger.tagging.tagger import Tagger
 from tagger.text import sentence_ends
 

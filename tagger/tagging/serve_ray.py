@@ -18,7 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tagger.errors import ConfigError, TaggerError
-from tagger.tagging.server import Settings, TagJob, Tagged
+from tagger.tagging.requests import TagJob
+from tagger.tagging.server import Settings, Tagged
 
 APP = "tagger"  # the Ray Serve application's name
 MAX_BATCH_REQUESTS = 256  # @serve.batch counts requests, not tokens: the budget over a typical 16-token request

@@ -28,7 +28,6 @@ import gc
 import hmac
 import json
 import logging
-import math
 import os
 import signal
 import threading
@@ -47,16 +46,14 @@ from corpora.conll import Sentence
 from tagger.errors import ConfigError, ModelError, TaggerError
 from tagger.tagging import pipeline, streaming
 from tagger.tagging.batcher import Batcher, BatchStats, QueueFull
+from tagger.tagging.requests import (HTTPError, TagJob, hf_entities, parse_hf_request, parse_tag_request,
+                                     read_json)
 from tagger.tagging.confidence import ScoreOptions
 from tagger.tagging.tagger import Tagger
 from tagger.tagging.writers import JsonlWriter
 
 log = logging.getLogger("tagger.server")
 
-TAG_FIELDS = {"text", "texts", "tokens", "scores", "min_score", "n_best"}
-HF_FIELDS = {"inputs", "parameters", "options"}
-HF_PARAMETERS = {"aggregation_strategy", "ignore_labels", "stride"}
-HF_AGGREGATIONS = {None, "simple", "first", "average", "max"}  # each gives whole entities, as the tagger does
 JSON = "application/json"
 
 
@@ -81,23 +78,6 @@ class Settings:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         if not self.batch_wait_ms >= 0 or not self.timeout_s > 0 or self.max_n_best < 0:
             raise ConfigError("--batch-wait must be >= 0, --timeout > 0 and --max-n-best >= 0")
-
-
-class HTTPError(Exception):
-    """A request the server refuses: its status and a one-line message (and extra headers)."""
-
-    def __init__(self, status: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, " ".join(message.split()), headers or {}
-
-
-@dataclass(frozen=True)
-class TagJob:
-    """One request's work for the engine: raw texts or token lists, and what to add."""
-
-    kind: str  # "text" or "tokens"
-    items: tuple
-    options: ScoreOptions
 
 
 @dataclass
@@ -283,117 +263,6 @@ class Service:
         if not ok:
             raise HTTPError(401, "missing or wrong bearer token (Authorization: Bearer ...)",
                             {"WWW-Authenticate": "Bearer"})
-
-
-# -- parsing requests -----------------------------------------------------------------------------------------
-
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON: 413 past `limit` bytes (told by Content-Length or found while reading), 400 when
-    it is not JSON."""
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
-        raise HTTPError(413 if length.isdigit() else 400,
-                        f"the body is larger than the limit of {limit} bytes" if length.isdigit()
-                        else "Content-Length is not a number")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPError(413, f"the body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if not body.strip():
-        raise HTTPError(400, "the body is empty: send a JSON object")
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise HTTPError(400, f"the body is not valid JSON ({e})") from None
-
-
-def parse_tag_request(body: Any, max_n_best: int) -> tuple[TagJob, bool]:
-    """A /v1/tag body -> its job, and whether the answer is one record ("text") rather than a list. 422
-    for wrong types, unknown fields or not exactly one of text/texts/tokens."""
-    if not isinstance(body, dict):
-        raise HTTPError(422, f"the body must be a JSON object, not {_json_type(body)}")
-    unknown = sorted(set(body) - TAG_FIELDS)
-    if unknown:
-        raise HTTPError(422, f"unknown field {unknown[0]!r} (fields: {', '.join(sorted(TAG_FIELDS))})")
-    given = [name for name in ("text", "texts", "tokens") if name in body]
-    if len(given) != 1:
-        raise HTTPError(422, "give exactly one of \"text\", \"texts\" or \"tokens\"")
-    name = given[0]
-    value = body[name]
-    if name == "text":
-        _expect(isinstance(value, str), "\"text\" must be a string")
-        items: tuple = (value,)
-    elif name == "texts":
-        _expect(isinstance(value, list) and all(isinstance(t, str) for t in value),
-                "\"texts\" must be a list of strings")
-        items = tuple(value)
-    else:
-        _expect(isinstance(value, list) and all(isinstance(s, list) and all(isinstance(t, str) for t in s)
-                                                for s in value),
-                "\"tokens\" must be a list of sentences, each a list of strings")
-        items = tuple(tuple(s) for s in value)
-    return TagJob("text" if name != "tokens" else "tokens", items, _options(body, max_n_best)), name == "text"
-
-
-def _options(body: dict, max_n_best: int) -> ScoreOptions:
-    scores = body.get("scores", False)
-    min_score = body.get("min_score")
-    n_best = body.get("n_best", 0)
-    _expect(isinstance(scores, bool), "\"scores\" must be true or false")
-    _expect(min_score is None or (isinstance(min_score, (int, float)) and not isinstance(min_score, bool)
-                                  and math.isfinite(min_score) and 0 <= min_score <= 1),
-            "\"min_score\" must be a number in [0, 1]")
-    _expect(n_best is None or (isinstance(n_best, int) and not isinstance(n_best, bool) and 0 <= n_best),
-            "\"n_best\" must be a whole number >= 0")
-    if n_best and n_best > max_n_best:
-        raise HTTPError(422, f"\"n_best\" may be at most {max_n_best} (the server's --max-n-best)")
-    return ScoreOptions(scores=scores, min_score=None if min_score is None else float(min_score),
-                        n_best=n_best or 0)
-
-
-def parse_hf_request(body: Any) -> tuple[list[str], bool, set[str]]:
-    """A Hugging Face token-classification body -> (texts, whether "inputs" was one string, labels to drop)."""
-    if not isinstance(body, dict):
-        raise HTTPError(422, f"the body must be a JSON object, not {_json_type(body)}")
-    unknown = sorted(set(body) - HF_FIELDS)
-    if unknown:
-        raise HTTPError(422, f"unknown field {unknown[0]!r} (fields: inputs, parameters, options)")
-    inputs = body.get("inputs")
-    _expect(isinstance(inputs, str) or (isinstance(inputs, list) and all(isinstance(t, str) for t in inputs)),
-            "\"inputs\" must be a string or a list of strings")
-    parameters = body.get("parameters") or {}
-    _expect(isinstance(parameters, dict), "\"parameters\" must be an object")
-    unknown = sorted(set(parameters) - HF_PARAMETERS)
-    if unknown:
-        raise HTTPError(422, f"unknown parameter {unknown[0]!r} (parameters: {', '.join(sorted(HF_PARAMETERS))})")
-    aggregation = parameters.get("aggregation_strategy")
-    _expect(aggregation in HF_AGGREGATIONS, "\"aggregation_strategy\" must be one of simple, first, average, "
-            "max: the tagger answers whole entities")
-    ignore = parameters.get("ignore_labels") or []
-    _expect(isinstance(ignore, list) and all(isinstance(x, str) for x in ignore),
-            "\"ignore_labels\" must be a list of strings")
-    stride = parameters.get("stride")
-    _expect(stride is None or (isinstance(stride, int) and not isinstance(stride, bool) and stride >= 0),
-            "\"stride\" must be a whole number >= 0 (the tagger needs no chunking: it is accepted and unused)")
-    return ([inputs] if isinstance(inputs, str) else list(inputs)), isinstance(inputs, str), set(ignore)
-
-
-def hf_entities(record: dict, ignore: set[str]) -> list[dict]:
-    """A /v1/tag record's entities in the Hugging Face pipeline's aggregated shape."""
-    return [{"entity_group": e["label"], "score": e["score"], "word": e["text"], "start": e["start"],
-             "end": e["end"]} for e in record["entities"] if e["label"] not in ignore]
-
-
-def _expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise HTTPError(422, message)
-
-
-def _json_type(value: Any) -> str:
-    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
 # -- the app ----------------------------------------------------------------------------------------------------

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from tagger.tensors import FORBIDDEN
-
 
 def viterbi(emissions: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np.ndarray, end: np.ndarray
             ) -> list[list[int]]:
