@@ -300,3 +300,13 @@ def html_marks(document: str) -> list[dict]:
 
     Parser().feed(document)
     return found
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit 1 and one `error: ...` line on stderr holding every fragment; no traceback."""
+    assert result.exit_code == 1, (result.stderr, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

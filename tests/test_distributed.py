@@ -101,10 +101,10 @@ def test_two_processes_on_uneven_buckets_finish_and_train_like_one(tmp_path):
     assert [m["loss"] for m in metrics(tmp_path / "two")] == pytest.approx([m["loss"] for m in metrics(tmp_path / "one")])
 
 
-def test_ctrl_c_stops_both_processes_and_resume_gives_the_same_weights(tmp_path, monkeypatch):
-    train, dev, toml = corpus(tmp_path, epochs=2, dropout=0.3, word_dropout=0.1)  # each rank's RNG matters
-    commands.train(str(train), str(dev), tmp_path / "whole", config_file=toml, processes=2)
-    interrupt_loss_at(monkeypatch, 7)  # rank 0 (this process) gets the Ctrl-C, in epoch 2
+def assert_interrupted_resume_is_exact(tmp_path, monkeypatch, train, dev, toml, step: int) -> None:
+    """Two processes interrupted at `step` (rank 0, this process, gets the Ctrl-C), then resumed: the same
+    weights and dev scores as the uninterrupted run already in tmp_path/whole."""
+    interrupt_loss_at(monkeypatch, step)
     with pytest.raises(training.Interrupted) as info:
         commands.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2)
     monkeypatch.undo()
@@ -113,6 +113,12 @@ def test_ctrl_c_stops_both_processes_and_resume_gives_the_same_weights(tmp_path,
     w, r = weights(tmp_path / "whole"), weights(tmp_path / "resumed")
     assert all(torch.equal(w[k], r[k]) for k in w)
     assert [m["dev_f1"] for m in metrics(tmp_path / "resumed")] == [m["dev_f1"] for m in metrics(tmp_path / "whole")]
+
+
+def test_ctrl_c_stops_both_processes_and_resume_gives_the_same_weights(tmp_path, monkeypatch):
+    train, dev, toml = corpus(tmp_path, epochs=2, dropout=0.3, word_dropout=0.1)  # each rank's RNG matters
+    commands.train(str(train), str(dev), tmp_path / "whole", config_file=toml, processes=2)
+    assert_interrupted_resume_is_exact(tmp_path, monkeypatch, train, dev, toml, 7)  # Ctrl-C in epoch 2
 
 
 def spawned_rank(parent: subprocess.Popen) -> int | None:
@@ -230,15 +236,7 @@ def test_resume_stays_exact_with_the_word_rows_averaged_by_rows(tmp_path, monkey
     train, dev, toml = wide_corpus(tmp_path)
     commands.train(str(train), str(dev), tmp_path / "whole", config_file=toml, processes=2)
     assert weights(tmp_path / "whole")["words.trained"].shape[0] >= distributed.ROW_TABLE_MIN_ROWS
-    interrupt_loss_at(monkeypatch, 11)  # rank 0 gets the Ctrl-C in epoch 2 (8 batches an epoch)
-    with pytest.raises(training.Interrupted) as info:
-        commands.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2)
-    monkeypatch.undo()
-    assert info.value.step > 0
-    commands.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2, resume=True)
-    w, r = weights(tmp_path / "whole"), weights(tmp_path / "resumed")
-    assert all(torch.equal(w[k], r[k]) for k in w)
-    assert [m["dev_f1"] for m in metrics(tmp_path / "resumed")] == [m["dev_f1"] for m in metrics(tmp_path / "whole")]
+    assert_interrupted_resume_is_exact(tmp_path, monkeypatch, train, dev, toml, 11)  # epoch 2 of 8 batches
 
 
 def test_a_touched_row_is_found_however_small_its_gradient():

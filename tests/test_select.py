@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from conftest import make_sentences, write_corpus
+from conftest import assert_user_error, make_sentences, write_corpus
 from corpora import schemes
 from corpora.conll import read_conll
 from tagger.api import Tagger
@@ -221,15 +221,6 @@ def run(*args, input=None):
     return runner.invoke(app, ["select", *map(str, args)], input=input)
 
 
-def one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 @pytest.fixture
 def conll_pool(tmp_path):
     """A CoNLL pool whose tags the command must ignore: every tag is B-MISC, a type the model lacks."""
@@ -291,17 +282,17 @@ def test_select_bad_options_are_usage_errors(trained_model, conll_pool, tmp_path
 
 
 def test_select_bad_input_is_one_line(trained_model, conll_pool, tmp_path):
-    one_line_error(run(trained_model, tmp_path / "nope.txt", "-k", 2, "-o", tmp_path / "o"), "no such file")
+    assert_user_error(run(trained_model, tmp_path / "nope.txt", "-k", 2, "-o", tmp_path / "o"), "no such file")
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", encoding="utf-8")
-    one_line_error(run(trained_model, empty, "-k", 2, "-o", tmp_path / "o"), "empty.txt", "no sentence to select")
+    assert_user_error(run(trained_model, empty, "-k", 2, "-o", tmp_path / "o"), "empty.txt", "no sentence to select")
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine line\nbad \xff line\n")
-    one_line_error(run(trained_model, bad, "-k", 2, "-o", tmp_path / "o"), "bad.txt:2:", "UTF-8")
+    assert_user_error(run(trained_model, bad, "-k", 2, "-o", tmp_path / "o"), "bad.txt:2:", "UTF-8")
     taken = tmp_path / "taken.conll"
     taken.write_text("keep me\n", encoding="utf-8")
-    one_line_error(run(trained_model, conll_pool, "-k", 2, "-o", taken, "--input-format", "conll"),
+    assert_user_error(run(trained_model, conll_pool, "-k", 2, "-o", taken, "--input-format", "conll"),
                    "already exists", "--force")
     assert taken.read_text(encoding="utf-8") == "keep me\n"
-    one_line_error(run(tmp_path / "no-model", conll_pool, "-k", 2, "-o", tmp_path / "o"))
+    assert_user_error(run(tmp_path / "no-model", conll_pool, "-k", 2, "-o", tmp_path / "o"))
     assert not (tmp_path / "o").exists()

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 pytest.importorskip("gensim", reason="tagger vectors needs gensim (pip install 'bilstm-tagger[vectors]')")
 
 from cli.main import app  # noqa: E402
-from conftest import make_sentences, write_corpus, write_toml  # noqa: E402
+from conftest import assert_user_error, make_sentences, write_corpus, write_toml  # noqa: E402
 from tagger import commands  # noqa: E402
 from tagger.api import Tagger  # noqa: E402
 from tagger.embeddings import load_vectors  # noqa: E402
@@ -61,16 +61,6 @@ def vectors_cli(*args: Path | str, output: Path):
     worker)."""
     return tagger("vectors", "--output", output, "--dim", "8", "--min-count", "1", "--epochs", "2",
                   "--workers", "1", "--quiet", *args)  # an option given again in ARGS wins
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    """Exit 1 and one `error: ...` line on stderr holding every fragment; no traceback."""
-    assert result.exit_code == 1, (result.stderr, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture
