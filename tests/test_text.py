@@ -86,10 +86,10 @@ def test_sentences_partition_the_tokens(text, tokenizer):
 ENGLISH = {
     "Angela Merkel visited the U.S. on Monday.":
         "Angela Merkel visited the U.S. on Monday .",
-    "EU rejects German call to boycott British lamb.":
-        "EU rejects German call to boycott British lamb .",
-    "Germany's representative to the European Union's committee said.":
-        "Germany 's representative to the European Union 's committee said .",
+    "Acme rejects Danish call to boycott Welsh cheese.":
+        "Acme rejects Danish call to boycott Welsh cheese .",
+    "Norway's envoy to the Nordic Council's board said.":
+        "Norway 's envoy to the Nordic Council 's board said .",
     "He doesn't know, can't say and won't go; they're sure we'll see, I'm told.":
         "He does n't know , ca n't say and wo n't go ; they 're sure we 'll see , I 'm told .",
     "The players' union met O'Brien in New-York.":
