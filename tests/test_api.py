@@ -91,9 +91,9 @@ def test_predict_takes_a_string_and_says_so(model):
 def test_predict_tokens_refuses_a_flat_list_of_tokens(model):
     """A common mistake: tagged as sentences of characters it would give garbage, silently."""
     with pytest.raises(TaggerError, match=r"a list of sentences, each a list of tokens.*not a flat list of tokens"):
-        model.predict_tokens(["EU", "rejects"])
+        model.predict_tokens(["UN", "accepts"])
     with pytest.raises(TaggerError, match="not str"):
-        model.predict_tokens("EU rejects")
+        model.predict_tokens("UN accepts")
 
 
 def test_predict_raw_text_spans_point_into_the_text(model):

@@ -92,7 +92,7 @@ def test_detect_format_on_the_fixtures(path: Path, expected: str):
 
 @pytest.mark.parametrize("lines, expected", [
     ([], "columns"),
-    (["EU NNP B-NP B-ORG", "rejects VBZ B-VP O"], "conll2003"),  # 4 columns ending in a span tag
+    (["UN NNP B-NP B-ORG", "accepts VBZ B-VP O"], "conll2003"),  # 4 columns ending in a span tag
     (["EU NNP B-NP ORG"], "columns"),  # 4 columns, but the last is no span tag
     (["De DET O", "", "-DOCSTART- -X- O"], "conll2003"),  # -DOCSTART- anywhere in the head
     (["1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_"], "conllu"),
@@ -107,9 +107,9 @@ def test_detect_format(lines: list[str], expected: str):
 
 
 def test_bom_and_crlf_are_invisible(tmp_path: Path):
-    path = write(tmp_path, "\ufeffEU B-ORG\r\nrejects O\r\n\r\nYes O\r\n")
+    path = write(tmp_path, "\ufeffUN B-ORG\r\naccepts O\r\n\r\nYes O\r\n")
     sentences = [(s.tokens, s.tags) for s in read_conll(path)]
-    assert sentences == [(("EU", "rejects"), ("B-ORG", "O")), (("Yes",), ("O",))]
+    assert sentences == [(("UN", "accepts"), ("B-ORG", "O")), (("Yes",), ("O",))]
 
 
 def test_trailing_whitespace_many_blank_lines_and_no_final_newline(tmp_path: Path):
@@ -163,7 +163,7 @@ def test_reading_streams_and_reports_a_late_problem_late(tmp_path: Path):
 
 
 def test_ragged_line(tmp_path: Path):
-    path = write(tmp_path, "x O\n\nEU NNP B-NP B-ORG\nrejects VBZ O\n")
+    path = write(tmp_path, "x O\n\nUN NNP B-NP B-ORG\naccepts VBZ O\n")
     assert error_of(path) == f"{path}:4: expected 4 columns as on line 3, found 3"
 
 

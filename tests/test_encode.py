@@ -6,28 +6,28 @@ from tagger.vocab import build_vocab, casing, CASINGS
 
 
 def small_vocab():
-    return build_vocab([["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]],
-                       [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"]], pretrained=["eu", "german", "lamb"])
+    return build_vocab([["UN", "accepts", "Danish", "offer"], ["Ilse", "Yilmaz"]],
+                       [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"]], pretrained=["un", "danish", "cheese"])
 
 
 def test_words_are_found_exactly_then_lower_cased_and_unknown_words_map_to_unk():
     vocab = small_vocab()
-    enc = Encoder(vocab)(["EU", "eu", "Lamb", "zebra"])
+    enc = Encoder(vocab)(["UN", "un", "Cheese", "zebra"])
     eu, eu_lower, lamb, zebra = [word for word, _, _ in enc.tokens]
-    assert eu == eu_lower != 1          # "EU" is stored under its pretrained key "eu"
+    assert eu == eu_lower != 1          # "UN" is stored under its pretrained key "un"
     assert lamb >= len(vocab.words)      # pretrained-only word: a frozen row after the trainable ones
     assert zebra == 1                    # <unk>
 
 
 def test_each_token_is_spelt_in_character_ids_and_casing_is_kept():
     vocab = small_vocab()
-    enc = Encoder(vocab)(["EU", "rejects", "", "Ω"])
+    enc = Encoder(vocab)(["UN", "accepts", "", "Ω"])
     spellings = [spelling for _, _, spelling in enc.tokens]
-    assert spellings[0] == (vocab.chars.ids["E"], vocab.chars.ids["U"])
+    assert spellings[0] == (vocab.chars.ids["U"], vocab.chars.ids["N"])
     assert [len(c) for c in spellings] == [2, 7, 1, 1]
     assert spellings[2] == spellings[3] == (1,)  # an empty token and an unseen character: <unk>
     assert [CASINGS[shape] for _, shape, _ in enc.tokens[:2]] == ["upper", "lower"]
-    assert CASINGS[casing("1996")] == "numeric" and CASINGS[casing("Blackburn")] == "title"
+    assert CASINGS[casing("1996")] == "numeric" and CASINGS[casing("Yilmaz")] == "title"
 
 
 def test_batches_hold_sentences_of_one_length_and_cover_every_sentence_once():
@@ -41,19 +41,19 @@ def test_batches_hold_sentences_of_one_length_and_cover_every_sentence_once():
 
 def test_collate_pads_and_masks_sentences_of_different_lengths():
     encoder = Encoder(small_vocab())
-    batch = collate([encoder(["EU", "rejects", "call"]), encoder(["Peter"])])
+    batch = collate([encoder(["UN", "accepts", "offer"]), encoder(["Ilse"])])
     assert batch.words.shape == batch.types.shape == batch.casing.shape == (2, 3)
     assert batch.mask.tolist() == [[True, True, True], [True, False, False]]
-    assert batch.words[1].tolist() == [encoder.vocab.word_id("Peter"), 0, 0]  # padding is word 0
+    assert batch.words[1].tolist() == [encoder.vocab.word_id("Ilse"), 0, 0]  # padding is word 0
 
 
 def test_a_batch_spells_each_distinct_word_once():
     encoder = Encoder(small_vocab())
-    batch = collate([encoder(["EU", "call", "EU"]), encoder(["call", "EU", "Peter"])])
-    assert batch.spelling_lengths.tolist() == [2, 4, 5]  # EU, call, Peter
+    batch = collate([encoder(["UN", "offer", "UN"]), encoder(["offer", "UN", "Ilse"])])
+    assert batch.spelling_lengths.tolist() == [2, 5, 4]  # UN, offer, Ilse
     assert batch.types.tolist() == [[0, 1, 0], [1, 0, 2]]
     assert batch.type_words[batch.types].tolist() == batch.words.tolist()
     assert batch.type_casing[batch.types].tolist() == batch.casing.tolist()
     assert len(batch.spellings) == 11
     ids = encoder.vocab.chars.ids
-    assert batch.spellings[6:].tolist() == [ids[c] for c in "Peter"]
+    assert batch.spellings[7:].tolist() == [ids[c] for c in "Ilse"]

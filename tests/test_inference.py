@@ -19,16 +19,16 @@ from tagger.lexicon import Lexicon
 from tagger.training.model import Trainable
 from tagger.vocab import build_vocab
 
-SENTENCES = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"], ["lamb", "BRUSSELS", "1996-08-22"],
-             ["The", "European", "Commission", "said", "on", "Thursday"], ["zebra", "okapi"]]
+SENTENCES = [["UN", "accepts", "Danish", "offer"], ["Ilse", "Yilmaz"], ["cheese", "STONEHAVEN", "2001-03-14"],
+             ["The", "Nordic", "Council", "met", "on", "Friday"], ["zebra", "okapi"]]
 TAGS = [["S-ORG", "O", "S-MISC", "O"], ["B-PER", "E-PER"], ["O", "S-LOC", "O"],
         ["O", "B-ORG", "E-ORG", "O", "O", "O"], ["O", "O"]]
 POS = [["NNP", "VBZ", "JJ", "NN"], ["NNP", "NNP"], ["NN", "NNP", "CD"], ["DT", "NNP", "NNP", "VBD", "IN", "NNP"],
        ["NN", "NN"]]
 TEXT = "John Smith visited Paris . Siemens AG hired Mary in London ."
 # words spelt by consecutive tokens (joined), overlapping, at both edges of a sentence, of one token
-LEXICON = Lexicon({"EU": 3, "EUrejects": 1, "PeterBlackburn": 2, "Blackburn": 9, "TheEuropean": 1,
-                   "EuropeanCommissionsaid": 4, "Thursday": 2, "zebraokapi": 1})
+LEXICON = Lexicon({"UN": 3, "UNaccepts": 1, "IlseYilmaz": 2, "Yilmaz": 9, "TheNordic": 1,
+                   "NordicCouncilmet": 4, "Friday": 2, "zebraokapi": 1})
 
 
 def random_network(char_encoder="cnn", layers=1, features=(), kernel=3, bigrams=False, lexicon=False) -> Trainable:
@@ -38,7 +38,7 @@ def random_network(char_encoder="cnn", layers=1, features=(), kernel=3, bigrams=
                     feature_dim=4, char_encoder=char_encoder, num_layers=layers, features=list(features),
                     tag_scheme="auto", dropout=0.0, word_dropout=0.0, bigrams="on" if bigrams else "off",
                     bigram_dim=5, lexicon=lexicon)
-    vocab = build_vocab(SENTENCES[:4], TAGS[:4], [POS[:4]] if features else [], pretrained=["lamb", "zebra", "okapi"],
+    vocab = build_vocab(SENTENCES[:4], TAGS[:4], [POS[:4]] if features else [], pretrained=["cheese", "zebra", "okapi"],
                         source_scheme="bioes", with_bigrams=bigrams, lexicon=LEXICON if lexicon else None)
     torch.manual_seed(0)
     trainable = Trainable.build(config, vocab)

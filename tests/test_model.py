@@ -8,8 +8,8 @@ from tagger.errors import ModelError
 from tagger.training.model import Trainable
 from tagger.vocab import build_vocab
 
-SENTENCES = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"], ["BRUSSELS", "1996-08-22"],
-             ["The", "European", "Commission", "said", "on", "Thursday"]]
+SENTENCES = [["UN", "accepts", "Danish", "offer"], ["Ilse", "Yilmaz"], ["STONEHAVEN", "2001-03-14"],
+             ["The", "Nordic", "Council", "met", "on", "Friday"]]
 TAGS = [["S-ORG", "O", "S-MISC", "O"], ["B-PER", "E-PER"], ["S-LOC", "O"], ["O", "B-ORG", "E-ORG", "O", "O", "O"]]
 POS = [["NNP", "VBZ", "JJ", "NN"], ["NNP", "NNP"], ["NNP", "CD"], ["DT", "NNP", "NNP", "VBD", "IN", "NNP"]]
 

@@ -94,8 +94,8 @@ ENGLISH = {
         "He does n't know , ca n't say and wo n't go ; they 're sure we 'll see , I 'm told .",
     "The players' union met O'Brien in New-York.":
         "The players ' union met O'Brien in New-York .",
-    '"We are happy," said Peter Blackburn, a spokesman.':
-        '" We are happy , " said Peter Blackburn , a spokesman .',
+    '"We are happy," said Ilse Yilmaz, a spokesman.':
+        '" We are happy , " said Ilse Yilmaz , a spokesman .',
     "Mr. Smith of Acme Inc. paid $5.5 million (3.2%) on 1996-08-28.":
         "Mr. Smith of Acme Inc. paid $ 5.5 million ( 3.2 % ) on 1996-08-28 .",
     "Shares rose 1,000.50 points to 12,345 after a 6-4 win at 10:30 a.m. on Jan. 5.":
