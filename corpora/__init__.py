@@ -7,11 +7,10 @@ from corpora.conll import (
     FORMATS,
     Sentence,
     detect_format,
-    format_sentence,
     iter_conll_lines,
     read_conll,
-    write_conll,
 )
+from corpora.conll_writer import format_sentence, write_conll
 from corpora.errors import CorpusError
 
 __all__ = [

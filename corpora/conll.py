@@ -1,4 +1,4 @@
-"""Read and write CoNLL-style corpora: one token per line, columns, blank lines between sentences.
+"""Read CoNLL-style corpora (corpora/conll_writer.py writes them): one token per line, columns, blank lines between sentences.
 
 Three dialects: `conll2003` (token POS chunk NER, -DOCSTART- lines), `columns` (any number of space- or
 tab-separated columns, tag last) and `conllu` (Universal Dependencies, 10 tab-separated columns).
@@ -11,7 +11,7 @@ import itertools
 import os
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence, TextIO
+from typing import Iterable, Iterator
 
 from corpora.errors import CorpusError
 from corpora.schemes import is_span_tag
@@ -20,10 +20,10 @@ FORMATS = ("auto", "conll2003", "columns", "conllu")
 
 DOCSTART = "-DOCSTART-"
 _SPACES = re.compile(r"[ \t\f\v]+")  # ASCII only: a no-break space inside a token is part of the token
-_EDGE_SPACE = " \t\f\v\r\n"
+EDGE_SPACE = " \t\f\v\r\n"
 _CONLLU_ID = re.compile(r"\d+([-.]\d+)?")
 _CONLLU_MARKERS = ("# sent_id", "# text", "# newdoc", "# newpar", "# global.columns")
-_CONLLU_FORM, _CONLLU_UPOS, _CONLLU_WIDTH = 1, 3, 10
+CONLLU_FORM, CONLLU_UPOS, CONLLU_WIDTH = 1, 3, 10
 _DETECT_LINES = 20  # non-blank lines `auto` looks at before choosing a format
 
 Row = tuple[str, ...]
@@ -72,7 +72,7 @@ def iter_conll_lines(
     the tag is the last column (UPOS in CoNLL-U) unless `tag_column` (0-based, negative allowed) says
     otherwise. With `labelled=False` only tokens are read and `tags` is None, so a one-column file is fine.
     """
-    _check_format(format, allow_auto=True)
+    check_format(format, allow_auto=True)
     return _parse(lines, source, format, tag_column, labelled)
 
 
@@ -82,12 +82,12 @@ def detect_format(first_lines: list[str]) -> str:
     CoNLL-U: a `# sent_id`/`# text` comment, or a first data line of 10 tab-separated fields with a
     numeric id. CoNLL-2003: a -DOCSTART- line, or every line has 4 columns ending in a span tag.
     """
-    lines = [line.rstrip("\r\n").lstrip("\ufeff") for line in first_lines if line.strip(_EDGE_SPACE)]
+    lines = [line.rstrip("\r\n").lstrip("\ufeff") for line in first_lines if line.strip(EDGE_SPACE)]
     if not lines:
         return "columns"
     if any(line.startswith(_CONLLU_MARKERS) for line in lines) or _looks_like_conllu(lines):
         return "conllu"
-    rows = [_split(line.strip(_EDGE_SPACE)) for line in lines]
+    rows = [_split(line.strip(EDGE_SPACE)) for line in lines]
     if any(row[0] == DOCSTART for row in rows):
         return "conll2003"
     if all(len(row) == 4 and is_span_tag(row[-1]) for row in rows):
@@ -98,12 +98,12 @@ def detect_format(first_lines: list[str]) -> str:
 def _looks_like_conllu(lines: list[str]) -> bool:
     data = [line for line in lines if not line.startswith("#")]
     fields = data[0].split("\t") if data else []
-    return len(fields) == _CONLLU_WIDTH and _CONLLU_ID.fullmatch(fields[0]) is not None
+    return len(fields) == CONLLU_WIDTH and _CONLLU_ID.fullmatch(fields[0]) is not None
 
 
 
 
-def _check_format(format: str, allow_auto: bool) -> None:
+def check_format(format: str, allow_auto: bool) -> None:
     allowed = FORMATS if allow_auto else FORMATS[1:]
     if format not in allowed:
         raise ValueError(f"unknown corpus format {format!r}; expected one of {', '.join(allowed)}")
@@ -185,7 +185,7 @@ def _take_head(numbered: Iterator[tuple[int, str]]) -> list[tuple[int, str]]:
     head, non_blank = [], 0
     for item in numbered:
         head.append(item)
-        non_blank += bool(item[1].strip(_EDGE_SPACE))
+        non_blank += bool(item[1].strip(EDGE_SPACE))
         if non_blank >= _DETECT_LINES:
             break
     return head
@@ -194,7 +194,7 @@ def _take_head(numbered: Iterator[tuple[int, str]]) -> list[tuple[int, str]]:
 def _split(line: str) -> list[str]:
     """Fields of a data line: split on tabs when there is one (fields may contain spaces), else on spaces."""
     if "\t" in line:
-        return [field.strip(_EDGE_SPACE) for field in line.split("\t")]
+        return [field.strip(EDGE_SPACE) for field in line.split("\t")]
     return _SPACES.split(line)
 
 
@@ -205,7 +205,7 @@ def _column_blocks(numbered: Iterable[tuple[int, str]]) -> Iterator[tuple[Row, B
     block: Block = []
     document: Row = ()
     for number, line in numbered:
-        line = line.strip(_EDGE_SPACE)
+        line = line.strip(EDGE_SPACE)
         fields = _split(line) if line else []
         if not fields or fields[0] == DOCSTART:
             if block:
@@ -259,14 +259,14 @@ def _conllu_blocks(numbered: Iterable[tuple[int, str]], source: str) -> Iterator
     block: Block = []
     for number, line in numbered:
         line = line.rstrip("\r\n")
-        if not line.strip(_EDGE_SPACE):
+        if not line.strip(EDGE_SPACE):
             if block:
                 yield block
             block = []
         elif not line.startswith("#"):
             fields = line.split("\t")
-            if len(fields) != _CONLLU_WIDTH:
-                message = f"expected {_CONLLU_WIDTH} tab-separated columns (CoNLL-U), found {len(fields)}"
+            if len(fields) != CONLLU_WIDTH:
+                message = f"expected {CONLLU_WIDTH} tab-separated columns (CoNLL-U), found {len(fields)}"
                 raise CorpusError(source, number, message)
             if fields[0].isdigit():
                 block.append((number, fields))
@@ -279,107 +279,13 @@ def _conllu_blocks(numbered: Iterable[tuple[int, str]], source: str) -> Iterator
 def _conllu_sentence(block: Block, source: str, tag_column: int | None, labelled: bool) -> Sentence:
     first_number = block[0][0]
     for number, fields in block:
-        if not fields[_CONLLU_FORM]:
+        if not fields[CONLLU_FORM]:
             raise CorpusError(source, number, "empty FORM (column 2)")
-    tokens = tuple(fields[_CONLLU_FORM] for _, fields in block)
+    tokens = tuple(fields[CONLLU_FORM] for _, fields in block)
     tags = None
     if labelled:
-        index = _CONLLU_UPOS
+        index = CONLLU_UPOS
         if tag_column is not None:
-            index = _tag_index(source, first_number, _CONLLU_WIDTH, tag_column)
+            index = _tag_index(source, first_number, CONLLU_WIDTH, tag_column)
         tags = _tags(block, source, index, missing=("", "_"))
     return Sentence(tokens, tags, tuple(tuple(fields) for _, fields in block), first_number)
-
-
-# --- writing -------------------------------------------------------------------------------------------
-
-
-def write_conll(
-    sentences: Iterable[Sentence],
-    out: TextIO,
-    tags: Iterable[Sequence[str]] | None = None,
-    format: str = "columns",
-) -> None:
-    """Write sentences to `out`, one `format_sentence` block each; `tags` (one sequence per sentence)
-    replaces the sentences' own tags, e.g. a model's predictions."""
-    _check_format(format, allow_auto=False)
-    if tags is None:
-        for sentence in sentences:
-            out.write(format_sentence(sentence, None, format))
-        return
-    for sentence, sentence_tags in zip(sentences, tags, strict=True):
-        out.write(format_sentence(sentence, sentence_tags, format))
-
-
-def format_sentence(sentence: Sentence, tags: Sequence[str] | None = None, format: str = "columns",
-                    tag_column: int = -1, append: bool = False, document: bool = False) -> str:
-    """The text of one sentence, ending in a blank line.
-
-    columns: `token tag` per line (tab-separated when a field contains a space, so reading splits it back
-    the same way). conll2003: the original rows with column `tag_column` (default: the last) replaced by the
-    tag, or with the tag appended as a new last column when `append` (a prediction beside the gold) or the
-    row has one column; `token tag` without rows. conllu: the original 10 columns with UPOS replaced, or
-    minimal rows when the sentence did not come from a CoNLL-U file.
-    With `document`, a sentence that opened a document (`Sentence.document`) comes after its -DOCSTART- line
-    and a blank line, the line's tag column being O as every row's is changed (not in conllu).
-    """
-    _check_format(format, allow_auto=False)
-    tags = sentence.tags if tags is None else tuple(tags)
-    if tags is not None and len(tags) != len(sentence.tokens):
-        raise ValueError(f"{len(tags)} tags for a sentence of {len(sentence.tokens)} tokens")
-    rows = _output_rows(sentence, tags, format, tag_column, append)
-    text = "".join(_join(row, tab=format == "conllu") + "\n" for row in rows) + "\n"
-    if document and sentence.document and format != "conllu":
-        text = _join(_document_row(sentence, tags is not None, format, tag_column, append), tab=False) + "\n\n" + text
-    return text
-
-
-def _document_row(sentence: Sentence, tagged: bool, format: str, tag_column: int, append: bool) -> Row:
-    """The -DOCSTART- line before `sentence` as its rows are written: O where their tag goes."""
-    row = sentence.document
-    if format == "columns" or not sentence.rows:
-        return (DOCSTART, "O") if tagged else (DOCSTART,)
-    if not tagged:
-        return row
-    if append or len(row) == 1 or not -len(row) <= tag_column < len(row):
-        return row + ("O",)
-    return _replace(row, tag_column, "O")
-
-
-def _output_rows(sentence: Sentence, tags: Sequence[str] | None, format: str, tag_column: int = -1,
-                 append: bool = False) -> list[Row]:
-    if format == "conllu":
-        return _conllu_rows(sentence, tags)
-    if format == "conll2003" and sentence.rows:
-        if tags is None:
-            return list(sentence.rows)
-        return [row + (tag,) if append or len(row) == 1 else _replace(row, tag_column, tag)
-                for row, tag in zip(sentence.rows, tags)]
-    if tags is None:
-        return [(token,) for token in sentence.tokens]
-    return list(zip(sentence.tokens, tags))
-
-
-def _replace(row: Row, column: int, value: str) -> Row:
-    fields = list(row)
-    fields[column] = value
-    return tuple(fields)
-
-
-def _conllu_rows(sentence: Sentence, tags: Sequence[str] | None) -> list[Row]:
-    from_conllu = sentence.rows and all(len(row) == _CONLLU_WIDTH for row in sentence.rows)
-    if from_conllu:
-        rows = [list(row) for row in sentence.rows]
-    else:
-        rows = [[str(i), token] + ["_"] * 8 for i, token in enumerate(sentence.tokens, start=1)]
-    for row, tag in zip(rows, tags or ()):
-        row[_CONLLU_UPOS] = tag
-    return [tuple(row) for row in rows]
-
-
-def _join(row: Row, tab: bool) -> str:
-    """One output line: tab-separated when asked or when a field contains a space, else space-separated."""
-    for field in row:
-        if not field.strip(_EDGE_SPACE) or any(c in field for c in "\t\n\r"):
-            raise ValueError(f"cannot write field {field!r}: it is blank or contains a tab or line break")
-    return "\t".join(row) if tab or any(" " in field for field in row) else " ".join(row)

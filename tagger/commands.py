@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from corpora import schemes
-from corpora.conll import Sentence, format_sentence, read_conll
+from corpora.conll import Sentence, read_conll
+from corpora.conll_writer import format_sentence
 from tagger import store
 from tagger.api import Tagger
 from tagger.config import Config, load_toml

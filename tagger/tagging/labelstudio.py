@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from corpora import schemes
-from corpora.conll import format_sentence, Sentence
+from corpora.conll import Sentence
+from corpora.conll_writer import format_sentence
 from tagger import store
 from tagger.errors import TaggerError
 from tagger.tagging import pipeline, select

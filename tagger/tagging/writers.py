@@ -18,7 +18,8 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from corpora import schemes
-from corpora.conll import Sentence, format_sentence
+from corpora.conll import Sentence
+from corpora.conll_writer import format_sentence
 from tagger.reports import html
 
 if TYPE_CHECKING:
