@@ -1,0 +1,145 @@
+"""`tagger predict`, `evaluate`, `convert` and `calibrate`: their options checked before a model loads, then the
+work handed to tagger.tagging and tagger.reports."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from corpora import schemes
+from corpora.conll import Sentence, read_conll
+from corpora.conll_writer import format_sentence
+from tagger import store
+from tagger.api import Tagger
+from tagger.data import (check_model_fits, check_tags, read_sentences,
+                         unseen_labels)
+from tagger.errors import ConfigError, InputError
+from tagger.tagging.streaming import auto_workers, check_input_file, predict_files
+from tagger.tagging import pipeline
+from tagger.tagging.confidence import ScoreOptions
+from tagger.tagging.writers import WRITERS
+
+def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int | None = None,
+             scheme: str = "auto", report: Path | None = None, force: bool = False) -> dict:
+    """Scores of MODEL on TEST; with `report`, also the error analysis, under "errors", and its HTML page
+    written (atomically) to `report`, which must not exist unless `force`."""
+    check_output_file(report, force)
+    from tagger.export.runtime import OnnxTagger, is_export  # an export directory evaluates through onnxruntime
+
+    tagger = OnnxTagger.load(model) if is_export(model) else Tagger.load(model)
+    sentences = read_sentences(test_ref, format, tag_column, split="test")
+    test_scheme = check_tags(sentences, test_ref, scheme)
+    check_model_fits(tagger.vocab.source_scheme, test_scheme, test_ref)
+    if report is None:
+        result = tagger.evaluate(sentences, test_scheme)
+    else:
+        result = _evaluate_with_report(tagger, sentences, test_scheme, f"Errors of {model.name} on {test_ref}",
+                                       report)
+    missing = unseen_labels(sentences, tagger.vocab.tags.items)
+    if missing:
+        result["unseen_labels"] = missing
+        print(f"warning: {test_ref}: label(s) {', '.join(missing)} never seen in training: scored as missed",
+              file=sys.stderr)
+    return result
+
+
+def _evaluate_with_report(tagger, sentences: Sequence[Sentence], test_scheme: str | None, title: str,
+                          report: Path) -> dict:
+    from tagger.reports.analysis import analyse
+    from tagger.reports.metrics import measure
+    from tagger.reports.report import render_report
+    from tagger.store import atomic_write
+
+    if tagger.scheme is None:
+        raise InputError("--report: the model's tags are plain labels, not entity spans: there are no entity "
+                         "errors to analyse", path=str(report))
+    gold, pred = pipeline.gold_and_predicted(tagger, sentences, test_scheme)
+    result = measure(gold, pred, tagger.scheme)
+    analysis = analyse([s.tokens for s in sentences], gold, pred, tagger.scheme, scores=result)
+    atomic_write(report, render_report(analysis, title).encode("utf-8"))
+    return result | {"errors": analysis["errors"]}
+
+
+def convert(input: Path, output: Path, to: str, source: str = "auto", format: str = "auto",
+            tag_column: int | None = None, force: bool = False) -> int:
+    check_output_file(output, force)
+    sentences = list(read_conll(input, format=format, tag_column=tag_column))
+    src = check_tags(sentences, str(input), source)
+    if src is None:
+        raise InputError("tags have no B-/I-/E-/S- prefixes: there is no scheme to convert", path=str(input))
+    dst = schemes.normalize_scheme(to)
+    column = -1 if tag_column is None else tag_column
+    with store.atomic_file(output) as out:
+        for s in sentences:
+            out.write(format_sentence(s, schemes.convert(s.tags, src, dst), _write_format(s), tag_column=column,
+                                      document=True))
+    return len(sentences)
+
+
+def _write_format(sentence) -> str:
+    return "conll2003" if sentence.rows and len(sentence.rows[0]) > 2 else "columns"
+
+
+def check_output_file(path: Path | None, force: bool) -> None:
+    if path is None or str(path) == "-":
+        return
+    if path.is_dir():
+        raise InputError("is a directory", path=str(path))
+    if path.exists() and not force:
+        raise InputError("already exists: use --force to overwrite it", path=str(path))
+
+
+def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "text", output_format: str = "jsonl",
+            output: Path | None = None, format: str = "auto", batch_size: int = 256, force: bool = False,
+            workers: int = 0, warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
+            scores: bool = False, min_score: float | None = None, n_best: int | None = None,
+            loaded: Callable[[], None] = lambda: None) -> None:
+    """Tag INPUTs ("-": standard input) as they stream in, written to `output` (atomically) or standard output.
+
+    workers: processes tagging chunks in parallel; 0 picks one per core for large inputs, 1 otherwise.
+    scores: entities gain "score" (CoNLL: a column of each tag's marginal); min_score: entities below it are
+    dropped (implies scores); n_best: JSONL records gain the n best "alternatives". Every argument and input
+    file is checked before the model loads, so a typo costs no load; `loaded` is called once a model given
+    as a path has loaded (the CLI freezes the collector there: process-wide settings are the CLI's)."""
+    options = score_options(output_format, scores, min_score, n_best)
+    check_output_file(output, force)
+    if output_format not in WRITERS:
+        raise InputError(f"unknown output format {output_format!r} (one of {', '.join(WRITERS)})")
+    for ref in inputs:
+        check_input_file(ref)
+    if not isinstance(model, Tagger):
+        from tagger.export.runtime import OnnxTagger, is_export  # an export directory tags through onnxruntime
+
+        model = OnnxTagger.load(model) if is_export(model) else Tagger.load(model)
+        loaded()
+    tagger = model
+    writer = WRITERS[output_format](tagger.entity_types, tagger.vocab.source_scheme,
+                                    f"Entities found by {tagger.meta.get('name', 'tagger')}", scored=options.marginals)
+    with store.atomic_file(output) as out:
+        predict_files(tagger, inputs, writer, out, input_format, format, workers or auto_workers(inputs), warn,
+                      options, batch_size)
+
+
+def score_options(output_format: str, scores: bool, min_score: float | None, n_best: int | None) -> ScoreOptions:
+    """The CLI's --scores, --min-score and --n-best, checked: ConfigError for a score outside [0, 1], fewer
+    than one analysis, or alternatives in a format that has no place for them."""
+    if n_best is not None and (isinstance(n_best, bool) or not isinstance(n_best, int) or n_best < 1):
+        raise ConfigError(f"--n-best must be a whole number of at least 1, not {n_best!r}")
+    if n_best is not None and output_format != "jsonl":
+        raise ConfigError(f"--n-best writes alternatives in JSONL only, not {output_format}: use "
+                          "--output-format jsonl")
+    return ScoreOptions(scores=scores, min_score=min_score, n_best=n_best or 0)
+
+
+def calibrate(model: Path, dev_ref: str, format: str = "auto", tag_column: int | None = None,
+              scheme: str = "auto") -> dict:
+    """Fit MODEL's temperature on DEV (tagger/tagging/calibration.py) and save it in MODEL's config.json."""
+    from tagger.tagging.calibration import fit
+
+    tagger = Tagger.load(model)
+    sentences = read_sentences(dev_ref, format, tag_column, split="validation")
+    dev_scheme = check_tags(sentences, dev_ref, scheme)
+    check_model_fits(tagger.vocab.source_scheme, dev_scheme, dev_ref)
+    result = fit(tagger, [s for s in sentences if len(s.tokens)], dev_scheme)
+    store.update_config(model, {"temperature": result["temperature"]})
+    return result
