@@ -29,7 +29,7 @@ def export_onnx(model: "str | os.PathLike", output: "str | os.PathLike", force: 
     from tagger import store
     from tagger.tagging.tagger import Tagger
     from tagger.errors import InputError
-    from tagger.export import onnx, preprocess
+    from tagger.export import lookup, onnx, preprocess
 
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -39,7 +39,7 @@ def export_onnx(model: "str | os.PathLike", output: "str | os.PathLike", force: 
     tagger = Tagger.load(model)
     name = tagger.meta.get("name") or Path(model).resolve().name
     graphs = {MODEL_FILE: onnx.build(tagger.config, tagger.vocab, tagger.tensors, name),
-              LOOKUP_FILE: onnx.build_lookup(tagger.config, tagger.vocab, f"{name}_lookup")}
+              LOOKUP_FILE: lookup.build_lookup(tagger.config, tagger.vocab, f"{name}_lookup")}
     spec = preprocess.spec(tagger, name)
     output.mkdir(parents=True, exist_ok=True)
     for file, graph in graphs.items():

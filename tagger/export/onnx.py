@@ -19,7 +19,7 @@ model.onnx (`build`), B sentences padded to T tokens of at most L characters:
     -> tags (B, T) int64 (the best path's tag ids, -1 on padding), emissions (B, T, K) float32 and
        score (B,) float32 (the best path's score)
 
-lookup.onnx (`build_lookup`): the string -> id steps as ai.onnx.ml LabelEncoders, from tokens (B, T),
+lookup.onnx (tagger/export/lookup.py `build_lookup`): the string -> id steps as ai.onnx.ml LabelEncoders, from tokens (B, T),
 lowered (B, T), lengths (B,), context_tokens (B, T) and features (B, F, T) to model.onnx's id inputs of the
 same names (word_ids, bigram_ids, context_ids, feature_ids). Ids are model.onnx's inputs, not strings, so that
 the Python runtime (tagger/export/runtime.py) can run the batches the project's own encoder makes.
@@ -30,11 +30,11 @@ from typing import Mapping
 
 import numpy as np
 
-from tagger import lac, lexicon
+from tagger import lexicon
 from tagger.config import Config
 from tagger.errors import ModelError
 from tagger.export import ONNX_HINT
-from tagger.vocab import END, Vocab
+from tagger.vocab import Vocab
 
 OPSET = 20  # StringConcat (bigrams) is new in opset 20
 ML_OPSET = 3  # ai.onnx.ml: LabelEncoder with string keys and int64 values
@@ -42,7 +42,7 @@ CRF = ("crf.start", "crf.to_from", "crf.end")  # initializers the runtime reads 
 LOWEST = float(np.finfo(np.float32).min)  # what a masked position scores before a max
 
 
-def _onnx():
+def import_onnx():
     try:
         import onnx
     except ImportError:
@@ -54,7 +54,7 @@ class Graph:
     """Nodes, initializers and unique names for one ONNX graph (the main graph or a loop's body)."""
 
     def __init__(self, prefix: str = ""):
-        self.onnx = _onnx()
+        self.onnx = import_onnx()
         self.nodes, self.initializers, self.prefix, self.count = [], [], prefix, 0
 
     def name(self, hint: str) -> str:
@@ -85,7 +85,7 @@ class Graph:
 
 def build(config: Config, vocab: Vocab, tensors: Mapping[str, np.ndarray], name: str = "tagger"):
     """The onnx.ModelProto of a model (config, vocab and tensors as a loaded `Tagger` holds them)."""
-    helper, T = _onnx().helper, _onnx().TensorProto
+    helper, T = import_onnx().helper, import_onnx().TensorProto
     config = config.resolved()
     g = Graph()
     shape = g.op("Shape", ["word_ids"])  # (2,): B, T
@@ -106,12 +106,12 @@ def build(config: Config, vocab: Vocab, tensors: Mapping[str, np.ndarray], name:
     outputs = [helper.make_tensor_value_info("tags", T.INT64, ["batch", "time"]),
                helper.make_tensor_value_info("emissions", T.FLOAT, ["batch", "time", len(vocab.tags)]),
                helper.make_tensor_value_info("score", T.FLOAT, ["batch"])]
-    return _model(g.subgraph(name, _model_inputs(config), outputs))
+    return checked_model(g.subgraph(name, _model_inputs(config), outputs))
 
 
 def _model_inputs(config: Config) -> list:
     """model.onnx's inputs for a (resolved) config, in the order the module's docstring lists them."""
-    helper, T = _onnx().helper, _onnx().TensorProto
+    helper, T = import_onnx().helper, import_onnx().TensorProto
     dims = {"word_ids": ["batch", "time"], "casing": ["batch", "time"]}
     if config.char_encoder != "none":
         dims["chars"] = ["batch", "time", "letters"]
@@ -147,84 +147,14 @@ def _token_inputs(g: Graph, config: Config, tensors: Mapping[str, np.ndarray], s
     return parts
 
 
-def _model(graph):
+def checked_model(graph):
     """A checked ModelProto of a graph, with the opsets it uses."""
-    onnx = _onnx()
+    onnx = import_onnx()
     model = onnx.helper.make_model(graph, producer_name="bilstm-tagger", opset_imports=[
         onnx.helper.make_opsetid("", OPSET), onnx.helper.make_opsetid("ai.onnx.ml", ML_OPSET)])
     model.ir_version = min(model.ir_version, 10)  # what onnxruntime releases of 2024 on read
     onnx.checker.check_model(model, full_check=True)
     return model
-
-
-def _lookup(g: Graph, strings: str, shape: str, items: list[str], default: int) -> str:
-    """(B, T) ids of (B, T) strings: their index in `items` (the last one where an item repeats, as a dict
-    built from the list keeps), else `default`."""
-    keys = dict(zip(items, range(len(items))))
-    flat = g.op("Reshape", [strings, g.const([-1])])
-    ids = g.op("LabelEncoder", [flat], domain="ai.onnx.ml", keys_strings=list(keys), values_int64s=list(keys.values()),
-               default_int64=default)
-    return g.op("Reshape", [ids, shape])
-
-
-def build_lookup(config: Config, vocab: Vocab, name: str = "tagger_lookup"):
-    """The onnx.ModelProto of the string -> id steps (ai.onnx.ml LabelEncoder): its outputs are model.onnx's
-    id inputs of the same names. Inputs: tokens (B, T) string, lowered (B, T) string (vocab.lowercase),
-    lengths (B,) int64, context_tokens (B, T) string (LAC's form; context lac), features (B, F, T) string.
-    Outputs: word_ids, bigram_ids (bigrams on), context_ids (context lac), feature_ids (feature columns)."""
-    onnx = _onnx()
-    helper, T = onnx.helper, onnx.TensorProto
-    config = config.resolved()
-    g = Graph()
-    inputs = [helper.make_tensor_value_info("tokens", T.STRING, ["batch", "time"])]
-    if vocab.lowercase:
-        inputs.append(helper.make_tensor_value_info("lowered", T.STRING, ["batch", "time"]))
-    inputs.append(helper.make_tensor_value_info("lengths", T.INT64, ["batch"]))
-    shape = g.op("Shape", ["tokens"])  # (2,): B, T
-    found = {"word_ids": _word_ids(g, vocab, shape)}
-    if config.bigrams == "on":
-        seq_len = g.op("Gather", [shape, g.const(1)])
-        mask = g.op("Less", [g.op("Unsqueeze", [g.op("Range", [g.const(0), seq_len, g.const(1)]), g.const([0])]),
-                             g.op("Unsqueeze", ["lengths", g.const([1])])], "mask")  # (B, T) bool
-        found["bigram_ids"] = _bigram_ids(g, vocab, shape, mask)
-    if config.context == "lac":
-        inputs.append(helper.make_tensor_value_info("context_tokens", T.STRING, ["batch", "time"]))
-        items = vocab.context.items
-        found["context_ids"] = _lookup(g, "context_tokens", shape, items, dict(zip(items, range(len(items))))[lac.OOV])
-    if config.features:
-        inputs.append(helper.make_tensor_value_info("features", T.STRING, ["batch", len(config.features), "time"]))
-        columns = [_lookup(g, g.op("Gather", ["features", g.const(i)], axis=1), shape, index.items, default=1)
-                   for i, index in enumerate(vocab.features)]  # (B, T) each
-        found["feature_ids"] = g.op("Concat", [g.op("Unsqueeze", [c, g.const([1])]) for c in columns], axis=1)
-    g.nodes += [helper.make_node("Identity", [value], [key]) for key, value in found.items()]
-    dims = {"feature_ids": ["batch", len(config.features), "time"]}
-    outputs = [helper.make_tensor_value_info(key, T.INT64, dims.get(key, ["batch", "time"])) for key in found]
-    return _model(g.subgraph(name, inputs, outputs))
-
-
-def _word_ids(g: Graph, vocab: Vocab, shape: str) -> str:
-    """vocab.word_id in the graph: the exact form among trained then frozen words, then (lowercase on) the
-    lower-cased form, else <unk> (1). Frozen words are numbered after the trained ones."""
-    items = [*vocab.words.items, *vocab.frozen.items]
-    exact = _lookup(g, "tokens", shape, items, default=-1)
-    fallback = _lookup(g, "lowered", shape, items, default=1) if vocab.lowercase else g.const(1)
-    return g.op("Where", [g.op("GreaterOrEqual", [exact, g.const(0)]), exact, fallback], "word_ids")
-
-
-def _bigram_ids(g: Graph, vocab: Vocab, shape: str, mask: str) -> str:
-    """(B, T) ids of the bigram starting at each token: it and the next token joined, vocab.END after the last."""
-    nxt = g.op("Concat", [g.op("Slice", ["tokens", g.const([1]), g.const([np.iinfo(np.int64).max]), g.const([1])]),
-                          g.op("Slice", ["tokens", g.const([0]), g.const([1]), g.const([1])])], axis=1)  # (B, T)
-    last = g.op("Not", [g.op("Concat", [g.op("Slice", [mask, g.const([1]), g.const([np.iinfo(np.int64).max]),
-                                                       g.const([1])]),
-                                        g.op("Slice", [mask, g.const([0]), g.const([1]), g.const([1])])],
-                                 axis=1)])  # (B, T): no token follows (the first column's value is never on)
-    last = g.op("Or", [last, g.op("Equal", [g.op("Range", [g.const(0), g.op("Gather", [shape, g.const(1)]),
-                                                           g.const(1)]),
-                                            g.op("Sub", [g.op("Gather", [shape, g.const(1)]), g.const(1)])])])
-    nxt = g.op("Where", [last, g.const(np.array(END, dtype=object)), nxt])
-    joined = g.op("StringConcat", ["tokens", nxt])
-    return _lookup(g, joined, shape, vocab.bigrams.items, default=1)
 
 
 def _embed_words(g: Graph, ids: str, tensors: Mapping[str, np.ndarray]) -> str:

@@ -118,9 +118,9 @@ class OnnxEngine:
         """(start, transitions, end), read back from the graph's initializers: what probabilities (--scores)
         need besides the emissions. Needs the onnx package."""
         if self._crf is None:
-            from tagger.export.onnx import CRF, _onnx
+            from tagger.export.onnx import CRF, import_onnx
 
-            onnx = _onnx()
+            onnx = import_onnx()
             found = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(self.path)).graph.initializer
                      if t.name in CRF}
             start, to_from, end = (found[name] for name in CRF)
