@@ -154,40 +154,41 @@ def load_model(directory: str | Path, checkpoint: bool = False
 
 def load_lexicon(directory: str | Path, meta: Mapping[str, Any]) -> str | None:
     """The text of a model's lexicon.txt, checked against config.json's checksum (None: the model has none)."""
-    path = Path(directory) / LEXICON
-    expected = meta.get("sha256", {}).get(LEXICON)
-    if expected is None:
+    data = _checked_file(Path(directory), LEXICON, meta)
+    if data is None:
         return None
-    if not path.is_file():
-        raise ModelError(f"model directory lacks {LEXICON}", path=str(directory))
-    data = path.read_bytes()
-    if sha256(data) != expected:
-        raise ModelError("checksum does not match config.json: the file was altered, truncated or half-written",
-                         path=str(path))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ModelError("invalid UTF-8", path=str(path)) from None
+        raise ModelError("invalid UTF-8", path=str(Path(directory) / LEXICON)) from None
 
 
 def load_lexicon_trie(directory: str | Path, meta: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
     """The arrays of a model's lexicon.safetensors (Lexicon.from_arrays), checked against config.json's
     checksum; None when the model has none (no lexicon, or saved before the trie was kept: build it from
     lexicon.txt)."""
-    path = Path(directory) / LEXICON_TRIE
-    expected = meta.get("sha256", {}).get(LEXICON_TRIE)
+    data = _checked_file(Path(directory), LEXICON_TRIE, meta)
+    if data is None:
+        return None
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise ModelError(f"unreadable lexicon trie: {e}", path=str(Path(directory) / LEXICON_TRIE)) from None
+
+
+def _checked_file(directory: Path, name: str, meta: Mapping[str, Any]) -> bytes | None:
+    """The bytes of an optional model file that config.json checksums (None: config.json names none)."""
+    expected = meta.get("sha256", {}).get(name)
     if expected is None:
         return None
+    path = directory / name
     if not path.is_file():
-        raise ModelError(f"model directory lacks {LEXICON_TRIE}", path=str(directory))
+        raise ModelError(f"model directory lacks {name}", path=str(directory))
     data = path.read_bytes()
     if sha256(data) != expected:
         raise ModelError("checksum does not match config.json: the file was altered, truncated or half-written",
                          path=str(path))
-    try:
-        return st_load(data)
-    except (SafetensorError, ValueError, RuntimeError) as e:
-        raise ModelError(f"unreadable lexicon trie: {e}", path=str(path)) from None
+    return data
 
 
 def _check_format(meta: Any, path: Path) -> None:
