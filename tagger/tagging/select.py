@@ -24,18 +24,17 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import sys
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
-from corpora.conll import Sentence, decode_lines, iter_conll_lines, read_conll
+from corpora.conll import Sentence
 from tagger.data import feature_columns
 from tagger.errors import ConfigError, InputError
 from tagger.tagging import marginals, pipeline
-from tagger.tagging.streaming import check_feature_columns, read_lines
+from tagger.tagging.streaming import check_feature_columns, conll_sentences, read_lines
 from tagger.tagging.viterbi import viterbi
 from tagger.tagging.writers import WRITERS, jsonl
 from tagger.text import sentence_ends
@@ -247,9 +246,7 @@ def read_pool(ref: str, input_format: str, format: str = "auto") -> Iterator:
     if input_format not in INPUT_FORMATS:
         raise ConfigError(f"unknown input format {input_format!r} (one of {', '.join(INPUT_FORMATS)})")
     if input_format == "conll":
-        if ref == "-":
-            return iter_conll_lines(decode_lines(sys.stdin.buffer, "<stdin>"), "<stdin>", format=format, labelled=False)
-        return read_conll(ref, format=format, labelled=False)
+        return conll_sentences(ref, format)
     lines = read_lines(ref)
     return lines if input_format == "text" else (line.split() for line in lines)
 

@@ -42,7 +42,7 @@ def predict_files(tagger: Tagger, inputs: Sequence[str], writer: Writer, out: Te
         if input_format != "conll" and ref == "-" and live.is_live(sys.stdin):  # a pipe: results as lines come
             chunks = _live_chunks(input_format, warn)
         elif input_format == "conll":
-            chunks = _chunks(_conll_sentences(ref, format), CHUNK_LINES)
+            chunks = _chunks(conll_sentences(ref, format), CHUNK_LINES)
         else:
             lines = read_lines(ref)
             if input_format == "text":
@@ -138,7 +138,8 @@ def _live_chunks(input_format: str, warn: Callable[[str], None]) -> Iterator[lis
         yield burst
 
 
-def _conll_sentences(ref: str, format: str) -> Iterator[Sentence]:
+def conll_sentences(ref: str, format: str) -> Iterator[Sentence]:
+    """The sentences of a CoNLL file or standard input ("-"), streamed; their tags, if any, are not read."""
     if ref == "-":
         return iter_conll_lines(decode_lines(sys.stdin.buffer, "<stdin>"), "<stdin>", format=format, labelled=False)
     return read_conll(ref, format=format, labelled=False)
