@@ -419,8 +419,9 @@ def test_a_killed_worker_is_replaced_and_its_requests_fail_cleanly(en_model):
 
 def _children(pid: int) -> list[int]:
     """Worker processes of the server `pid` (uvicorn's supervisor spawns them; multiprocessing adds a
-    resource tracker, which runs no server)."""
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    resource tracker, which runs no server; -ww: its command line is never cut, however long the path)."""
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
     return [int(line.split()[0]) for line in out.splitlines() if "resource_tracker" not in line]
 
 
