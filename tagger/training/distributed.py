@@ -123,9 +123,10 @@ class LossModule(nn.Module):
         return self.model.loss(batch)
 
 
-BUCKET_MB = 0.25  # DDP's buckets: the LSTM's gradients (0.7 MB with the recipe) leave in several while backward
-                  # goes on to the characters and embeddings; one 25 MB bucket waited for the last gradient
-                  # (1.3x the tokens/s on 2 processes on localhost: bench/README.md)
+BUCKET_MB = 25.0  # DDP's buckets, torch's default. With 0.25 MB buckets (several all-reduces in flight during
+                  # backward) two-process test runs sometimes aborted at exit ("terminate called without an
+                  # active exception"), a suspected cause; their speed gain was not established (bench/README.md).
+                  # bench/ddp_phases.py still times other sizes (BUCKET=...)
 ROW_TABLE_MIN_ROWS = 1024  # an embedding table this tall is synchronised by rows (RowSync): a batch reads few
 
 
