@@ -30,8 +30,9 @@ def one_seed(args, seed: int, core: int | None) -> dict:
     out = Path(args.out) / f"seed{seed}"
     tagger = [sys.executable, "-m", "cli.main"]
     start = time.time()
+    config = ["--config", args.config] if args.config else []  # "": the library's defaults
     _, peak_mb = run(tagger + ["train", f"{args.data}/train.txt", "--dev", f"{args.data}/valid.txt", "--embeddings",
-                               args.embeddings, "--config", args.config, "--seed", str(seed), "--output", str(out),
+                               args.embeddings, *config, "--seed", str(seed), "--output", str(out),
                                "--force", "--quiet", *args.extra], core)
     wall = time.time() - start
     test = json.loads(run(tagger + ["evaluate", str(out), f"{args.data}/test.txt", "--json"], core)[0])
@@ -48,7 +49,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/conll2003"))
     parser.add_argument("--embeddings", default=str(ROOT.parent / "shared/embeddings/glove.6B.50d.txt.gz"))
-    parser.add_argument("--config", default=str(ROOT / "configs/conll2003.toml"))
+    parser.add_argument("--config", default=str(ROOT / "configs/conll2003.toml"),
+                        help='the recipe; "" trains with the library\'s defaults (bench/defaults.py --conll)')
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--out", default=str(ROOT / "runs/bench-conll2003"))
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one core and thread each")

@@ -31,6 +31,7 @@ def format_info(about: dict) -> str:
                         if about["temperature"] != 1.0 else "1 (not calibrated: tagger calibrate MODEL DEV fits it)"),
         "best dev F1": f"{100 * f1:.2f} at epoch {about['best_epoch']}" if f1 is not None else "not recorded",
         "trained on": about["training_corpus"] or "not recorded",
+        **({"unlabelled": f"{about['unlabeled_text']} (cross-view training)"} if about.get("unlabeled_text") else {}),
         "date": about["date"] or "not recorded",
     }
     return "\n".join(f"{name + ':':<13}{value}" for name, value in rows.items())

@@ -93,6 +93,10 @@ def train(
     context: Optional[str] = typer.Option(None, "--context", help="'jieba': an installed jieba's LAC network "
                                           "(Chinese words, parts of speech, names) as a frozen encoder whose "
                                           "outputs the BiLSTM reads; or a lac_small directory. Saved with the model"),
+    unlabeled: Optional[List[Path]] = typer.Option(None, "--unlabeled", metavar="FILE", help="raw text (plain or "
+                                                   ".gz, a paragraph a line) to learn from by cross-view "
+                                                   "training; given again, more files. Streamed, never loaded "
+                                                   "whole; the saved model tags as fast as without it"),
     bigrams: Optional[str] = typer.Option(None, "--bigrams", help="on | off | auto (default: on when the "
                                           "tokeniser is chars)"),
     format: Format = typer.Option(Format.auto, "--format", help="column layout of the files"),
@@ -136,7 +140,7 @@ def train(
                                 tag_column=tag_column, scheme=scheme.value, config_file=config_file,
                                 overrides=overrides, features=features, resume=resume, force=force,
                                 reporter=reporter, processes=processes, lexicon=lexicon,
-                                bigram_embeddings=bigram_embeddings, context=context, init=init,
+                                bigram_embeddings=bigram_embeddings, context=context, init=init, unlabeled=unlabeled,
                                 extend_tags=extend_tags)
     except Interrupted as e:  # Ctrl-C: a checkpoint was saved; say how to go on, no traceback
         typer.echo(f"{e}: continue with the same command and --resume", err=True)

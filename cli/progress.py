@@ -14,7 +14,7 @@ class TrainProgress:
         self.console = Console(stderr=True)
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[speed]:>7.0f} sent/s  loss {task.fields[loss]:.3f}  best dev "
+            TextColumn("{task.fields[speed]:>7.0f} sent/s  loss {task.fields[loss]:.3f}{task.fields[extra]}  best dev "
                        "{task.fields[metric]} {task.fields[best]}"),
             TimeRemainingColumn(), console=self.console, transient=True, disable=quiet)
         self.task = None
@@ -34,8 +34,9 @@ class TrainProgress:
         else:
             self.progress.start()
         self._loss, self._seen = 0.0, 0
+        self._cvt_loss, self._unlabeled = 0.0, 0
         self.task = self.progress.add_task("train", total=sentences, epoch=epoch + 1, speed=0.0, loss=0.0,
-                                           best=self.best, metric=self.metric)
+                                           best=self.best, metric=self.metric, extra="")
 
     def advance(self, sentences: int, loss: float) -> None:
         self._loss += loss * sentences
@@ -43,6 +44,13 @@ class TrainProgress:
         task = self.progress.tasks[-1] if self.progress.tasks else None
         speed = task.speed or 0.0 if task else 0.0
         self.progress.update(self.task, advance=sentences, loss=self._loss / self._seen, speed=speed)
+
+    def unlabeled(self, sentences: int, loss: float) -> None:
+        """Cross-view training's unlabelled sentences so far this epoch, and their mean loss."""
+        self._cvt_loss += loss * sentences
+        self._unlabeled += sentences
+        self.progress.update(self.task, extra=f"  + {self._unlabeled:,} unlabelled, cvt loss "
+                                              f"{self._cvt_loss / self._unlabeled:.3f}")
 
     def end_epoch(self, m: dict) -> None:
         self.metric = "accuracy" if "dev_accuracy" in m else "F1"
@@ -52,7 +60,9 @@ class TrainProgress:
             self.console.print(f"epoch {m['epoch']:>3}  loss {m['loss']:.3f}  dev {self.metric} "
                                f"{100 * m.get('dev_f1', 0):6.2f}"
                                f"{' *' if m.get('best') else '  '}  {m['tokens_per_s']:,.0f} tokens/s  "
-                               f"{m['seconds']:.1f}s + eval {m['eval_seconds']:.1f}s")
+                               f"{m['seconds']:.1f}s + eval {m['eval_seconds']:.1f}s"
+                               + (f"  ({m['unlabeled_sentences']:,} unlabelled sentences, cvt loss "
+                                  f"{m['cvt_loss']:.3f})" if "unlabeled_sentences" in m else ""))
 
     def message(self, text: str) -> None:
         """Print `text` as it is: no rich markup (a path may hold `[...]`), no wrapping inside a path."""

@@ -71,6 +71,8 @@ class Config:
     seed: int = 1
     threads: int = 1                 # torch threads per training process (0: torch's default, one per core);
                                      # one, because threads stall each other next to any busy process (README)
+    # learning from raw text (`tagger train --unlabeled FILE`: cross-view training, tagger/training/cvt.py)
+    unlabeled_ratio: float = 1.0     # unlabelled batches (of batch_size sentences) after each labelled one
     # tagging
     temperature: float = 1.0         # every probability tagging reports (--scores, --n-best, Tagger.marginals)
                                      # divides the CRF's scores by this first; `tagger calibrate` fits it on dev
@@ -102,6 +104,8 @@ class Config:
             raise ConfigError(f"average must be in [0, 1), not {self.average}")
         if not 0.0 < self.temperature < float("inf"):
             raise ConfigError(f"temperature must be a positive number, not {self.temperature}")
+        if not self.unlabeled_ratio > 0:
+            raise ConfigError(f"unlabeled_ratio must be positive, not {self.unlabeled_ratio}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, not {self.lr}")
         return self

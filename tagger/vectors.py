@@ -18,22 +18,20 @@ text again. Nothing is held in memory but gensim's model. gensim is an optional 
 """
 from __future__ import annotations
 
-import gzip
 import os
 import tempfile
 import time
 import zlib
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from corpora.conll import decode_lines
 from tagger.errors import ConfigError, InputError
+from tagger.rawtext import check_inputs, tokenised_sentences
 from tagger.store import atomic_file
-from tagger.text import TOKENIZERS, sentence_ends
+from tagger.text import TOKENIZERS
 
 INSTALL_HINT = "pip install 'bilstm-tagger[vectors]'"
 PROGRESS_EVERY = 2000  # sentences between two progress updates: a call per sentence would cost more than reading it
@@ -80,40 +78,6 @@ class Silent:
 
     def advance(self, sentences: int) -> None:
         pass
-
-
-def check_inputs(paths: Sequence[str | Path]) -> None:
-    """InputError naming the first input that is missing or a directory (before any work is done)."""
-    if not paths:
-        raise InputError("no input files: give one or more raw text files (plain or .gz)")
-    for path in map(Path, paths):
-        if not path.exists():
-            raise InputError("no such file", path=str(path))
-        if path.is_dir():
-            raise InputError("is a directory, not a text file", path=str(path))
-
-
-def read_lines(path: str | Path) -> Iterator[str]:
-    """The lines of a text file, gunzipped when it starts with gzip's magic bytes. A NUL byte ("binary
-    file?"), invalid UTF-8 or a damaged gzip stream is an error naming the file (and line)."""
-    path = Path(path)
-    try:
-        with path.open("rb") as raw:
-            stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if raw.read(2) == b"\x1f\x8b" else raw
-            raw.seek(0)
-            yield from (line.rstrip("\r\n") for line in decode_lines(stream, str(path)))
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; EOFError: a truncated .gz
-        raise InputError(f"cannot read: {e}", path=str(path)) from None
-
-
-def tokenised_sentences(paths: Iterable[str | Path], tokenizer: str = "words",
-                        lowercase: bool = True) -> Iterator[list[str]]:
-    """Each line of each file cut into sentences of tokens, as `predict` cuts raw text."""
-    for path in paths:
-        for line in read_lines(path):
-            tokens, ends = sentence_ends(line, tokenizer)
-            words = [w.lower() for w in tokens.texts] if lowercase else tokens.texts
-            yield from (words[a:b] for a, b in pairwise([0, *ends]))
 
 
 class CachedCorpus:

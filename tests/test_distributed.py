@@ -101,6 +101,19 @@ def test_two_processes_on_uneven_buckets_finish_and_train_like_one(tmp_path):
     assert [m["loss"] for m in metrics(tmp_path / "two")] == pytest.approx([m["loss"] for m in metrics(tmp_path / "one")])
 
 
+def test_two_processes_learn_from_unlabelled_text_as_one_does(tmp_path):
+    train, dev, toml = corpus(tmp_path, epochs=2, **SGD)
+    raw = tmp_path / "raw.txt"
+    raw.write_text("".join(" ".join(tokens) + "\n" for tokens, _ in make_sentences(30, seed=8)), encoding="utf-8")
+    two = commands.train(str(train), str(dev), tmp_path / "two", config_file=toml, processes=2, unlabeled=[raw])
+    one = commands.train(str(train), str(dev), tmp_path / "one", config_file=toml, unlabeled=[raw])
+    assert two["epochs"] == one["epochs"] == 2
+    w1, w2 = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
+    counts = [[m["unlabeled_sentences"] for m in metrics(tmp_path / run)] for run in ("one", "two")]
+    assert counts[0] == counts[1] and all(counts[0])
+
+
 def assert_interrupted_resume_is_exact(tmp_path, monkeypatch, train, dev, toml, step: int) -> None:
     """Two processes interrupted at `step` (rank 0, this process, gets the Ctrl-C), then resumed: the same
     weights and dev scores as the uninterrupted run already in tmp_path/whole."""

@@ -82,10 +82,11 @@ def record_training(output: Path, training: dict) -> None:
 
 def _origin(output: Path, resume: bool, corpora: dict[str, tuple[str, Sequence[Sentence]]],
             embeddings: Path | Sequence[Path] | None, lexicon: str | None, bigram_embeddings: Path | None,
-            context: str | None) -> dict:
+            context: str | None, unlabeled: Sequence[Path]) -> dict:
     """Where the training comes from, kept in its checkpoints (tagger/training/checkpoints.py): the names
-    `tagger info` shows, the sentences' SHA-256, the vectors files. On --resume, the checkpoint's origin
-    with the new file names, once the sentences are found the same (else InputError naming the file)."""
+    `tagger info` shows, the sentences' SHA-256, the vectors and unlabelled text files. On --resume, the
+    checkpoint's origin with the new file names, once the sentences are found the same (else InputError
+    naming the file)."""
     from tagger import lac
     from tagger.data import sentences_sha256
     from tagger.training import checkpoints
@@ -95,14 +96,28 @@ def _origin(output: Path, resume: bool, corpora: dict[str, tuple[str, Sequence[S
     if resume:
         before = checkpoints.origin_of(output)
         checkpoints.check_same_corpora(before, {split: (names[split], digests[split]) for split in corpora})
+        _check_same_unlabeled(before.get("unlabeled") or [], unlabeled)
         return {**before, "training": {**before.get("training", {}), **names}, "corpora": digests}
     files = vector_files(embeddings)
     files = [] if any(lac.names_jieba(p) for p in files) else files
     inputs = {"embeddings": " + ".join(p.name for p in vector_files(embeddings)) or None,
               "lexicon": Path(lexicon).name if lexicon else None,
               "bigram_embeddings": Path(bigram_embeddings).name if bigram_embeddings else None,
-              "context": Path(context).name if context else None}
-    return {"training": {**names, **inputs}, "corpora": digests, "vectors": checkpoints.vectors_origin(files)}
+              "context": Path(context).name if context else None,
+              "unlabeled": " + ".join(Path(p).name for p in unlabeled) or None}
+    return {"training": {**names, **inputs}, "corpora": digests, "vectors": checkpoints.vectors_origin(files),
+            "unlabeled": checkpoints.vectors_origin(unlabeled)}
+
+
+def _check_same_unlabeled(recorded: Sequence[dict], given: Sequence[Path]) -> None:
+    """On --resume: the unlabelled text files the training started from, unchanged (InputError naming the
+    file otherwise); --unlabeled may be left out, or name the same files."""
+    from tagger.training import checkpoints
+
+    if given and [str(Path(p).resolve()) for p in given] != [r["path"] for r in recorded]:
+        raise ConfigError("--resume continues with the unlabelled text the training started with: "
+                          f"{', '.join(r['path'] for r in recorded) or 'none'}; leave --unlabeled out")
+    checkpoints.check_unchanged(recorded, "unlabelled text")
 
 
 def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None,
@@ -111,14 +126,16 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
           config_file: Path | None = None, overrides: dict | None = None, features: str | None = None,
           resume: bool = False, force: bool = False, reporter=None, processes: int = 1,
           lexicon: str | None = None, bigram_embeddings: Path | None = None, context: str | None = None,
-          init: Path | None = None, extend_tags: bool = False) -> dict:
+          init: Path | None = None, extend_tags: bool = False, unlabeled: Sequence[Path] = ()) -> dict:
     """Train a model from paths and options. embeddings: a vectors file, several (their vectors stacked:
     tagger/embeddings.py stack_vectors), or "jieba" for the character vectors of an installed jieba's LAC
     model; lexicon: a `word [frequency]` file, or "jieba" for its dictionary
     (tagger/lexicon.py); bigram_embeddings: vectors of character bigrams ("北京"), in --embeddings' formats;
     context: "jieba" (or a lac_small directory) for LAC as a frozen context encoder (tagger/lac.py). They only
     start a training: on --resume the checkpoint keeps its own. init: a model directory to start from (its
-    weights and vocabulary: tagger/training/warmstart.py); extend_tags: new tags in TRAIN extend its tags."""
+    weights and vocabulary: tagger/training/warmstart.py); extend_tags: new tags in TRAIN extend its tags.
+    unlabeled: raw text files (plain or gzipped, a paragraph a line) to learn from by cross-view training
+    (tagger/training/cvt.py); a resume continues with the checkpoint's."""
     from tagger.training import distributed, launch
     from tagger.training.setup import Inputs
     from tagger.training.state import Silent
@@ -134,8 +151,11 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
         check_output_dir(output, resume, force)
     else:
         reporter = Silent()
+    unlabeled = [Path(p) for p in unlabeled or ()]
     if not resume:  # before the corpus is read: a typo should not cost that wait
         _check_inputs(embeddings, bigram_embeddings, lexicon, context)
+        if unlabeled:
+            _check_unlabeled(unlabeled, config)
     train_sents, dev_sents, source, dev_scheme = _read_corpora(train_ref, dev_ref, format, tag_column, scheme,
                                                                config, reporter)
     if warm is not None:
@@ -143,7 +163,8 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
     else:
         inputs = Inputs() if resume else _load_inputs(embeddings, bigram_embeddings, lexicon, context, reporter)
     origin = _origin(output, resume, {"train": (train_ref, train_sents), "dev": (dev_ref, dev_sents)}, embeddings,
-                     lexicon, bigram_embeddings, context)
+                     lexicon, bigram_embeddings, context, unlabeled)
+    unlabeled = [r["path"] for r in origin.get("unlabeled") or []]
     created = not output.exists()
     if leader:
         prepare_output_dir(output, resume)
@@ -151,7 +172,8 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
         progress, world = launch.train_processes(processes, config=config, train_sents=train_sents,
                                                  dev_sents=dev_sents, output=output, source_scheme=source,
                                                  dev_scheme=dev_scheme, inputs=inputs, resume=resume,
-                                                 reporter=reporter, given=given, origin=origin)
+                                                 reporter=reporter, given=given, origin=origin,
+                                                 unlabeled=unlabeled)
     except BaseException:
         if leader and created and output.is_dir() and not any(output.iterdir()):  # failed before writing
             output.rmdir()  # anything: leave no empty directory
@@ -191,6 +213,16 @@ def vector_files(embeddings: Path | Sequence[Path] | None) -> list[Path]:
     if embeddings is None or isinstance(embeddings, (str, Path)):
         return [Path(embeddings)] if embeddings else []
     return [Path(p) for p in embeddings]
+
+
+def _check_unlabeled(files: Sequence[Path], config: Config) -> None:
+    """InputError or ConfigError for unlabelled text that cannot be used: a file missing, binary, not UTF-8 or
+    without text; --features (raw text has no columns); a BiLSTM of several layers (no restricted views)."""
+    from tagger.rawtext import check_text_files
+    from tagger.training import cvt
+
+    cvt.check_config(config)
+    check_text_files(files)
 
 
 def _warm_start(init: Path, extend_tags: bool, given: set, resume: bool, *inputs):

@@ -189,6 +189,7 @@ class Tagger:
                            "bigrams": len(self.vocab.bigrams) if self.vocab.bigrams else 0,
                            "lexicon_words": len(self.vocab.lexicon) if self.vocab.lexicon else 0},
             "embeddings": training.get("embeddings"),
+            "unlabeled_text": training.get("unlabeled"),  # cross-view training's raw text files, if any
             "context": self.config.context,
             "temperature": self.config.temperature,  # the scores' calibration (tagger calibrate), 1: none
             "best_dev_f1": best_f1,

@@ -2,8 +2,9 @@
 
 `checkpoint/` is a model directory (the last weights, not the best; config.json marks it as a checkpoint,
 which loading as a model refuses) plus the trainer's state: optimizer moments, every rank's random state,
-the weight average, what training keeps of the pretrained vectors (trainer.safetensors, its SHA-256 in
-trainer.json) and where training stands (trainer.json). It is written beside the old one and swapped in as a
+the weight average, cross-view training's modules, what training keeps of the pretrained vectors
+(trainer.safetensors, its SHA-256 in trainer.json) and where training stands (trainer.json, with the place
+in the unlabelled text). It is written beside the old one and swapped in as a
 whole, so a kill leaves one complete checkpoint; from it `--resume` continues bit for bit, even mid-epoch.
 
 trainer.json also keeps the training's origin (commands.py writes it): the names `tagger info` shows, the
@@ -28,7 +29,7 @@ from safetensors.torch import save as save_tensors
 from tagger import store
 from tagger.config import Config
 from tagger.errors import ConfigError, InputError, ModelError
-from tagger.training import setup, unseen
+from tagger.training import cvt, setup, unseen
 from tagger.training.distributed import World
 from tagger.training.model import Trainable
 from tagger.training.setup import Vectors, WeightAverage, make_optimizer
@@ -54,6 +55,8 @@ def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Opti
     tensors |= {f"rng.torch.{rank}": state for rank, state in enumerate(states) if rank}
     if average is not None:
         tensors |= {f"average.{k}": v for k, v in average.average.items()}
+    if tagger.views is not None:  # cross-view training's modules: training-only, so here and not in the model
+        tensors |= {cvt.PREFIX + k: v.detach().clone() for k, v in tagger.views.state_dict().items()}
     if pretrained is not None and not reread:
         tensors |= pretrained.state()
     data = save_tensors(tensors)
@@ -110,7 +113,11 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
         vocab_json["frozen_words"], saved["words.frozen"] = setup.frozen_rows(vectors, vocab_json["words"])
     tagger = Trainable.from_saved(directory, config, vocab_json, saved, model_meta)
     tagger.model.train()
-    optimizer = make_optimizer(tagger.config, tagger.model)
+    views = {k.removeprefix(cvt.PREFIX): v for k, v in tensors.items() if k.startswith(cvt.PREFIX)}
+    if views:
+        tagger.views = cvt.Views.for_model(tagger.model)
+        tagger.views.load_state_dict(views)
+    optimizer = make_optimizer(tagger.config, tagger.model, tagger.views)
     optimizer.load_state_dict(_optimizer_dict(meta, tensors))
     rng = tensors.get("rng.torch" if world.leader else f"rng.torch.{world.rank}")
     if rng is not None:
@@ -161,16 +168,22 @@ def read_vectors(sources: Sequence[dict[str, str]]) -> Vectors:
     several); InputError naming a file that is gone or changed."""
     from tagger.embeddings import load_vectors, stack_vectors
 
+    check_unchanged(sources, "vectors")
+    sets = [load_vectors(source["path"]) for source in sources]
+    return stack_vectors(sets) if len(sets) > 1 else sets[0]
+
+
+def check_unchanged(sources: Sequence[dict[str, str]], what: str) -> None:
+    """InputError naming the first of the files a training started from (`vectors_origin`'s records) that
+    is gone or changed: --resume reads them again."""
     for source in sources:
         path = Path(source["path"])
         if not path.is_file():
-            raise InputError("--resume re-reads the pretrained vectors the training started from, and this "
-                             "file is gone: put it back", path=str(path))
+            raise InputError(f"--resume re-reads the {what} file the training started from, and this file is gone: "
+                             "put it back", path=str(path))
         if _file_sha256(path) != source["sha256"]:
-            raise InputError("--resume: this vectors file changed since the training started (its SHA-256 "
+            raise InputError(f"--resume: this {what} file changed since the training started (its SHA-256 "
                              "differs): put the original back", path=str(path))
-    sets = [load_vectors(source["path"]) for source in sources]
-    return stack_vectors(sets) if len(sets) > 1 else sets[0]
 
 
 def _file_sha256(path: Path) -> str:

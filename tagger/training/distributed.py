@@ -27,6 +27,7 @@ from torch import nn
 from torch.multiprocessing.spawn import ProcessException
 
 from tagger.errors import USER_ERRORS, TaggerError
+from tagger.training import cvt
 from tagger.training.state import Interrupted
 
 TIMEOUT = timedelta(minutes=5)  # a collective waiting longer than this means a rank is gone: dev scoring and
@@ -113,20 +114,23 @@ def peers_watched(world: World) -> Iterator[None]:
 
 
 class LossModule(nn.Module):
-    """The model's summed loss as `forward`, so that DistributedDataParallel sees the call it hooks."""
+    """The model's summed loss as `forward`, so that DistributedDataParallel sees the call it hooks; with
+    `views` (cross-view training's modules), forward(batch, unlabeled=True) is their loss on unlabelled text."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, views: nn.Module | None = None):
         super().__init__()
         self.model = model
+        self.views = views
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch, unlabeled: bool = False) -> torch.Tensor:
+        if unlabeled:
+            return cvt.loss(self.model, self.views, batch)
         return self.model.loss(batch)
 
 
-BUCKET_MB = 25.0  # DDP's buckets, torch's default. With 0.25 MB buckets (several all-reduces in flight during
-                  # backward) two-process test runs sometimes aborted at exit ("terminate called without an
-                  # active exception"), a suspected cause; their speed gain was not established (bench/README.md).
-                  # bench/ddp_phases.py still times other sizes (BUCKET=...)
+BUCKET_MB = 25.0  # DDP's buckets, torch's default: smaller ones (0.25 MB, several all-reduces in flight during
+                  # backward) showed no established gain (bench/README.md); bench/ddp_phases.py times other sizes
+                  # (BUCKET=...). The abort at a rank's exit once blamed on them came with 25 MB too (_exit)
 ROW_TABLE_MIN_ROWS = 1024  # an embedding table this tall is synchronised by rows (RowSync): a batch reads few
 
 
@@ -179,19 +183,23 @@ def nonzero_rows(grad: torch.Tensor) -> torch.Tensor:
     return (grad.view(torch.int64) if whole_words else grad.ne(0)).any(1)
 
 
-def wrap(model: nn.Module, world: World, by_rows: bool = True, min_rows: int = ROW_TABLE_MIN_ROWS) -> nn.Module:
+def wrap(model: nn.Module, world: World, by_rows: bool = True, min_rows: int = ROW_TABLE_MIN_ROWS,
+         views: nn.Module | None = None) -> nn.Module:
     """A module whose forward is the loss: DDP-wrapped (gradients averaged over ranks) when distributed.
 
     forward_sync_buffers=False: the only buffer is the frozen pretrained vectors (381k x 50 with GloVe), which no
     step changes and every rank loaded itself; DDP would otherwise send them before every forward. by_rows: the
     embedding tables of `min_rows` rows or more are left out of DDP and averaged by their touched rows (RowSync);
-    by_rows=False sends them dense, as DDP alone does."""
-    module = LossModule(model)
+    by_rows=False sends them dense, as DDP alone does. views: cross-view training's modules, trained on the
+    unlabelled batches, where the output layer and CRF get no gradient (and the views none on labelled ones):
+    DDP then looks for the parameters a step left unused."""
+    module = LossModule(model, views)
     if world.size == 1:
         return module
     tables = {f"model.{name}": p for name, p in row_tables(model, min_rows).items()} if by_rows else {}
     nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, list(tables))
-    ddp = nn.parallel.DistributedDataParallel(module, forward_sync_buffers=False, bucket_cap_mb=BUCKET_MB)
+    ddp = nn.parallel.DistributedDataParallel(module, forward_sync_buffers=False, bucket_cap_mb=BUCKET_MB,
+                                              find_unused_parameters=views is not None)
     ddp.row_sync = RowSync(tables, world) if tables else None
     return ddp
 
@@ -283,7 +291,18 @@ def _child(index: int, init: str, size: int, timeout: timedelta, worker: Callabl
         with process_group(world, init, timeout):
             worker(*args, world=world)
     except Interrupted:  # rank 0 says so
-        return
+        pass
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        _exit(1)
+    _exit(0)
+
+
+def _exit(status: int) -> None:
+    """End this rank's process at once, its output flushed. Its work is done and its process group torn down,
+    but a normal interpreter exit runs torch's C++ static destructors, which now and then abort on a thread
+    still joinable ("terminate called without an active exception", SIGABRT): a finished rank would then
+    count as a crashed one. os._exit skips them; the rank holds no file or state anyone else needs."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

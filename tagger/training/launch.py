@@ -21,15 +21,15 @@ from tagger.training.state import Interrupted, Progress, Reporter, Silent
 def train_processes(processes: int, *, config: Config, train_sents: Sequence[Sentence],
                     dev_sents: Sequence[Sentence], output: str | Path, source_scheme: str | None,
                     dev_scheme: str | None = None, inputs: Inputs | None = None, resume: bool = False,
-                    reporter: Reporter | None = None, given: Collection[str] = (), origin: dict | None = None
-                    ) -> tuple[Progress, World]:
+                    reporter: Reporter | None = None, given: Collection[str] = (), origin: dict | None = None,
+                    unlabeled: Sequence[str | Path] = ()) -> tuple[Progress, World]:
     """train() data-parallel: in the world torchrun set up (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), or on
     `processes` processes of this machine with this one as rank 0, or in this process alone. Returns this
     rank's Progress (rank 0's decisions: the same on every rank) and its World."""
     reporter = reporter or Silent()
     run = functools.partial(train, config=config, train_sents=train_sents, output=output,
                             source_scheme=source_scheme, dev_scheme=dev_scheme, inputs=inputs, resume=resume,
-                            given=given, origin=origin)
+                            given=given, origin=origin, unlabeled=unlabeled)
     env = distributed.env_world()
     if env is not None:
         if processes > 1:

@@ -8,6 +8,7 @@ global batch and rank 0 alone scores, saves, logs and decides; the others follow
 """
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import threading
@@ -20,23 +21,27 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from corpora.conll import Sentence
+from tagger import lac
 from tagger.config import Config
-from tagger.encode import Batch, collate, length_batches
+from tagger.encode import Batch, Encoded, collate, length_batches
+from tagger.errors import InputError
 from tagger.reports import plots
 from tagger.reports.metrics import measure
 from tagger.tagging.pipeline import tag_encoded
-from tagger.training import checkpoints, distributed, unseen
+from tagger.training import checkpoints, cvt, distributed, unseen
 from tagger.training.distributed import LossModule, World, wrap
 from tagger.training.model import Trainable
 from tagger.training.setup import (
     Data,
     Inputs,
     WeightAverage,
+    add_context_features,
     build_tagger,
     make_optimizer,
     prepare_data,
 )
 from tagger.training.state import Interrupted, Progress, Reporter, Silent
+from tagger.training.unlabeled import Stream, due
 
 __all__ = ["Interrupted", "Progress", "Reporter", "Silent", "run_epoch", "train", "train_step"]
 
@@ -44,7 +49,8 @@ __all__ = ["Interrupted", "Progress", "Reporter", "Silent", "run_epoch", "train"
 def train(*, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequence[Sentence], output: str | Path,
           source_scheme: str | None, dev_scheme: str | None = None, inputs: Inputs | None = None,
           resume: bool = False, reporter: Reporter | None = None, given: Collection[str] = (),
-          world: World | None = None, origin: dict | None = None) -> Progress:
+          world: World | None = None, origin: dict | None = None, unlabeled: Sequence[str | Path] = ()
+          ) -> Progress:
     """Train (or resume training) and keep the best model on dev in `output`.
 
     On resume the checkpoint's config is used, except for the settings named in `given` (those the user set:
@@ -52,28 +58,30 @@ def train(*, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequenc
     differs from the checkpoint's is a ConfigError. `world`: this process's rank among data-parallel training
     processes (tagger/training/distributed.py), in a process group already set up; one process when None.
     `inputs` start a new training only: a checkpoint has its own. `origin`: where the data and vectors came
-    from, kept in every checkpoint (tagger/training/checkpoints.py); on resume, the checkpoint's by default."""
+    from, kept in every checkpoint (tagger/training/checkpoints.py); on resume, the checkpoint's by default.
+    `unlabeled`: raw text files to learn from by cross-view training (tagger/training/cvt.py), the same on resume."""
     reporter, inputs = reporter or Silent(), inputs or Inputs()
     output, world = Path(output), world or World()
     start = _resumed if resume else _started
     if resume and origin is None:
         origin = checkpoints.origin_of(output)
     tagger, optimizer, progress, average, pretrained = start(config, train_sents, source_scheme, inputs, output,
-                                                             given, reporter, world)
+                                                             given, reporter, world, bool(unlabeled))
     config = tagger.config
     if not world.leader:
         average = None  # rank 0's average is the one scored and saved
     if pretrained is not None and config.pretrained_swap:
         tagger.model.keep_pretrained(pretrained.rows, pretrained.start)
     data = prepare_data(tagger, train_sents, dev_sents if world.leader else (), dev_scheme)
+    stream = unlabeled_stream(tagger, unlabeled, progress.unlabeled_position) if unlabeled else None
     if world.leader:
         checkpoints.trim_metrics(output / "metrics.jsonl", progress.epoch)
     curves = plots.Redrawer(output, reporter.message) if world.leader else None  # training.svg, each epoch
     with torch_threads(config.threads), StopOnSigint(also_sigterm=world.size > 1) as stop, \
             distributed.peers_watched(world):
-        model = wrap(tagger.model, world)
+        model = wrap(tagger.model, world, views=tagger.views)
         while progress.epoch < config.epochs and not progress.out_of_time_or_patience(config):
-            metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop, average, model, world)
+            metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop, average, model, world, stream)
             if metrics is None:  # Ctrl-C: the batches done so far are in the checkpoint
                 checkpoints.save_on_leader(output, tagger, optimizer, progress, average, pretrained, world, origin)
                 raise Interrupted(output / "checkpoint", progress.epoch, progress.step)
@@ -91,25 +99,40 @@ def train(*, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequenc
 
 
 def _started(config: Config, train_sents: Sequence[Sentence], source_scheme: str | None, inputs: Inputs,
-             output: Path, given: Collection[str], reporter: Reporter, world: World) -> tuple:
-    """A new training: (network, optimizer, progress, weight average, pretrained) built from scratch."""
+             output: Path, given: Collection[str], reporter: Reporter, world: World, views: bool) -> tuple:
+    """A new training: (network, optimizer, progress, weight average, pretrained) built from scratch, with
+    cross-view training's modules if `views`."""
     tagger, pretrained = build_tagger(config, train_sents, source_scheme, inputs=inputs, reporter=reporter,
                                       neighbours=world.leader)
     config = tagger.config
+    if views:
+        tagger.views = cvt.Views.for_model(tagger.model)
     average = WeightAverage(tagger.model, config.average) if config.average else None
     if not world.leader:  # its own dropout draws (the weights are the same on every rank)
         torch.manual_seed(config.seed + 7919 * world.rank)
-    return tagger, make_optimizer(config, tagger.model), Progress(), average, pretrained
+    return tagger, make_optimizer(config, tagger.model, tagger.views), Progress(), average, pretrained
 
 
 def _resumed(config: Config, train_sents: Sequence[Sentence], source_scheme: str | None, inputs: Inputs,
-             output: Path, given: Collection[str], reporter: Reporter, world: World) -> tuple:
+             output: Path, given: Collection[str], reporter: Reporter, world: World, views: bool) -> tuple:
     """A resumed training: the same five from the checkpoint, its config changed where `given` may."""
     tagger, optimizer, progress, average, pretrained = checkpoints.load_checkpoint(output, world, reporter)
     tagger.config = checkpoints.resumed_config(tagger.config, config, given, output, len(tagger.vocab.frozen) > 0)
     checkpoints.check_left(tagger.config, progress, output)
+    if views != (tagger.views is not None):
+        raise InputError("--resume: the checkpoint was trained " + ("without" if views else "with") +
+                         " unlabelled text (--unlabeled); resume as it started", path=str(output / "checkpoint"))
     reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")
     return tagger, optimizer, progress, average, pretrained
+
+
+def unlabeled_stream(tagger: Trainable, files: Sequence[str | Path], position: Sequence[int]) -> Stream:
+    """The unlabelled batches of cross-view training, from `position` on (a checkpoint's, or the start)."""
+    cfg = cvt.check_config(tagger.config)
+    prepare = None
+    if cfg.context != "none":  # the frozen encoder's features, computed once a buffer
+        prepare = functools.partial(add_context_features, context=lac.ContextNetwork(tagger.model.context))
+    return Stream(files, tagger.encode, cfg.tokenizer, cfg.batch_size, cfg.seed, position, prepare)
 
 
 @contextmanager
@@ -151,14 +174,16 @@ class StopOnSigint:
 
 def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, progress: Progress,
               reporter: Reporter, stop: StopOnSigint, average: WeightAverage | None = None,
-              model: torch.nn.Module | None = None, world: World | None = None) -> dict | None:
-    """One pass over the training batches (from `progress.step` on); None when stopped by Ctrl-C.
+              model: torch.nn.Module | None = None, world: World | None = None,
+              stream: Stream | None = None) -> dict | None:
+    """One pass over the training batches (from `progress.step` on); None when stopped by Ctrl-C. With a
+    `stream`, unlabelled batches (cross-view training) follow each labelled one, unlabeled_ratio a batch.
 
     Every rank makes the same global batches (same seed) and trains on its slice of each, so all take the
     same number of steps; a rank whose slice is empty (a batch smaller than the world) trains on a copy of
     the batch's first sentence with weight 0, which keeps DDP's all-reduce going and adds nothing."""
     cfg, world = tagger.config, world or World()
-    model = model or wrap(tagger.model, world)
+    model = model or wrap(tagger.model, world, views=tagger.views)
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr / (1 + cfg.lr_decay * progress.epoch)
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + progress.epoch)
@@ -172,13 +197,17 @@ def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, p
             return None
         start = time.perf_counter()
         ids = batches[k]
-        mine = world.shard(ids)
-        batch = collate([data.train[i] for i in mine or ids[:1]])
-        loss = train_step(model, optimizer, batch, cfg.clip, weight=world.size / len(ids) if mine else 0.0)
-        if average is not None:
-            average.update(progress.updates)
-        progress.updates += 1
-        total, stopping = world.reduce_step(loss.item() if mine else 0.0, stop.requested)
+        total, stopping = _step(model, optimizer, [data.train[i] for i in ids], cfg.clip, average, progress, world,
+                                stop)
+        for _ in range(due(k, cfg.unlabeled_ratio) if stream is not None else 0):
+            sentences = stream.next_batch()
+            cvt_total, stopped = _step(model, optimizer, sentences, cfg.clip, average, progress, world, stop, True)
+            stopping = stopping or stopped
+            progress.unlabeled_position = stream.position
+            progress.unlabeled_sentences += len(sentences)
+            progress.epoch_unlabeled += len(sentences)
+            progress.epoch_cvt_loss += cvt_total
+            reporter.unlabeled(len(sentences), cvt_total / len(sentences))
         seconds = time.perf_counter() - start
         progress.step = k + 1
         progress.epoch_loss += total
@@ -189,25 +218,45 @@ def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, p
     return _epoch_metrics(progress, optimizer, len(data.train), world)
 
 
+def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sentences: Sequence[Encoded], clip: float,
+          average: WeightAverage | None, progress: Progress, world: World, stop: StopOnSigint,
+          unlabeled: bool = False) -> tuple[float, bool]:
+    """One optimizer step on this rank's slice of a global batch (labelled, or unlabelled for cross-view
+    training), the weight average updated; (the loss summed over ranks, whether any rank was asked to stop)."""
+    mine = world.shard(sentences)
+    loss = train_step(model, optimizer, collate(mine or sentences[:1]), clip,
+                      weight=world.size / len(sentences) if mine else 0.0, unlabeled=unlabeled)
+    if average is not None:
+        average.update(progress.updates)
+    progress.updates += 1
+    return world.reduce_step(loss.item() if mine else 0.0, stop.requested)
+
+
 def _epoch_metrics(progress: Progress, optimizer: torch.optim.Optimizer, sentences: int, world: World) -> dict:
     """The finished epoch's metrics.jsonl line (before dev scores); the epoch's sums start again."""
     metrics = {"epoch": progress.epoch + 1, "loss": progress.epoch_loss / max(sentences, 1),
                "lr": optimizer.param_groups[0]["lr"],
                "tokens_per_s": progress.epoch_tokens / max(progress.epoch_seconds, 1e-9),
                "seconds": progress.epoch_seconds}
+    if progress.unlabeled_sentences:
+        metrics |= {"unlabeled_sentences": progress.epoch_unlabeled, "unlabeled_total": progress.unlabeled_sentences,
+                    "cvt_loss": progress.epoch_cvt_loss / max(progress.epoch_unlabeled, 1)}
     if world.size > 1:
         metrics["processes"] = world.size
     progress.epoch_loss, progress.epoch_tokens, progress.epoch_seconds = 0.0, 0, 0.0
+    progress.epoch_unlabeled, progress.epoch_cvt_loss = 0, 0.0
     return metrics
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, clip: float,
-               weight: float | None = None) -> torch.Tensor:
+               weight: float | None = None, unlabeled: bool = False) -> torch.Tensor:
     """One update on the batch's loss times `weight` (default 1 / sentences: the mean), gradients clipped to
     norm `clip` if set; returns the summed loss. `model(batch)` is the summed loss (distributed.wrap), or
     `model` is the network itself. Under DDP, which averages gradients over ranks, weight = ranks / global
-    batch gives every rank the global batch's mean, as one process training on the whole batch."""
-    loss = model(batch) if isinstance(model, (LossModule, DistributedDataParallel)) else model.loss(batch)
+    batch gives every rank the global batch's mean, as one process training on the whole batch. unlabeled:
+    the batch is unlabelled text and the loss cross-view training's (`model` wrapped with its views)."""
+    wrapped = isinstance(model, (LossModule, DistributedDataParallel))
+    loss = model(batch, unlabeled) if wrapped else model.loss(batch)
     optimizer.zero_grad(set_to_none=True)
     (loss * (1 / len(batch) if weight is None else weight)).backward()
     if clip:

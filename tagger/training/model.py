@@ -158,6 +158,11 @@ class BiLSTMCRF(nn.Module):
     def emissions(self, batch: Batch) -> Tensor:
         """(B, T, num_tags) scores of a batch of sentences of one length, as training batches are (tagging
         batches mix lengths and go to tagger/tagging/engine.py)."""
+        return self.emit(self.dropout(self.states(batch)))  # (B, T, num_tags)
+
+    def states(self, batch: Batch) -> Tensor:
+        """(B, T, 2*hidden) the BiLSTM's outputs, forward direction first (what cross-view training's
+        auxiliary modules read, tagger/training/cvt.py)."""
         batch = as_tensors(batch)
         if not bool(batch.mask.all()):
             raise ValueError("the training network takes batches of sentences of one length")
@@ -175,8 +180,7 @@ class BiLSTMCRF(nn.Module):
             parts.append(batch.context_features)  # (B, T, lac.FEATURES)
         parts += [emb(batch.features[:, i]) for i, emb in enumerate(self.features)]
         x = self.dropout(torch.cat(parts, -1))  # (B, T, in_dim)
-        x, _ = self.lstm(x)  # (B, T, 2*hidden)
-        return self.emit(self.dropout(x))  # (B, T, num_tags)
+        return self.lstm(x)[0]  # (B, T, 2*hidden)
 
     def loss(self, batch: Batch) -> Tensor:
         """Negative log-likelihood summed over the batch's sentences."""
@@ -210,6 +214,8 @@ class Trainable:
     config: Config
     vocab: Vocab
     model: BiLSTMCRF
+    views: nn.Module | None = None  # cross-view training's auxiliary modules (tagger/training/cvt.py): in
+                                    # checkpoints, never in the saved model
 
     def __post_init__(self):
         self.encode = Encoder(self.vocab)

@@ -224,9 +224,11 @@ def add_context_features(encoded: Sequence[Encoded], context: lac.ContextNetwork
             encoded[i].context_features = features[row, : len(encoded[i])]
 
 
-def make_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """The config's optimizer over the trainable parameters (the frozen vectors are a buffer)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(config: Config, model: torch.nn.Module, *more: torch.nn.Module | None) -> torch.optim.Optimizer:
+    """The config's optimizer over the trainable parameters (the frozen vectors are a buffer) of the model and
+    of the training-only modules in `more` (cross-view training's), after the model's so that a checkpoint's
+    optimizer state lines up."""
+    params = [p for m in (model, *more) if m is not None for p in m.parameters() if p.requires_grad]
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     if config.optimizer == "nadam":  # Adam with Nesterov momentum (Dozat 2016; Reimers & Gurevych 2017)

@@ -4,7 +4,7 @@ early (`Interrupted`, raised on every process together).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +16,7 @@ class Reporter(Protocol):
 
     def start_epoch(self, epoch: int, sentences: int) -> None: ...
     def advance(self, sentences: int, loss: float) -> None: ...
+    def unlabeled(self, sentences: int, loss: float) -> None: ...  # cross-view training's batches (--unlabeled)
     def end_epoch(self, metrics: dict) -> None: ...
     def message(self, text: str) -> None: ...
 
@@ -25,6 +26,7 @@ class Silent:
 
     def start_epoch(self, epoch: int, sentences: int) -> None: ...
     def advance(self, sentences: int, loss: float) -> None: ...
+    def unlabeled(self, sentences: int, loss: float) -> None: ...
     def end_epoch(self, metrics: dict) -> None: ...
     def message(self, text: str) -> None: ...
 
@@ -51,6 +53,10 @@ class Progress:
     epoch_tokens: int = 0
     epoch_seconds: float = 0.0
     updates: int = 0         # optimizer steps since the start (for the weight average's warm-up)
+    unlabeled_sentences: int = 0  # unlabelled sentences trained on since the start (cross-view training)
+    unlabeled_position: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # tagger/training/unlabeled.py
+    epoch_unlabeled: int = 0      # the current epoch's unlabelled sentences and cross-view loss so far
+    epoch_cvt_loss: float = 0.0
 
     def out_of_time_or_patience(self, config: Config) -> bool:
         """Whether training ends before `config.epochs`: dev stopped improving, or max_minutes is used up."""

@@ -1,0 +1,75 @@
+"""Raw text files -> sentences of tokens: what `tagger vectors` trains on and `tagger train --unlabeled` learns
+from. Plain or gzipped files, one paragraph or document a line, cut into sentences and tokens by
+tagger/text.py, the tokeniser `tagger predict` uses, so the tokens are those the tagger will meet.
+
+Lines are read one at a time, never the whole file; every line has a place, (file, line), from which
+reading can start again (a resumed training continues exactly where it stopped).
+"""
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice, pairwise
+from pathlib import Path
+from typing import IO
+
+from corpora.conll import decode_lines
+from tagger.errors import InputError
+from tagger.text import sentence_ends
+
+SNIFF_LINES = 1000  # lines read by check_text_files for a sentence (a binary file fails on its first line)
+
+
+def check_inputs(paths: Sequence[str | Path]) -> None:
+    """InputError naming the first input that is missing or a directory (before any work is done)."""
+    if not paths:
+        raise InputError("no input files: give one or more raw text files (plain or .gz)")
+    for path in map(Path, paths):
+        if not path.exists():
+            raise InputError("no such file", path=str(path))
+        if path.is_dir():
+            raise InputError("is a directory, not a text file", path=str(path))
+
+
+def check_text_files(paths: Sequence[str | Path], tokenizer: str = "words") -> None:
+    """check_inputs, then an error naming the file (and line) for one that is binary, not UTF-8, or has
+    no sentence in its first SNIFF_LINES lines (empty, or blank lines only)."""
+    check_inputs(paths)
+    for path in paths:
+        if not any(sentence_ends(line, tokenizer)[1] for line in islice(read_lines(path), SNIFF_LINES)):
+            raise InputError("no text: the file is empty or holds only blank lines", path=str(path))
+
+
+def read_lines(path: str | Path) -> Iterator[str]:
+    """The lines of a text file, gunzipped when it starts with gzip's magic bytes. A NUL byte ("binary
+    file?"), invalid UTF-8 or a damaged gzip stream is an error naming the file (and line)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as raw:
+            stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if raw.read(2) == b"\x1f\x8b" else raw
+            raw.seek(0)
+            yield from (line.rstrip("\r\n") for line in decode_lines(stream, str(path)))
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; EOFError: a truncated .gz
+        raise InputError(f"cannot read: {e}", path=str(path)) from None
+
+
+def sentences_of(line: str, tokenizer: str = "words") -> list[list[str]]:
+    """One line's sentences, each a list of tokens, as `predict` cuts raw text."""
+    tokens, ends = sentence_ends(line, tokenizer)
+    return [tokens.texts[a:b] for a, b in pairwise([0, *ends])]
+
+
+def tokenised_sentences(paths: Iterable[str | Path], tokenizer: str = "words",
+                        lowercase: bool = True) -> Iterator[list[str]]:
+    """Each line of each file cut into sentences of tokens (lower-cased if asked)."""
+    for path in paths:
+        for line in read_lines(path):
+            for words in sentences_of(line, tokenizer):
+                yield [w.lower() for w in words] if lowercase else words
+
+
+def lines_from(paths: Sequence[str | Path], file: int = 0, line: int = 0) -> Iterator[tuple[int, int, str]]:
+    """(file index, line index, text) of every line from place (file, line) on, to the end of the last file."""
+    for f in range(file, len(paths)):
+        start = line if f == file else 0
+        yield from ((f, n, text) for n, text in enumerate(islice(read_lines(paths[f]), start, None), start))
