@@ -18,6 +18,7 @@ text again. Nothing is held in memory but gensim's model. gensim is an optional 
 """
 from __future__ import annotations
 
+import gzip
 import os
 import tempfile
 import time
