@@ -17,7 +17,6 @@ from cli.main import app
 from corpora.conll import Sentence
 from tagger.api import Tagger
 from tagger.config import Config
-from tagger.encode import collate
 from tagger.errors import ConfigError
 from tagger.training import cvt
 from tagger.training import loop as training
