@@ -5,8 +5,9 @@
 
 For each training-set size (the first N sentences of train.txt, or all of it) and each unlabelled text
 (none; reuters: the shared Reuters-21578 text; reuters+wiki: with the Wikipedia sample too), the recipe
-(configs/conll2003.toml, GloVe-50d) trains per seed through bench/conll2003.py, which scores test once at
-the end with `tagger evaluate`. Dev picks each run's epoch and stops it. The subsets are written under
+(configs/conll2003.toml, GloVe-50d, without its time cap: F1 must not depend on the machine's load) trains per
+seed through bench/conll2003.py, which scores test once at the end with `tagger evaluate`. Dev picks each
+run's epoch and stops it (patience), or --epochs caps every setting alike. The subsets are written under
 runs/cvt/ (never into the repository: the corpus may not be redistributed). Prints one JSON object, also
 written to --out. --jobs 2 trains two seeds at once, one core each: F1 is unaffected (no time cap binds at
 these sizes), the timings are not the machine's alone; measure speed with --jobs 1.
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--text", nargs="+", default=["none", "reuters"], choices=list(TEXTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--ratio", type=float, default=1.0, help="unlabeled_ratio: unlabelled batches a labelled one")
+    parser.add_argument("--weight", type=float, default=1.0, help="unlabeled_weight: the cross-view loss's weight")
+    parser.add_argument("--epochs", type=int, help="the epoch cap, for every setting alike (default: the recipe's)")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--work", default=str(ROOT / "runs/cvt"))
     parser.add_argument("--out", default=str(ROOT / "bench/results-cvt.json"))
@@ -65,16 +68,22 @@ def main() -> None:
     for size in args.sizes:
         data = subset(Path(args.data), size, work)
         for text in args.text:
-            name = f"{size}/{text}" + (f"/ratio{args.ratio:g}" if text != "none" and args.ratio != 1.0 else "")
-            recipe = work / f"recipe-ratio{args.ratio:g}.toml"  # the recipe, with unlabeled_ratio in its [cvt] table
-            recipe.write_text((ROOT / "configs/conll2003.toml").read_text(encoding="utf-8")
-                              + f"\n[cvt]\nunlabeled_ratio = {args.ratio}\n", encoding="utf-8")
-            extra = [x for f in TEXTS[text] for x in ("--unlabeled", str(Path(args.raw) / f))]
+            name = f"{size}/{text}" + (f"/ratio{args.ratio:g}" if text != "none" and args.ratio != 1.0 else "") \
+                + (f"/weight{args.weight:g}" if text != "none" and args.weight != 1.0 else "")
             out = work / name.replace("/", "-")
+            out.mkdir(parents=True, exist_ok=True)
+            recipe = out / "recipe.toml"  # the recipe; its [bench] table sets the ratio and lifts the time cap
+            recipe.write_text((ROOT / "configs/conll2003.toml").read_text(encoding="utf-8") + "\n[bench]\n"
+                              f"unlabeled_ratio = {args.ratio}\nunlabeled_weight = {args.weight}\nmax_minutes = 0.0\n",
+                              encoding="utf-8")
+            extra = [x for f in TEXTS[text] for x in ("--unlabeled", str(Path(args.raw) / f))]
+            extra += ["--epochs", str(args.epochs)] if args.epochs else []
             subprocess.run([sys.executable, str(ROOT / "bench/conll2003.py"), "--data", str(data), "--out", str(out),
                             "--config", str(recipe), "--jobs", str(args.jobs), "--seeds", *map(str, args.seeds),
                             "--extra", *extra], check=True, stdout=subprocess.DEVNULL)
-            results[name] = json.loads((out / "result.json").read_text())
+            results[name] = json.loads((out / "result.json").read_text()) | {"epoch_cap": args.epochs or "recipe's",
+                                                                              "unlabeled_ratio": args.ratio,
+                                                                              "unlabeled_weight": args.weight}
             Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
             print(name, json.dumps(results[name]["test_f1"]), file=sys.stderr, flush=True)
     print(json.dumps(results, indent=2))

@@ -201,7 +201,8 @@ def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, p
                                 stop)
         for _ in range(due(k, cfg.unlabeled_ratio) if stream is not None else 0):
             sentences = stream.next_batch()
-            cvt_total, stopped = _step(model, optimizer, sentences, cfg.clip, average, progress, world, stop, True)
+            cvt_total, stopped = _step(model, optimizer, sentences, cfg.clip, average, progress, world, stop,
+                                       cfg.unlabeled_weight)
             stopping = stopping or stopped
             progress.unlabeled_position = stream.position
             progress.unlabeled_sentences += len(sentences)
@@ -220,12 +221,14 @@ def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, p
 
 def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sentences: Sequence[Encoded], clip: float,
           average: WeightAverage | None, progress: Progress, world: World, stop: StopOnSigint,
-          unlabeled: bool = False) -> tuple[float, bool]:
-    """One optimizer step on this rank's slice of a global batch (labelled, or unlabelled for cross-view
-    training), the weight average updated; (the loss summed over ranks, whether any rank was asked to stop)."""
+          unlabeled: float = 0.0) -> tuple[float, bool]:
+    """One optimizer step on this rank's slice of a global batch, the weight average updated; (the loss summed
+    over ranks, whether any rank was asked to stop). unlabeled > 0: the batch is unlabelled text and the loss
+    cross-view training's, times this weight."""
     mine = world.shard(sentences)
-    loss = train_step(model, optimizer, collate(mine or sentences[:1]), clip,
-                      weight=world.size / len(sentences) if mine else 0.0, unlabeled=unlabeled)
+    weight = world.size / len(sentences) * (unlabeled or 1.0) if mine else 0.0
+    loss = train_step(model, optimizer, collate(mine or sentences[:1]), clip, weight=weight,
+                      unlabeled=bool(unlabeled))
     if average is not None:
         average.update(progress.updates)
     progress.updates += 1
