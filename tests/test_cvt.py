@@ -203,3 +203,11 @@ def test_resume_refuses_unlabelled_text_that_changed(tmp_path):
     raw_text(raw, 10, seed=4)  # other text under the same name
     result = CliRunner().invoke(app, [*args, "--epochs", "2", "--resume"])
     assert result.exit_code == 1 and "unlabelled text file changed" in result.stderr, result.stderr
+
+
+def test_the_progress_display_counts_the_unlabelled_sentences(tmp_path):
+    args = [a for a in cli_args(tmp_path) if a != "-q"]
+    result = CliRunner().invoke(app, [*args, "--unlabeled", str(raw_text(tmp_path / "raw.txt.gz", 10))])
+    assert result.exit_code == 0, result.stderr
+    assert "unlabelled sentences, cvt loss" in result.stderr
+    assert "unlabelled" in CliRunner().invoke(app, ["info", str(tmp_path / "out")]).stdout
