@@ -2,6 +2,7 @@
 
     python bench/cvt.py --sizes all --text none reuters --seeds 1 2 3 [--ratio 1.0] [--jobs 2]
     python bench/cvt.py --sizes 1000 3000 --text none reuters --seeds 1 2 3
+    python bench/cvt.py --cost --text none reuters reuters+wiki --models M1 M2 ...   (alone on the machine)
 
 For each training-set size (the first N sentences of train.txt, or all of it) and each unlabelled text
 (none; reuters: the shared Reuters-21578 text; reuters+wiki: with the Wikipedia sample too), the recipe
@@ -11,11 +12,16 @@ run's epoch and stops it (patience), or --epochs caps every setting alike. The s
 runs/cvt/ (never into the repository: the corpus may not be redistributed). Prints one JSON object, also
 written to --out. --jobs 2 trains two seeds at once, one core each: F1 is unaffected (no time cap binds at
 these sizes), the timings are not the machine's alone; measure speed with --jobs 1.
+
+--cost measures what the unlabelled text costs, one command at a time: the second of two training epochs on
+all of train.txt for each text (seconds, labelled tokens/s, unlabelled sentences), and the tagging speed of
+each model in --models (bench/predict.py's model_alone: encoding, network and Viterbi on CoNLL test).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +55,27 @@ def subset(data: Path, size: str, work: Path) -> Path:
     return folder
 
 
+def cost(args, work: Path) -> dict:
+    """Seconds per training epoch with each unlabelled text, and tagging tokens/s of the given models."""
+    from predict import model_alone, test_sentences  # bench/ is on sys.path when a script in it runs
+
+    result: dict = {"epochs": {}, "tagging": {}}
+    for text in args.text:
+        out = work / f"cost-{text}"
+        extra = [x for f in TEXTS[text] for x in ("--unlabeled", str(Path(args.raw) / f))]
+        subprocess.run([sys.executable, "-m", "cli.main", "train", f"{args.data}/train.txt", "--dev",
+                        f"{args.data}/valid.txt", "--embeddings", str(SHARED / "embeddings/glove.6B.50d.txt.gz"),
+                        "--config", str(ROOT / "configs/conll2003.toml"), "--epochs", "2", "-o", str(out), "--force",
+                        "--quiet", *extra], check=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        second = json.loads((out / "metrics.jsonl").read_text().splitlines()[1])
+        result["epochs"][text] = {k: second.get(k) for k in ("seconds", "tokens_per_s", "unlabeled_sentences",
+                                                             "eval_seconds")}
+    sentences = test_sentences(Path(args.data))
+    for model in args.models:
+        result["tagging"][model] = model_alone(Path(model), sentences, 256)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(SHARED / "data/conll2003"))
@@ -62,8 +89,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--work", default=str(ROOT / "runs/cvt"))
     parser.add_argument("--out", default=str(ROOT / "bench/results-cvt.json"))
+    parser.add_argument("--cost", action="store_true", help="time an epoch per text and tag with --models")
+    parser.add_argument("--models", nargs="*", default=[], help="--cost: model directories to time tagging with")
     args = parser.parse_args()
     work = Path(args.work)
+    if args.cost:
+        print(json.dumps(cost(args, work), indent=2))
+        return
     results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     for size in args.sizes:
         data = subset(Path(args.data), size, work)
