@@ -83,8 +83,10 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["all"], help="training sentences: numbers or all")
     parser.add_argument("--text", nargs="+", default=["none", "reuters"], choices=list(TEXTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--ratio", type=float, default=1.0, help="unlabeled_ratio: unlabelled batches a labelled one")
-    parser.add_argument("--weight", type=float, default=1.0, help="unlabeled_weight: the cross-view loss's weight")
+    parser.add_argument("--ratio", type=float, help="unlabeled_ratio: unlabelled batches a labelled one (default: "
+                        "the library's)")
+    parser.add_argument("--weight", type=float, help="unlabeled_weight: the cross-view loss's weight (default: the "
+                        "library's)")
     parser.add_argument("--epochs", type=int, help="the epoch cap, for every setting alike (default: the recipe's)")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--work", default=str(ROOT / "runs/cvt"))
@@ -100,14 +102,14 @@ def main() -> None:
     for size in args.sizes:
         data = subset(Path(args.data), size, work)
         for text in args.text:
-            name = f"{size}/{text}" + (f"/ratio{args.ratio:g}" if text != "none" and args.ratio != 1.0 else "") \
-                + (f"/weight{args.weight:g}" if text != "none" and args.weight != 1.0 else "")
+            name = f"{size}/{text}" + (f"/ratio{args.ratio:g}" if text != "none" and args.ratio else "") \
+                + (f"/weight{args.weight:g}" if text != "none" and args.weight else "")
             out = work / name.replace("/", "-")
             out.mkdir(parents=True, exist_ok=True)
             recipe = out / "recipe.toml"  # the recipe; its [bench] table sets the ratio and lifts the time cap
-            recipe.write_text((ROOT / "configs/conll2003.toml").read_text(encoding="utf-8") + "\n[bench]\n"
-                              f"unlabeled_ratio = {args.ratio}\nunlabeled_weight = {args.weight}\nmax_minutes = 0.0\n",
-                              encoding="utf-8")
+            settings = {"unlabeled_ratio": args.ratio, "unlabeled_weight": args.weight, "max_minutes": 0.0}
+            recipe.write_text((ROOT / "configs/conll2003.toml").read_text(encoding="utf-8") + "\n[bench]\n" +
+                              "".join(f"{k} = {v}\n" for k, v in settings.items() if v is not None), encoding="utf-8")
             extra = [x for f in TEXTS[text] for x in ("--unlabeled", str(Path(args.raw) / f))]
             extra += ["--epochs", str(args.epochs)] if args.epochs else []
             subprocess.run([sys.executable, str(ROOT / "bench/conll2003.py"), "--data", str(data), "--out", str(out),
