@@ -105,8 +105,8 @@ def _origin(output: Path, resume: bool, corpora: dict[str, tuple[str, Sequence[S
               "bigram_embeddings": Path(bigram_embeddings).name if bigram_embeddings else None,
               "context": Path(context).name if context else None,
               "unlabeled": " + ".join(Path(p).name for p in unlabeled) or None}
-    return {"training": {**names, **inputs}, "corpora": digests, "vectors": checkpoints.vectors_origin(files),
-            "unlabeled": checkpoints.vectors_origin(unlabeled)}
+    return {"training": {**names, **inputs}, "corpora": digests, "vectors": checkpoints.files_origin(files),
+            "unlabeled": checkpoints.files_origin(unlabeled)}
 
 
 def _check_same_unlabeled(recorded: Sequence[dict], given: Sequence[Path]) -> None:

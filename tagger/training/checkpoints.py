@@ -158,8 +158,9 @@ def _trainer_tensors(directory: Path, meta: dict) -> dict[str, torch.Tensor]:
         raise ModelError(f"unreadable ({e}); train anew without --resume", path=str(path)) from None
 
 
-def vectors_origin(files: Sequence[str | Path]) -> list[dict[str, str]]:
-    """The vectors files a training read, for its checkpoints: each one's absolute path and SHA-256."""
+def files_origin(files: Sequence[str | Path]) -> list[dict[str, str]]:
+    """The files a training read (vectors, unlabelled text), for its checkpoints: each one's absolute path and
+    SHA-256."""
     return [{"path": str(Path(f).resolve()), "sha256": _file_sha256(Path(f))} for f in files]
 
 
@@ -174,7 +175,7 @@ def read_vectors(sources: Sequence[dict[str, str]]) -> Vectors:
 
 
 def check_unchanged(sources: Sequence[dict[str, str]], what: str) -> None:
-    """InputError naming the first of the files a training started from (`vectors_origin`'s records) that
+    """InputError naming the first of the files a training started from (`files_origin`'s records) that
     is gone or changed: --resume reads them again."""
     for source in sources:
         path = Path(source["path"])
