@@ -25,7 +25,7 @@ from torch.nn.utils import parametrize
 from tagger.config import Config
 from tagger.encode import Batch
 from tagger.errors import ConfigError
-from tagger.training.crf import log_partition
+from tagger.training.crf import ConstrainedCRF, log_partition
 from tagger.training.model import BiLSTMCRF, as_tensors
 
 VIEWS = ("forward", "backward", "past", "future")
@@ -69,10 +69,9 @@ def check_config(config: Config) -> Config:
     return config
 
 
-def marginals(model: BiLSTMCRF, emissions: Tensor, mask: Tensor) -> Tensor:
+def marginals(crf: ConstrainedCRF, emissions: Tensor, mask: Tensor) -> Tensor:
     """(B, T, num_tags) P(tag at t | sentence) under the CRF: the gradient of log Z with respect to the
     emissions, which is the forward-backward algorithm. No gradient flows back into the model."""
-    crf = model.crf
     with torch.enable_grad(), parametrize.cached():
         scores = emissions.detach().requires_grad_()
         log_z = log_partition(scores, mask, crf.start_transitions.detach(), crf.transitions.detach(),
@@ -97,7 +96,7 @@ def loss(model: BiLSTMCRF, views: Views, batch: Batch) -> Tensor:
     batch = as_tensors(batch)
     with torch.no_grad():
         model.eval()  # the full view: no dropout of any kind
-        target = marginals(model, model.emissions(batch), batch.mask)  # (B, T, K)
+        target = marginals(model.crf, model.emissions(batch), batch.mask)  # (B, T, K)
         model.train()
     states = model.dropout(model.states(batch))  # (B, T, 2*hidden), noised as in labelled training
     return disagreement(target, views(states), batch.mask)

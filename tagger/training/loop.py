@@ -127,8 +127,9 @@ def _resumed(config: Config, train_sents: Sequence[Sentence], source_scheme: str
 
 
 def unlabeled_stream(tagger: Trainable, files: Sequence[str | Path], position: Sequence[int]) -> Stream:
-    """The unlabelled batches of cross-view training, from `position` on (a checkpoint's, or the start)."""
-    cfg = cvt.check_config(tagger.config)
+    """The unlabelled batches of cross-view training, from `position` on (a checkpoint's, or the start); the
+    config was checked when the views were built (cvt.Views.for_model)."""
+    cfg = tagger.config
     prepare = None
     if cfg.context != "none":  # the frozen encoder's features, computed once a buffer
         prepare = functools.partial(add_context_features, context=lac.ContextNetwork(tagger.model.context))
@@ -202,7 +203,7 @@ def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, p
         for _ in range(due(k, cfg.unlabeled_ratio) if stream is not None else 0):
             sentences = stream.next_batch()
             cvt_total, stopped = _step(model, optimizer, sentences, cfg.clip, average, progress, world, stop,
-                                       cfg.unlabeled_weight)
+                                       unlabeled=True, scale=cfg.unlabeled_weight)
             stopping = stopping or stopped
             progress.unlabeled_position = stream.position
             progress.unlabeled_sentences += len(sentences)
@@ -221,14 +222,13 @@ def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, p
 
 def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sentences: Sequence[Encoded], clip: float,
           average: WeightAverage | None, progress: Progress, world: World, stop: StopOnSigint,
-          unlabeled: float = 0.0) -> tuple[float, bool]:
-    """One optimizer step on this rank's slice of a global batch, the weight average updated; (the loss summed
-    over ranks, whether any rank was asked to stop). unlabeled > 0: the batch is unlabelled text and the loss
-    cross-view training's, times this weight."""
+          unlabeled: bool = False, scale: float = 1.0) -> tuple[float, bool]:
+    """One optimizer step on this rank's slice of a global batch, its loss times `scale`, the weight average
+    updated; (the loss summed over ranks, whether any rank was asked to stop). unlabeled: the batch is
+    unlabelled text and the loss cross-view training's."""
     mine = world.shard(sentences)
-    weight = world.size / len(sentences) * (unlabeled or 1.0) if mine else 0.0
-    loss = train_step(model, optimizer, collate(mine or sentences[:1]), clip, weight=weight,
-                      unlabeled=bool(unlabeled))
+    weight = world.size / len(sentences) * scale if mine else 0.0
+    loss = train_step(model, optimizer, collate(mine or sentences[:1]), clip, weight=weight, unlabeled=unlabeled)
     if average is not None:
         average.update(progress.updates)
     progress.updates += 1
