@@ -7,7 +7,7 @@
 The pool is CoNLL-2003 train (14,041 sentences) with its tags hidden: a sentence's tags are read only once
 it is selected ("labelled"). Each run starts from a random 1 % (the same sentences for every strategy of a
 seed), then, each round, trains a model on the labelled sentences, scores it on test, and has the strategy
-(tagger/tagging/select.py, `select`) pick 2 % more of the pool from that model, until --max-fraction. Every
+(tagger/tagging/selection.py, `select`) pick 2 % more of the pool from that model, until --max-fraction. Every
 round's model is trained from scratch with the same recipe (RECIPE below; the first --dev-limit sentences of
 CoNLL-2003 valid pick the epoch); --warm STRATEGY... also runs those strategies with warm-started rounds (the
 previous round's model as `tagger train --init`, half the epochs). --full trains the recipe on the whole
@@ -125,7 +125,7 @@ def train_round(corpus: Corpus, labelled: list[int], seed: int, out: Path, warm:
 def choose(corpus: Corpus, model: Path, labelled: list[int], k: int, strategy: str, seed: int) -> tuple[list[int], float]:
     """The k pool sentences `strategy` picks from the unlabelled ones (their tokens only), and the seconds."""
     from tagger.api import Tagger
-    from tagger.tagging.select import select
+    from tagger.tagging.selection import select
 
     taken = set(labelled)
     rest = [i for i in range(len(corpus.pool)) if i not in taken]
@@ -288,7 +288,7 @@ def time_select(model: Path, repeats: int = 3) -> dict:
     `repeats` runs of `select` on a loaded model (reading the file once, outside the timing)."""
     from corpora.conll import read_conll
     from tagger.api import Tagger
-    from tagger.tagging.select import STRATEGIES, select
+    from tagger.tagging.selection import STRATEGIES, select
 
     tagger = Tagger.load(model)
     pool = [s.tokens for s in read_conll(DATA / "train.txt", labelled=False)]

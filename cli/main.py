@@ -40,7 +40,7 @@ class InputFormat(str, Enum):
     parquet = "parquet"  # --ray only
 
 
-# the writers' registry, and Parquet shards for --ray (tagger/tagging/cluster.py)
+# the writers' registry, and Parquet shards for --ray (tagger/serving/ray_data.py)
 OutputFormat = Enum("OutputFormat", {name: name for name in [*WRITERS, "parquet"]}, type=str)
 
 
@@ -181,10 +181,10 @@ def predict(
                                          "analyses of each line with their probabilities (\"alternatives\"; JSONL)"),
 ) -> None:
     """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
-    from tagger.tagging import cluster
+    from tagger.serving import ray_data as cluster
     from tagger import commands
 
-    # --ray (tagger/tagging/cluster.py): Ray Data reads shards, actors tag them, shards are written
+    # --ray (tagger/serving/ray_data.py): Ray Data reads shards, actors tag them, shards are written
     cluster.check_formats(input_format.value, output_format.value if output_format else None, ray, address)
     if ray:
         if n_best:

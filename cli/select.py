@@ -60,7 +60,7 @@ def register(app: typer.Typer, user_errors) -> None:
 
         from tagger import commands, store
         from tagger.api import Tagger
-        from tagger.tagging import select as choosing
+        from tagger.tagging import selection as choosing
         from tagger.tagging.streaming import check_input_file
 
         choosing.check(budget, strategy.value)

@@ -1,4 +1,4 @@
-"""`tagger serve MODEL`: the tagger over HTTP (tagger/tagging/server.py on uvicorn; --ray: Ray Serve)."""
+"""`tagger serve MODEL`: the tagger over HTTP (tagger/serving/server.py on uvicorn; --ray: Ray Serve)."""
 from __future__ import annotations
 
 import os
@@ -54,7 +54,7 @@ def register(app: typer.Typer, user_errors: Callable) -> None:
     ) -> None:
         """Serve MODEL_DIR over HTTP: POST /v1/tag, POST / (Hugging Face shape), /health, /info, /metrics."""
         try:
-            from tagger.tagging.server import Settings
+            from tagger.serving.server import Settings
         except ImportError as e:
             raise ConfigError(f"tagger serve needs the serve extra ({e.name} is missing): "
                               "pip install 'bilstm-tagger[serve]'") from None
@@ -66,9 +66,9 @@ def register(app: typer.Typer, user_errors: Callable) -> None:
                             timeout_s=timeout, max_body_bytes=max_body, max_n_best=max_n_best,
                             token=read_token(token_file), cors_origins=tuple(cors or ()), drain_on_sigterm=True)
         if ray:
-            from tagger.tagging import serve_ray
+            from tagger.serving import ray_serve
 
-            serve_ray.serve(model, settings, host, port, address=address, replicas=replicas, quiet=quiet)
+            ray_serve.serve(model, settings, host, port, address=address, replicas=replicas, quiet=quiet)
             return
         workers = workers or len(os.sched_getaffinity(0))
         run(model, settings, host, port, workers, grace, access_log, quiet)
@@ -96,7 +96,7 @@ def run(model: Path, settings, host: str, port: int, workers: int, grace: float,
     import uvicorn
 
     from tagger.tagging.tagger import Tagger
-    from tagger.tagging.server import SERVE_ENV, create_app
+    from tagger.serving.server import SERVE_ENV, create_app
 
     options = dict(host=host, port=port, timeout_graceful_shutdown=grace, access_log=access_log,
                    log_level="warning" if quiet else "info", lifespan="on", server_header=False)
@@ -112,6 +112,6 @@ def run(model: Path, settings, host: str, port: int, workers: int, grace: float,
     fields = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(settings).items()}
     os.environ[SERVE_ENV] = json.dumps({"model": str(model.resolve()), "settings": fields})
     try:
-        uvicorn.run("tagger.tagging.server:app_from_env", factory=True, workers=workers, **options)
+        uvicorn.run("tagger.serving.server:app_from_env", factory=True, workers=workers, **options)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

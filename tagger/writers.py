@@ -1,4 +1,4 @@
-"""Where `tagger.writers` was: the writers' registry lives in tagger/tagging/writers.py (re-exported here)."""
+"""The public writers' registry, `from tagger.writers import WRITERS`: the registry itself is tagger/tagging/writers.py."""
 from tagger.tagging.writers import WRITERS, Writer, register
 
 __all__ = ["WRITERS", "Writer", "register"]

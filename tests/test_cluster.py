@@ -1,4 +1,4 @@
-"""Prediction on Ray Data (tagger.cluster, `tagger predict --ray`): the same entities as `tagger predict`, keyed
+"""Prediction on Ray Data (tagger/serving/ray_data.py, `tagger predict --ray`): the same entities as `tagger predict`, keyed
 by file and line, through dying workers, bad shards and a small object store.
 
 One local Ray (2 CPUs, a small object store) serves the whole module: starting Ray costs seconds. Its workers
@@ -23,7 +23,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from cli.main import app  # noqa: E402
 from conftest import make_sentences  # noqa: E402
-from tagger.tagging import cluster  # noqa: E402
+from tagger.serving import ray_data as cluster  # noqa: E402
 from tagger.api import Tagger  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ UNICODE_LINES = ["Angela Merkel 😀 visited Paris .", "東京 Siemens AG hired 
 
 def _die_once() -> None:
     """Worker set-up hook: the first actor to tag DIE_LINE exits at once (marker file: only the first)."""
-    from tagger.tagging import cluster as c
+    from tagger.serving import ray_data as c
 
     real = c.TagBatches.__call__
 

@@ -1,4 +1,4 @@
-"""The Label Studio ML backend (tagger/tagging/labelstudio.py) as Label Studio calls it: health, setup,
+"""The Label Studio ML backend (tagger/serving/labelstudio.py) as Label Studio calls it: health, setup,
 predictions with exact scores sorted by uncertainty, annotations into a training file, warm-start training
 swapped in after a dev check."""
 from __future__ import annotations
@@ -18,7 +18,8 @@ from corpora import schemes  # noqa: E402
 from corpora.conll import read_conll  # noqa: E402
 from tagger.api import Tagger  # noqa: E402
 from tagger.errors import TaggerError  # noqa: E402
-from tagger.tagging import labelstudio as LS, select  # noqa: E402
+from tagger.serving import labelstudio as LS  # noqa: E402
+from tagger.tagging import selection  # noqa: E402
 
 CONFIG = """<View>
   <Labels name="ner" toName="doc">
@@ -66,7 +67,7 @@ def test_predict_answers_regions_with_offsets_and_exact_scores_and_the_task_unce
     assert answer.status_code == 200, answer.text
     body = answer.json()
     tagger = Tagger.load(trained_model)
-    expected = select.text_uncertainties(tagger, TEXTS, "least-confidence")
+    expected = selection.text_uncertainties(tagger, TEXTS, "least-confidence")
     assert len(body["results"]) == len(TEXTS)
     for text, prediction, u in zip(TEXTS, body["results"], expected):
         assert prediction["model_version"] == body["model_version"]

@@ -1,4 +1,4 @@
-"""Active learning (tagger/tagging/select.py, `tagger select`): each strategy's exact value against brute-force
+"""Active learning (tagger/tagging/selection.py, `tagger select`): each strategy's exact value against brute-force
 enumeration of every tag sequence, the streamed top k, and the command as a user runs it."""
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from corpora import schemes
 from corpora.conll import read_conll
 from tagger.api import Tagger
 from tagger.errors import ConfigError
-from tagger.tagging import pipeline, select as S
+from tagger.tagging import pipeline, selection as S
 from tagger.tagging.confidence import ScoreOptions
-from tagger.tagging.select import Uncertainty
+from tagger.tagging.selection import Uncertainty
 from tagger.tensors import FORBIDDEN
 
 BIOES = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]

@@ -444,7 +444,7 @@ def test_create_app_takes_extra_routes(en_model):
     from starlette.routing import Route
     from starlette.testclient import TestClient
 
-    from tagger.tagging.server import create_app
+    from tagger.serving.server import create_app
 
     async def count(request: Request) -> JSONResponse:
         body = await request.json()

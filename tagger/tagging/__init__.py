@@ -1,3 +1,3 @@
-"""Tagging: numpy only, never torch. The Tagger, its engine (the network's forward pass), Viterbi,
-forward-backward (confidence, n-best, calibration), streaming over files, writers and the doors out
-(a Ray cluster). Imports tagger's core and tagger.reports, never tagger.training."""
+"""The tagging engine: numpy only, never torch. The Tagger, its engine (the network's forward pass), Viterbi,
+forward-backward (confidence, n-best, calibration), selection (what to label next), streaming over files and
+pipes, writers. Imports tagger's core and tagger.reports, never tagger.training or the doors (tagger.serving)."""

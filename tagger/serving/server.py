@@ -10,7 +10,7 @@ Endpoints:
   GET /info      what `tagger info --json` prints.
   GET /metrics   Prometheus text: requests by route and status, latency, batch sizes, tokens, queue depth.
 
-Requests are micro-batched (tagger/tagging/batcher.py): whatever arrives together is tagged in one engine
+Requests are micro-batched (tagger/serving/batcher.py): whatever arrives together is tagged in one engine
 call, in a thread, off the event loop. Every limit (body size, queue, time, batch) is a `Settings` field
 and a `tagger serve` flag; a request past one gets its status (413, 503 + Retry-After, 504) and a one-line
 JSON body {"error": "..."}, never a traceback. No request names a file or a model: the model is the one
@@ -44,11 +44,11 @@ from starlette.routing import BaseRoute, Route
 from corpora.conll import Sentence
 from tagger.errors import ConfigError, ModelError, TaggerError
 from tagger.tagging import pipeline, streaming
-from tagger.tagging.batcher import Batcher, BatchStats, QueueFull
+from tagger.serving.batcher import Batcher, BatchStats, QueueFull
 from tagger.tagging.confidence import ScoreOptions
-from tagger.tagging.requests import (HTTPError, TagJob, hf_entities, parse_hf_request, parse_tag_request,
+from tagger.serving.bodies import (HTTPError, TagJob, hf_entities, parse_hf_request, parse_tag_request,
                                      read_json)
-from tagger.tagging.server_metrics import Metrics
+from tagger.serving.server_metrics import Metrics
 from tagger.tagging.tagger import Tagger
 from tagger.tagging.writers import JsonlWriter
 

@@ -1,4 +1,4 @@
-"""A Label Studio ML backend on the tagger's HTTP server (tagger/tagging/server.py): pre-annotated tasks
+"""A Label Studio ML backend on the tagger's HTTP server (tagger/serving/server.py): pre-annotated tasks
 sorted by how unsure the model is, annotations collected for training, and warm-start retraining.
 
 Label Studio calls, under the URL it is given (e.g. http://host:9090/labelstudio, see `mount`):
@@ -41,9 +41,9 @@ from corpora.conll import Sentence
 from corpora.conll_writer import format_sentence
 from tagger import store
 from tagger.errors import TaggerError
-from tagger.tagging import pipeline, select
+from tagger.tagging import pipeline, selection
 from tagger.tagging.confidence import ScoreOptions
-from tagger.tagging.requests import HTTPError, read_json
+from tagger.serving.bodies import HTTPError, read_json
 from tagger.tagging.tagger import Tagger
 from tagger.text import sentence_ends
 
@@ -92,7 +92,7 @@ class Training:
 @dataclass
 class Backend:
     """The model Label Studio talks to, its work directory (annotations, training file, new models) and dev
-    set (for training and its check). `strategy`: the task score (tagger/tagging/select.py)."""
+    set (for training and its check). `strategy`: the task score (tagger/tagging/selection.py)."""
 
     model: Path
     workdir: Path
@@ -105,7 +105,7 @@ class Backend:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        select.check(1, self.strategy)
+        selection.check(1, self.strategy)
         self.workdir = Path(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._load(Path(self.model))
@@ -144,7 +144,7 @@ class Backend:
         version = self.version
         report = self._label_report(config)
         tagged = list(pipeline.tag_texts(tagger, texts, ScoreOptions(scores=True)))
-        uncertainty = select.text_uncertainties(tagger, texts, self.strategy)
+        uncertainty = selection.text_uncertainties(tagger, texts, self.strategy)
         shown = set(config.labels)
         results = []
         for t, u in zip(tagged, uncertainty):
@@ -331,7 +331,7 @@ def routes(backend: Backend, prefix: str = "/labelstudio") -> list:
 def create_app(model: str | Path, workdir: str | Path, dev: str | Path | None = None,
                strategy: str = "least-confidence", prefix: str = "/labelstudio", settings=None):
     """The tagger's HTTP server with the Label Studio backend mounted at `prefix`."""
-    from tagger.tagging.server import create_app as server_app
+    from tagger.serving.server import create_app as server_app
 
     backend = Backend(Path(model), Path(workdir), Path(dev) if dev else None, strategy)
     app = server_app(backend.tagger, settings, routes=routes(backend, prefix))
@@ -345,6 +345,6 @@ ENV = "TAGGER_LABEL_STUDIO"  # JSON {"model", "workdir", "dev", "strategy"}: wha
 def app_from_env():
     """uvicorn's factory, until `tagger serve` has a flag for it:
     TAGGER_LABEL_STUDIO='{"model": "m", "workdir": "ls", "dev": "dev.txt"}' uvicorn --factory \\
-        tagger.tagging.labelstudio:app_from_env --port 9090   (Label Studio's URL: http://HOST:9090/labelstudio)"""
+        tagger.serving.labelstudio:app_from_env --port 9090   (Label Studio's URL: http://HOST:9090/labelstudio)"""
     spec = json.loads(os.environ[ENV])
     return create_app(spec["model"], spec["workdir"], spec.get("dev"), spec.get("strategy", "least-confidence"))

@@ -1,5 +1,5 @@
 """Shards of text, JSONL and Parquet as Ray Data rows that carry their source file and line: the reading half
-of tagging on Ray (tagger/tagging/cluster.py). Each shard streams in blocks that fit Ray's object store;
+of tagging on Ray (tagger/serving/ray_data.py). Each shard streams in blocks that fit Ray's object store;
 a bad line is an InputError naming its file and line.
 """
 from __future__ import annotations

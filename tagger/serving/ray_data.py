@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from tagger.errors import ConfigError, InputError, TaggerError
 from tagger.store import FILES
-from tagger.tagging.shards import SOURCE_COLUMNS, shard_datasource
+from tagger.serving.shards import SOURCE_COLUMNS, shard_datasource
 
 if TYPE_CHECKING:
     import pyarrow

@@ -1,6 +1,6 @@
 """What a request to the server may say, checked: the body read within its size limit, then /v1/tag's and the
 Hugging Face shape's fields, types and ranges. Each refusal is an HTTPError with its status (400 not JSON,
-413 too large, 422 wrong fields or types) and a one-line message (tagger/tagging/server.py answers it)."""
+413 too large, 422 wrong fields or types) and a one-line message (tagger/serving/server.py answers it)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""`tagger serve MODEL --ray`: the same app (tagger/tagging/server.py) deployed on Ray Serve.
+"""`tagger serve MODEL --ray`: the same app (tagger/serving/server.py) deployed on Ray Serve.
 
 Each replica builds the app with `create_app` and hands jobs to a `@serve.batch` method instead of the
 server's own Batcher: Ray Serve gathers the requests that arrive together at a replica (up to
@@ -18,8 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tagger.errors import ConfigError, TaggerError
-from tagger.tagging.requests import TagJob
-from tagger.tagging.server import Settings, Tagged
+from tagger.serving.bodies import TagJob
+from tagger.serving.server import Settings, Tagged
 
 APP = "tagger"  # the Ray Serve application's name
 MAX_BATCH_REQUESTS = 256  # @serve.batch counts requests, not tokens: the budget over a typical 16-token request
@@ -32,7 +32,7 @@ def _deployment(serve):
     @serve.ingress()
     class TaggerDeployment:
         def __init__(self, model: str, settings: dict):
-            from tagger.tagging.server import create_app
+            from tagger.serving.server import create_app
 
             options = Settings(**{k: tuple(v) if k == "cors_origins" else v for k, v in settings.items()})
             self.asgi = create_app(model, options, submit=self.tag)  # not .app: Ray's wrapper has that name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tagger.tagging.batcher import BatchStats
+from tagger.serving.batcher import BatchStats
 
 
 class Metrics:
