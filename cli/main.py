@@ -304,6 +304,8 @@ from cli import vectors  # noqa: E402
 vectors.register(app, user_errors)
 from cli import select  # noqa: E402
 select.register(app, user_errors)
+from cli import ensemble  # noqa: E402
+ensemble.register(app, user_errors)
 
 
 def main() -> None:

@@ -114,6 +114,14 @@ def update_config(directory: str | Path, changes: Mapping[str, Any]) -> None:
     atomic_write(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    """A model directory's config.json, parsed and its format checked (ModelError naming the file)."""
+    path = Path(directory) / "config.json"
+    meta = _read_json(path)
+    _check_format(meta, path)
+    return meta
+
+
 def load_model(directory: str | Path, checkpoint: bool = False
                ) -> tuple[Config, dict, dict[str, np.ndarray], dict[str, Any]]:
     """Read and check a model directory: config, vocabulary (JSON), weights (numpy arrays, as saved: format 1

@@ -18,7 +18,7 @@ from tagger.encode import Encoder
 from tagger.errors import InputError, ModelError, TaggerError
 from tagger.lexicon import Lexicon, parse_saved
 from tagger.reports.metrics import measure
-from tagger.tagging import marginals, pipeline
+from tagger.tagging import ensemble, marginals, pipeline
 from tagger.tagging.confidence import ScoreOptions
 from tagger.tagging.engine import Engine
 from tagger.tagging.pipeline import BATCH_SIZE
@@ -33,17 +33,22 @@ class Tagger:
     [{'start': 0, 'end': 13, 'label': 'PER', 'text': 'Angela Merkel'}, ...]
     """
 
-    def __init__(self, config: Config, vocab: Vocab, tensors: Mapping[str, np.ndarray], meta: dict | None = None):
+    def __init__(self, config: Config, vocab: Vocab, tensors: Mapping[str, np.ndarray], meta: dict | None = None,
+                 engine: Engine | ensemble.EnsembleEngine | None = None):
         config = config.resolved()
         self.config, self.vocab, self.tensors, self.meta = config, vocab, tensors, meta or {}
-        self.engine = Engine(config, tensors)
+        self.engine = engine or Engine(config, tensors)  # an ensemble brings its own (tagging/ensemble.py)
         self.scheme = model_scheme(config, vocab.source_scheme)
         self.encode = Encoder(vocab)
         self.blas = None  # threadpoolctl's controller, made by the pipeline on first use
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Tagger":
-        """Read config.json, vocab.json and model.safetensors (any format version); never unpickles anything."""
+        """Read config.json, vocab.json and model.safetensors (any format version); never unpickles anything.
+        An ensemble directory (`tagger ensemble`) loads its members and tags with their averaged marginals."""
+        if ensemble.kind_of(path) == ensemble.KIND:
+            return ensemble.load(Path(path), store.read_meta(path), cls.load,
+                                 lambda config, vocab, meta, engine: cls(config, vocab, {}, meta, engine))
         config, vocab_json, tensors, meta = store.load_model(path)
         lexicon = _lexicon(path, config, meta)
         try:
@@ -59,9 +64,16 @@ class Tagger:
                              path=str(Path(path) / "model.safetensors"))
         return cls(config, vocab, tensors, meta)
 
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether this tagger averages several models (tagger ensemble): it has no weights of its own."""
+        return isinstance(self.engine, ensemble.EnsembleEngine)
+
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
         """Write the model directory (format_version 2), keeping what config.json recorded (best epoch, dev
         F1, training data) unless `extra` replaces it."""
+        if self.is_ensemble:
+            raise TaggerError("an ensemble has no weights of its own to save: `tagger ensemble` writes it")
         kept = {k: v for k, v in self.meta.items() if k not in ("format", "format_version", "config", "sha256")}
         store.save_model(path, self.config, self.vocab.to_json(), self.tensors, kept if extra is None else extra,
                          self.vocab.lexicon)
@@ -190,6 +202,8 @@ class Tagger:
                            "lexicon_words": len(self.vocab.lexicon) if self.vocab.lexicon else 0},
             "embeddings": training.get("embeddings"),
             "unlabeled_text": training.get("unlabeled"),  # cross-view training's raw text files, if any
+            "teachers": training.get("teachers"),  # the models it was distilled from (train --teacher), if any
+            "ensemble_members": self.meta.get(ensemble.MEMBERS) if self.is_ensemble else None,
             "context": self.config.context,
             "temperature": self.config.temperature,  # the scores' calibration (tagger calibrate), 1: none
             "best_dev_f1": best_f1,
