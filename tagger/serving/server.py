@@ -127,6 +127,8 @@ class Service:
 
     def _tag(self, kind: str, items: list, options: ScoreOptions) -> tuple[list[str], list[int]]:
         """JSONL records (without line ends) and token counts of raw texts or token lists, in order."""
+        if kind == "call":  # extra routes' own engine work (Service.run): each item's result, as is
+            return [fn(self.tagger) for fn in items], [0] * len(items)
         if kind == "text":
             records, tokens = [], []
             for tagged in pipeline.tag_texts(self.tagger, items, options, self.settings.batch_size):
@@ -140,9 +142,10 @@ class Service:
 
     # -- the event-loop side ----------------------------------------------------------------------------
 
-    async def tag(self, job: TagJob) -> Tagged:
+    async def tag(self, job: TagJob, size: int | None = None) -> Tagged:
         """Tag one request through the batcher: QueueFull -> 503, past the time limit -> 504."""
-        size = sum(map(self._estimate, job.items)) if job.kind == "text" else sum(map(len, job.items))
+        if size is None:
+            size = sum(map(self._estimate, job.items)) if job.kind == "text" else sum(map(len, job.items))
         try:
             if self.submit is not None:  # another batcher (Ray Serve's): it bounds its own queue
                 tagged = await asyncio.wait_for(self.submit(job), self.settings.timeout_s)
@@ -164,6 +167,19 @@ class Service:
         """For extra routes: the /v1/tag records of raw texts, as dicts."""
         tagged = await self.tag(TagJob("text", tuple(texts), options))
         return [json.loads(record) for record in tagged.records]
+
+    async def run(self, fn: Callable[[Tagger], Any], size: int) -> Any:
+        """For extra routes: fn(the served tagger) in the engine thread, with /v1/tag's queue and time limits
+        (503, 504); `size`: the tokens it will tag, roughly (what the batch budget counts)."""
+        return (await self.tag(TagJob("call", (fn,), ScoreOptions()), max(1, size))).records[0]
+
+    def swap(self, tagger: Tagger) -> None:
+        """Serve `tagger` on every route from now on (a retrained model): the next batch, /info and the
+        extra routes read it; a batch already in the engine finishes with the model it started with."""
+        self.writer = JsonlWriter(tagger.labels, tagger.vocab.source_scheme)
+        self.chars = tagger.config.tokenizer == "chars"
+        self.info = json.dumps(tagger.info(), ensure_ascii=False).encode("utf-8")
+        self.tagger = tagger
 
     def _estimate(self, text: str) -> int:
         """Tokens a text will have, roughly (what the batch budget counts before tokenising)."""
