@@ -1,4 +1,5 @@
-"""The `tagger` command: parses arguments, calls tagger.api / tagger.train, prints. No logic of its own."""
+"""The `tagger` command: parses arguments, calls tagger.commands, prints. No logic of its own. What a command
+needs is imported when it runs, so that `tagger predict` starts without the training, Ray, ONNX or web stack."""
 from __future__ import annotations
 
 import functools
@@ -12,12 +13,19 @@ from typing import Callable, List, Optional
 
 import typer
 
-from cli.formatting import format_info, format_table
 from tagger.errors import USER_ERRORS, ConfigError
-from tagger.tagging.writers import WRITERS
+from tagger.writers import WRITERS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Sequence labelling with a BiLSTM-CRF: train on CoNLL files, tag raw text, score entity F1.")
+# Plain click help: one line an option (no type column, no <bool> on flags), as wide as a terminal allows;
+# piped (no terminal to measure), 120 columns rather than click's fallback of 80.
+HELP_WIDTH = 120
+EXIT_CODES = """Exit status: 0 success; 1 a user's error (one line: error: path:line: problem); 2 wrong usage or a bad
+option value; 3 `tagger serve` could not start its server (its port in use); 130 interrupted (Ctrl-C)."""
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"max_content_width": HELP_WIDTH,
+                                    "terminal_width": None if sys.stdout.isatty() else HELP_WIDTH},
+                  help="Sequence labelling with a BiLSTM-CRF: train on CoNLL files, tag raw text, score entity F1.",
+                  epilog=EXIT_CODES)
 
 
 class Format(str, Enum):
@@ -97,14 +105,25 @@ def train(
                                                    ".gz, a paragraph a line) to learn from by cross-view "
                                                    "training; given again, more files. Streamed, never loaded "
                                                    "whole; the saved model tags as fast as without it"),
+    teacher: Optional[List[Path]] = typer.Option(None, "--teacher", metavar="MODEL_DIR", help="a trained model "
+                                                 "or ensemble (tagger ensemble) whose exact marginals the model "
+                                                 "learns too (distillation; with --unlabeled, on the raw text "
+                                                 "as well); given again, their mean"),
     bigrams: Optional[str] = typer.Option(None, "--bigrams", help="on | off | auto (default: on when the "
                                           "tokeniser is chars)"),
     format: Format = typer.Option(Format.auto, "--format", help="column layout of the files"),
-    tag_column: Optional[int] = typer.Option(None, "--tag-column", help="0-based tag column (default: last)"),
-    scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of the files (auto: detect)"),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of hyperparameters"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    tag_column: Optional[int] = typer.Option(None, "--tag-column", metavar="N", help="0-based tag column "
+                                             "(default: the last); saved with the model, which evaluate and "
+                                             "calibrate then read"),
+    scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of the files (auto: detect); "
+                                  "one the tags contradict is refused"),
+    config_file: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="TOML file of "
+                                               "hyperparameters (default: the built-in defaults)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, metavar="N", help="at most N epochs; training "
+                                         "stops earlier when dev has not improved for `patience` epochs "
+                                         "(default: the config's, 150)"),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="random seed: the same seed and data "
+                                       "give the same model (default: the config's, 1)"),
     features: Optional[str] = typer.Option(None, "--features", help="extra input columns, e.g. 1,2 or pos,chunk"),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="raw-text tokeniser saved with the model: "
                                             "words or chars"),
@@ -112,6 +131,9 @@ def train(
                                           "(default 1; 0: torch's default, one per core)"),
     processes: int = typer.Option(1, "--processes", min=1, help="data-parallel training processes on this "
                                   "machine (torch.distributed; under torchrun, leave it out)"),
+    sync: Optional[str] = typer.Option(None, "--sync", help="how several processes meet: average (default: "
+                                       "they average their weights every sync_period steps) or step (DDP: "
+                                       "gradients all-reduced every step)"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT's last checkpoint"),
     init: Optional[Path] = typer.Option(None, "--init", metavar="MODEL_DIR", help="start from this model's "
                                         "weights and vocabulary (warm start: the next round of labels); new "
@@ -119,11 +141,14 @@ def train(
     extend_tags: bool = typer.Option(False, "--extend-tags", help="with --init: tags of TRAIN the model lacks "
                                      "are added (else they are an error)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing model in OUTPUT"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing but errors (default: a line an epoch, "
+                               "and a progress bar when standard error is a terminal)"),
 ) -> None:
-    """Train a BiLSTM-CRF on TRAIN, keeping the best model on DEV in OUTPUT."""
+    """Train a BiLSTM-CRF on TRAIN, keeping the best model on DEV in OUTPUT. The progress bar shows only on
+    a terminal; the epoch lines go to standard error."""
     import torch
 
+    from cli.formatting import format_table
     from cli.progress import TrainProgress
     from tagger import commands
     from tagger.training.state import Interrupted
@@ -133,7 +158,7 @@ def train(
     except RuntimeError:  # already set (several commands in one process, as in tests)
         pass
     overrides = {k: v for k, v in {"epochs": epochs, "seed": seed, "tokenizer": tokenizer, "threads": threads,
-                                   "bigrams": bigrams}.items() if v is not None}
+                                   "bigrams": bigrams, "sync": sync}.items() if v is not None}
     try:
         with TrainProgress(quiet) as reporter:
             result = commands.train(train_data, dev, output, test=test, embeddings=embeddings, format=format.value,
@@ -141,7 +166,7 @@ def train(
                                 overrides=overrides, features=features, resume=resume, force=force,
                                 reporter=reporter, processes=processes, lexicon=lexicon,
                                 bigram_embeddings=bigram_embeddings, context=context, init=init, unlabeled=unlabeled,
-                                extend_tags=extend_tags)
+                                extend_tags=extend_tags, teachers=teacher)
     except Interrupted as e:  # Ctrl-C: a checkpoint was saved; say how to go on, no traceback
         typer.echo(f"{e}: continue with the same command and --resume", err=True)
         raise typer.Exit(130)
@@ -157,12 +182,18 @@ def train(
 @app.command()
 @user_errors
 def predict(
-    model: Path = typer.Argument(..., metavar="MODEL_DIR"),
-    inputs: Optional[List[str]] = typer.Argument(None, metavar="[INPUT...]", help="files; standard input if none or -"),
-    input_format: InputFormat = typer.Option(InputFormat.text, "--input-format"),
+    model: Path = typer.Argument(..., metavar="MODEL_DIR", help="a model directory, or an ONNX export of one"),
+    inputs: Optional[List[str]] = typer.Argument(None, metavar="[INPUT...]", help="files, plain or gzipped; "
+                                                 "standard input if none or -"),
+    input_format: InputFormat = typer.Option(InputFormat.text, "--input-format", help="text: a line of raw text "
+                                             "is a record; tokens: a line of space-separated tokens is a "
+                                             "sentence; conll: column files (jsonl, parquet: with --ray)"),
     output_format: Optional[OutputFormat] = typer.Option(None, "--output-format",  # type: ignore[valid-type]
-                                                         help="default: jsonl for text/tokens, conll for conll"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="default: standard output"),
+                                                         help="default: the one --output's extension names "
+                                                         "(.jsonl, .conll, .html), else jsonl (conll for conll "
+                                                         "input)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="file to write "
+                                          "(default: standard output)"),
     format: Format = typer.Option(Format.auto, "--format", help="column layout of CoNLL input"),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="sentences tagged together"),
     workers: int = typer.Option(0, "--workers", min=0, help="processes tagging in parallel, order kept (0: one "
@@ -179,37 +210,40 @@ def predict(
                                               help="drop entities whose probability is below P (implies --scores)"),
     n_best: Optional[int] = typer.Option(None, "--n-best", metavar="K", min=1, help="add the K most probable "
                                          "analyses of each line with their probabilities (\"alternatives\"; JSONL)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display (shown only when standard "
+                               "error is a terminal)"),
 ) -> None:
     """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
-    from tagger.serving import ray_data as cluster
     from tagger import commands
 
-    # --ray (tagger/serving/ray_data.py): Ray Data reads shards, actors tag them, shards are written
-    cluster.check_formats(input_format.value, output_format.value if output_format else None, ray, address)
-    if ray:
-        if n_best:
-            raise ConfigError("--n-best is not available with --ray (use --scores or --min-score)")
-        cluster.quiet_ray_data_logs()  # no progress lines, nor a task's traceback, around a one-line error
-        cluster.tag_files(model, inputs or [], output, input_format.value,
-                          output_format.value if output_format else "jsonl", text_column, batch_size,
-                          concurrency=workers, address=address, scores=scores, min_score=min_score)
-        return
+    asked = output_format.value if output_format else None
+    if ray:  # Ray Data reads shards, actors tag them, shards are written (tagger/serving/ray_data.py)
+        from tagger.serving.ray_data import quiet_ray_data_logs
 
-    out_format = output_format.value if output_format else ("conll" if input_format is InputFormat.conll else "jsonl")
+        quiet_ray_data_logs()  # no progress lines, nor a task's traceback, around a one-line error
+        commands.predict_on_ray(model, inputs or [], output, input_format.value, asked, text_column, batch_size,
+                                workers, address, scores, min_score, n_best)
+        return
+    if address:
+        raise ConfigError("--address names a Ray cluster: it needs --ray")
+    from cli.progress import WorkProgress
+
     # What is loaded lives to the end of the process: frozen, the collector stops walking it every few thousand
     # allocations (tokenising got 1.8x faster) and never writes to it, so forked workers share its pages.
-    commands.predict(model, inputs or ["-"], input_format.value, out_format, output, format=format.value,
-                     batch_size=batch_size, force=force, workers=workers, scores=scores, min_score=min_score,
-                     n_best=n_best, loaded=gc.freeze)
+    with WorkProgress("tagged", "lines" if input_format is InputFormat.text else "sentences", quiet) as shown:
+        commands.predict(model, inputs or ["-"], input_format.value, asked, output, format=format.value,
+                         batch_size=batch_size, force=force, workers=workers, scores=scores, min_score=min_score,
+                         n_best=n_best, loaded=gc.freeze, progress=shown.advance)
 
 
 @app.command()
 @user_errors
 def calibrate(
-    model: Path = typer.Argument(..., metavar="MODEL_DIR"),
+    model: Path = typer.Argument(..., metavar="MODEL_DIR", help="a model directory (not an ONNX export)"),
     dev: str = typer.Argument(..., metavar="DEV", help="labelled data the model was not trained on (its dev set)"),
-    format: Format = typer.Option(Format.auto, "--format"),
-    tag_column: Optional[int] = typer.Option(None, "--tag-column"),
+    format: Format = typer.Option(Format.auto, "--format", help="column layout of DEV"),
+    tag_column: Optional[int] = typer.Option(None, "--tag-column", metavar="N", help="0-based tag column of DEV "
+                                             "(default: the model's training column, else the last)"),
     scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of DEV (auto: detect)"),
 ) -> None:
     """Fit the temperature that makes MODEL_DIR's entity scores calibrated on DEV, and save it in the model."""
@@ -224,21 +258,28 @@ def calibrate(
 @app.command()
 @user_errors
 def evaluate(
-    model: Path = typer.Argument(..., metavar="MODEL_DIR"),
-    test: str = typer.Argument(..., metavar="TEST"),
-    format: Format = typer.Option(Format.auto, "--format"),
-    tag_column: Optional[int] = typer.Option(None, "--tag-column"),
+    model: Path = typer.Argument(..., metavar="MODEL_DIR", help="a model directory, or an ONNX export of one"),
+    test: str = typer.Argument(..., metavar="TEST", help="labelled CoNLL file (plain or gzipped), dataset name "
+                                "or local datasets directory"),
+    format: Format = typer.Option(Format.auto, "--format", help="column layout of TEST"),
+    tag_column: Optional[int] = typer.Option(None, "--tag-column", metavar="N", help="0-based tag column of TEST "
+                                             "(default: the model's training column, else the last)"),
     scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of TEST (auto: detect)"),
     as_json: bool = typer.Option(False, "--json", help="print the scores as JSON"),
     report: Optional[Path] = typer.Option(None, "--report", help="write the error analysis as an HTML page; "
                                           "--json then includes its numbers under \"errors\""),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --report file"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display (shown only when standard "
+                               "error is a terminal)"),
 ) -> None:
     """Score MODEL_DIR on TEST: entity precision/recall/F1 per type and overall (seqeval, strict)."""
+    from cli.formatting import format_table
+    from cli.progress import WorkProgress
     from tagger import commands
 
-    result = commands.evaluate(model, test, format=format.value, tag_column=tag_column, scheme=scheme.value,
-                           report=report, force=force)
+    with WorkProgress("scored", "sentences", quiet) as shown:
+        result = commands.evaluate(model, test, format=format.value, tag_column=tag_column, scheme=scheme.value,
+                                   report=report, force=force, progress=shown.advance)
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
     if report is not None:
         typer.echo(f"error analysis written to {report}", err=True)
@@ -247,12 +288,13 @@ def evaluate(
 @app.command()
 @user_errors
 def convert(
-    input: Path = typer.Argument(..., metavar="INPUT"),
+    input: Path = typer.Argument(..., metavar="INPUT", help="CoNLL file to read"),
     output: Path = typer.Argument(..., metavar="OUTPUT", help="file to write; - for standard output"),
     to: Target = typer.Option(..., "--to", help="target scheme"),
     source: Scheme = typer.Option(Scheme.auto, "--from", help="scheme of INPUT (auto: detect)"),
-    format: Format = typer.Option(Format.auto, "--format"),
-    tag_column: Optional[int] = typer.Option(None, "--tag-column"),
+    format: Format = typer.Option(Format.auto, "--format", help="column layout of INPUT"),
+    tag_column: Optional[int] = typer.Option(None, "--tag-column", metavar="N", help="0-based tag column "
+                                             "(default: the last)"),
     force: bool = typer.Option(False, "--force", help="overwrite OUTPUT"),
 ) -> None:
     """Rewrite a CoNLL file's tags in another scheme (invalid sequences are repaired as conlleval reads them)."""
@@ -266,13 +308,14 @@ def convert(
 @app.command()
 @user_errors
 def info(
-    model: Path = typer.Argument(..., metavar="MODEL_DIR"),
+    model: Path = typer.Argument(..., metavar="MODEL_DIR", help="a model directory, or an ONNX export of one"),
     as_json: bool = typer.Option(False, "--json", help="print it as JSON"),
 ) -> None:
     """What a model is: labels, scheme, tokeniser, vocabulary sizes, embeddings, best dev F1, training data."""
-    from tagger.api import Tagger
+    from cli.formatting import format_info
+    from tagger import commands
 
-    about = Tagger.load(model).info()
+    about = commands.info(model)
     typer.echo(json.dumps(about, indent=2, ensure_ascii=False) if as_json else format_info(about))
 
 
@@ -286,11 +329,8 @@ def plot(
 ) -> None:
     """Draw the training curves (loss, dev F1, tokens/s by epoch) of one or more runs, overlaid."""
     from tagger import commands
-    from tagger.reports import plots
 
-    plots.check_plot_path(output)
-    commands.check_output_file(output, force)
-    plots.plot_runs(run_dirs, output)
+    commands.plot(run_dirs, output, force)
     typer.echo(f"wrote {output}", err=True)
 
 
@@ -306,6 +346,8 @@ from cli import select  # noqa: E402
 select.register(app, user_errors)
 from cli import ensemble  # noqa: E402
 ensemble.register(app, user_errors)
+from cli import hub  # noqa: E402
+hub.register(app, user_errors)
 
 
 def main() -> None:

@@ -71,10 +71,17 @@ class Config:
     seed: int = 1
     threads: int = 1                 # torch threads per training process (0: torch's default, one per core);
                                      # one, because threads stall each other next to any busy process (README)
+    sync: str = "average"            # --processes N: average (each process takes sync_period steps on its slices,
+                                     # then they average their weights: post-local SGD) | step (DDP: gradients
+                                     # all-reduced every step); tagger/training/averaging.py, bench/README.md
+    sync_period: int = 8             # steps between averagings (chosen on CoNLL-2003 dev, bench/README.md)
+    sync_warmup: int = 0             # first steps trained as sync = "step" before averaging starts
     # learning from raw text (`tagger train --unlabeled FILE`: cross-view training, tagger/training/cvt.py)
     unlabeled_ratio: float = 1.0     # unlabelled batches (of batch_size sentences) after each labelled one
     unlabeled_weight: float = 0.1    # the cross-view loss's weight (it sums 4 views' KL over every token):
                                      # dev F1 on 1,000 CoNLL-2003 sentences chose 0.1 over 0.25 and 1 (bench/README.md)
+    # distillation (`tagger train --teacher M`: the teachers' exact marginals, tagger/training/teachers.py)
+    teacher_weight: float = 1.0      # the soft loss's weight: NLL + teacher_weight * sum over tokens of KL(teachers || student)
     # tagging
     temperature: float = 1.0         # every probability tagging reports (--scores, --n-best, Tagger.marginals)
                                      # divides the CRF's scores by this first; `tagger calibrate` fits it on dev
@@ -84,17 +91,17 @@ class Config:
         """Raise ConfigError for values that would fail later in a less clear way."""
         choices = {"optimizer": ("sgd", "adam", "nadam"), "char_encoder": ("auto", "cnn", "lstm", "none"),
                    "tokenizer": ("auto", "words", "chars"), "bigrams": ("auto", "on", "off"),
-                   "context": ("none", "lac"),
+                   "context": ("none", "lac"), "sync": ("average", "step"),
                    "tag_scheme": ("auto", "iob1", "iob2", "bioes", "iobes", "bilou", "bmes")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         for name in ("epochs", "batch_size", "hidden_size", "num_layers", "char_dim", "char_filters", "char_kernel",
-                     "word_dim", "bigram_dim", "patience", "unseen_neighbours"):
+                     "word_dim", "bigram_dim", "patience", "unseen_neighbours", "sync_period"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         for name in ("casing_dim", "feature_dim", "unseen_drift", "momentum", "lr_decay", "weight_decay", "clip",
-                     "max_minutes", "threads"):
+                     "max_minutes", "threads", "sync_warmup"):
             if not getattr(self, name) >= 0:  # `not >=` also catches nan
                 raise ConfigError(f"{name} must be at least 0, not {getattr(self, name)}")
         if not all(isinstance(c, int) and not isinstance(c, bool) for c in self.features):
@@ -106,7 +113,7 @@ class Config:
             raise ConfigError(f"average must be in [0, 1), not {self.average}")
         if not 0.0 < self.temperature < float("inf"):
             raise ConfigError(f"temperature must be a positive number, not {self.temperature}")
-        for name in ("unlabeled_ratio", "unlabeled_weight"):
+        for name in ("unlabeled_ratio", "unlabeled_weight", "teacher_weight"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)}")
         if not self.lr > 0:

@@ -1,6 +1,7 @@
 """tagger.distributed: two training processes on localhost (gloo, a free port) train as one process does on
-the whole batch, finish on uneven shards, stop together on Ctrl-C and resume exactly, and a killed rank ends
-the other with one line and exit 1 instead of a hang."""
+the whole batch (sync = "step"), finish on uneven shards, stop together on Ctrl-C and resume exactly (with
+periodic averaging too), and a killed rank ends the other with one line and exit 1 instead of a hang.
+Periodic averaging itself (tagger/training/averaging.py): tests/test_averaging.py."""
 from __future__ import annotations
 
 import json
@@ -32,11 +33,12 @@ from tagger.training import loop as training
 
 REPO = Path(__file__).resolve().parent.parent
 SGD = dict(optimizer="sgd", lr=0.1, momentum=0.9)  # Adam would magnify float noise in near-zero gradients
+STEP = dict(sync="step")  # DDP every step: the same updates as one process; "average" is the default
 TRAIN = [Sentence(tuple(t), tuple(g)) for t, g in make_sentences(40, seed=5)]
 
 
 def tiny(**changes) -> Config:
-    return Config.from_dict({**TINY_CONFIG, **SGD, **changes})
+    return Config.from_dict({**TINY_CONFIG, **SGD, **STEP, **changes})
 
 
 def steps(folder: Path, count: int, world: distributed.World = distributed.World()) -> None:
@@ -91,7 +93,7 @@ def metrics(path: Path) -> list[dict]:
 
 
 def test_two_processes_on_uneven_buckets_finish_and_train_like_one(tmp_path):
-    train, dev, toml = corpus(tmp_path, epochs=2, **SGD)
+    train, dev, toml = corpus(tmp_path, epochs=2, **SGD, **STEP)
     two = commands.train(str(train), str(dev), tmp_path / "two", config_file=toml, processes=2)
     one = commands.train(str(train), str(dev), tmp_path / "one", config_file=toml)
     assert two["epochs"] == one["epochs"] == 2
@@ -102,7 +104,7 @@ def test_two_processes_on_uneven_buckets_finish_and_train_like_one(tmp_path):
 
 
 def test_two_processes_learn_from_unlabelled_text_as_one_does(tmp_path):
-    train, dev, toml = corpus(tmp_path, epochs=2, **SGD)
+    train, dev, toml = corpus(tmp_path, epochs=2, **SGD, **STEP)
     raw = tmp_path / "raw.txt"
     raw.write_text("".join(" ".join(tokens) + "\n" for tokens, _ in make_sentences(30, seed=8)), encoding="utf-8")
     two = commands.train(str(train), str(dev), tmp_path / "two", config_file=toml, processes=2, unlabeled=[raw])
@@ -128,10 +130,15 @@ def assert_interrupted_resume_is_exact(tmp_path, monkeypatch, train, dev, toml, 
     assert [m["dev_f1"] for m in metrics(tmp_path / "resumed")] == [m["dev_f1"] for m in metrics(tmp_path / "whole")]
 
 
-def test_ctrl_c_stops_both_processes_and_resume_gives_the_same_weights(tmp_path, monkeypatch):
-    train, dev, toml = corpus(tmp_path, epochs=2, dropout=0.3, word_dropout=0.1)  # each rank's RNG matters
+AVERAGE = dict(sync="average", sync_period=3, sync_warmup=2)  # meetings after steps 0 1 2 5 8 11 14 ...: 8
+# batches an epoch, so epoch 1 ends apart (and meets for its checkpoint), and a Ctrl-C in step 10 stops at 11
+
+
+@pytest.mark.parametrize(("sync", "ctrl_c"), [(STEP, 7), (AVERAGE, 11)], ids=["step", "average"])
+def test_ctrl_c_stops_both_processes_and_resume_gives_the_same_weights(sync, ctrl_c, tmp_path, monkeypatch):
+    train, dev, toml = corpus(tmp_path, epochs=2, dropout=0.3, word_dropout=0.1, **sync)  # each rank's RNG matters
     commands.train(str(train), str(dev), tmp_path / "whole", config_file=toml, processes=2)
-    assert_interrupted_resume_is_exact(tmp_path, monkeypatch, train, dev, toml, 7)  # Ctrl-C in epoch 2
+    assert_interrupted_resume_is_exact(tmp_path, monkeypatch, train, dev, toml, ctrl_c)  # in epoch 2
 
 
 def spawned_rank(parent: subprocess.Popen) -> int | None:
@@ -232,7 +239,7 @@ def test_averaging_the_touched_rows_gives_the_dense_all_reduce_s_update(tmp_path
     assert 0 < sent < 4 * dense_bytes_a_step  # 4 steps sent fewer bytes than the tables' dense gradients
 
 
-def wide_corpus(tmp_path: Path) -> tuple[Path, Path, Path]:
+def wide_corpus(tmp_path: Path, **changes) -> tuple[Path, Path, Path]:
     """A corpus of more distinct words than distributed.ROW_TABLE_MIN_ROWS, so that `--processes 2` averages
     the word embedding by rows: 64 training sentences of 24 to 32 words, most of them seen once."""
     rng = random.Random(4)
@@ -242,11 +249,12 @@ def wide_corpus(tmp_path: Path) -> tuple[Path, Path, Path]:
         tags = ["B-PER" if t.endswith("7") else "O" for t in tokens]
         sents.append(([t.capitalize() if g != "O" else t for t, g in zip(tokens, tags)], tags))
     return (write_corpus(tmp_path / "training.txt", sents[:64]), write_corpus(tmp_path / "dev.txt", sents[64:]),
-            write_toml(tmp_path / "c.toml", epochs=2, dropout=0.3, word_dropout=0.1))
+            write_toml(tmp_path / "c.toml", epochs=2, dropout=0.3, word_dropout=0.1, **changes))
 
 
-def test_resume_stays_exact_with_the_word_rows_averaged_by_rows(tmp_path, monkeypatch):
-    train, dev, toml = wide_corpus(tmp_path)
+@pytest.mark.parametrize("sync", [STEP, AVERAGE], ids=["step", "average"])
+def test_resume_stays_exact_with_the_word_rows_averaged_by_rows(sync, tmp_path, monkeypatch):
+    train, dev, toml = wide_corpus(tmp_path, **sync)
     commands.train(str(train), str(dev), tmp_path / "whole", config_file=toml, processes=2)
     assert weights(tmp_path / "whole")["words.trained"].shape[0] >= distributed.ROW_TABLE_MIN_ROWS
     assert_interrupted_resume_is_exact(tmp_path, monkeypatch, train, dev, toml, 11)  # epoch 2 of 8 batches

@@ -6,6 +6,9 @@ the weight average, cross-view training's modules, what training keeps of the pr
 (trainer.safetensors, its SHA-256 in trainer.json) and where training stands (trainer.json, with the place
 in the unlabelled text). It is written beside the old one and swapped in as a
 whole, so a kill leaves one complete checkpoint; from it `--resume` continues bit for bit, even mid-epoch.
+With periodic averaging (sync = "average", tagger/training/averaging.py) the ranks' optimizer moments differ:
+each rank's is kept (`rank{N}.opt.*`), with the averager's step; the weights are every rank's, since a
+checkpoint is written just after the ranks met.
 
 trainer.json also keeps the training's origin (commands.py writes it): the names `tagger info` shows, the
 SHA-256 of the training and dev sentences (a resume on other data is refused) and the vectors files with
@@ -41,15 +44,18 @@ TRAINER = "trainer.safetensors"
 
 def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Optimizer, progress: Progress,
                     average: WeightAverage | None = None, pretrained: unseen.Pretrained | None = None,
-                    rng_states: Sequence[torch.Tensor] | None = None, origin: dict | None = None) -> None:
+                    rng_states: Sequence[torch.Tensor] | None = None, origin: dict | None = None,
+                    averaging: dict | None = None) -> None:
     """Write the new checkpoint beside the old one and swap directories, so a kill never loses both.
     rng_states: every rank's torch random state, rank 0's first (default: this process's). origin: where the
-    data and vectors came from (module docstring); with vectors files, what they give back is left out."""
+    data and vectors came from (module docstring); with vectors files, what they give back is left out.
+    averaging: periodic averaging's state ({"step", "optimizers": every rank's `_optimizer_state`})."""
     final, new, old = output / "checkpoint", output / "checkpoint.new", output / "checkpoint.old"
     shutil.rmtree(new, ignore_errors=True)
     reread = bool((origin or {}).get("vectors"))
     tagger.save(new, {"checkpoint": True}, frozen=not reread)
     tensors, meta = _optimizer_state(optimizer)
+    tensors |= (averaging or {}).get("tensors", {})
     states = list(rng_states) if rng_states is not None else [torch.get_rng_state()]
     tensors["rng.torch"] = states[0]
     tensors |= {f"rng.torch.{rank}": state for rank, state in enumerate(states) if rank}
@@ -63,6 +69,8 @@ def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Opti
     store.atomic_write(new / TRAINER, data)  # mode from the umask, as the model's files
     meta |= {"progress": progress.__dict__, "processes": len(states), "sha256": store.sha256(data),
              "origin": origin or {}}
+    if averaging is not None:
+        meta["averaging"] = {"step": averaging["step"], "scalars": averaging["scalars"]}
     store.atomic_write(new / "trainer.json", json.dumps(meta).encode())
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -74,11 +82,29 @@ def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Opti
 def save_on_leader(output: Path, tagger: Trainable, optimizer: torch.optim.Optimizer, progress: Progress,
                    average: WeightAverage | None, pretrained: unseen.Pretrained | None, world: World,
                    origin: dict | None = None) -> None:
-    """Rank 0 saves, with every rank's random state; the others wait until it is on disk."""
+    """Rank 0 saves, with every rank's random state (and with periodic averaging, every rank's optimizer
+    state, after the ranks met); the others wait until it is on disk."""
+    averaging = averaging_state(optimizer, world)
     states = world.gather(torch.get_rng_state())
     if world.leader:
-        save_checkpoint(output, tagger, optimizer, progress, average, pretrained, states, origin)
+        save_checkpoint(output, tagger, optimizer, progress, average, pretrained, states, origin, averaging)
     world.barrier()
+
+
+def averaging_state(optimizer: torch.optim.Optimizer, world: World) -> dict | None:
+    """Periodic averaging's part of a checkpoint, on rank 0 (None elsewhere, or without averaging): the
+    averager's step and the other ranks' optimizer states, as `rank{N}.opt.*` tensors and their scalars.
+    The ranks meet first if their weights may differ, so that rank 0's weights are every rank's."""
+    local = world.sync.local
+    if local is None:
+        return None
+    world.run(local.meet)
+    gathered = world.gather_to_leader(_optimizer_state(optimizer))
+    if not world.leader:
+        return None
+    tensors = {f"rank{r}.{k}": v for r, (t, _) in enumerate(gathered) if r for k, v in t.items()}
+    return {"step": local.step, "tensors": tensors,
+            "scalars": {str(r): m["scalars"] for r, (_, m) in enumerate(gathered) if r}}
 
 
 def checkpoint_dir(output: Path) -> Path:
@@ -118,7 +144,8 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
         tagger.views = cvt.Views.for_model(tagger.model)
         tagger.views.load_state_dict(views)
     optimizer = make_optimizer(tagger.config, tagger.model, tagger.views)
-    optimizer.load_state_dict(_optimizer_dict(meta, tensors))
+    optimizer.load_state_dict(_optimizer_dict(*_rank_optimizer(meta, tensors, world)))
+    world.sync.resumed_step = (meta.get("averaging") or {}).get("step", meta["progress"]["updates"])
     rng = tensors.get("rng.torch" if world.leader else f"rng.torch.{world.rank}")
     if rng is not None:
         torch.set_rng_state(rng)
@@ -217,6 +244,16 @@ def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     scalars = {str(i): {k: v for k, v in s.items() if not isinstance(v, torch.Tensor)}
                for i, s in state["state"].items()}
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _rank_optimizer(meta: dict, tensors: dict, world: World) -> tuple[dict, dict]:
+    """The (meta, tensors) holding this rank's optimizer state: its own when periodic averaging kept it
+    (`averaging_state`), else rank 0's (one optimizer for all ranks; or a rank the checkpoint did not have)."""
+    scalars = (meta.get("averaging") or {}).get("scalars", {}).get(str(world.rank))
+    if world.leader or scalars is None:
+        return meta, tensors
+    prefix = f"rank{world.rank}."
+    return {**meta, "scalars": scalars}, {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _optimizer_dict(meta: dict, tensors: dict) -> dict:

@@ -16,7 +16,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +27,8 @@ from torch import nn
 from torch.multiprocessing.spawn import ProcessException
 
 from tagger.errors import USER_ERRORS, TaggerError
-from tagger.training import cvt
+from tagger.training import cvt, teachers
+from tagger.training.averaging import LocalSGD, Sync
 from tagger.training.state import Interrupted
 
 TIMEOUT = timedelta(minutes=5)  # a collective waiting longer than this means a rank is gone: dev scoring and
@@ -40,10 +41,12 @@ class PeerLost(TaggerError):
 
 @dataclass(frozen=True)
 class World:
-    """This process's place among the training processes: rank 0 of 1 when not distributed."""
+    """This process's place among the training processes: rank 0 of 1 when not distributed. `sync`: how
+    its steps meet the other ranks' (tagger/training/averaging.py; set up by `wrap`)."""
 
     rank: int = 0
     size: int = 1
+    sync: Sync = field(default_factory=Sync, compare=False, repr=False)
 
     @property
     def leader(self) -> bool:
@@ -54,15 +57,29 @@ class World:
         return list(ids[self.rank :: self.size])
 
     def reduce_step(self, loss: float, stop: bool) -> tuple[float, bool]:
-        """The batch's loss summed over ranks, and whether any rank was asked to stop (one all-reduce)."""
+        """After each optimizer step: the batch's loss summed over ranks, and whether any rank was asked to
+        stop (one all-reduce). With periodic averaging (sync = "average"), the weights are averaged when due,
+        and between meetings nothing is sent: the loss is this rank's times the number of ranks (an
+        estimate, for the progress bar and metrics' loss) and a stop waits for the next meeting."""
         if self.size == 1:
             return loss, stop
+        local = self.sync.local
+        if local is not None and not self._collective(local.after_step):
+            local.started()
+            return loss * self.size, False
+        totals = self._sum(loss, stop)
+        if local is not None:
+            local.started()
+        return totals
+
+    def any(self, flag: bool) -> bool:
+        """Whether any rank's `flag` is set (one all-reduce)."""
+        return self._sum(0.0, flag)[1] if self.size > 1 else flag
+
+    def _sum(self, loss: float, stop: bool) -> tuple[float, bool]:
         totals = torch.tensor([loss, float(stop)], dtype=torch.float64)
         self._collective(dist.all_reduce, totals)
         return float(totals[0]), bool(totals[1])
-
-    def any(self, flag: bool) -> bool:
-        return self.reduce_step(0.0, flag)[1]
 
     def share(self, value: Any) -> Any:
         """Rank 0's `value` (any picklable object) on every rank."""
@@ -80,13 +97,25 @@ class World:
         self._collective(dist.all_gather_object, out, value)
         return out
 
+    def gather_to_leader(self, value: Any) -> list[Any]:
+        """Every rank's `value`, in rank order, on rank 0 ([] elsewhere): one gather, not N broadcasts."""
+        if self.size == 1:
+            return [value]
+        out: list[Any] | None = [None] * self.size if self.leader else None
+        self._collective(dist.gather_object, value, out, dst=0)
+        return out or []
+
+    def run(self, collective: Callable[[], Any]) -> Any:
+        """`collective()`, whose failure means a rank is gone (PeerLost)."""
+        return self._collective(collective)
+
     def barrier(self) -> None:
         if self.size > 1:
             self._collective(dist.barrier)
 
-    def _collective(self, op: Callable, *args, **kwargs) -> None:
+    def _collective(self, op: Callable, *args, **kwargs) -> Any:
         try:
-            op(*args, **kwargs)
+            return op(*args, **kwargs)
         except (dist.DistError, RuntimeError) as e:
             raise lost(self, e) from None
 
@@ -121,8 +150,12 @@ class LossModule(nn.Module):
         super().__init__()
         self.model = model
         self.views = views
+        self.shape: tuple[int, int] | None = None  # the last batch's (sentences, length), for averaging's timing
 
-    def forward(self, batch, unlabeled: bool = False) -> torch.Tensor:
+    def forward(self, batch, unlabeled: bool = False, targets: torch.Tensor | None = None) -> torch.Tensor:
+        self.shape = tuple(batch.words.shape)
+        if targets is not None:  # distillation: the teachers' marginals (tagger/training/teachers.py)
+            return teachers.loss(self.model, batch, targets, labelled=not unlabeled)
         if unlabeled:
             return cvt.loss(self.model, self.views, batch)
         return self.model.loss(batch)
@@ -157,6 +190,7 @@ class RowSync:
         self.world = world
         self.group = dist.new_group(backend=backend())  # apart from DDP's, whose all-reduce may be in flight
         self.sent_bytes = 0  # what this rank put into the row collectives so far (bench/train_scaling.py)
+        self.enabled = True  # off once periodic averaging's warm-up is over (tagger/training/averaging.py)
         for param in tables.values():
             dist.broadcast(param.data, 0, group=self.group)  # DDP's start-up broadcast leaves them out
             if hasattr(param, "row_sync_hook"):  # wrapped again: the latest wrap's group alone averages it
@@ -165,6 +199,8 @@ class RowSync:
 
     @torch.no_grad()
     def sync(self, param: nn.Parameter) -> None:
+        if not self.enabled:
+            return
         grad = param.grad  # (rows, dim)
         bits = torch.from_numpy(np.packbits(nonzero_rows(grad).numpy()))  # (rows/8,) a bit for each row read
         dist.all_reduce(bits, op=dist.ReduceOp.BOR, group=self.group)
@@ -184,8 +220,10 @@ def nonzero_rows(grad: torch.Tensor) -> torch.Tensor:
 
 
 def wrap(model: nn.Module, world: World, by_rows: bool = True, min_rows: int = ROW_TABLE_MIN_ROWS,
-         views: nn.Module | None = None) -> nn.Module:
+         views: nn.Module | None = None, sync: str | None = None) -> nn.Module:
     """A module whose forward is the loss: DDP-wrapped (gradients averaged over ranks) when distributed.
+    sync: "step" (DDP every step) or "average" (periodic averaging, `world.sync.local`: averaging.py);
+    default the model config's `sync`, with its sync_period and sync_warmup.
 
     forward_sync_buffers=False: the only buffer is the frozen pretrained vectors (381k x 50 with GloVe), which no
     step changes and every rank loaded itself; DDP would otherwise send them before every forward. by_rows: the
@@ -201,6 +239,10 @@ def wrap(model: nn.Module, world: World, by_rows: bool = True, min_rows: int = R
     ddp = nn.parallel.DistributedDataParallel(module, forward_sync_buffers=False, bucket_cap_mb=BUCKET_MB,
                                               find_unused_parameters=views is not None)
     ddp.row_sync = RowSync(tables, world) if tables else None
+    config = model.config
+    world.sync.local = None
+    if (sync or config.sync) == "average":
+        world.sync.local = LocalSGD(ddp, config.sync_period, config.sync_warmup, world.sync.resumed_step, world.sync)
     return ddp
 
 

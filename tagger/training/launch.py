@@ -36,12 +36,15 @@ def train_processes(processes: int, *, config: Config, train_sents: Sequence[Sen
             raise ConfigError(f"--processes {processes} under torchrun, which started {env.size} processes: "
                               "leave --processes out and set --nproc-per-node instead")
         with distributed.process_group(env) as world:
-            return run(dev_sents=dev_sents, reporter=reporter if world.leader else Silent(), world=world), world
+            reporter = reporter if world.leader else Silent()
+            world.sync.warn = reporter.message if world.leader else None
+            return run(dev_sents=dev_sents, reporter=reporter, world=world), world
     if processes <= 1:
         return run(dev_sents=dev_sents, reporter=reporter), World()
     warn_if_oversubscribed(processes, reporter.message)
     with distributed.spawned(processes, functools.partial(run, dev_sents=(), reporter=Silent()), (),
                              agreed=(Interrupted,)) as world:
+        world.sync.warn = reporter.message  # periodic averaging's one warning, should N processes be slower
         return run(dev_sents=dev_sents, reporter=reporter, world=world), world
 
 
