@@ -1,9 +1,45 @@
-"""A rich progress display for training: sentences/s, loss and the dev score (entity F1, or token accuracy for
-plain tags such as POS); silent with --quiet."""
+"""Rich progress displays on standard error: training's (sentences/s, loss and the dev score: entity F1, or
+token accuracy for plain tags such as POS), and WorkProgress for long tagging work (predict, select,
+evaluate). Both draw their bar only on a terminal and are silent with --quiet."""
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+
+class WorkProgress:
+    """Units done (lines or sentences), tokens and tokens/s of tagging work, on a terminal's standard error;
+    nothing at all when standard error is not a terminal (a pipe, a log file) or `quiet`. Its `advance`
+    is the `progress` callback of tagger.commands' predict, select and evaluate."""
+
+    def __init__(self, action: str, unit: str, quiet: bool = False):
+        self.console = Console(stderr=True)
+        self.shown = not quiet and self.console.is_terminal
+        self.progress = Progress(SpinnerColumn(), TextColumn(f"{action} {{task.fields[units]:,}} {unit}, "
+                                                             "{task.completed:,.0f} tokens, {task.fields[rate]:,.0f} "
+                                                             "tokens/s"),
+                                 TimeElapsedColumn(), console=self.console, transient=True, disable=not self.shown)
+        self.units = 0
+        self._started = time.perf_counter()
+
+    def __enter__(self) -> "WorkProgress":
+        if self.shown:
+            self.progress.start()
+        self.task = self.progress.add_task(self.__class__.__name__, total=None, units=0, rate=0.0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.shown:
+            self.progress.stop()
+
+    def advance(self, units: int, tokens: int) -> None:
+        self.units += units
+        done = self.progress.tasks[0].completed + tokens
+        rate = done / max(time.perf_counter() - self._started, 1e-9)
+        self.progress.update(self.task, completed=done, units=self.units, rate=rate)
 
 
 class TrainProgress:

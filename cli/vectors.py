@@ -5,14 +5,15 @@ from pathlib import Path
 from typing import Callable, List
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 
 class VectorsProgress:
     """tagger.vectors.Reporter on a rich progress bar (stderr): the stage and its sentences/s."""
 
     def __init__(self, quiet: bool = False):
+        from rich.console import Console  # imported when used: `tagger predict` starts without rich.progress
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.progress = Progress(
             TextColumn("[bold]{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[speed]:>9,.0f} sentences/s"), TimeElapsedColumn(),

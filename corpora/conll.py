@@ -7,11 +7,13 @@ CorpusError that names the file and line, because users fix their files from tha
 """
 from __future__ import annotations
 
+import gzip
 import itertools
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import IO, Iterable, Iterator
 
 from corpora.errors import CorpusError
 from corpora.schemes import is_span_tag
@@ -25,6 +27,7 @@ _CONLLU_ID = re.compile(r"\d+([-.]\d+)?")
 _CONLLU_MARKERS = ("# sent_id", "# text", "# newdoc", "# newpar", "# global.columns")
 CONLLU_FORM, CONLLU_UPOS, CONLLU_WIDTH = 1, 3, 10
 _DETECT_LINES = 20  # non-blank lines `auto` looks at before choosing a format
+GZIP_MAGIC = b"\x1f\x8b"
 
 Row = tuple[str, ...]
 Block = list[tuple[int, list[str]]]  # (line number, fields) for each token line of one sentence
@@ -95,6 +98,14 @@ def detect_format(first_lines: list[str]) -> str:
     return "columns"
 
 
+def looks_like_conll(first_lines: Iterable[str]) -> bool:
+    """Whether a file's first lines look like CoNLL columns (a -DOCSTART- line, or a token and a span tag on
+    every line) rather than raw text: what `predict` and `select` sniff, and raw-text readers refuse."""
+    filled = [line.split() for line in first_lines if line.strip()]
+    return bool(filled) and (filled[0][0] == DOCSTART or all(
+        1 < len(fields) <= 10 and is_span_tag(fields[-1]) for fields in filled))
+
+
 def _looks_like_conllu(lines: list[str]) -> bool:
     data = [line for line in lines if not line.startswith("#")]
     fields = data[0].split("\t") if data else []
@@ -123,12 +134,33 @@ def _check_file(path: str) -> None:
 
 def _decoded_lines(path: str) -> Iterator[str]:
     """The file's lines as text, one at a time: UTF-8 (a BOM on line 1 is dropped), LF or CRLF endings."""
+    return file_lines(path)
+
+
+@contextmanager
+def open_bytes(path: str) -> Iterator[IO[bytes]]:
+    """A file's bytes, gunzipped when it starts with gzip's magic bytes, whatever its name: the one way
+    every CoNLL file, raw-text file and `predict`/`select` input is opened."""
     try:
-        f = open(path, "rb")
+        raw = open(path, "rb")
     except OSError as e:
         raise CorpusError(path, None, f"cannot read the file ({e.strerror})") from None
-    with f:
-        yield from decode_lines(f, path)
+    with raw:
+        if raw.peek(2)[:2] == GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw) as unzipped:
+                yield unzipped
+        else:
+            yield raw
+
+
+def file_lines(path: str) -> Iterator[str]:
+    """The lines of a plain or gzipped file as decode_lines decodes them; a damaged or truncated gzip stream
+    is a CorpusError naming the file."""
+    with open_bytes(path) as stream:
+        try:
+            yield from decode_lines(stream, path)
+        except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; EOFError: a truncated .gz
+            raise CorpusError(path, None, f"damaged gzip data ({e})") from None
 
 
 def decode_lines(stream: Iterable[bytes], name: str, first: int = 1) -> Iterator[str]:
@@ -227,12 +259,22 @@ def _column_sentence(block: Block, source: str, tag_column: int | None, labelled
     for number, fields in block:
         if len(fields) != width:
             message = f"expected {width} columns as on line {first_number}, found {len(fields)}"
+            if _looks_like_prose(first, fields):
+                message = (f"this looks like raw text, not CoNLL: line {number} has {len(fields)} words where "
+                           f"line {first_number} has {width} (CoNLL has a token a line, its tag in the last "
+                           "column; `tagger predict` tags raw text)")
             raise CorpusError(source, number, message)
         if not fields[0]:
             raise CorpusError(source, number, "empty token (column 1)")
     tokens = tuple(fields[0] for _, fields in block)
     tags = _tags(block, source, _tag_index(source, first_number, width, tag_column)) if labelled else None
     return Sentence(tokens, tags, tuple(tuple(fields) for _, fields in block), first_number, document)
+
+
+def _looks_like_prose(first: list[str], other: list[str]) -> bool:
+    """Whether two lines of different widths read as sentences of raw text, not token lines: many fields
+    each, and no tag (of any scheme) at the end of the first."""
+    return min(len(first), len(other)) >= 5 and not is_span_tag(first[-1])
 
 
 def _tag_index(source: str, number: int, width: int, tag_column: int | None) -> int:

@@ -35,6 +35,7 @@ FORMAT_1 = "bilstm-tagger/1"  # config.json's "format" in format 1, which had no
 FILES = ("config.json", "vocab.json", "model.safetensors")
 LEXICON = "lexicon.txt"  # a model with lexicon features: one `word frequency` line per word
 LEXICON_TRIE = "lexicon.safetensors"  # ... and the same lexicon's trie, built (tagger/lexicon.py: to_arrays)
+ONNX_EXPORT = ("model.onnx", "preprocess.json")  # what `tagger export` writes (tagger/export/), told apart here
 
 
 @contextmanager
@@ -135,6 +136,10 @@ def load_model(directory: str | Path, checkpoint: bool = False
         raise ModelError("is not a model directory (expected config.json, vocab.json, model.safetensors)",
                          path=str(directory))
     missing = [n for n in FILES if not (directory / n).is_file()]
+    if missing and all((directory / n).is_file() for n in ONNX_EXPORT):
+        raise ModelError("is an ONNX export (tagger export), not a model directory: `tagger predict`, `evaluate` "
+                         "and `info` take one; `serve`, `select`, `calibrate` and `train --init` need the model "
+                         "directory it was exported from", path=str(directory))
     if missing:
         raise ModelError(f"model directory lacks {', '.join(missing)}", path=str(directory))
     meta = _read_json(directory / "config.json")

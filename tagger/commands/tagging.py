@@ -19,21 +19,46 @@ from tagger.tagging import pipeline
 from tagger.tagging.confidence import ScoreOptions
 from tagger.tagging.writers import WRITERS
 
-def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int | None = None,
-             scheme: str = "auto", report: Path | None = None, force: bool = False) -> dict:
-    """Scores of MODEL on TEST; with `report`, also the error analysis, under "errors", and its HTML page
-    written (atomically) to `report`, which must not exist unless `force`."""
-    check_output_file(report, force)
-    from tagger.export.runtime import OnnxTagger, is_export  # an export directory evaluates through onnxruntime
+Progress = Callable[[int, int], None]  # (units done, their tokens), called as work goes
+EVALUATE_CHUNK = 2048  # sentences scored between progress reports
+# what `predict --output`'s extension says about its format (as `plot`'s does), when --output-format is not given
+EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll", ".html": "html", ".htm": "html"}
+TEXT_FORMATS = ("text", "tokens", "conll")  # what `predict` reads without --ray
 
-    tagger = OnnxTagger.load(model) if is_export(model) else Tagger.load(model)
+
+def _no_progress(units: int, tokens: int) -> None:
+    pass
+
+
+def load_model(model: Path, onnx: bool = True) -> Tagger:
+    """MODEL as a Tagger; an ONNX export directory as an OnnxTagger (tagging through onnxruntime) when `onnx`,
+    else the ModelError of tagger/store.py, which says which commands take an export."""
+    if onnx:
+        from tagger.export.runtime import OnnxTagger, is_export
+
+        if is_export(model):
+            return OnnxTagger.load(model)
+    return Tagger.load(model)
+
+
+def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int | None = None,
+             scheme: str = "auto", report: Path | None = None, force: bool = False,
+             progress: Progress = _no_progress) -> dict:
+    """Scores of MODEL on TEST; with `report`, also the error analysis, under "errors", and its HTML page
+    written (atomically) to `report`, which must not exist unless `force`. `tag_column` defaults to the one
+    the model was trained with (train --tag-column, saved in its config.json)."""
+    check_output_file(report, force)
+    tagger = load_model(model)
+    if tag_column is None:
+        tag_column = trained_tag_column(tagger)
     sentences = read_sentences(test_ref, format, tag_column, split="test")
     test_scheme = check_tags(sentences, test_ref, scheme)
     check_model_fits(tagger.vocab.source_scheme, test_scheme, test_ref)
+    gold, pred = _gold_and_predicted(tagger, sentences, test_scheme, progress)
     if report is None:
-        result = tagger.evaluate(sentences, test_scheme)
+        result = measure(gold, pred, tagger.scheme)
     else:
-        result = _evaluate_with_report(tagger, sentences, test_scheme, f"Errors of {model.name} on {test_ref}",
+        result = _evaluate_with_report(tagger, sentences, gold, pred, f"Errors of {model.name} on {test_ref}",
                                        report)
     missing = unseen_labels(sentences, tagger.vocab.tags.items)
     if missing:
@@ -43,17 +68,40 @@ def evaluate(model: Path, test_ref: str, format: str = "auto", tag_column: int |
     return result
 
 
-def _evaluate_with_report(tagger, sentences: Sequence[Sentence], test_scheme: str | None, title: str,
-                          report: Path) -> dict:
+def trained_tag_column(tagger: Tagger) -> int | None:
+    """The tag column the model was trained with (train --tag-column), None for the default (the last)."""
+    return (tagger.meta.get("training") or {}).get("tag_column")
+
+
+def _gold_and_predicted(tagger: Tagger, sentences: Sequence[Sentence], scheme: str | None,
+                        progress: Progress) -> tuple[list[list[str]], list[list[str]]]:
+    """pipeline.gold_and_predicted, EVALUATE_CHUNK sentences at a time, reporting progress after each."""
+    gold: list[list[str]] = []
+    pred: list[list[str]] = []
+    for start in range(0, len(sentences), EVALUATE_CHUNK):
+        part = sentences[start:start + EVALUATE_CHUNK]
+        g, p = pipeline.gold_and_predicted(tagger, part, scheme)
+        gold += g
+        pred += p
+        progress(len(part), sum(len(s.tokens) for s in part))
+    return gold, pred
+
+
+def measure(gold: list[list[str]], pred: list[list[str]], scheme: str | None) -> dict:
+    from tagger.reports.metrics import measure as scores
+
+    return scores(gold, pred, scheme)
+
+
+def _evaluate_with_report(tagger, sentences: Sequence[Sentence], gold: list[list[str]], pred: list[list[str]],
+                          title: str, report: Path) -> dict:
     from tagger.reports.analysis import analyse
-    from tagger.reports.metrics import measure
     from tagger.reports.report import render_report
     from tagger.store import atomic_write
 
     if tagger.scheme is None:
         raise InputError("--report: the model's tags are plain labels, not entity spans: there are no entity "
                          "errors to analyse", path=str(report))
-    gold, pred = pipeline.gold_and_predicted(tagger, sentences, test_scheme)
     result = measure(gold, pred, tagger.scheme)
     analysis = analyse([s.tokens for s in sentences], gold, pred, tagger.scheme, scores=result)
     atomic_write(report, render_report(analysis, title).encode("utf-8"))
@@ -89,18 +137,35 @@ def check_output_file(path: Path | None, force: bool) -> None:
         raise InputError("already exists: use --force to overwrite it", path=str(path))
 
 
-def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "text", output_format: str = "jsonl",
+def output_format_for(output: Path | None, asked: str | None, input_format: str = "text") -> str:
+    """--output-format; else the format --output's extension names (.jsonl, .conll, .html, as `plot` reads
+    its extension); else jsonl (conll for CoNLL input). ConfigError when the two disagree."""
+    suffix = Path(output).suffix.lower() if output is not None and str(output) != "-" else ""
+    named = EXTENSIONS.get(suffix)
+    if asked and named and asked != named:
+        raise ConfigError(f"--output {output} ends in {suffix}, which is {named}, but --output-format is {asked}: "
+                          "make them agree (without --output-format the extension chooses)")
+    return asked or named or ("conll" if input_format == "conll" else "jsonl")
+
+
+def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "text", output_format: str | None = None,
             output: Path | None = None, format: str = "auto", batch_size: int = 256, force: bool = False,
             workers: int = 0, warn: Callable[[str], None] = lambda text: print(text, file=sys.stderr),
             scores: bool = False, min_score: float | None = None, n_best: int | None = None,
-            loaded: Callable[[], None] = lambda: None) -> None:
-    """Tag INPUTs ("-": standard input) as they stream in, written to `output` (atomically) or standard output.
+            loaded: Callable[[], None] = lambda: None, progress: Progress = _no_progress) -> None:
+    """Tag INPUTs ("-": standard input; files plain or gzipped) as they stream in, written to `output`
+    (atomically) or standard output, in `output_format` (None: output_format_for's choice).
 
     workers: processes tagging chunks in parallel; 0 picks one per core for large inputs, 1 otherwise.
     scores: entities gain "score" (CoNLL: a column of each tag's marginal); min_score: entities below it are
     dropped (implies scores); n_best: JSONL records gain the n best "alternatives". Every argument and input
     file is checked before the model loads, so a typo costs no load; `loaded` is called once a model given
-    as a path has loaded (the CLI freezes the collector there: process-wide settings are the CLI's)."""
+    as a path has loaded (the CLI freezes the collector there: process-wide settings are the CLI's);
+    `progress` gets each chunk's lines (or sentences) and tokens once written."""
+    if input_format not in TEXT_FORMATS or output_format == "parquet":
+        raise ConfigError(f"{input_format if input_format not in TEXT_FORMATS else output_format} input or output "
+                          "needs --ray (with --output OUT_DIR)")
+    output_format = output_format_for(output, output_format, input_format)
     options = score_options(output_format, scores, min_score, n_best)
     check_output_file(output, force)
     if output_format not in WRITERS:
@@ -108,16 +173,28 @@ def predict(model: Path | Tagger, inputs: Sequence[str], input_format: str = "te
     for ref in inputs:
         check_input_file(ref)
     if not isinstance(model, Tagger):
-        from tagger.export.runtime import OnnxTagger, is_export  # an export directory tags through onnxruntime
-
-        model = OnnxTagger.load(model) if is_export(model) else Tagger.load(model)
+        model = load_model(model)  # an export directory tags through onnxruntime
         loaded()
     tagger = model
     writer = WRITERS[output_format](tagger.entity_types, tagger.vocab.source_scheme,
                                     f"Entities found by {tagger.meta.get('name', 'tagger')}", scored=options.marginals)
     with store.atomic_file(output) as out:
         predict_files(tagger, inputs, writer, out, input_format, format, workers or auto_workers(inputs), warn,
-                      options, batch_size)
+                      options, batch_size, progress)
+
+
+def predict_on_ray(model: Path, inputs: Sequence[str], output: Path | None, input_format: str,
+                   output_format: str | None, text_column: str, batch_size: int, workers: int,
+                   address: str | None, scores: bool, min_score: float | None, n_best: int | None) -> None:
+    """`predict --ray`: Ray Data reads shards, actors tag them, shards are written (tagger/serving/ray_data.py,
+    imported only here: Ray is an optional extra)."""
+    from tagger.serving import ray_data
+
+    ray_data.check_formats(input_format, output_format, True, address)
+    if n_best:
+        raise ConfigError("--n-best is not available with --ray (use --scores or --min-score)")
+    ray_data.tag_files(model, list(inputs), output, input_format, output_format or "jsonl", text_column, batch_size,
+                       concurrency=workers, address=address, scores=scores, min_score=min_score)
 
 
 def score_options(output_format: str, scores: bool, min_score: float | None, n_best: int | None) -> ScoreOptions:
@@ -137,6 +214,8 @@ def calibrate(model: Path, dev_ref: str, format: str = "auto", tag_column: int |
     from tagger.tagging.calibration import fit
 
     tagger = Tagger.load(model)
+    if tag_column is None:
+        tag_column = trained_tag_column(tagger)
     sentences = read_sentences(dev_ref, format, tag_column, split="validation")
     dev_scheme = check_tags(sentences, dev_ref, scheme)
     check_model_fits(tagger.vocab.source_scheme, dev_scheme, dev_ref)

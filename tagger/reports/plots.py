@@ -17,6 +17,7 @@ from tagger.store import atomic_write
 
 FORMATS = ("svg", "png", "pdf")
 PANELS = (("loss", "training loss"), ("dev_f1", "dev F1"), ("tokens_per_s", "tokens/s"))
+SCALES = {"dev_f1": 100.0}  # metrics.jsonl keeps F1 in [0, 1]; the plot shows it as the CLI prints it, 0-100
 TRAINING_PLOT = "training.svg"
 
 
@@ -144,11 +145,17 @@ def _figure():
     return figure, axes
 
 
+def points(metrics: Sequence[dict], key: str) -> list[tuple[int, float]]:
+    """(epoch, value) of one panel, on the scale the CLI prints (dev F1 0-100), epochs without it left out."""
+    scale = SCALES.get(key, 1.0)
+    return [(m["epoch"], scale * m[key]) for m in metrics if m.get(key) is not None]
+
+
 def _draw(axes, metrics: Sequence[dict], label: str | None, colour: str) -> None:
     for ax, (key, _) in zip(axes, PANELS):
-        points = [(m["epoch"], m[key]) for m in metrics if m.get(key) is not None]
-        if points:
-            xs, ys = zip(*points)
+        shown = points(metrics, key)
+        if shown:
+            xs, ys = zip(*shown)
             ax.plot(xs, ys, marker="o", markersize=3, color=colour, label=label)
 
 

@@ -26,7 +26,7 @@ import heapq
 import itertools
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -34,17 +34,14 @@ from corpora.conll import Sentence
 from tagger.data import feature_columns
 from tagger.errors import ConfigError, InputError
 from tagger.tagging import marginals, pipeline
-from tagger.tagging.streaming import check_feature_columns, conll_sentences, read_lines
+from tagger.tagging.streaming import check_feature_columns
 from tagger.tagging.viterbi import viterbi
-from tagger.tagging.writers import WRITERS, jsonl
 from tagger.text import sentence_ends
 
 if TYPE_CHECKING:
     from tagger.tagging.tagger import Tagger
 
 STRATEGIES = ("mnlp", "least-confidence", "entropy", "random")
-INPUT_FORMATS = ("text", "tokens", "conll")
-OUTPUT_FORMATS = ("conll", "jsonl")
 CHUNK = 4096  # units scored together between heap updates
 
 
@@ -159,11 +156,11 @@ def check(k: int, strategy: str) -> None:
 
 def select(tagger: Tagger, sentences: Iterable[Sequence[str] | Sentence], k: int, strategy: str = "mnlp",
            seed: int = 0, batch_size: int = pipeline.BATCH_SIZE, chunk: int = CHUNK,
-           progress: Callable[[int], None] = lambda n: None) -> list[Selected]:
+           progress: Callable[[int, int], None] = lambda units, tokens: None) -> list[Selected]:
     """The k sentences of `sentences` to label next, the most informative first (fewer if the pool has
     fewer non-empty ones). A sentence is a list of tokens or a corpora Sentence (whose feature columns a
     model with features reads; its tags are ignored). The pool is read once, as a stream. `progress` gets
-    the number of units scored after each chunk."""
+    the units and tokens of each chunk once it is scored."""
     check(k, strategy)
     columns = tagger.config.features
 
@@ -183,7 +180,7 @@ def select(tagger: Tagger, sentences: Iterable[Sequence[str] | Sentence], k: int
 
 def select_texts(tagger: Tagger, texts: Iterable[str], k: int, strategy: str = "mnlp", seed: int = 0,
                  batch_size: int = pipeline.BATCH_SIZE, chunk: int = CHUNK,
-                 progress: Callable[[int], None] = lambda n: None) -> list[Selected]:
+                 progress: Callable[[int, int], None] = lambda units, tokens: None) -> list[Selected]:
     """select for raw texts (e.g. one a line): a text's uncertainty is its sentences' together."""
     check(k, strategy)
     return top_k(texts, lambda units: text_uncertainties(tagger, units, strategy, batch_size), k, strategy, seed,
@@ -191,7 +188,7 @@ def select_texts(tagger: Tagger, texts: Iterable[str], k: int, strategy: str = "
 
 
 def top_k(units: Iterable, score: Callable[[list], list[Uncertainty]], k: int, strategy: str, seed: int = 0,
-          chunk: int = CHUNK, progress: Callable[[int], None] = lambda n: None) -> list[Selected]:
+          chunk: int = CHUNK, progress: Callable[[int, int], None] = lambda units, tokens: None) -> list[Selected]:
     """The k units of the stream with the highest priority (the strategy's order), most informative first.
 
     A min-heap of k (priority, -index) entries: a new unit enters when it beats the least informative one
@@ -200,14 +197,16 @@ def top_k(units: Iterable, score: Callable[[list], list[Uncertainty]], k: int, s
     check(k, strategy)
     rng = np.random.default_rng(seed)
     heap: list[tuple[float, int, Any, float]] = []  # (priority, -index, unit, score)
-    it, start, seen = iter(units), 0, 0
+    it, start = iter(units), 0
     while block := list(itertools.islice(it, chunk)):
         live = [i for i, u in enumerate(block) if _size(u)]
+        tokens = 0
         if strategy == "random":
             draws = rng.random(len(block))
             values = [float(draws[i]) for i in live]
         else:
-            values = [u.score(strategy) for u in score([block[i] for i in live])]
+            found = score([block[i] for i in live])
+            values, tokens = [u.score(strategy) for u in found], sum(u.tokens for u in found)
         for i, value in zip(live, values):
             entry = (-value if strategy == "mnlp" else value, -(start + i), block[i], value)
             if len(heap) < k:
@@ -215,8 +214,7 @@ def top_k(units: Iterable, score: Callable[[list], list[Uncertainty]], k: int, s
             elif entry[:2] > heap[0][:2]:
                 heapq.heapreplace(heap, entry)
         start += len(block)
-        seen += len(live)
-        progress(seen)
+        progress(len(live), tokens)
     ranked = sorted(heap, key=lambda e: (-e[0], -e[1]))
     return [Selected(-neg_index, unit, value) for _, neg_index, unit, value in ranked]
 
@@ -235,57 +233,3 @@ def _size(unit: Any) -> int:
     if isinstance(unit, str):
         return len(unit.strip())
     return len(unit)
-
-
-# -- the command: a pool file in, the chosen units out -------------------------------------------------------
-
-
-def read_pool(ref: str, input_format: str, format: str = "auto") -> Iterator:
-    """The units of a pool file ("-": standard input), streamed: raw-text lines, token lines (as token
-    lists) or CoNLL sentences (tags not read)."""
-    if input_format not in INPUT_FORMATS:
-        raise ConfigError(f"unknown input format {input_format!r} (one of {', '.join(INPUT_FORMATS)})")
-    if input_format == "conll":
-        return conll_sentences(ref, format)
-    lines = read_lines(ref)
-    return lines if input_format == "text" else (line.split() for line in lines)
-
-
-def select_pool(tagger: Tagger, ref: str, k: int, strategy: str = "mnlp", input_format: str = "text",
-                format: str = "auto", seed: int = 0, batch_size: int = pipeline.BATCH_SIZE,
-                progress: Callable[[int], None] = lambda n: None) -> list[Selected]:
-    """select (or select_texts) over the units of a pool file; InputError for a pool with nothing to label."""
-    units = read_pool(ref, input_format, format)
-    if input_format == "text":
-        chosen = select_texts(tagger, units, k, strategy, seed, batch_size, progress=progress)
-    else:
-        chosen = select(tagger, units, k, strategy, seed, batch_size, progress=progress)
-    if not chosen:
-        raise InputError("no sentence to select: the pool has no tokens", path="<stdin>" if ref == "-" else ref)
-    return chosen
-
-
-def write_selected(tagger: Tagger, chosen: Sequence[Selected], output_format: str, out: TextIO,
-                   strategy: str, batch_size: int = pipeline.BATCH_SIZE) -> None:
-    """The chosen units, tagged by the model as a pre-annotation (tags in the training corpus's scheme), in
-    the order given. conll: `token tag` lines (CoNLL input keeps its columns and gains the tag as the last
-    one), a blank line after each sentence. jsonl: one object a unit with its "index" in the pool, the
-    strategy's "score", and "tokens" + "tags" (sentences) or "text" + "entities" (raw text)."""
-    if output_format not in OUTPUT_FORMATS:
-        raise ConfigError(f"unknown output format {output_format!r} (one of {', '.join(OUTPUT_FORMATS)})")
-    writer = WRITERS["conll"](tagger.entity_types, tagger.vocab.source_scheme)
-    if chosen and isinstance(chosen[0].unit, str):
-        tagged = pipeline.tag_texts(tagger, [c.unit for c in chosen], batch_size=batch_size)
-        for c, t in zip(chosen, tagged):
-            out.write(writer.text(t) if output_format == "conll" else
-                      jsonl({"index": c.index, "strategy": strategy, "score": c.score, "text": c.unit,
-                             "entities": t.entities}))
-        return
-    sentences = [c.unit if isinstance(c.unit, Sentence) else Sentence(tuple(c.unit)) for c in chosen]
-    columns = tagger.config.features
-    feats = [feature_columns(s, columns) for s in sentences] if columns else ()
-    tags = tagger.predict_tokens([s.tokens for s in sentences], feats, batch_size)
-    for c, s, t in zip(chosen, sentences, tags):
-        out.write(writer.sentence(s, t) if output_format == "conll" else
-                  jsonl({"index": c.index, "strategy": strategy, "score": c.score, "tokens": list(s.tokens),
-                         "tags": t}))

@@ -12,10 +12,9 @@ import os
 import signal
 import sys
 from collections import deque
-from typing import Callable, Iterable, Iterator, Sequence, TextIO
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TextIO
 
-from corpora.conll import DOCSTART, Sentence, decode_lines, iter_conll_lines, read_conll
-from corpora.schemes import is_span_tag
+from corpora.conll import Sentence, decode_lines, file_lines, iter_conll_lines, looks_like_conll, read_conll
 from tagger.data import feature_columns
 from tagger.errors import InputError
 from tagger.tagging import live, pipeline
@@ -24,18 +23,22 @@ from tagger.tagging.tagger import Tagger
 from tagger.tagging.writers import Writer
 
 CHUNK_LINES = 4096  # input lines tagged together
+SNIFF_LINES = 20  # lines read to tell a CoNLL file from raw text
 PARALLEL_BYTES = 1 << 20  # workers=0 (auto) uses every core for inputs this large
 
 
 def predict_files(tagger: Tagger, inputs: Sequence[str], writer: Writer, out: TextIO, input_format: str = "text",
                   format: str = "auto", workers: int = 1, warn: Callable[[str], None] = lambda _: None,
-                  options: ScoreOptions = ScoreOptions(), batch_size: int = pipeline.BATCH_SIZE) -> None:
-    """Tag each input ("-": standard input) and write what `writer` renders to `out`, in input order.
+                  options: ScoreOptions = ScoreOptions(), batch_size: int = pipeline.BATCH_SIZE,
+                  progress: Callable[[int, int], None] = lambda units, tokens: None) -> None:
+    """Tag each input ("-": standard input, plain or gzipped) and write what `writer` renders to `out`, in
+    input order.
 
     input_format: text (a raw-text line is one record), tokens (a line of space-separated tokens is one
     sentence) or conll (column files; `format` is their dialect). `warn` gets one-line warnings, such as a
     CoNLL file given as raw text. The caller has checked that the inputs exist (commands.predict). `options`: the scores, minimum score and n-best to add; `batch_size`:
-    sentences per engine call."""
+    sentences per engine call; `progress` gets each chunk's units (lines or sentences) and tokens once it is
+    written."""
     out.write(writer.header())
     job = (tagger, writer, input_format, options, batch_size)
     for ref in inputs:
@@ -48,11 +51,12 @@ def predict_files(tagger: Tagger, inputs: Sequence[str], writer: Writer, out: Te
             if input_format == "text":
                 lines = _warn_if_conll(lines, ref, warn)
             chunks = _chunks(lines, CHUNK_LINES)
-        for text in _map_ordered(chunks, workers, job):
-            if text is None:  # live input is waiting for more: what came so far goes out now
+        for done in _map_ordered(chunks, workers, job):
+            if done is None:  # live input is waiting for more: what came so far goes out now
                 out.flush()
             else:
-                out.write(text)
+                out.write(done.text)
+                progress(done.units, done.tokens)
     out.write(writer.footer())
 
 
@@ -63,12 +67,27 @@ def auto_workers(inputs: Sequence[str]) -> int:
     return max(1, len(os.sched_getaffinity(0))) if size >= PARALLEL_BYTES else 1
 
 
+class Rendered(NamedTuple):
+    """A chunk as the writer rendered it, with its units (lines or sentences) and tokens."""
+
+    text: str
+    units: int
+    tokens: int
+
+
 def render(tagger: Tagger, writer: Writer, input_format: str, options: ScoreOptions, batch_size: int,
            chunk: list) -> str:
     """Tag (and, as `options` asks, score) one chunk of raw-text lines, token lines or CoNLL sentences and
     render it with the writer."""
+    return render_counted(tagger, writer, input_format, options, batch_size, chunk).text
+
+
+def render_counted(tagger: Tagger, writer: Writer, input_format: str, options: ScoreOptions, batch_size: int,
+                   chunk: list) -> Rendered:
+    """render, with the chunk's units and tokens counted (what a progress display shows)."""
     if input_format == "text":
-        return "".join(map(writer.text, pipeline.tag_texts(tagger, chunk, options, batch_size)))
+        tagged = pipeline.tag_texts(tagger, chunk, options, batch_size)
+        return Rendered("".join(map(writer.text, tagged)), len(chunk), sum(len(t.tokens) for t in tagged))
     if input_format == "tokens":
         sentences = [Sentence(tuple(line.split())) for line in chunk]
         feats: Sequence = ()
@@ -77,11 +96,13 @@ def render(tagger: Tagger, writer: Writer, input_format: str, options: ScoreOpti
         if columns:
             check_feature_columns(chunk, columns, "input")
         feats = [feature_columns(s, columns) for s in chunk] if columns else ()
+    tokens = sum(len(s.tokens) for s in sentences)
     if options.active:
         scored = pipeline.scored_tokens(tagger, [s.tokens for s in sentences], feats, options, batch_size)
-        return "".join(writer.sentence(s, tags, scores) for s, (tags, scores) in zip(sentences, scored))
+        return Rendered("".join(writer.sentence(s, tags, scores) for s, (tags, scores) in zip(sentences, scored)),
+                        len(sentences), tokens)
     tags = tagger.predict_tokens([s.tokens for s in sentences], feats, batch_size)
-    return "".join(writer.sentence(s, t) for s, t in zip(sentences, tags))
+    return Rendered("".join(writer.sentence(s, t) for s, t in zip(sentences, tags)), len(sentences), tokens)
 
 
 def check_feature_columns(sentences: Sequence[Sentence], columns: Sequence[int], source: str) -> None:
@@ -103,22 +124,17 @@ def check_input_file(ref: str) -> None:
 
 
 def read_lines(ref: str) -> Iterator[str]:
-    """Lines of a file or standard input ("-") without their line ends; decoding errors name the line."""
-    if ref == "-":
-        yield from (line.rstrip("\r\n") for line in decode_lines(sys.stdin.buffer, "<stdin>"))
-        return
-    with open(ref, "rb") as f:
-        yield from (line.rstrip("\r\n") for line in decode_lines(f, ref))
+    """Lines of a file (plain or gzipped) or standard input ("-") without their line ends; decoding errors
+    name the line."""
+    lines = decode_lines(sys.stdin.buffer, "<stdin>") if ref == "-" else file_lines(ref)
+    yield from (line.rstrip("\r\n") for line in lines)
 
 
 def _warn_if_conll(lines: Iterator[str], ref: str, warn: Callable[[str], None]) -> Iterator[str]:
     """Pass lines through; warn once if the first ones look like CoNLL columns (-DOCSTART-, or a token and
     a tag on each line) rather than raw text."""
-    head = list(itertools.islice(lines, 20))
-    filled = [line.split() for line in head if line.strip()]
-    looks = bool(filled) and (filled[0][0] == DOCSTART or all(
-        1 < len(fields) <= 10 and is_span_tag(fields[-1]) for fields in filled))
-    if looks:
+    head = list(itertools.islice(lines, SNIFF_LINES))
+    if looks_like_conll(head):
         warn(f"warning: {'<stdin>' if ref == '-' else ref}: this looks like a CoNLL file, tagged as raw text "
              "(one record a line): use --input-format conll to tag its tokens")
     yield from head
@@ -163,16 +179,16 @@ def _set_job(job: tuple) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _render_in_worker(chunk: list) -> str:
-    return render(*_JOB, chunk)  # type: ignore[misc]
+def _render_in_worker(chunk: list) -> Rendered:
+    return render_counted(*_JOB, chunk)  # type: ignore[misc]
 
 
-def _map_ordered(chunks: Iterable[list | None], workers: int, job: tuple) -> Iterator[str | None]:
+def _map_ordered(chunks: Iterable[list | None], workers: int, job: tuple) -> Iterator[Rendered | None]:
     """Each chunk rendered, in input order; with workers > 1 in forked processes (which get `job` from their
     initializer, not pickled per chunk), at most 2 x workers chunks in flight. A None chunk (live input about
     to wait) comes out as None once every chunk before it has."""
     if workers <= 1:
-        yield from (None if chunk is None else render(*job, chunk) for chunk in chunks)
+        yield from (None if chunk is None else render_counted(*job, chunk) for chunk in chunks)
         return
     import multiprocessing as mp
 

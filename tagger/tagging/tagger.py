@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -153,11 +153,23 @@ class Tagger:
 
     # -- scoring ---------------------------------------------------------------------------------------
 
-    def evaluate(self, sentences: Sequence[Sentence], scheme: str | None = None) -> dict:
-        """Entity P/R/F1 (seqeval strict) or token accuracy against the sentences' gold tags.
+    def evaluate(self, sentences: Sequence[Sentence] | str | os.PathLike, scheme: str | None = None) -> dict:
+        """Entity P/R/F1 (seqeval strict) or token accuracy against gold tags: of labelled sentences
+        (corpora.conll.Sentence, as `read_conll` yields them), or of a CoNLL file (or dataset) read as `tagger
+        evaluate` reads it, in the tag column the model was trained with.
 
         `scheme` is the gold tags' scheme (detected when None): it may differ from the training corpus's.
+        Anything else (no sentence, bare token lists) is a TaggerError saying what evaluate takes.
         """
+        if isinstance(sentences, (str, os.PathLike)):
+            from tagger.data import check_model_fits, check_tags, read_sentences
+
+            ref = os.fspath(sentences)
+            sentences = read_sentences(ref, tag_column=(self.meta.get("training") or {}).get("tag_column"),
+                                       split="test")
+            scheme = check_tags(sentences, ref, scheme)
+            check_model_fits(self.vocab.source_scheme, scheme, ref)
+        sentences = _labelled(sentences)
         gold, pred = pipeline.gold_and_predicted(self, sentences, scheme)
         return measure(gold, pred, self.scheme)
 
@@ -249,3 +261,19 @@ def _lexicon(path: str | os.PathLike, config: Config, meta: dict) -> Lexicon | N
         return parse_saved(text, str(Path(path) / store.LEXICON))
     except InputError as e:
         raise ModelError(e.message, path=e.path, line=e.line) from None
+
+
+def _labelled(sentences: object) -> list[Sentence]:
+    """`sentences` as a list of labelled Sentences, or a TaggerError saying what Tagger.evaluate takes."""
+    takes = ("evaluate takes labelled sentences (corpora.conll.Sentence with tags, as read_conll reads a CoNLL "
+             "file) or a CoNLL file's path")
+    if isinstance(sentences, (str, bytes)) or not isinstance(sentences, Iterable):
+        raise TaggerError(f"{takes}, not {type(sentences).__name__}")
+    sentences = list(sentences)  # type: ignore[call-overload]
+    if not sentences:
+        raise TaggerError(f"no sentences to score: {takes}")
+    for i, s in enumerate(sentences):
+        if not isinstance(s, Sentence) or s.tags is None:
+            what = "an unlabelled Sentence" if isinstance(s, Sentence) else f"{type(s).__name__} {str(s)[:40]}"
+            raise TaggerError(f"{takes}; item {i} is {what} (predict_tokens tags token lists)")
+    return sentences
