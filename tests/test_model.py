@@ -97,3 +97,32 @@ def test_the_training_network_refuses_padded_batches():
     tagger = tiny()
     with pytest.raises(ValueError, match="one length"):
         tagger.model.emissions(collate([tagger.encode(s) for s in SENTENCES]))  # lengths 4, 2, 2, 6
+
+
+def test_a_model_directory_reads_the_same_for_training_as_for_tagging(trained_model):
+    """One reading path (tagging/tagger.py read_saved): the same vocabulary, lexicon and weights."""
+    import numpy as np
+
+    from tagger.api import Tagger
+
+    trainable, tagger = Trainable.load(trained_model), Tagger.load(trained_model)
+    assert trainable.vocab.to_json() == tagger.vocab.to_json()
+    mine = trainable.model.tensors()
+    assert mine.keys() == tagger.tensors.keys()
+    assert all(np.array_equal(mine[k], tagger.tensors[k]) for k in mine)
+
+
+def test_a_malformed_vocabulary_is_one_line_for_training_too(trained_model, tmp_path):
+    import hashlib
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_model, model)
+    (model / "vocab.json").write_bytes(b'{"words": 3}')
+    meta = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    meta["sha256"]["vocab.json"] = hashlib.sha256(b'{"words": 3}').hexdigest()  # intact file, malformed content
+    (model / "config.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ModelError, match="malformed vocabulary") as caught:
+        Trainable.load(model)
+    assert caught.value.path.endswith("vocab.json")

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from tagger import commands
 
@@ -92,8 +92,22 @@ def test_tagging_runs_blas_on_one_thread_and_restores_it(trained_model, monkeypa
 
     monkeypatch.setattr(engine.Engine, "tag", tag)
     tagger = Tagger.load(trained_model)
-    tagger.predict("Anna Novak visited Veldmark .")
+    with threadpool_limits(limits=2, user_api="blas"):  # what the caller had: two threads
+        tagger.predict("Anna Novak visited Veldmark .")
+        after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     assert seen and all(threads == [1] * len(threads) for threads in seen)
+    assert after and after == [2] * len(after)
+
+
+def test_tagging_changes_nothing_in_the_tagger(trained_model):
+    """The pipeline reads a Tagger and never writes to it (it once stored its BLAS controller there)."""
+    tagger = Tagger.load(trained_model)
+    before = dict(vars(tagger))
+    tagger.predict(["Anna Novak visited Veldmark .", "Bo went home ."], scores=True)
+    tagger.predict_tokens([["Anna", "Novak"]])
+    tagger.marginals([["Anna", "Novak"]])
+    assert vars(tagger).keys() == before.keys()
+    assert all(vars(tagger)[name] is value for name, value in before.items())
 
 
 def test_a_conll_file_given_as_raw_text_is_tagged_with_one_warning(trained_model, tmp_path, capsys):

@@ -19,7 +19,7 @@ import numpy as np
 
 from tagger.tagging.tagger import Tagger
 from tagger.config import Config
-from tagger.encode import Batch, Encoder
+from tagger.encode import Batch
 from tagger.errors import ModelError
 from tagger.export import MODEL_FILE, ONNX_HINT, PREPROCESS_FILE
 from tagger.lexicon import Lexicon
@@ -133,15 +133,10 @@ class OnnxTagger(Tagger):
     vocabulary, config and lexicon. It cannot be saved as a model directory (it has no tensors)."""
 
     def __init__(self, directory: str | os.PathLike, spec: dict, threads: int = 1):
-        # Tagger.__init__ would build the numpy engine from tensors: set its fields here instead
         lexicon = Lexicon(dict(spec["lexicon"]["words"])) if spec.get("lexicon") else None
-        self.config = Config.from_dict(spec["config"], source=str(Path(directory) / PREPROCESS_FILE)).resolved()
-        self.vocab = Vocab.from_json(spec["vocab"], lexicon)
-        self.tensors, self.meta = {}, dict(spec.get("meta", {}))
-        self.engine = OnnxEngine(Path(directory) / MODEL_FILE, threads)
-        self.scheme = spec["scheme"]
-        self.encode = Encoder(self.vocab)
-        self.batch_size, self._threads, self.blas = 256, None, None
+        config = Config.from_dict(spec["config"], source=str(Path(directory) / PREPROCESS_FILE))
+        super().__init__(config, Vocab.from_json(spec["vocab"], lexicon), {}, dict(spec.get("meta", {})),
+                         engine=OnnxEngine(Path(directory) / MODEL_FILE, threads))
         self.directory = Path(directory)
 
     @classmethod

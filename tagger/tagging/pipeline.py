@@ -1,16 +1,17 @@
 """The tagging pipeline behind `Tagger` and every door out (files, Ray, HTTP, selection): sentences or raw
 texts -> encoded -> mixed-length batches -> engine -> Viterbi paths or forward-backward -> tags, entities.
 
-Functions take the loaded `Tagger` (its vocabulary, encoder, engine and scheme) and the batch size as an
-argument: no caller changes a Tagger's state. OpenBLAS runs one thread while the engine works
-(threadpoolctl): the engine's matrix products are too small for BLAS threads, which made it 2-4x slower.
+Functions take a loaded model (`Loaded`: what a `Tagger` holds, its vocabulary, encoder, engine and scheme)
+and the batch size as arguments, and change neither. `Loaded` is a Protocol, so that this module does not
+import the Tagger that calls it. OpenBLAS runs one thread while the engine works (threadpoolctl, through the
+model's own controller): the engine's matrix products are too small for BLAS threads, which made it 2-4x slower.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -24,9 +25,36 @@ from tagger.tagging.confidence import ScoreOptions, Scored
 from tagger.text import Tokens, sentence_ends
 
 if TYPE_CHECKING:
-    from tagger.tagging.tagger import Tagger
+    from threadpoolctl import ThreadpoolController
+
+    from tagger.config import Config
+    from tagger.encode import Batch, Encoder
+    from tagger.vocab import Vocab
 
 BATCH_SIZE = 256  # sentences per engine call
+
+
+class Engine(Protocol):
+    """A network's tagging pass: numpy's (engine.Engine), onnxruntime's (export/runtime.py), an ensemble's."""
+
+    crf: tuple[np.ndarray, np.ndarray, np.ndarray]  # (start, transitions, end)
+
+    def tag(self, batch: Batch) -> list[list[int]]: ...
+
+    def emissions(self, batch: Batch) -> np.ndarray: ...
+
+
+class Loaded(Protocol):
+    """What the pipeline reads of a loaded model; a `Tagger` (tagger/tagging/tagger.py) is one."""
+
+    config: Config
+    vocab: Vocab
+    encode: Encoder
+    engine: Engine
+    scheme: str | None
+    blas: ThreadpoolController  # made with the model, never by the pipeline
+
+    def to_source(self, tags: list[str]) -> list[str]: ...
 
 
 @dataclass
@@ -62,20 +90,17 @@ class TaggedText:
 
 # -- pre-tokenised sentences ------------------------------------------------------------------------------
 
-def tag_sentences(tagger: Tagger, sentences: Sequence[Sequence[str]], features: Sequence = (),
+def tag_sentences(tagger: Loaded, sentences: Sequence[Sequence[str]], features: Sequence = (),
                   batch_size: int = BATCH_SIZE) -> list[list[str]]:
     """Tags (in the model's scheme) of pre-tokenised sentences, in input order; an empty sentence gets []."""
     encoded, todo = _encode(tagger, sentences, features)
     out: list[list[str]] = [[] for _ in sentences]
-    names = tagger.vocab.tags.items
-    with one_blas_thread(tagger):
-        for ids, batch in iter_batches(encoded, batch_size, mixed=True):
-            for i, path in zip(ids, tagger.engine.tag(batch)):
-                out[todo[i]] = list(map(names.__getitem__, path))
+    for i, tags in zip(todo, tag_encoded(tagger, encoded, batch_size)):
+        out[i] = tags
     return out
 
 
-def tag_encoded(tagger: Tagger, encoded: Sequence[Encoded], batch_size: int = BATCH_SIZE) -> list[list[str]]:
+def tag_encoded(tagger: Loaded, encoded: Sequence[Encoded], batch_size: int = BATCH_SIZE) -> list[list[str]]:
     """Tags (in the model's scheme) of already encoded, non-empty sentences (training's dev set)."""
     out: list[list[str]] = [[] for _ in encoded]
     names = tagger.vocab.tags.items
@@ -86,7 +111,7 @@ def tag_encoded(tagger: Tagger, encoded: Sequence[Encoded], batch_size: int = BA
     return out
 
 
-def score_sentences(tagger: Tagger, sentences: Sequence[Sequence[str]], features: Sequence = (),
+def score_sentences(tagger: Loaded, sentences: Sequence[Sequence[str]], features: Sequence = (),
                     options: ScoreOptions = ScoreOptions(scores=True), batch_size: int = BATCH_SIZE
                     ) -> list[Scored]:
     """What `options` asks for of each sentence (tagger/tagging/confidence.py Scored): its best tags and
@@ -101,7 +126,7 @@ def score_sentences(tagger: Tagger, sentences: Sequence[Sequence[str]], features
     return out
 
 
-def score_encoded(tagger: Tagger, encoded: Sequence[Encoded], options: ScoreOptions,
+def score_encoded(tagger: Loaded, encoded: Sequence[Encoded], options: ScoreOptions,
                   batch_size: int = BATCH_SIZE) -> list[Scored]:
     """Already encoded, non-empty sentences tagged and scored as `options` asks, in input order."""
     out: list = [None] * len(encoded)
@@ -115,7 +140,7 @@ def score_encoded(tagger: Tagger, encoded: Sequence[Encoded], options: ScoreOpti
     return out
 
 
-def scored_tokens(tagger: Tagger, sentences: Sequence[Sequence[str]], features: Sequence = (),
+def scored_tokens(tagger: Loaded, sentences: Sequence[Sequence[str]], features: Sequence = (),
                   options: ScoreOptions = ScoreOptions(scores=True), batch_size: int = BATCH_SIZE
                   ) -> list[tuple[list[str], SentenceScores]]:
     """Each sentence's tags (in the training corpus's scheme) and its SentenceScores: what writers render
@@ -124,7 +149,7 @@ def scored_tokens(tagger: Tagger, sentences: Sequence[Sequence[str]], features: 
             for s in score_sentences(tagger, sentences, features, options, batch_size)]
 
 
-def emission_batches(tagger: Tagger, sentences: Sequence[Sequence[str]], features: Sequence = (),
+def emission_batches(tagger: Loaded, sentences: Sequence[Sequence[str]], features: Sequence = (),
                      batch_size: int = BATCH_SIZE) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
     """The network's scores of the non-empty sentences, batched: per batch the indices of its sentences,
     emissions (B, T, K) and mask (B, T). What probabilities (tagger/tagging/marginals.py) start from."""
@@ -135,7 +160,7 @@ def emission_batches(tagger: Tagger, sentences: Sequence[Sequence[str]], feature
         yield [todo[i] for i in ids], emissions, batch.mask
 
 
-def lattices(tagger: Tagger, sentences: Sequence[Sequence[str]], features: Sequence = (),
+def lattices(tagger: Loaded, sentences: Sequence[Sequence[str]], features: Sequence = (),
              batch_size: int = BATCH_SIZE) -> Iterator[tuple[list[int], marginals.Lattice]]:
     """Forward-backward over the non-empty sentences, batched: (their indices, the batch's lattice), at the
     model's temperature."""
@@ -146,7 +171,7 @@ def lattices(tagger: Tagger, sentences: Sequence[Sequence[str]], features: Seque
         yield ids, lattice
 
 
-def gold_and_predicted(tagger: Tagger, sentences: Sequence[Sentence], scheme: str | None = None,
+def gold_and_predicted(tagger: Loaded, sentences: Sequence[Sentence], scheme: str | None = None,
                        batch_size: int = BATCH_SIZE) -> tuple[list[list[str]], list[list[str]]]:
     """The sentences' gold tags and the model's, both in the model's scheme (what evaluation compares);
     `scheme` is the gold tags' (detected when None)."""
@@ -161,7 +186,7 @@ def gold_and_predicted(tagger: Tagger, sentences: Sequence[Sentence], scheme: st
 
 # -- raw text -------------------------------------------------------------------------------------------
 
-def tag_texts(tagger: Tagger, texts: Iterable[str], options: ScoreOptions = ScoreOptions(),
+def tag_texts(tagger: Loaded, texts: Iterable[str], options: ScoreOptions = ScoreOptions(),
               batch_size: int = BATCH_SIZE) -> Iterator[TaggedText]:
     """Each raw text tokenised, split into sentences and tagged (batched across texts): what writers render.
     With `options` (scores, min_score, n_best) scored too; without, no probability is computed."""
@@ -186,7 +211,7 @@ def tag_texts(tagger: Tagger, texts: Iterable[str], options: ScoreOptions = Scor
         yield TaggedText(text, tokens, ends, entities, per_sentence, tagger.to_source)
 
 
-def _scored_texts(tagger: Tagger, texts: list[str], scanned: list[tuple[Tokens, list[int]]], scored: list[Scored],
+def _scored_texts(tagger: Loaded, texts: list[str], scanned: list[tuple[Tokens, list[int]]], scored: list[Scored],
                   options: ScoreOptions) -> Iterator[TaggedText]:
     found = iter(scored)
     for text, (tokens, ends) in zip(texts, scanned):
@@ -205,7 +230,7 @@ def _scored_texts(tagger: Tagger, texts: list[str], scanned: list[tuple[Tokens, 
                          joint_alternatives(choices, options.n_best) if options.n_best else None)
 
 
-def sentence_scores(tagger: Tagger, scored: Scored, options: ScoreOptions, with_tags: bool = False
+def sentence_scores(tagger: Loaded, scored: Scored, options: ScoreOptions, with_tags: bool = False
                     ) -> SentenceScores:
     """What writers need of a scored sentence; the n best tag sequences (in the training corpus's scheme)
     only `with_tags`: raw-text records show alternatives per text, as entities."""
@@ -232,7 +257,7 @@ def _log(p: float) -> float:
     return math.log(p) if p > 0 else -math.inf
 
 
-def _entity(tagger: Tagger, text: str, tokens: Tokens, first: int, span: tuple[str, int, int]) -> dict:
+def _entity(tagger: Loaded, text: str, tokens: Tokens, first: int, span: tuple[str, int, int]) -> dict:
     """The entity (label, s, e) of the sentence whose tokens start at `first`, with character offsets."""
     label, s, e = span
     start, end = tokens.starts[first + s], tokens.ends[first + e - 1]
@@ -241,12 +266,12 @@ def _entity(tagger: Tagger, text: str, tokens: Tokens, first: int, span: tuple[s
     return {"start": start, "end": end, "label": label, "text": text[start:end]}
 
 
-def _spans(tagger: Tagger, text: str, tokens: Tokens, first: int, tags: list[str]) -> list[dict]:
+def _spans(tagger: Loaded, text: str, tokens: Tokens, first: int, tags: list[str]) -> list[dict]:
     """Entities (or, for plain tags, tagged tokens) of the sentence whose tokens start at `first`."""
     return [_entity(tagger, text, tokens, first, span) for span in schemes.tag_spans(tags, tagger.scheme)]
 
 
-def _encode(tagger: Tagger, sentences: Sequence[Sequence[str]], features: Sequence
+def _encode(tagger: Loaded, sentences: Sequence[Sequence[str]], features: Sequence
             ) -> tuple[list[Encoded], list[int]]:
     """The non-empty sentences encoded, and their indices in `sentences`."""
     if tagger.vocab.features and not features:
@@ -256,11 +281,7 @@ def _encode(tagger: Tagger, sentences: Sequence[Sequence[str]], features: Sequen
     return [tagger.encode(sentences[i], features=features[i] if features else ()) for i in todo], todo
 
 
-def one_blas_thread(tagger: Tagger):
-    """A context in which OpenBLAS (numpy's) runs one thread, restored after it. The controller (which
-    lists the loaded BLAS libraries, 0.2 ms) is made once per Tagger, on first use."""
-    if tagger.blas is None:
-        from threadpoolctl import ThreadpoolController
-
-        tagger.blas = ThreadpoolController()
+def one_blas_thread(tagger: Loaded) -> ContextManager:
+    """A context in which OpenBLAS (numpy's) runs one thread, restored after it, through the model's own
+    controller (which lists the loaded BLAS libraries, 0.2 ms: made once, when the model is)."""
     return tagger.blas.limit(limits=1, user_api="blas")

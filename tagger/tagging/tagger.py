@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from corpora import schemes
 from corpora.conll import Sentence
@@ -40,7 +41,7 @@ class Tagger:
         self.engine = engine or Engine(config, tensors)  # an ensemble brings its own (tagging/ensemble.py)
         self.scheme = model_scheme(config, vocab.source_scheme)
         self.encode = Encoder(vocab)
-        self.blas = None  # threadpoolctl's controller, made by the pipeline on first use
+        self.blas = ThreadpoolController()  # limits OpenBLAS to one thread around tagging (pipeline.py)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Tagger":
@@ -50,18 +51,7 @@ class Tagger:
             return ensemble.load(Path(path), store.read_meta(path), cls.load,
                                  lambda config, vocab, meta, engine: cls(config, vocab, {}, meta, engine))
         config, vocab_json, tensors, meta = store.load_model(path)
-        lexicon = _lexicon(path, config, meta)
-        try:
-            vocab = Vocab.from_json(vocab_json, lexicon)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"malformed vocabulary ({e})", path=str(Path(path) / "vocab.json")) from None
-        sizes = spec.sizes_of(vocab)
-        if meta.get("format_version", 1) == 1:
-            tensors = store.from_format_1(tensors, config, sizes, Path(path))
-        problems = spec.check(tensors, config, sizes)
-        if problems:
-            raise ModelError(f"weights do not match config.json and vocab.json ({'; '.join(problems[:3])})",
-                             path=str(Path(path) / "model.safetensors"))
+        vocab, tensors = read_saved(path, config, vocab_json, tensors, meta)
         return cls(config, vocab, tensors, meta)
 
     @property
@@ -240,6 +230,27 @@ def _scheme_tags(label: str, scheme: str) -> list[str]:
     """Every tag of one entity type in `scheme`: the tags of a one-token span next to a three-token one."""
     tags = set(schemes.from_spans([(label, 0, 1), (label, 1, 4)], 4, scheme))
     return sorted(tags, key=lambda t: _PREFIX_ORDER.index(t[0]))
+
+
+def read_saved(path: str | os.PathLike, config: Config, vocab_json: dict, tensors: dict[str, np.ndarray], meta: dict
+               ) -> tuple[Vocab, dict[str, np.ndarray]]:
+    """The vocabulary (with the lexicon the directory keeps) and the tensors under today's names, checked
+    against config.json and vocab.json, from what store.load_model read in `path`: the one reading path of a
+    model directory or a checkpoint, for Tagger.load and training's Trainable.from_saved alike. A malformed
+    vocabulary or weights that do not fit it are a ModelError naming the file."""
+    lexicon = _lexicon(path, config, meta)
+    try:
+        vocab = Vocab.from_json(vocab_json, lexicon)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"malformed vocabulary ({e})", path=str(Path(path) / "vocab.json")) from None
+    sizes = spec.sizes_of(vocab)
+    if meta.get("format_version", 1) == 1:
+        tensors = store.from_format_1(tensors, config, sizes, Path(path))
+    problems = spec.check(tensors, config, sizes)
+    if problems:
+        raise ModelError(f"weights do not match config.json and vocab.json ({'; '.join(problems[:3])})",
+                         path=str(Path(path) / "model.safetensors"))
+    return vocab, tensors
 
 
 def _lexicon(path: str | os.PathLike, config: Config, meta: dict) -> Lexicon | None:

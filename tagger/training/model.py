@@ -17,8 +17,7 @@ from tagger import store
 from tagger import tensors as spec
 from tagger.config import Config, model_scheme
 from tagger.encode import Batch, Encoder
-from tagger.lexicon import parse_saved
-from tagger.tagging.tagger import Tagger
+from tagger.tagging.tagger import Tagger, read_saved
 from tagger.tensors import sizes_of
 from tagger.training.crf import ConstrainedCRF
 from tagger.vocab import CASINGS, Vocab
@@ -239,12 +238,9 @@ class Trainable:
     @classmethod
     def from_saved(cls, path: str | Path, config: Config, vocab_json: dict, tensors: dict[str, np.ndarray],
                    meta: dict) -> Trainable:
-        """A trainable network from what store.load_model read in `path` (a model or a checkpoint)."""
-        text = store.load_lexicon(path, meta)
-        lexicon = parse_saved(text, str(Path(path) / store.LEXICON)) if text is not None else None
-        vocab = Vocab.from_json(vocab_json, lexicon)
-        if meta.get("format_version", 1) == 1:
-            tensors = store.from_format_1(tensors, config, sizes_of(vocab), Path(path))
+        """A trainable network from what store.load_model read in `path` (a model or a checkpoint), read as
+        Tagger.load reads it (tagger/tagging/tagger.py read_saved)."""
+        vocab, tensors = read_saved(path, config, vocab_json, tensors, meta)
         trainable = cls.build(config, vocab)
         trainable.model.load_tensors(tensors)
         return trainable
