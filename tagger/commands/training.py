@@ -82,11 +82,11 @@ def record_training(output: Path, training: dict) -> None:
 
 def _origin(output: Path, resume: bool, corpora: dict[str, tuple[str, Sequence[Sentence]]],
             embeddings: Path | Sequence[Path] | None, lexicon: str | None, bigram_embeddings: Path | None,
-            context: str | None, unlabeled: Sequence[Path]) -> dict:
+            context: str | None, unlabeled: Sequence[Path], teachers: Sequence[Path] = ()) -> dict:
     """Where the training comes from, kept in its checkpoints (tagger/training/checkpoints.py): the names
     `tagger info` shows, the sentences' SHA-256, the vectors and unlabelled text files. On --resume, the
     checkpoint's origin with the new file names, once the sentences are found the same (else InputError
-    naming the file)."""
+    naming the file). Teachers (--teacher) are recorded by their config.json, which checksums the rest."""
     from tagger import lac
     from tagger.data import sentences_sha256
     from tagger.training import checkpoints
@@ -97,6 +97,7 @@ def _origin(output: Path, resume: bool, corpora: dict[str, tuple[str, Sequence[S
         before = checkpoints.origin_of(output)
         checkpoints.check_same_corpora(before, {split: (names[split], digests[split]) for split in corpora})
         _check_same_unlabeled(before.get("unlabeled") or [], unlabeled)
+        _check_same_teachers(before.get("teachers") or [], teachers)
         return {**before, "training": {**before.get("training", {}), **names}, "corpora": digests}
     files = vector_files(embeddings)
     files = [] if any(lac.names_jieba(p) for p in files) else files
@@ -104,9 +105,34 @@ def _origin(output: Path, resume: bool, corpora: dict[str, tuple[str, Sequence[S
               "lexicon": Path(lexicon).name if lexicon else None,
               "bigram_embeddings": Path(bigram_embeddings).name if bigram_embeddings else None,
               "context": Path(context).name if context else None,
-              "unlabeled": " + ".join(Path(p).name for p in unlabeled) or None}
+              "unlabeled": " + ".join(Path(p).name for p in unlabeled) or None,
+              "teachers": " + ".join(Path(p).resolve().name for p in teachers) or None}
     return {"training": {**names, **inputs}, "corpora": digests, "vectors": checkpoints.files_origin(files),
-            "unlabeled": checkpoints.files_origin(unlabeled)}
+            "unlabeled": checkpoints.files_origin(unlabeled),
+            "teachers": checkpoints.files_origin([Path(t) / "config.json" for t in teachers])}
+
+
+def _check_same_teachers(recorded: Sequence[dict], given: Sequence[Path]) -> None:
+    """On --resume: the teachers the training started from, unchanged (their config.json, which checksums
+    their weights or members); --teacher may be left out, or name the same models."""
+    from tagger.training import checkpoints
+
+    if given and [str((Path(p) / "config.json").resolve()) for p in given] != [r["path"] for r in recorded]:
+        raise ConfigError("--resume continues with the teachers the training started with: "
+                          f"{', '.join(str(Path(r['path']).parent) for r in recorded) or 'none'}; leave --teacher out")
+    checkpoints.check_unchanged(recorded, "teacher")
+
+
+def _check_teachers(teachers: Sequence[Path], init: Path | None) -> None:
+    """ModelError for a --teacher that is not a model directory, found before the corpus is read."""
+    from tagger.errors import ModelError
+
+    if teachers and init is not None:
+        raise ConfigError("--teacher and --init cannot be combined: distil into a model trained from scratch")
+    for path in teachers:
+        if not (Path(path) / "config.json").is_file():
+            raise ModelError("no such model directory (--teacher)", path=str(path))
+
 
 
 def _check_same_unlabeled(recorded: Sequence[dict], given: Sequence[Path]) -> None:
@@ -126,7 +152,8 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
           config_file: Path | None = None, overrides: dict | None = None, features: str | None = None,
           resume: bool = False, force: bool = False, reporter=None, processes: int = 1,
           lexicon: str | None = None, bigram_embeddings: Path | None = None, context: str | None = None,
-          init: Path | None = None, extend_tags: bool = False, unlabeled: Sequence[Path] = ()) -> dict:
+          init: Path | None = None, extend_tags: bool = False, unlabeled: Sequence[Path] = (),
+          teachers: Sequence[Path] = ()) -> dict:
     """Train a model from paths and options. embeddings: a vectors file, several (their vectors stacked:
     tagger/embeddings.py stack_vectors), or "jieba" for the character vectors of an installed jieba's LAC
     model; lexicon: a `word [frequency]` file, or "jieba" for its dictionary
@@ -135,7 +162,9 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
     start a training: on --resume the checkpoint keeps its own. init: a model directory to start from (its
     weights and vocabulary: tagger/training/warmstart.py); extend_tags: new tags in TRAIN extend its tags.
     unlabeled: raw text files (plain or gzipped, a paragraph a line) to learn from by cross-view training
-    (tagger/training/cvt.py); a resume continues with the checkpoint's."""
+    (tagger/training/cvt.py); a resume continues with the checkpoint's. teachers: model or ensemble directories
+    whose exact marginals the model learns as well (tagger/training/teachers.py), on TRAIN and, with
+    `unlabeled`, on the raw text instead of cross-view training; read-only, checked unchanged on resume."""
     from tagger.training import distributed, launch
     from tagger.training.setup import Inputs
     from tagger.training.state import Silent
@@ -152,6 +181,8 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
     else:
         reporter = Silent()
     unlabeled = [Path(p) for p in unlabeled or ()]
+    teachers = [Path(p) for p in teachers or ()]
+    _check_teachers(teachers, init)
     if not resume:  # before the corpus is read: a typo should not cost that wait
         _check_inputs(embeddings, bigram_embeddings, lexicon, context)
         if unlabeled:
@@ -163,7 +194,7 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
     else:
         inputs = Inputs() if resume else _load_inputs(embeddings, bigram_embeddings, lexicon, context, reporter)
     origin = _origin(output, resume, {"train": (train_ref, train_sents), "dev": (dev_ref, dev_sents)}, embeddings,
-                     lexicon, bigram_embeddings, context, unlabeled)
+                     lexicon, bigram_embeddings, context, unlabeled, teachers)
     unlabeled = [r["path"] for r in origin.get("unlabeled") or []]
     created = not output.exists()
     if leader:

@@ -28,7 +28,7 @@ from tagger.errors import InputError
 from tagger.reports import plots
 from tagger.reports.metrics import measure
 from tagger.tagging.pipeline import tag_encoded
-from tagger.training import checkpoints, cvt, distributed, unseen
+from tagger.training import checkpoints, cvt, distributed, teachers, unseen
 from tagger.training.distributed import LossModule, World, wrap
 from tagger.training.model import Trainable
 from tagger.training.setup import (
@@ -65,8 +65,10 @@ def train(*, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequenc
     start = _resumed if resume else _started
     if resume and origin is None:
         origin = checkpoints.origin_of(output)
+    teacher_files = (origin or {}).get("teachers") or []  # distillation (--teacher): unlabelled text is theirs
     tagger, optimizer, progress, average, pretrained = start(config, train_sents, source_scheme, inputs, output,
-                                                             given, reporter, world, bool(unlabeled))
+                                                             given, reporter, world,
+                                                             bool(unlabeled) and not teacher_files)
     config = tagger.config
     if not world.leader:
         average = None  # rank 0's average is the one scored and saved
@@ -74,6 +76,7 @@ def train(*, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequenc
         tagger.model.keep_pretrained(pretrained.rows, pretrained.start)
     data = prepare_data(tagger, train_sents, dev_sents if world.leader else (), dev_scheme)
     stream = unlabeled_stream(tagger, unlabeled, progress.unlabeled_position) if unlabeled else None
+    teaching = _teaching(teacher_files, tagger, data, reporter)
     if world.leader:
         checkpoints.trim_metrics(output / "metrics.jsonl", progress.epoch)
     curves = plots.Redrawer(output, reporter.message) if world.leader else None  # training.svg, each epoch
@@ -81,7 +84,8 @@ def train(*, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequenc
             distributed.peers_watched(world):
         model = wrap(tagger.model, world, views=tagger.views)
         while progress.epoch < config.epochs and not progress.out_of_time_or_patience(config):
-            metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop, average, model, world, stream)
+            metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop, average, model, world, stream,
+                                teaching)
             if metrics is None:  # Ctrl-C: the batches done so far are in the checkpoint
                 checkpoints.save_on_leader(output, tagger, optimizer, progress, average, pretrained, world, origin)
                 raise Interrupted(output / "checkpoint", progress.epoch, progress.step)
@@ -124,6 +128,20 @@ def _resumed(config: Config, train_sents: Sequence[Sentence], source_scheme: str
                          " unlabelled text (--unlabeled); resume as it started", path=str(output / "checkpoint"))
     reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")
     return tagger, optimizer, progress, average, pretrained
+
+
+def _teaching(files: Sequence[dict], tagger: Trainable, data: Data, reporter: Reporter
+              ) -> tuple[teachers.Teachers, list] | None:
+    """The teachers recorded in the origin (tagger/commands/training.py checked them) and their marginals on
+    every training sentence, computed once; None without teachers."""
+    if not files:
+        return None
+    start = time.perf_counter()
+    found = teachers.load([Path(f["path"]).parent for f in files], tagger.vocab)
+    targets = found.targets(data.train)
+    reporter.message(f"{len(files)} teacher(s): their marginals on {len(targets):,} training sentences in "
+                     f"{time.perf_counter() - start:.1f}s")
+    return found, targets
 
 
 def unlabeled_stream(tagger: Trainable, files: Sequence[str | Path], position: Sequence[int]) -> Stream:
@@ -176,13 +194,14 @@ class StopOnSigint:
 def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, progress: Progress,
               reporter: Reporter, stop: StopOnSigint, average: WeightAverage | None = None,
               model: torch.nn.Module | None = None, world: World | None = None,
-              stream: Stream | None = None) -> dict | None:
+              stream: Stream | None = None, teaching: tuple[teachers.Teachers, list] | None = None) -> dict | None:
     """One pass over the training batches (from `progress.step` on); None when stopped by Ctrl-C. With a
     `stream`, unlabelled batches (cross-view training) follow each labelled one, unlabeled_ratio a batch.
 
     Every rank makes the same global batches (same seed) and trains on its slice of each, so all take the
     same number of steps; a rank whose slice is empty (a batch smaller than the world) trains on a copy of
-    the batch's first sentence with weight 0, which keeps DDP's all-reduce going and adds nothing."""
+    the batch's first sentence with weight 0, which keeps DDP's all-reduce going and adds nothing. With
+    `teaching` (the teachers and their marginals on data.train), every batch also learns their marginals."""
     cfg, world = tagger.config, world or World()
     model = model or wrap(tagger.model, world, views=tagger.views)
     for group in optimizer.param_groups:
@@ -198,12 +217,15 @@ def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, p
             return None
         start = time.perf_counter()
         ids = batches[k]
+        soft = None if teaching is None else [teaching[1][i] for i in ids]
         total, stopping = _step(model, optimizer, [data.train[i] for i in ids], cfg.clip, average, progress, world,
-                                stop)
+                                stop, targets=soft)
         for _ in range(due(k, cfg.unlabeled_ratio) if stream is not None else 0):
             sentences = stream.next_batch()
+            soft = None if teaching is None else teaching[0].targets(sentences)  # the teachers', not CVT's
             cvt_total, stopped = _step(model, optimizer, sentences, cfg.clip, average, progress, world, stop,
-                                       unlabeled=True, scale=cfg.unlabeled_weight)
+                                       unlabeled=True, scale=cfg.unlabeled_weight if soft is None else 1.0,
+                                       targets=soft)
             stopping = stopping or stopped
             progress.unlabeled_position = stream.position
             progress.unlabeled_sentences += len(sentences)
@@ -222,13 +244,16 @@ def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, p
 
 def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sentences: Sequence[Encoded], clip: float,
           average: WeightAverage | None, progress: Progress, world: World, stop: StopOnSigint,
-          unlabeled: bool = False, scale: float = 1.0) -> tuple[float, bool]:
+          unlabeled: bool = False, scale: float = 1.0, targets: Sequence | None = None) -> tuple[float, bool]:
     """One optimizer step on this rank's slice of a global batch, its loss times `scale`, the weight average
     updated; (the loss summed over ranks, whether any rank was asked to stop). unlabeled: the batch is
-    unlabelled text and the loss cross-view training's."""
+    unlabelled text and the loss cross-view training's, or with `targets` (each sentence's teacher marginals,
+    (T, K)) distillation's."""
     mine = world.shard(sentences)
     weight = world.size / len(sentences) * scale if mine else 0.0
-    loss = train_step(model, optimizer, collate(mine or sentences[:1]), clip, weight=weight, unlabeled=unlabeled)
+    soft = None if targets is None else torch.from_numpy(teachers.stacked(world.shard(targets) or targets[:1]))
+    loss = train_step(model, optimizer, collate(mine or sentences[:1]), clip, weight=weight, unlabeled=unlabeled,
+                      targets=soft)
     if average is not None:
         average.update(progress.updates)
     progress.updates += 1
@@ -252,14 +277,19 @@ def _epoch_metrics(progress: Progress, optimizer: torch.optim.Optimizer, sentenc
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, clip: float,
-               weight: float | None = None, unlabeled: bool = False) -> torch.Tensor:
+               weight: float | None = None, unlabeled: bool = False, targets: torch.Tensor | None = None
+               ) -> torch.Tensor:
     """One update on the batch's loss times `weight` (default 1 / sentences: the mean), gradients clipped to
     norm `clip` if set; returns the summed loss. `model(batch)` is the summed loss (distributed.wrap), or
     `model` is the network itself. Under DDP, which averages gradients over ranks, weight = ranks / global
     batch gives every rank the global batch's mean, as one process training on the whole batch. unlabeled:
-    the batch is unlabelled text and the loss cross-view training's (`model` wrapped with its views)."""
+    the batch is unlabelled text and the loss cross-view training's (`model` wrapped with its views).
+    targets (B, T, K): the teachers' marginals, learnt as well (tagger/training/teachers.py)."""
     wrapped = isinstance(model, (LossModule, DistributedDataParallel))
-    loss = model(batch, unlabeled) if wrapped else model.loss(batch)
+    if targets is not None:
+        loss = model(batch, unlabeled, targets) if wrapped else teachers.loss(model, batch, targets, not unlabeled)
+    else:
+        loss = model(batch, unlabeled) if wrapped else model.loss(batch)
     optimizer.zero_grad(set_to_none=True)
     (loss * (1 / len(batch) if weight is None else weight)).backward()
     if clip:
