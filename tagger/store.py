@@ -115,9 +115,19 @@ def update_config(directory: str | Path, changes: Mapping[str, Any]) -> None:
     atomic_write(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
+def resolve(directory: str | os.PathLike) -> Path:
+    """The model directory on disk that `directory` names: itself, or for "hf://ORG/NAME[@REV]" the snapshot
+    tagger/hub.py fetches into Hugging Face's cache (huggingface_hub is imported only then)."""
+    if os.fspath(directory).startswith("hf:/"):
+        from tagger import hub
+
+        return hub.download(directory)
+    return Path(directory)
+
+
 def read_meta(directory: str | Path) -> dict[str, Any]:
     """A model directory's config.json, parsed and its format checked (ModelError naming the file)."""
-    path = Path(directory) / "config.json"
+    path = resolve(directory) / "config.json"
     meta = _read_json(path)
     _check_format(meta, path)
     return meta
@@ -128,8 +138,9 @@ def load_model(directory: str | Path, checkpoint: bool = False
     """Read and check a model directory: config, vocabulary (JSON), weights (numpy arrays, as saved: format 1
     has torch's keys, see from_format_1) and config.json's other entries. ModelError names the file and what
     is wrong with it. A training checkpoint (config.json's "checkpoint") is refused unless `checkpoint`: it
-    holds the last weights, not the best, and may lack the pretrained-only rows."""
-    directory = Path(directory)
+    holds the last weights, not the best, and may lack the pretrained-only rows. "hf://ORG/NAME[@REV]": a
+    model on the Hugging Face Hub (resolve)."""
+    directory = resolve(directory)
     if not directory.exists():
         raise ModelError("no such model directory", path=str(directory))
     if not directory.is_dir():

@@ -46,7 +46,9 @@ class Tagger:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Tagger":
         """Read config.json, vocab.json and model.safetensors (any format version); never unpickles anything.
-        An ensemble directory (`tagger ensemble`) loads its members and tags with their averaged marginals."""
+        An ensemble directory (`tagger ensemble`) loads its members and tags with their averaged marginals.
+        "hf://ORG/NAME[@REV]": a model on the Hugging Face Hub, fetched into its cache (tagger/hub.py)."""
+        path = store.resolve(path)
         if ensemble.kind_of(path) == ensemble.KIND:
             return ensemble.load(Path(path), store.read_meta(path), cls.load,
                                  lambda config, vocab, meta, engine: cls(config, vocab, {}, meta, engine))
