@@ -1,81 +1,90 @@
 """A Label Studio ML backend on the tagger's HTTP server (tagger/serving/server.py): pre-annotated tasks
 sorted by how unsure the model is, annotations collected for training, and warm-start retraining.
 
-Label Studio calls, under the URL it is given (e.g. http://host:9090/labelstudio, see `mount`):
+`tagger serve MODEL --label-studio WORKDIR [--dev DEV]` mounts it (`create_app`) at http://HOST:PORT/labelstudio.
+Every route needs the server's token (--token-file), as a bearer token or as HTTP Basic's password (any user
+name), which Label Studio's model connection offers. Its routes:
   GET  /health   {"status": "UP", "model_version", "training": the last training's state}
   POST /setup    {"project", "schema": the labelling config XML, ...} -> {"model_version"}, and any labels
                  of the config the model does not know ("unknown_labels") or of the model the config lacks
   POST /predict  {"tasks": [...], "label_config": XML} -> {"results": [one prediction per task], "model_version"}:
-                 each prediction {"result": regions, "score", "model_version"}; a region is
-                 {"from_name", "to_name", "type": "labels", "value": {"start", "end", "text", "labels"}, "score"}
-                 with character offsets into the task's text and score = P(exactly this entity | text), exact
-                 under the CRF; the prediction's score is the task's uncertainty (`strategy`, by default least
-                 confidence, 1 - P(best analysis)), so the Data Manager sorts the tasks by it.
-  POST /webhook  {"action": "ANNOTATION_CREATED" | "ANNOTATION_UPDATED", "task", "annotation"}: the annotation
-                 is appended to annotations.jsonl in the work directory and train.txt (CoNLL, the latest
-                 annotation of each task, in the model's training scheme) is written again.
-                 {"action": "START_TRAINING"}: `tagger train train.txt --dev DEV --init MODEL` runs in a
-                 background process; when it ends, the new model is swapped in if its dev F1 is at least
-                 the current model's, and model_version changes. Other actions are acknowledged and ignored.
+                 each {"result": regions, "score", "model_version"}; a region is {"from_name", "to_name",
+                 "type": "labels", "value": {"start", "end", "text", "labels"}, "score"}, character offsets into
+                 the task's text, score = P(exactly this entity | text), exact under the CRF; the prediction's
+                 score is the task's uncertainty (`strategy`, by default least confidence, 1 - P(best
+                 analysis)), by which the Data Manager sorts. Tagged in the server's engine thread, within
+                 /v1/tag's limits (tokens, queue, time).
+  POST /webhook  ANNOTATION_CREATED | ANNOTATION_UPDATED {"task", "annotation"}: checked whole
+                 (tagger/serving/labelstudio_data.py), appended to annotations.jsonl in the work directory;
+                 train.txt (CoNLL, each task's latest annotation, the model's training scheme) is written
+                 again. START_TRAINING: the library's training (`train`, the caller's: tagger.commands.train)
+                 on train.txt, --dev DEV, --init the current model, in a spawned process; the new model is
+                 swapped in on every route of the server if its dev F1 is at least the current one's. Other
+                 actions are acknowledged and ignored.
 
-from_name, to_name, the text's data key and the labels come from the labelling config (<Labels name toName>
-with <Label value>, and the <Text name value="$key"> it points to), never from the model. A label the model
-does not know is reported (in /setup's answer and each prediction's "unknown_labels"), never predicted; an
-entity of a type the config lacks is left out of the regions. Errors are a 4xx with a one-line JSON body.
+Names, the data key and labels come from the labelling config, never the model: a label the model lacks is
+reported, never predicted; an entity type the config lacks is left out. Errors: a 4xx, one line of JSON.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import hmac
+import ipaddress
 import json
-import os
-import subprocess
-import sys
+import logging
+import multiprocessing
 import threading
 import time
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable
 
-from corpora import schemes
-from corpora.conll import Sentence
-from corpora.conll_writer import format_sentence
 from tagger import store
-from tagger.errors import TaggerError
+from tagger.errors import USER_ERRORS, ConfigError, InputError, TaggerError
+from tagger.serving import jobs
+from tagger.serving.bodies import HTTPError, TagJob, read_json
+from tagger.serving.labelstudio_data import (LabelConfig, conll_blocks, parse_annotation, parse_label_config,
+                                             read_annotations, task_text)
 from tagger.tagging import pipeline, selection
 from tagger.tagging.confidence import ScoreOptions
-from tagger.serving.bodies import HTTPError, read_json
 from tagger.tagging.tagger import Tagger
-from tagger.text import sentence_ends
 
 ANNOTATIONS, TRAIN = "annotations.jsonl", "train.txt"
+TrainFunction = Callable[..., Any]  # tagger.commands.train: (train, dev, output, *, init, extend_tags, force)
+log = logging.getLogger("tagger.labelstudio")
 
 
-@dataclass(frozen=True)
-class LabelConfig:
-    """What a labelling config says about named entities: the Labels control's name (from_name), the Text
-    object's name (to_name), the task data key holding the text, and the labels offered."""
-
-    from_name: str
-    to_name: str
-    data_key: str
-    labels: tuple[str, ...]
+def check_exposure(host: str, token: str | None, can_train: bool) -> None:
+    """ConfigError when a backend that can train would listen beyond this machine without a token: whoever
+    reaches it could start training after training and fill the disk."""
+    if can_train and token is None and not _loopback(host):
+        raise ConfigError(f"--label-studio with --dev trains on request: on --host {host} it needs --token-file "
+                          "(or listen on 127.0.0.1)")
 
 
-def parse_label_config(xml: str) -> LabelConfig:
-    """The first <Labels> whose toName is a <Text>; TaggerError (a 400 for the caller) when there is none."""
-    if not isinstance(xml, str) or not xml.strip():
-        raise TaggerError("no labelling config (label_config / schema)")
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as e:
-        raise TaggerError(f"the labelling config is not XML ({e})") from None
-    texts = {t.get("name"): t.get("value", "") for t in root.iter() if t.tag in ("Text", "HyperText")}
-    for labels in root.iter("Labels"):
-        target = labels.get("toName", "")
-        if labels.get("name") and target in texts:
-            values = tuple(x.get("value") for x in labels.iter("Label") if x.get("value"))
-            return LabelConfig(labels.get("name"), target, texts[target].lstrip("$"), values)
-    raise TaggerError("the labelling config has no <Labels name=... toName=...> pointing at a <Text>")
+def _loopback(host: str) -> bool:
+    try:  # a host name other than localhost may resolve to anything
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def authorize(request: Any, token: str | None) -> None:
+    """401 unless the request carries `token` as a bearer token or as HTTP Basic's password (any user)."""
+    if token is None:
+        return
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    given = value.strip()
+    if scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(given, validate=True).decode("utf-8").partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            given = ""
+    if scheme.lower() not in ("basic", "bearer") or not hmac.compare_digest(given.encode(), token.encode()):
+        raise HTTPError(401, "missing or wrong token: send it as a bearer token or as the password of HTTP Basic "
+                             "authentication", {"WWW-Authenticate": 'Basic realm="tagger", Bearer'})
 
 
 @dataclass
@@ -89,64 +98,76 @@ class Training:
     started: float = 0.0
 
 
-@dataclass
 class Backend:
-    """The model Label Studio talks to, its work directory (annotations, training file, new models) and dev
-    set (for training and its check). `strategy`: the task score (tagger/tagging/selection.py)."""
+    """What Label Studio talks to: the server's Service (its model is the one every route serves), the work
+    directory (annotations, training file, new models), the dev set (for training and its check) and the
+    training function. Paths are made absolute here, when the backend starts. `strategy`: the task score
+    (tagger/tagging/selection.py)."""
 
-    model: Path
-    workdir: Path
-    dev: Path | None = None
-    strategy: str = "least-confidence"
-    extend_tags: bool = False
-    tagger: Tagger = field(init=False)
-    version: str = field(init=False)
-    training: Training = field(default_factory=Training)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def __post_init__(self) -> None:
-        selection.check(1, self.strategy)
-        self.workdir = Path(self.workdir)
+    def __init__(self, service: Any, model: str | Path, workdir: str | Path, dev: str | Path | None = None,
+                 strategy: str = "least-confidence", extend_tags: bool = False, train: TrainFunction | None = None):
+        selection.check(1, strategy)
+        self.service, self.strategy, self.extend_tags, self.train = service, strategy, extend_tags, train
+        self.model, self.workdir = Path(model).resolve(), Path(workdir).resolve()
+        self.dev = None if dev is None else Path(dev).resolve()
+        if self.dev is not None and not self.dev.is_file():
+            raise InputError("no such dev file", path=str(dev))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._load(Path(self.model))
+        self.names = {_weights(self.tagger): self.model.name}  # a model's weights -> its directory's name
+        self.training = Training()
+        self.lock = threading.Lock()
+        self._waiter: threading.Thread | None = None
 
-    def _load(self, model: Path) -> None:
-        self.tagger, self.model = Tagger.load(model), model
-        weights = self.tagger.meta.get("sha256", {}).get("model.safetensors", "")
-        self.version = f"{model.name}-{weights[:8]}"
+    @property
+    def tagger(self) -> Tagger:
+        """The served model: the server's one reference (Service.tagger), swapped there after a training."""
+        return self.service.tagger
+
+    def version(self, tagger: Tagger) -> str:
+        weights = _weights(tagger)
+        return f"{self.names.get(weights, 'model')}-{weights[:8]}"
 
     # -- what the endpoints do --------------------------------------------------------------------------------
 
     def health(self) -> dict:
         t = self.training
-        return {"status": "UP", "model_version": self.version,
+        return {"status": "UP", "model_version": self.version(self.tagger),
                 "training": {"state": t.state, "output": t.output, "message": t.message}}
 
     def setup(self, body: dict) -> dict:
-        answer = {"model_version": self.version}
+        tagger = self.tagger
+        answer = {"model_version": self.version(tagger)}
         if body.get("schema"):
-            answer |= self._label_report(parse_label_config(body["schema"]))
+            answer |= _label_report(tagger, parse_label_config(body["schema"]))
         return answer
 
-    def _label_report(self, config: LabelConfig) -> dict:
-        """The config's labels the model lacks, and the model's entity types the config lacks (never shown)."""
-        known = set(self.tagger.entity_types)
-        return {"unknown_labels": [x for x in config.labels if x not in known],
-                "unused_model_labels": [x for x in self.tagger.entity_types if x not in config.labels]}
-
-    def predict(self, body: dict) -> dict:
+    async def predict(self, body: dict) -> dict:
+        """The predictions, computed in the server's engine thread (Service.run) with one model throughout."""
         tasks = body.get("tasks")
         if not isinstance(tasks, list):
             raise TaggerError("'tasks' must be a list of Label Studio tasks")
         config = parse_label_config(body.get("label_config") or body.get("schema") or "")
-        texts = [_task_text(task, config.data_key) for task in tasks]
-        tagger = self.tagger  # one model for the whole request, even if a training swaps it meanwhile
-        version = self.version
-        report = self._label_report(config)
-        tagged = list(pipeline.tag_texts(tagger, texts, ScoreOptions(scores=True)))
-        uncertainty = selection.text_uncertainties(tagger, texts, self.strategy)
-        shown = set(config.labels)
-        results = []
+        texts = tuple(task_text(task, config.data_key) for task in tasks)
+        size = sum(len(t) if self.tagger.config.tokenizer == "chars" else t.count(" ") + 1 for t in texts)
+        answer = await self.service.run(functools.partial(self._predict, texts, config), size)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def _predict(self, texts: tuple[str, ...], config: LabelConfig, tagger: Tagger) -> dict | Exception:
+        """In the engine thread: the answer, or its error (an HTTPError 413 past the server's limits),
+        returned, not raised: the other requests of the engine's batch must not get it."""
+        try:
+            jobs.measure(tagger, TagJob("text", texts, ScoreOptions()), self.service.settings.limits)
+            return self._answer(texts, config, tagger)
+        except Exception as e:  # raised again by `predict`, on the event loop: a 4xx, or a bug's 500
+            return e
+
+    def _answer(self, texts: tuple[str, ...], config: LabelConfig, tagger: Tagger) -> dict:
+        version, report = self.version(tagger), _label_report(tagger, config)
+        tagged = pipeline.tag_texts(tagger, texts, ScoreOptions(scores=True), self.service.settings.batch_size)
+        uncertainty = selection.text_uncertainties(tagger, texts, self.strategy, self.service.settings.batch_size)
+        shown, results = set(config.labels), []
         for t, u in zip(tagged, uncertainty):
             regions = [{"from_name": config.from_name, "to_name": config.to_name, "type": "labels",
                         "value": {"start": e["start"], "end": e["end"], "text": e["text"], "labels": [e["label"]]},
@@ -160,191 +181,169 @@ class Backend:
         action = body.get("action")
         if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
             return self.add_annotation(body)
-        if action == "START_TRAINING":
-            return self.start_training()
-        return {"action": action, "status": "ignored"}
+        return self.start_training() if action == "START_TRAINING" else {"action": str(action)[:80],
+                                                                             "status": "ignored"}
 
     # -- annotations -> training file -------------------------------------------------------------------------
 
     def add_annotation(self, body: dict) -> dict:
-        """Append the annotation (its text and labelled character spans) to annotations.jsonl and write
-        train.txt again: the latest annotation of each task."""
-        task, annotation = body.get("task") or {}, body.get("annotation") or {}
-        if not isinstance(task, dict) or not isinstance(annotation, dict):
-            raise TaggerError("'task' and 'annotation' must be objects")
-        regions = [r for r in annotation.get("result") or [] if r.get("type") == "labels" and "value" in r]
-        project = body.get("project") if isinstance(body.get("project"), dict) else {}
-        key = parse_label_config(project["label_config"]).data_key if project.get("label_config") else None
-        text = _annotated_text(task, key)
-        spans = [(r["value"]["labels"][0], int(r["value"]["start"]), int(r["value"]["end"]))
-                 for r in regions if r["value"].get("labels")]
-        for label, start, end in spans:
-            if not 0 <= start < end <= len(text):
-                raise TaggerError(f"region [{start}, {end}) ({label}) is outside the task's text of {len(text)} characters")
-        record = {"task": task.get("id"), "annotation": annotation.get("id"), "text": text, "spans": spans,
-                  "cancelled": bool(annotation.get("was_cancelled"))}
+        """Check the annotation whole (a TaggerError stores nothing), append it to annotations.jsonl and
+        write train.txt again: the latest annotation of each task."""
+        annotation = parse_annotation(body)
+        conll_blocks(self.tagger, annotation.text, annotation.spans)  # two regions on one token: refused here
         with self.lock:
             with open(self.workdir / ANNOTATIONS, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                f.write(json.dumps(annotation.record(), ensure_ascii=False) + "\n")
             sentences = self._write_training_file()
-        return {"status": "stored", "task": task.get("id"), "training_sentences": sentences}
+        return {"status": "stored", "task": annotation.task, "training_sentences": sentences}
 
     def _write_training_file(self) -> int:
-        latest: dict[Any, dict] = {}
-        with open(self.workdir / ANNOTATIONS, encoding="utf-8") as f:
-            for line in f:
-                record = json.loads(line)
-                latest[record["task"] if record["task"] is not None else f"line{len(latest)}"] = record
-        blocks = [b for r in latest.values() if not r["cancelled"] for b in self._conll(r["text"], r["spans"])]
+        latest = {}
+        for annotation in read_annotations(self.workdir / ANNOTATIONS):
+            latest[annotation.task] = annotation
+        blocks = []
+        for a in latest.values():
+            try:
+                blocks += [] if a.cancelled else conll_blocks(self.tagger, a.text, a.spans)
+            except TaggerError as e:  # a record another model's tokens could take: skipped, said once
+                log.warning("%s: task %s skipped: %s", self.workdir / ANNOTATIONS, a.task, e)
         store.atomic_write(self.workdir / TRAIN, "".join(blocks).encode("utf-8"))
         return len(blocks)
 
-    def _conll(self, text: str, spans: Sequence[tuple[str, int, int]]) -> list[str]:
-        """The text's sentences as CoNLL blocks, tokenised as the model tokenises, tagged from the character
-        spans (a token belongs to a span it overlaps) in the scheme the model was trained on."""
-        tokenizer = "words" if self.tagger.config.tokenizer == "auto" else self.tagger.config.tokenizer
-        tokens, ends = sentence_ends(text, tokenizer)
-        scheme = self.tagger.vocab.source_scheme or "iob2"
-        blocks, first = [], 0
-        for end in ends:
-            starts, stops = tokens.starts[first:end], tokens.ends[first:end]
-            mine = []
-            for label, s, e in spans:
-                inside = [i for i, (a, b) in enumerate(zip(starts, stops)) if a < e and b > s]
-                if inside:
-                    mine.append((label, inside[0], inside[-1] + 1))
-            tags = schemes.from_spans(sorted(mine, key=lambda x: x[1]), end - first, scheme) if mine else \
-                ["O"] * (end - first)
-            blocks.append(format_sentence(Sentence(tuple(tokens.texts[first:end])), tags))
-            first = end
-        return blocks
-
-    # -- warm-start training in the background ----------------------------------------------------------------
+    # -- warm-start training in a process of its own ----------------------------------------------------------
 
     def start_training(self) -> dict:
-        """`tagger train` with --init in a background process; a thread waits for it and swaps the model in
-        when it passes the dev check. One training at a time."""
-        if self.dev is None:
-            raise TaggerError("no dev set: start the backend with one to train (it also checks each new model)")
-        if not (self.workdir / TRAIN).exists() or not (self.workdir / TRAIN).read_text(encoding="utf-8").strip():
+        """The training function in a spawned process (--init the current model); a thread waits for it and
+        swaps the new model in when it passes the dev check. One training at a time."""
+        if self.dev is None or self.train is None:
+            raise TaggerError("this backend cannot train: start it with a dev set (--dev), which also checks "
+                              "each new model")
+        if not (self.workdir / TRAIN).is_file() or not (self.workdir / TRAIN).read_text(encoding="utf-8").strip():
             raise TaggerError("no annotations yet: nothing to train on")
         with self.lock:
             if self.training.state == "running":
                 return {"status": "already training", "output": self.training.output}
             output = self.workdir / "models" / time.strftime("%Y%m%d-%H%M%S")
-            command = [sys.executable, "-m", "cli.main", "train", str(self.workdir / TRAIN), "--dev", str(self.dev),
-                       "--output", str(output), "--init", str(self.model), "--quiet", "--force",
-                       *(["--extend-tags"] if self.extend_tags else [])]
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                       cwd=Path(__file__).resolve().parents[2])
+            arguments = {"train_ref": str(self.workdir / TRAIN), "dev_ref": str(self.dev), "output": output,
+                         "init": self.model, "extend_tags": self.extend_tags, "force": True}
+            context = multiprocessing.get_context("spawn")
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(target=_train_process, args=(self.train, arguments, send), daemon=True,
+                                      name="labelstudio-train")
+            process.start()
+            send.close()
             self.training = Training("running", str(output), "training", time.time())
-        threading.Thread(target=self._finish, args=(process, output), daemon=True, name="labelstudio-train").start()
+            self._waiter = threading.Thread(target=self._finish, args=(process, receive, output), daemon=True,
+                                            name="labelstudio-train")
+            self._waiter.start()
         return {"status": "training", "output": str(output)}
 
-    def _finish(self, process: subprocess.Popen, output: Path) -> None:
-        """Wait for the training; swap its model in if its dev F1 is at least the current model's."""
-        _, stderr = process.communicate()
-        if process.returncode:
-            line = (stderr.strip().splitlines() or [f"exit status {process.returncode}"])[-1]
-            self.training = Training("failed", str(output), line, self.training.started)
-            return
+    def _finish(self, process: Any, receive: Any, output: Path) -> None:
+        """Wait for the training process; on success, the dev check (`consider`)."""
         try:
-            dev = list(_read_dev(self.dev))
-            new = Tagger.load(output)
-            before, after = self.tagger.evaluate(dev)["f1"], new.evaluate(dev)["f1"]
-        except TaggerError as e:
+            error = receive.recv()
+        except EOFError:  # it died before saying (killed, out of memory): its exit status says
+            error = None
+        process.join()
+        if error is None and process.exitcode:
+            error = f"the training process ended with exit status {process.exitcode}"
+        if error is not None:
+            self.training = Training("failed", str(output), error, self.training.started)
+            return
+        self.consider(output)
+
+    def consider(self, output: Path) -> None:
+        """Swap the model in `output` in (on every route) if its dev F1 is at least the current model's."""
+        from corpora.conll import read_conll
+
+        try:
+            dev = list(read_conll(self.dev))
+            new, current = Tagger.load(output), self.tagger
+            before, after = current.evaluate(dev)["f1"], new.evaluate(dev)["f1"]
+        except USER_ERRORS as e:
             self.training = Training("failed", str(output), str(e), self.training.started)
             return
         if after >= before:
             with self.lock:
-                self._load(output)
-            state, message = "swapped", f"dev F1 {100 * before:.2f} -> {100 * after:.2f}: now {self.version}"
+                self.names[_weights(new)] = Path(output).name
+                self.model = Path(output).resolve()
+                self.service.swap(new)
+            state, message = "swapped", f"dev F1 {100 * before:.2f} -> {100 * after:.2f}: now {self.version(new)}"
         else:
             state, message = "kept", f"dev F1 {100 * after:.2f} < {100 * before:.2f}: the current model stays"
         self.training = Training(state, str(output), message, self.training.started)
 
-
-def _read_dev(path: Path):
-    from corpora.conll import read_conll
-
-    return read_conll(path)
+    def join(self, timeout: float | None = None) -> None:  # wait for a training to end and be considered
+        if self._waiter is not None:
+            self._waiter.join(timeout)
 
 
-def _task_text(task: Any, key: str) -> str:
-    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-        raise TaggerError("each task must be an object with a 'data' object")
-    text = task["data"].get(key)
-    if not isinstance(text, str):
-        raise TaggerError(f"task {task.get('id', '?')} has no text under data.{key} (the config's <Text value=\"${key}\">)")
-    return text
+def _train_process(train: TrainFunction, arguments: dict, send: Any) -> None:
+    """The spawned process: run the training; send None, or its error in one line."""
+    try:
+        train(arguments.pop("train_ref"), arguments.pop("dev_ref"), arguments.pop("output"), **arguments)
+        send.send(None)
+    except USER_ERRORS as e:
+        send.send(f"error: {e}"[:500])
+    except BaseException as e:  # a bug: its traceback goes to the server's log, one line to /health
+        log.exception("the training failed")
+        send.send(f"{type(e).__name__}: {e}"[:500])
 
 
-def _annotated_text(task: dict, key: str | None) -> str:
-    """The annotated text: the task's data under `key` (from the project's labelling config), else its only
-    string, else data.text."""
-    if key is not None:
-        return _task_text(task, key)
-    data = task.get("data") if isinstance(task.get("data"), dict) else {}
-    strings = [v for v in data.values() if isinstance(v, str)]
-    if len(strings) == 1:
-        return strings[0]
-    return _task_text(task, "text")
+def _weights(tagger: Tagger) -> str:
+    return tagger.meta.get("sha256", {}).get("model.safetensors", "")
+
+
+def _label_report(tagger: Tagger, config: LabelConfig) -> dict:
+    """The config's labels the model lacks, and the model's entity types the config lacks (never shown)."""
+    known = set(tagger.entity_types)
+    return {"unknown_labels": [x for x in config.labels if x not in known],
+            "unused_model_labels": [x for x in tagger.entity_types if x not in config.labels]}
 
 
 # -- HTTP -------------------------------------------------------------------------------------------------------
 
 
-def routes(backend: Backend, prefix: str = "/labelstudio") -> list:
-    """The backend's routes, mounted under `prefix`, for `server.create_app(model, routes=...)`: the server
-    then answers Label Studio at http://HOST:PORT{prefix} beside its own endpoints."""
+def routes(prefix: str = "/labelstudio") -> list:
+    """The backend's routes, mounted under `prefix`, for `server.create_app(model, routes=...)`: they find
+    the Backend at `app.state.labelstudio`."""
+    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Mount, Route
 
-    def call(fn, status: int = 200):
-        async def endpoint(request: Request) -> JSONResponse:
-            service = request.app.state.service
-            body = await read_json(request, service.settings.max_body_bytes) if request.method == "POST" else {}
+    def route(path: str, name: str, method: str, status: int = 200) -> Route:
+        async def inner(request: Request) -> JSONResponse:
+            service, backend = request.app.state.service, request.app.state.labelstudio
+            authorize(request, service.settings.token)
+            if method == "GET":
+                return JSONResponse(backend.health())
+            body = await read_json(request, service.settings.max_body_bytes, service.reads)
             if not isinstance(body, dict):
                 raise HTTPError(400, "the body must be a JSON object")
             try:
-                return JSONResponse(fn(body) if request.method == "POST" else fn(), status)
+                if name == "predict":
+                    return JSONResponse(await backend.predict(body), status)
+                return JSONResponse(await run_in_threadpool(getattr(backend, name), body), status)  # disk, a lock
             except TaggerError as e:
                 raise HTTPError(400, str(e)) from None
-        return endpoint
 
-    def wrapped(name: str, fn, status: int = 200):
-        inner = call(fn, status)
+        async def endpoint(request: Request):
+            return await request.app.state.service.endpoint(f"labelstudio-{name}", inner, auth=False)(request)
+        return Route(path, endpoint, methods=[method])
 
-        async def endpoint(request):
-            return await request.app.state.service.endpoint(f"labelstudio-{name}", inner, auth=name != "health")(request)
-        return endpoint
-
-    table = [Route("/health", wrapped("health", backend.health), methods=["GET"]),
-             Route("/", wrapped("health", backend.health), methods=["GET"]),
-             Route("/setup", wrapped("setup", backend.setup), methods=["POST"]),
-             Route("/predict", wrapped("predict", backend.predict), methods=["POST"]),
-             Route("/webhook", wrapped("webhook", backend.webhook, 201), methods=["POST"])]
+    table = [route("/health", "health", "GET"), route("/", "health", "GET"), route("/setup", "setup", "POST"),
+             route("/predict", "predict", "POST"), route("/webhook", "webhook", "POST", 201)]
     return [Mount(prefix, routes=table)]
 
 
-def create_app(model: str | Path, workdir: str | Path, dev: str | Path | None = None,
-               strategy: str = "least-confidence", prefix: str = "/labelstudio", settings=None):
-    """The tagger's HTTP server with the Label Studio backend mounted at `prefix`."""
+def create_app(model: str | Path, workdir: str | Path, dev: str | Path | None = None, *,
+               train: TrainFunction | None = None, strategy: str = "least-confidence", extend_tags: bool = False,
+               prefix: str = "/labelstudio", settings: Any = None) -> Any:
+    """The tagger's HTTP server with the Label Studio backend mounted at `prefix`. It trains only given a dev
+    set and `train` (tagger.commands.train: the caller's, since the doors do not import the commands)."""
     from tagger.serving.server import create_app as server_app
 
-    backend = Backend(Path(model), Path(workdir), Path(dev) if dev else None, strategy)
-    app = server_app(backend.tagger, settings, routes=routes(backend, prefix))
-    app.state.labelstudio = backend
+    app = server_app(model, settings, routes=routes(prefix))
+    app.state.labelstudio = Backend(app.state.service, model, workdir, dev, strategy, extend_tags, train)
     return app
-
-
-ENV = "TAGGER_LABEL_STUDIO"  # JSON {"model", "workdir", "dev", "strategy"}: what app_from_env serves
-
-
-def app_from_env():
-    """uvicorn's factory, until `tagger serve` has a flag for it:
-    TAGGER_LABEL_STUDIO='{"model": "m", "workdir": "ls", "dev": "dev.txt"}' uvicorn --factory \\
-        tagger.serving.labelstudio:app_from_env --port 9090   (Label Studio's URL: http://HOST:9090/labelstudio)"""
-    spec = json.loads(os.environ[ENV])
-    return create_app(spec["model"], spec["workdir"], spec.get("dev"), spec.get("strategy", "least-confidence"))
