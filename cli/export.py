@@ -22,7 +22,8 @@ def register(app: typer.Typer, user_errors: Callable) -> None:
         to: ExportFormat = typer.Option(..., "--to", help="onnx: model.onnx (network and CRF Viterbi), "
                                         "lookup.onnx (string -> id) and preprocess.json (vocabularies, rules, "
                                         "test vectors)"),
-        force: bool = typer.Option(False, "--force", help="overwrite a non-empty OUTPUT_DIR"),
+        force: bool = typer.Option(False, "--force", help="overwrite a non-empty OUTPUT_DIR (never a model "
+                                   "directory)"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing on success"),
     ) -> None:
         """Write MODEL_DIR for other runtimes; `tagger predict OUTPUT_DIR` then tags through onnxruntime."""

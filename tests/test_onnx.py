@@ -421,9 +421,59 @@ def test_a_damaged_spec_is_a_one_line_error(english, tmp_path):
     assert result.exit_code == 1 and "version 99" in result.stderr
 
 
-def test_an_export_written_into_a_model_directory_leaves_it_a_model_directory(model_copy):
-    assert runner.invoke(app, ["export", str(model_copy), "--to", "onnx", str(model_copy), "--force", "-q"]).exit_code == 0
-    assert (model_copy / MODEL_FILE).is_file() and not is_export(model_copy)  # predict keeps the numpy engine
+@pytest.mark.parametrize("into", ["itself", "another model"])
+def test_an_export_into_a_model_directory_is_refused_even_with_force(trained_model, model_copy, into):
+    source = model_copy if into == "itself" else trained_model  # m2 into m1's copy: predict would tag with m1
+    before = sorted(p.name for p in model_copy.iterdir())
+    result = runner.invoke(app, ["export", str(source), "--to", "onnx", str(model_copy), "--force"])
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: {model_copy}: holds a model directory")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in model_copy.iterdir()) == before and not is_export(model_copy)
+
+
+def altered(export: Path, target: Path) -> Path:
+    """A copy of the export whose model.onnx is still a valid graph, with noise on its largest weights."""
+    import onnx
+
+    shutil.copytree(export, target)
+    graph = onnx.load(str(target / MODEL_FILE))
+    largest = max(graph.graph.initializer, key=lambda t: np.prod(t.dims) if t.data_type == 1 else 0)
+    weights = onnx.numpy_helper.to_array(largest)
+    noise = np.random.default_rng(0).normal(0, 0.5, weights.shape).astype(weights.dtype)
+    largest.CopyFrom(onnx.numpy_helper.from_array(weights + noise, largest.name))
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(target / MODEL_FILE))
+    return target
+
+
+def test_an_altered_but_valid_graph_is_refused_naming_the_file(english, tmp_path):
+    target = altered(english[2], tmp_path / "altered")
+    with pytest.raises(ModelError, match=f"{MODEL_FILE}: checksum does not match preprocess.json"):
+        OnnxTagger.load(target)
+    result = runner.invoke(app, ["predict", str(target), "-"], input="John visited Paris .\n")
+    assert result.exit_code == 1 and str(target / MODEL_FILE) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", [MODEL_FILE, LOOKUP_FILE])
+def test_a_flipped_byte_in_either_graph_is_refused(english, tmp_path, name):
+    target = tmp_path / "flipped"
+    shutil.copytree(english[2], target)
+    data = bytearray((target / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (target / name).write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=f"{name}: checksum does not match"):
+        OnnxTagger.load(target)
+
+
+def test_an_export_without_checksums_is_refused(english, tmp_path):
+    target = tmp_path / "old"
+    shutil.copytree(english[2], target)
+    spec = json.loads((target / PREPROCESS_FILE).read_text(encoding="utf-8"))
+    assert set(spec.pop("sha256")) == {MODEL_FILE, LOOKUP_FILE}
+    (target / PREPROCESS_FILE).write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ModelError, match="no checksums.*export the model again"):
+        OnnxTagger.load(target)
 
 
 def test_without_the_onnx_extra_export_and_predict_name_it(trained_model, english, tmp_path, monkeypatch):

@@ -3,7 +3,8 @@
     onnx.py        model.onnx (the network and the CRF's Viterbi) and lookup.onnx (string -> id), built from
                    tagger/tensors.py's tensors and tagger/tagging/engine.py's maths, not traced
     preprocess.py  preprocess.json: vocabularies, every token -> id rule the graph leaves to its caller, and
-                   test vectors (tokens -> ids -> tags) computed by the numpy engine
+                   test vectors (tokens -> ids -> tags) computed by the numpy engine; export_onnx adds the
+                   graphs' SHA-256 ("sha256"), which runtime.py checks at load
     runtime.py     an onnxruntime-backed tagger that reads only model.onnx and preprocess.json
 
 onnx and onnxruntime are optional (pip install 'bilstm-tagger[onnx]'): they are imported where used.
@@ -20,9 +21,11 @@ TOLERANCE = 1e-4  # emissions and path scores: onnxruntime's float32 sums agains
 
 
 def export_onnx(model: "str | os.PathLike", output: "str | os.PathLike", force: bool = False) -> dict:
-    """Write model.onnx, lookup.onnx and preprocess.json of the model directory `model` into `output`, then
-    tag preprocess.json's test vectors through onnxruntime (when installed) and compare with the numpy
-    engine: a graph that disagrees is removed and refused. Returns what was written and checked."""
+    """Write model.onnx, lookup.onnx and preprocess.json (with the graphs' SHA-256, checked at load) of the
+    model directory `model` into `output`, then tag preprocess.json's test vectors through onnxruntime (when
+    installed) and compare with the numpy engine: a graph that disagrees is removed and refused. A directory
+    holding a model is refused, even with `force`: its model would be the one `tagger predict` reads. Returns
+    what was written and checked."""
     import json
     from pathlib import Path
 
@@ -34,16 +37,18 @@ def export_onnx(model: "str | os.PathLike", output: "str | os.PathLike", force: 
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise InputError("exists and is not a directory", path=str(output))
+    if (output / "config.json").exists():
+        raise InputError("holds a model directory (config.json): export into a directory of its own", path=str(output))
     if output.is_dir() and any(output.iterdir()) and not force:
         raise InputError("already exists and is not empty: use --force to overwrite it", path=str(output))
     tagger = Tagger.load(model)
     name = tagger.meta.get("name") or Path(model).resolve().name
-    graphs = {MODEL_FILE: onnx.build(tagger.config, tagger.vocab, tagger.tensors, name),
-              LOOKUP_FILE: lookup.build_lookup(tagger.config, tagger.vocab, f"{name}_lookup")}
-    spec = preprocess.spec(tagger, name)
+    graphs = {MODEL_FILE: onnx.build(tagger.config, tagger.vocab, tagger.tensors, name).SerializeToString(),
+              LOOKUP_FILE: lookup.build_lookup(tagger.config, tagger.vocab, f"{name}_lookup").SerializeToString()}
+    spec = preprocess.spec(tagger, name) | {"sha256": {file: store.sha256(data) for file, data in graphs.items()}}
     output.mkdir(parents=True, exist_ok=True)
-    for file, graph in graphs.items():
-        store.atomic_write(output / file, graph.SerializeToString())
+    for file, data in graphs.items():
+        store.atomic_write(output / file, data)
     store.atomic_write(output / PREPROCESS_FILE, (json.dumps(spec, ensure_ascii=False) + "\n").encode("utf-8"))
     written = {file: (output / file).stat().st_size for file in (MODEL_FILE, LOOKUP_FILE, PREPROCESS_FILE)}
     try:

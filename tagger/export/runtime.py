@@ -21,7 +21,8 @@ from tagger.tagging.tagger import Tagger
 from tagger.config import Config
 from tagger.encode import Batch
 from tagger.errors import ModelError
-from tagger.export import MODEL_FILE, ONNX_HINT, PREPROCESS_FILE
+from tagger import store
+from tagger.export import LOOKUP_FILE, MODEL_FILE, ONNX_HINT, PREPROCESS_FILE
 from tagger.lexicon import Lexicon
 from tagger.vocab import Vocab
 
@@ -49,6 +50,24 @@ def read_spec(directory: str | os.PathLike) -> dict:
         raise ModelError(f"preprocess.json version {spec.get('version')} is not supported (this tagger reads "
                          f"version {VERSION})", path=str(path))
     return spec
+
+
+def check_files(directory: str | os.PathLike, spec: dict) -> None:
+    """model.onnx and lookup.onnx against the SHA-256 preprocess.json records (as tagger/store.py checks a
+    model directory's files): ModelError naming the file that was altered, truncated or is missing."""
+    recorded = spec.get("sha256")
+    if not isinstance(recorded, dict):
+        raise ModelError("records no checksums of model.onnx and lookup.onnx (an export of an older tagger): "
+                         "export the model again", path=str(Path(directory) / PREPROCESS_FILE))
+    for name in (MODEL_FILE, LOOKUP_FILE):
+        path = Path(directory) / name
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ModelError(f"cannot read the export's graph ({e.strerror})", path=str(path)) from None
+        if store.sha256(data) != recorded.get(name):
+            raise ModelError("checksum does not match preprocess.json: the file was altered, truncated or "
+                             "half-written", path=str(path))
 
 
 def char_ids(batch: Batch) -> np.ndarray:
@@ -146,6 +165,7 @@ class OnnxTagger(Tagger):
             raise ModelError(f"not an ONNX export directory: it lacks {MODEL_FILE} or {PREPROCESS_FILE}",
                              path=str(path))
         spec = read_spec(path)
+        check_files(path, spec)
         try:
             return cls(path, spec, threads)
         except (KeyError, TypeError, ValueError) as e:
