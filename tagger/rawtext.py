@@ -2,8 +2,9 @@
 from. Plain or gzipped files, one paragraph or document a line, cut into sentences and tokens by
 tagger/text.py, the tokeniser `tagger predict` uses, so the tokens are those the tagger will meet.
 
-Lines are read one at a time, never the whole file; every line has a place, (file, line), from which
-reading can start again (a resumed training continues exactly where it stopped).
+Lines are read one at a time, never the whole file, each file opened once and read forward; every line has a
+place, (file, line, byte offset), from which reading starts again at once (a resumed training continues
+exactly where it stopped, without reading the lines before it).
 """
 from __future__ import annotations
 
@@ -43,14 +44,7 @@ def check_text_files(paths: Sequence[str | Path], tokenizer: str = "words") -> N
 def read_lines(path: str | Path) -> Iterator[str]:
     """The lines of a text file, gunzipped when it starts with gzip's magic bytes. A NUL byte ("binary
     file?"), invalid UTF-8 or a damaged gzip stream is an error naming the file (and line)."""
-    path = Path(path)
-    try:
-        with path.open("rb") as raw:
-            stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if raw.read(2) == b"\x1f\x8b" else raw
-            raw.seek(0)
-            yield from (line.rstrip("\r\n") for line in decode_lines(stream, str(path)))
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; EOFError: a truncated .gz
-        raise InputError(f"cannot read: {e}", path=str(path)) from None
+    yield from (text for _, _, text in _placed(path))
 
 
 def sentences_of(line: str, tokenizer: str = "words") -> list[list[str]]:
@@ -68,8 +62,38 @@ def tokenised_sentences(paths: Iterable[str | Path], tokenizer: str = "words",
                 yield [w.lower() for w in words] if lowercase else words
 
 
-def lines_from(paths: Sequence[str | Path], file: int = 0, line: int = 0) -> Iterator[tuple[int, int, str]]:
-    """(file index, line index, text) of every line from place (file, line) on, to the end of the last file."""
+def lines_at(paths: Sequence[str | Path], file: int = 0, line: int = 0, offset: int | None = 0
+             ) -> Iterator[tuple[int, int, int, str]]:
+    """(file index, line index, byte offset after the line, text) of every line from place (file, line) on, to
+    the end of the last file. `offset`: where that line starts in the file's (gunzipped) bytes, from which
+    reading resumes; None (a place kept without its offset) reads the lines before it again to find it."""
     for f in range(file, len(paths)):
-        start = line if f == file else 0
-        yield from ((f, n, text) for n, text in enumerate(islice(read_lines(paths[f]), start, None), start))
+        first, at = (line, offset) if f == file else (0, 0)
+        placed = _placed(paths[f], first if at is not None else 0, at or 0)
+        for n, end, text in placed:
+            if n >= first:
+                yield f, n, end, text
+
+
+def _placed(path: str | Path, line: int = 0, offset: int = 0) -> Iterator[tuple[int, int, str]]:
+    """(line index, byte offset after it, text without its line ending) of each line of one file, from line
+    `line`, which starts at byte `offset` (of the gunzipped bytes, for a .gz: seeking there inflates the
+    bytes before it once). Errors name the file and the line."""
+    path = Path(path)
+    end = offset
+
+    def counted(stream: IO[bytes]) -> Iterator[bytes]:
+        nonlocal end
+        for raw_line in stream:
+            end += len(raw_line)
+            yield raw_line
+
+    try:
+        with path.open("rb") as raw:
+            stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if raw.read(2) == b"\x1f\x8b" else raw
+            raw.seek(0)
+            stream.seek(offset)
+            for n, text in enumerate(decode_lines(counted(stream), str(path), first=line + 1), line):
+                yield n, end, text.rstrip("\r\n")
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; EOFError: a truncated .gz
+        raise InputError(f"cannot read: {e}", path=str(path)) from None

@@ -22,6 +22,7 @@ from tagger.training import cvt
 from tagger.training import loop as training
 from tagger.training.crf import ConstrainedCRF
 from tagger.training.model import Trainable
+from tagger.training import unlabeled
 from tagger.training.unlabeled import Stream, due
 from tagger.vocab import build_vocab
 
@@ -112,6 +113,45 @@ def test_a_stream_built_at_a_position_continues_with_the_same_batches(tmp_path):
     assert all([e.tokens for e in a] == [e.tokens for e in b] for a, b in later)
     assert whole.position[0] >= 1  # it wrapped round to the first file
     assert all(len({len(e) for e in batch}) == 1 for batch in first)  # one length a batch, as training needs
+
+
+def test_one_pass_of_the_stream_reads_each_line_once(tmp_path, monkeypatch):
+    """Each buffer reads on from where the last one stopped (it once read its file again from line 0: a
+    pass over a 20,000-line file decoded 419,872 lines)."""
+    from tagger import rawtext
+
+    plain = tmp_path / "b.txt"  # one gzipped file, one plain
+    plain.write_bytes(gzip.decompress(raw_text(tmp_path / "b.gz", 30, seed=2).read_bytes()))
+    files = [raw_text(tmp_path / "a.txt.gz", 40, seed=1), plain]
+    lines = [line for f in files for line in rawtext.read_lines(f)]
+    decoded = []
+    real = rawtext.decode_lines
+
+    def counting(stream, name, first=1):
+        for text in real(stream, name, first):
+            decoded.append(text.rstrip("\r\n"))
+            yield text
+
+    monkeypatch.setattr(rawtext, "decode_lines", counting)
+    monkeypatch.setattr(unlabeled, "BUFFER_BATCHES", 2)  # a buffer: 8 sentences, 4 lines; 18 buffers a pass
+    stream = Stream(files, encoder(), "words", batch_size=4, seed=1)
+    while stream.position[0] == 0:
+        stream.next_batch()
+    assert decoded[: len(lines)] == lines  # the first pass: every line once, in order
+    assert decoded[len(lines):] == lines[: len(decoded) - len(lines)]  # then the second pass's first buffer
+
+
+def test_a_position_kept_before_offsets_continues_with_the_same_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr(unlabeled, "BUFFER_BATCHES", 2)
+    files = [raw_text(tmp_path / "a.txt.gz", 20, seed=1)]
+    whole = Stream(files, encoder(), "words", batch_size=4, seed=1)
+    for _ in range(9):
+        whole.next_batch()
+    passes, file, line, offset, taken = whole.position
+    assert offset > 0
+    old = Stream(files, encoder(), "words", batch_size=4, seed=1, position=[passes, file, line, taken])
+    later = [(whole.next_batch(), old.next_batch()) for _ in range(30)]
+    assert all([e.tokens for e in a] == [e.tokens for e in b] for a, b in later)
 
 
 @pytest.mark.parametrize("ratio, expected", [(1.0, [1, 1, 1, 1]), (0.5, [0, 1, 0, 1]), (2.0, [2, 2, 2, 2]),

@@ -54,7 +54,7 @@ class Progress:
     epoch_seconds: float = 0.0
     updates: int = 0         # optimizer steps since the start (for the weight average's warm-up)
     unlabeled_sentences: int = 0  # unlabelled sentences trained on since the start (cross-view training)
-    unlabeled_position: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # tagger/training/unlabeled.py
+    unlabeled_position: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])  # tagger/training/unlabeled.py
     epoch_unlabeled: int = 0      # the current epoch's unlabelled sentences and cross-view loss so far
     epoch_cvt_loss: float = 0.0
 

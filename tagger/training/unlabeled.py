@@ -3,9 +3,11 @@
 The files are read a buffer at a time (about BUFFER_BATCHES batches of sentences, whole lines), never whole:
 a buffer's sentences are tokenised with the model's tokeniser, encoded, grouped by length and shuffled
 (seeded by the buffer's place), and handed out as batches of one length; after the last file, reading
-starts again at the first. Where the stream stands is four numbers, `Stream.position`: the pass, the file
-and line where the current buffer starts, and the batches already taken from it. A checkpoint keeps them,
-and a stream built at that position continues with the same batches.
+starts again at the first. The open file is read on from where the last buffer stopped, never again from its
+start. Where the stream stands is five numbers, `Stream.position`: the pass, the file, line and byte offset
+where the current buffer starts, and the batches already taken from it. A checkpoint keeps them, and a
+stream built at that position continues with the same batches (one kept before offsets were, four numbers
+without the offset, too: its file is read up to the line once).
 """
 from __future__ import annotations
 
@@ -17,11 +19,11 @@ import torch
 
 from tagger.encode import Encoded, length_batches
 from tagger.errors import InputError
-from tagger.rawtext import lines_from, sentences_of
+from tagger.rawtext import lines_at, sentences_of
 
 BUFFER_BATCHES = 64   # batches' worth of sentences read, grouped by length and shuffled at a time
 MAX_TOKENS = 150      # longer sentences (tables, lists run together) are skipped
-START = [0, 0, 0, 0]  # pass, file, line, batches taken from the buffer starting at (file, line)
+START = [0, 0, 0, 0, 0]  # pass, file, line, byte offset, batches taken from the buffer starting there
 
 
 class Stream:
@@ -32,9 +34,11 @@ class Stream:
                  prepare: Callable[[list[Encoded]], None] | None = None):
         self.paths, self.encode, self.tokenizer = [str(p) for p in paths], encode, tokenizer
         self.batch_size, self.seed, self.prepare = batch_size, seed, prepare
-        self.start = list(position[:3])
+        *start, taken = position
+        self.start = start if len(start) == 4 else [*start, None]  # [pass, file, line, offset]
+        self._lines, self._at = None, None  # the lines being read and the place of the next one
         self._fill()
-        self.taken = position[3]
+        self.taken = taken
 
     @property
     def position(self) -> list[int]:
@@ -60,21 +64,26 @@ class Stream:
                                  path=", ".join(self.paths))
         if self.prepare is not None:
             self.prepare(sentences)
-        generator = torch.Generator().manual_seed(_seed(self.seed, self.start))
+        generator = torch.Generator().manual_seed(_seed(self.seed, self.start[:3]))
         self.sentences, self.taken = sentences, 0
         self.batches = length_batches([len(s) for s in sentences], self.batch_size,
                                       lambda n: torch.randperm(n, generator=generator).tolist())
 
-    def _read(self, start: Sequence[int]) -> tuple[list[Encoded], list[int]]:
+    def _read(self, start: list) -> tuple[list[Encoded], list]:
         """(the encoded sentences of whole lines from `start` on, enough for a buffer or up to the end of
-        the files; where the next buffer starts)."""
-        passes, file, line = start
+        the files; where the next buffer starts). The lines read on from the last buffer's end when `start`
+        is that end, else from `start` (a new stream, or a new pass)."""
+        passes, file, line, offset = start
+        if self._lines is None or self._at != start[1:]:
+            self._lines = lines_at(self.paths, file, line, offset)
         sentences: list[Encoded] = []
-        for f, n, text in lines_from(self.paths, file, line):
+        for f, n, end, text in self._lines:
             sentences += [self.encode(s) for s in sentences_of(text, self.tokenizer) if len(s) <= MAX_TOKENS]
             if len(sentences) >= self.batch_size * BUFFER_BATCHES:
-                return sentences, [passes, f, n + 1]
-        return sentences, [passes + 1, 0, 0]
+                self._at = [f, n + 1, end]
+                return sentences, [passes, *self._at]
+        self._lines = None
+        return sentences, [passes + 1, 0, 0, 0]
 
 
 def _seed(seed: int, start: Sequence[int]) -> int:
