@@ -165,6 +165,17 @@ def feature_columns(sentence: Sentence, columns: Sequence[int]) -> list[list[str
     return [[row[c] for row in sentence.rows] for c in columns]
 
 
+def check_feature_columns(sentences: Sequence[Sentence], columns: Sequence[int], source: str) -> None:
+    """InputError naming the first sentence (its line) whose lines lack one of the feature `columns`: what
+    training data and tagging input (CoNLL files, selection pools) are both checked for."""
+    for s in sentences:
+        width = len(s.rows[0]) if s.rows else 1
+        for c in columns:
+            if not -width <= c < width:
+                raise InputError(f"feature column {c} does not exist (lines have {width} columns)",
+                                 path=source, line=s.line or None)
+
+
 def check_feature_columns_leak(sentences: Sequence[Sentence], columns: Sequence[int], source: str,
                                warn: Callable[[str], None] = _warn_stderr) -> None:
     """Refuse a feature column that holds the tags themselves (--features 3 on CoNLL-2003, --features pos on

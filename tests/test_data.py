@@ -55,3 +55,14 @@ def test_a_large_tag_set_that_is_not_words_passes():
     check_tag_column(swapped(500), "train.txt")  # hundreds of values: a tag set can be that large
     tags = [f"NNMS{i}-----A----" for i in range(1500)]  # fine-grained tags (Czech PDT-like), not words
     check_tag_column([Sentence(("a",), (t,), (("a", t),)) for t in tags], "train.txt")
+
+
+def test_a_feature_column_the_lines_lack_names_the_sentences_line():
+    from tagger.data import check_feature_columns
+
+    sentences = [Sentence(["EU", "rejects"], ["B-ORG", "O"], rows=[["EU", "NNP", "B-ORG"], ["rejects", "VBZ", "O"]],
+                          line=4)]
+    check_feature_columns(sentences, [1, -2], "train.txt")
+    with pytest.raises(InputError, match="feature column 3 does not exist") as caught:
+        check_feature_columns(sentences, [3], "train.txt")
+    assert (caught.value.path, caught.value.line) == ("train.txt", 4)

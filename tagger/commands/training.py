@@ -10,11 +10,10 @@ from typing import Sequence
 from corpora.conll import Sentence
 from tagger import store
 from tagger.config import Config, load_toml
-from tagger.data import (check_feature_columns_leak, check_tag_column, check_tags, read_sentences,
+from tagger.data import (check_feature_columns, check_feature_columns_leak, check_tag_column, check_tags, read_sentences,
                          unseen_labels)
 from tagger.commands.tagging import evaluate
 from tagger.errors import ConfigError, InputError
-from tagger.tagging.streaming import check_feature_columns
 from tagger.store import FILES
 
 # named feature columns of CoNLL-2003 files (token POS chunk NER)

@@ -31,10 +31,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from corpora.conll import Sentence
-from tagger.data import feature_columns
+from tagger.data import check_feature_columns, feature_columns
 from tagger.errors import ConfigError, InputError
 from tagger.tagging import marginals, pipeline
-from tagger.tagging.streaming import check_feature_columns
 from tagger.tagging.viterbi import viterbi
 from tagger.text import sentence_ends
 

@@ -15,7 +15,7 @@ from collections import deque
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TextIO
 
 from corpora.conll import Sentence, decode_lines, file_lines, iter_conll_lines, looks_like_conll, read_conll
-from tagger.data import feature_columns
+from tagger.data import check_feature_columns, feature_columns
 from tagger.errors import InputError
 from tagger.tagging import live, pipeline
 from tagger.tagging.confidence import ScoreOptions
@@ -103,15 +103,6 @@ def render_counted(tagger: Tagger, writer: Writer, input_format: str, options: S
                         len(sentences), tokens)
     tags = tagger.predict_tokens([s.tokens for s in sentences], feats, batch_size)
     return Rendered("".join(writer.sentence(s, t) for s, t in zip(sentences, tags)), len(sentences), tokens)
-
-
-def check_feature_columns(sentences: Sequence[Sentence], columns: Sequence[int], source: str) -> None:
-    for s in sentences:
-        width = len(s.rows[0]) if s.rows else 1
-        for c in columns:
-            if not -width <= c < width:
-                raise InputError(f"feature column {c} does not exist (lines have {width} columns)",
-                                 path=source, line=s.line or None)
 
 
 def check_input_file(ref: str) -> None:
