@@ -5,25 +5,20 @@ sorted by how unsure the model is, annotations collected for training, and warm-
 Every route needs the server's token (--token-file), as a bearer token or as HTTP Basic's password (any user
 name), which Label Studio's model connection offers. Its routes:
   GET  /health   {"status": "UP", "model_version", "training": the last training's state}
-  POST /setup    {"project", "schema": the labelling config XML, ...} -> {"model_version"}, and any labels
-                 of the config the model does not know ("unknown_labels") or of the model the config lacks
-  POST /predict  {"tasks": [...], "label_config": XML} -> {"results": [one prediction per task], "model_version"}:
-                 each {"result": regions, "score", "model_version"}; a region is {"from_name", "to_name",
-                 "type": "labels", "value": {"start", "end", "text", "labels"}, "score"}, character offsets into
-                 the task's text, score = P(exactly this entity | text), exact under the CRF; the prediction's
-                 score is the task's uncertainty (`strategy`, by default least confidence, 1 - P(best
-                 analysis)), by which the Data Manager sorts. Tagged in the server's engine thread, within
-                 /v1/tag's limits (tokens, queue, time).
-  POST /webhook  ANNOTATION_CREATED | ANNOTATION_UPDATED {"task", "annotation"}: checked whole
-                 (tagger/serving/labelstudio_data.py), appended to annotations.jsonl in the work directory;
-                 train.txt (CoNLL, each task's latest annotation, the model's training scheme) is written
-                 again. START_TRAINING: the library's training (`train`, the caller's: tagger.commands.train)
-                 on train.txt, --dev DEV, --init the current model, in a spawned process; the new model is
-                 swapped in on every route of the server if its dev F1 is at least the current one's. Other
-                 actions are acknowledged and ignored.
-
-Names, the data key and labels come from the labelling config, never the model: a label the model lacks is
-reported, never predicted; an entity type the config lacks is left out. Errors: a 4xx, one line of JSON.
+  POST /setup    {"project", "schema": the labelling config XML} -> {"model_version"}, the config's labels the
+                 model lacks ("unknown_labels": reported, never predicted) and the model's the config lacks
+  POST /predict  {"tasks", "label_config"} -> {"results": a prediction per task, "model_version"}: each
+                 {"result": regions, "score", "model_version"}; a region {"from_name", "to_name", "type":
+                 "labels", "value": {"start", "end", "text", "labels"}, "score"}: character offsets, P(exactly
+                 this entity | text), exact under the CRF; a task's score is its uncertainty (`strategy`; least
+                 confidence: 1 - P(best analysis)), by which the Data Manager sorts. Tagged in the server's
+                 engine thread, within /v1/tag's limits (tokens, queue, time).
+  POST /webhook  ANNOTATION_CREATED | ANNOTATION_UPDATED: checked whole (tagger/serving/labelstudio_data.py),
+                 appended to WORKDIR/annotations.jsonl; train.txt (each task's latest annotation, CoNLL in the
+                 model's scheme) written again. START_TRAINING: the library's training (`train`, the caller's:
+                 tagger.commands.train) on train.txt, --dev DEV, --init the current model, in a spawned
+                 process; the new model is swapped in on every route if its dev F1 is at least the current
+                 one's. Other actions are acknowledged and ignored. Errors: a 4xx, one line of JSON.
 """
 from __future__ import annotations
 
@@ -114,7 +109,7 @@ class Backend:
             raise InputError("no such dev file", path=str(dev))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.names = {_weights(self.tagger): self.model.name}  # a model's weights -> its directory's name
-        self.training = Training()
+        self.training, self.dev_f1 = Training(), None  # dev_f1: the served model's, once a training needs it
         self.lock = threading.Lock()
         self._waiter: threading.Thread | None = None
 
@@ -253,13 +248,16 @@ class Backend:
         self.consider(output)
 
     def consider(self, output: Path) -> None:
-        """Swap the model in `output` in (on every route) if its dev F1 is at least the current model's."""
+        """Swap the model in `output` in (on every route) if its dev F1 is at least the current model's. The
+        served model is never used here, beside the engine thread: its score comes from a copy, once."""
         from corpora.conll import read_conll
 
         try:
             dev = list(read_conll(self.dev))
-            new, current = Tagger.load(output), self.tagger
-            before, after = current.evaluate(dev)["f1"], new.evaluate(dev)["f1"]
+            new = Tagger.load(output)
+            if self.dev_f1 is None:
+                self.dev_f1 = Tagger.load(self.model).evaluate(dev)["f1"]
+            before, after = self.dev_f1, new.evaluate(dev)["f1"]
         except USER_ERRORS as e:
             self.training = Training("failed", str(output), str(e), self.training.started)
             return
@@ -268,6 +266,7 @@ class Backend:
                 self.names[_weights(new)] = Path(output).name
                 self.model = Path(output).resolve()
                 self.service.swap(new)
+                self.dev_f1 = after
             state, message = "swapped", f"dev F1 {100 * before:.2f} -> {100 * after:.2f}: now {self.version(new)}"
         else:
             state, message = "kept", f"dev F1 {100 * after:.2f} < {100 * before:.2f}: the current model stays"
@@ -339,11 +338,12 @@ def routes(prefix: str = "/labelstudio") -> list:
 
 def create_app(model: str | Path, workdir: str | Path, dev: str | Path | None = None, *,
                train: TrainFunction | None = None, strategy: str = "least-confidence", extend_tags: bool = False,
-               prefix: str = "/labelstudio", settings: Any = None) -> Any:
-    """The tagger's HTTP server with the Label Studio backend mounted at `prefix`. It trains only given a dev
-    set and `train` (tagger.commands.train: the caller's, since the doors do not import the commands)."""
+               prefix: str = "/labelstudio", settings: Any = None, tagger: Tagger | None = None) -> Any:
+    """The tagger's HTTP server with the Label Studio backend mounted at `prefix` (`tagger`: the model, if
+    already loaded). It trains only given a dev set and `train` (tagger.commands.train: the caller's, since
+    the doors do not import the commands)."""
     from tagger.serving.server import create_app as server_app
 
-    app = server_app(model, settings, routes=routes(prefix))
+    app = server_app(tagger or model, settings, routes=routes(prefix))
     app.state.labelstudio = Backend(app.state.service, model, workdir, dev, strategy, extend_tags, train)
     return app
