@@ -151,3 +151,8 @@ def test_force_replaces_an_ensemble_with_three_members(members, built, tmp_path)
     assert result.exit_code == 0, result.output
     assert len(Tagger.load(ens).engine.members) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ens"]
+
+
+def test_export_refuses_an_ensemble_in_one_line(built, tmp_path):
+    result = runner.invoke(app, ["export", str(built), "--to", "onnx", str(tmp_path / "onnx")])
+    assert_user_error(result, str(built), "is an ensemble")

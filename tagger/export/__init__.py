@@ -42,6 +42,8 @@ def export_onnx(model: "str | os.PathLike", output: "str | os.PathLike", force: 
     if output.is_dir() and any(output.iterdir()) and not force:
         raise InputError("already exists and is not empty: use --force to overwrite it", path=str(output))
     tagger = Tagger.load(model)
+    if tagger.is_ensemble:  # its members' graphs and the averaging are not written as ONNX
+        raise InputError("is an ensemble (tagger ensemble): export one of its members instead", path=str(model))
     name = tagger.meta.get("name") or Path(model).resolve().name
     graphs = {MODEL_FILE: onnx.build(tagger.config, tagger.vocab, tagger.tensors, name).SerializeToString(),
               LOOKUP_FILE: lookup.build_lookup(tagger.config, tagger.vocab, f"{name}_lookup").SerializeToString()}
