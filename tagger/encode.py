@@ -74,6 +74,8 @@ class Encoder:
     """Sentences -> ids, with a per-word cache (word id, shape, character ids): text repeats its words."""
 
     MAX_CACHE = 200_000  # entries; the cache is dropped when full, so memory stays bounded on any input
+    MAX_CACHED_LENGTH = 64  # characters: longer tokens (rare, often junk) are described afresh, never kept,
+                            # so that the cache's bytes stay bounded too (200,000 words of 5,000 characters: 9 GB)
 
     def __init__(self, vocab: Vocab):
         self.vocab = vocab
@@ -86,7 +88,9 @@ class Encoder:
                 self.cache.clear()
             get = self.vocab.chars.ids.get
             spelling = tuple(get(c, 1) for c in w) or (1,)  # an empty token is spelt as one unknown character
-            hit = self.cache[w] = (self.vocab.word_id(w), casing(w), spelling)
+            hit = (self.vocab.word_id(w), casing(w), spelling)
+            if len(w) <= self.MAX_CACHED_LENGTH:
+                self.cache[w] = hit
         return hit
 
     def __call__(self, tokens: Sequence[str], tags: Sequence[str] | None = None,

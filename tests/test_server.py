@@ -13,7 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -250,6 +252,11 @@ BAD_REQUESTS = [
     ("/", b"{\"inputs\": 5}", 422, "\"inputs\" must be a string"),
     ("/", b"{\"inputs\": \"a\", \"parameters\": {\"aggregation_strategy\": \"none\"}}", 422, "whole entities"),
     ("/", b"{\"inputs\": \"a\", \"parameters\": {\"file\": \"x\"}}", 422, "unknown parameter 'file'"),
+    ("/v1/tag", b"[" * 5000 + b"]" * 5000, 400, "nested too deeply"),
+    ("/v1/tag", b"{\"text\": \"a\", \"n_best\": " + b"7" * 5000 + b"}", 400, "integer of 5000 digits"),
+    ("/v1/tag", b"{\"text\": \"Paris \\ud800\"}", 400, "lone UTF-16 surrogate"),
+    ("/v1/tag", b"{\"tokens\": [[\"Paris\", \"\\udfff\"]]}", 400, "lone UTF-16 surrogate"),
+    ("/", b"{\"inputs\": [\"\\ud83d\"]}", 400, "lone UTF-16 surrogate"),
 ]
 
 
@@ -261,36 +268,213 @@ def test_bad_input_gets_its_status_and_one_line(en_server, path, body, status, f
     assert "\n" not in response.text and "Traceback" not in response.text
 
 
-def test_limits_413_503_504_and_the_server_answers_afterwards(en_model):
+def test_a_too_large_body_gets_413_and_the_server_answers_afterwards(en_model):
     text = sample_lines("en")[0]
-    heavy = {"texts": [text] * 8000}  # 1 MB, 300,000 tokens: the engine is busy for a while
-    server = Server(en_model, "--max-body", "2000000", "--max-queue", "1", "--timeout", "0.3")
+    server = Server(en_model, "--max-body", "2000000")
     try:
         too_big = server.client.post("/v1/tag", content=b"{\"text\": \"" + b"x" * 2_000_000 + b"\"}")
         assert too_big.status_code == 413 and "2000000 bytes" in too_big.json()["error"]
-
-        async def crowd() -> list[httpx.Response]:
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-                first = asyncio.ensure_future(client.post("/v1/tag", json=heavy))
-                await asyncio.sleep(0.1)  # the heavy request is in the engine
-                second = asyncio.ensure_future(client.post("/v1/tag", json={"text": text}))  # queued
-                await asyncio.sleep(0.05)
-                third = await client.post("/v1/tag", json={"text": text})  # the queue is full
-                return [await first, await second, third]
-
-        start = time.monotonic()
-        heavy_answer, queued, refused = asyncio.run(crowd())
-        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
-        assert heavy_answer.status_code == 504 and "0.3 s" in heavy_answer.json()["error"]
-        assert queued.status_code == 504
-        assert time.monotonic() - start < 5  # refused at the limit, not when the engine got round to it
-        deadline = time.monotonic() + 30
-        while server.client.get("/health").status_code != 200 or server.tag(text=text).status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
         assert server.tag(text=text).json()["text"] == text
     finally:
         assert server.stop() == 0
+
+
+def test_a_full_queue_gets_503_and_a_late_answer_504(en_model):
+    """The engine is held on an event while one request is in it and one queued: a third is refused at
+    once (503), and the two waiting ones get 504 at the time limit; the engine then serves again."""
+    from starlette.testclient import TestClient
+
+    from tagger.serving.server import Settings, create_app
+
+    text = sample_lines("en")[0]
+    app = create_app(en_model, Settings(max_queue=1, timeout_s=2))
+    in_engine, release = threading.Event(), threading.Event()
+    tag = app.state.service.batcher.handler
+
+    def held(batch):
+        in_engine.set()
+        release.wait(30)
+        return tag(batch)
+
+    app.state.service.batcher.handler = held
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(client.post, "/v1/tag", json={"text": text})
+        assert in_engine.wait(30)  # the first request is in the engine
+        second = pool.submit(client.post, "/v1/tag", json={"text": text})  # queued (or 504 once it waited)
+        deadline = time.monotonic() + 30
+        while app.state.service.batcher.depth < 1 and not second.done():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        refused = client.post("/v1/tag", json={"text": text})
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert first.result().status_code == 504 and "2 s" in first.result().json()["error"]
+        assert second.result().status_code == 504
+        release.set()
+        assert client.post("/v1/tag", json={"text": text}).json()["text"] == text
+
+
+def test_a_surrogate_pair_is_text_not_a_lone_surrogate(en_server):
+    answer = en_server.client.post("/v1/tag", content=b"{\"text\": \"Paris \\ud83d\\ude00\"}")
+    assert answer.status_code == 200 and answer.json()["text"] == "Paris \U0001F600"
+
+
+# -- bounded work and memory ---------------------------------------------------------------------------------
+
+def test_requests_past_the_token_limits_get_413_naming_the_limit(en_model):
+    server = Server(en_model, "--max-sentence-tokens", "50", "--max-request-tokens", "200")
+    try:
+        for body, flag in [({"text": "Paris " * 60}, "--max-sentence-tokens"),
+                           ({"tokens": [["Paris"] * 60]}, "--max-sentence-tokens"),
+                           ({"texts": ["Paris is big. " * 10] * 6}, "--max-request-tokens"),
+                           ({"tokens": [["Paris"] * 40] * 6}, "--max-request-tokens")]:
+            answer = server.tag(**body)
+            assert answer.status_code == 413, body
+            assert flag in answer.json()["error"] and "\n" not in answer.text
+        assert server.tag(text="Paris " * 50).status_code == 200  # at the limit: tagged
+        assert server.tag(texts=["Paris is big. " * 10] * 5).status_code == 200
+    finally:
+        assert server.stop() == 0
+
+
+def test_work_past_its_deadline_stops_at_the_next_chunk(en_model, monkeypatch):
+    """A request cut in chunks (of --max-batch-tokens) whose client has left (deadline passed) is tagged no
+    further: only the chunk under way when its time ran out is finished."""
+    from tagger import Tagger
+    from tagger.serving import jobs
+    from tagger.serving.bodies import TagJob
+    from tagger.tagging.confidence import ScoreOptions
+
+    tagged = []
+    real_tag = jobs.tag
+    monkeypatch.setattr(jobs, "tag", lambda tagger, kind, items, *rest: tagged.append(len(items)) or
+                        real_tag(tagger, kind, items, *rest))
+    now = iter([0.0, 5.0])  # the clock as the engine reads it before each chunk of the first request
+    job = TagJob("text", tuple(["Paris is big ."] * 30), ScoreOptions(), deadline=1.0)
+    limits = jobs.Limits(sentence_tokens=100, request_tokens=1000, chunk_tokens=40, batch_size=64)
+    fresh = TagJob("text", ("Paris is big .",), ScoreOptions())  # no deadline: always finished
+    abandoned, done = jobs.handle(Tagger.load(en_model), [job, fresh], limits, clock=lambda: next(now))
+    assert abandoned.status == 504
+    assert tagged == [10, 1]  # 40 tokens a chunk: its first chunk, none after its deadline; then the other
+    assert len(done.records) == 1
+
+
+def test_an_idle_server_answers_at_once_whatever_the_batch_wait():
+    """A lone request never waits for companions: --batch-wait only applies when requests are queued."""
+    from tagger.serving.batcher import Batcher
+
+    async def one() -> list:
+        batcher = Batcher(lambda payloads: [p.upper() for p in payloads], max_tokens=100, max_wait=3600)
+        batcher.start()
+        try:
+            return await asyncio.wait_for(batcher.submit("a", 1, timeout=3600), 30)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(one()) == "A"
+
+
+def test_long_unique_words_do_not_grow_the_word_cache(en_model):
+    """40 requests of unique 5,000-character words: the encoder's cache keeps none of them."""
+    from starlette.testclient import TestClient
+
+    from tagger.serving.server import create_app
+
+    app = create_app(en_model)
+    cache = app.state.service.tagger.encode.cache
+    before = len(cache)
+    with TestClient(app) as client:
+        for i in range(40):
+            words = [f"{i:03d}{k:02d}" + "x" * 4995 for k in range(5)]
+            assert client.post("/v1/tag", json={"text": " ".join(words)}).status_code == 200
+    assert len(cache) - before <= 1  # (the warm-up's words, or none)
+    assert max(map(len, cache), default=0) <= 64
+
+
+def _raw(port: int, data: bytes, timeout: float = 20) -> bytes:
+    """Send raw bytes on a new connection and read until the server closes it (or the timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def test_a_pipelining_flood_is_cut_short(en_model, tmp_path):
+    """Requests pipelined without reading the answers: an unauthenticated one ends its connection at the
+    first 401 (its body is never read); past 16 queued requests a connection is closed, whatever they are."""
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    server = Server(en_model, "--token-file", str(token_file))
+    body = b"{\"text\": \"Paris\"}"
+    post = b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    try:
+        answers = _raw(server.port, post * 10)
+        assert answers.count(b"HTTP/1.1 401") == 1  # then closed: the other 9 are never read
+        assert _raw(server.port, post * 500).count(b"HTTP/1.1 ") <= 17  # closed past the pipelining cap
+        health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        answers = _raw(server.port, health * 500)
+        assert answers.count(b"HTTP/1.1 200") <= 17  # closed, not 500 answers
+        assert server.client.get("/health").status_code == 200
+    finally:
+        assert server.stop() == 0
+
+
+def test_slow_headers_are_closed_and_a_slow_body_gets_408(en_model):
+    server = Server(en_model, "--read-timeout", "1")
+    try:
+        assert _raw(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n") == b""  # closed, no answer
+        assert _raw(server.port, b"") == b""  # a connection that never sends a byte is closed too
+        answer = _raw(server.port, b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+                                   b"{\"text\": \"Paris is a city\"")
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"].startswith("the body did not arrive")
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_client_that_leaves_mid_body_is_no_server_error(en_model):
+    server = Server(en_model)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"text\": ")
+        deadline = time.monotonic() + 30
+        while 'tagger_request_seconds_count{route="tag"}' not in (metrics := server.metrics()):
+            assert time.monotonic() < deadline, "the request was never counted"
+            time.sleep(0.05)
+        assert metrics['tagger_requests_total{route="tag",status="499"}'] == 1
+        assert not any('status="500"' in series for series in metrics)
+    finally:
+        assert server.stop() == 0
+    assert "Traceback" not in server.process.stdout.read()
+
+
+def test_sigterm_during_a_slow_body_answers_503_at_once(en_model):
+    """Draining does not wait the grace period for a body that may never come: it answers 503 in JSON."""
+    server = Server(en_model, "--grace", "60", "--read-timeout", "60")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"text\": ")
+        assert server.tag(text="Paris").status_code == 200  # the slow request is being read by now
+        server.process.send_signal(signal.SIGTERM)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 503") and b"application/json" in answer
+    assert "shutting down" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+    assert server.process.wait(timeout=20) == 0
+    server.stop()
+
+
+def test_create_app_leaves_no_process_wide_state(en_model):
+    """gc.freeze and the SIGTERM handler belong to `tagger serve` (the CLI edge), not to the library call."""
+    import gc
+
+    from tagger.serving.server import create_app
+
+    handler, frozen = signal.getsignal(signal.SIGTERM), gc.get_freeze_count()
+    create_app(en_model)
+    assert signal.getsignal(signal.SIGTERM) is handler
+    assert gc.get_freeze_count() == frozen
 
 
 def test_server_still_tags_correctly_after_bad_input(en_server, en_model, tmp_path):
@@ -398,15 +582,15 @@ def test_sigterm_during_a_burst_answers_every_accepted_request_and_exits_0(en_mo
 
 
 def test_a_killed_worker_is_replaced_and_its_requests_fail_cleanly(en_model):
-    server = Server(en_model, workers=2)
+    server = Server(en_model, "--timeout", "60", workers=2)
     try:
         children = _children(server.process.pid)
         assert len(children) == 2
         text = sample_lines("en")[0]
 
         async def during_a_kill() -> list:
-            async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
-                pending = [asyncio.ensure_future(client.post("/v1/tag", json={"texts": [text] * 3000}))
+            async with httpx.AsyncClient(base_url=server.url, timeout=90) as client:
+                pending = [asyncio.ensure_future(client.post("/v1/tag", json={"texts": [text] * 2000}))
                            for _ in range(6)]
                 await asyncio.sleep(0.3)
                 os.kill(children[0], signal.SIGKILL)

@@ -3,14 +3,15 @@
 A request is one `Job` with a size in tokens. `Batcher.submit` queues it and waits for its result. One
 task on the event loop takes queued jobs in arrival order into a batch, which closes when it holds
 `max_tokens` tokens or when `max_wait` seconds have passed since its first job was taken (0: take what is
-queued, no waiting), and hands the batch to `handler` in a thread of its own: the event loop goes on
+queued, no waiting; a lone job never waits: an idle server answers at once), and hands the batch to `handler` in a thread of its own: the event loop goes on
 reading requests while the engine works, and they form the next batch. Under load the batches grow by
 themselves (whatever queued while the engine ran goes in the next call); the wait only matters when the
 engine is idle.
 
 The queue is bounded (`max_queue` jobs): a full queue refuses at once (QueueFull, the server's 503), so
 memory stays bounded however fast clients send. A job that waits past its deadline raises TimeoutError
-(the server's 504); if it was still queued it is dropped, never tagged.
+(the server's 504); if it was still queued it is dropped, never tagged; if it was in the engine, its result
+is dropped (the handler may also stop work on it: the server's jobs carry their deadline).
 
 No import of the server stack here: anything with an event loop can use it (the Ray Serve deployment uses
 `@serve.batch` instead).
@@ -108,16 +109,17 @@ class Batcher:
         if self._queued_tokens >= self.max_tokens:
             self._full.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(job.future), timeout)
-        except TimeoutError:
-            job.dropped = True  # if still queued, _take skips it; if in the engine, its result is discarded
+            async with asyncio.timeout(timeout):
+                return await job.future
+        except TimeoutError:  # the future is cancelled: if still queued, _take skips it; if in the engine,
+            job.dropped = True  # its result is discarded
             raise
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._arrived.wait()
-            if self.max_wait > 0 and self._queued_tokens < self.max_tokens:
+            if self.max_wait > 0 and len(self._queue) > 1 and self._queued_tokens < self.max_tokens:
                 try:
                     await asyncio.wait_for(self._full.wait(), self.max_wait)
                 except TimeoutError:

@@ -1,14 +1,17 @@
-"""What a request to the server may say, checked: the body read within its size limit, then /v1/tag's and the
-Hugging Face shape's fields, types and ranges. Each refusal is an HTTPError with its status (400 not JSON,
-413 too large, 422 wrong fields or types) and a one-line message (tagger/serving/server.py answers it)."""
+"""What a request to the server may say, checked: the body read within its size and time limits, then /v1/tag's
+and the Hugging Face shape's fields, types and ranges. Each refusal is an HTTPError with its status (400 not
+JSON, nested too deep, an integer too long or a lone surrogate; 408 too slow; 413 too large; 422 wrong fields
+or types) and a one-line message (tagger/serving/server.py answers it)."""
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from dataclasses import dataclass
-from typing import Any
+import re
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from tagger.tagging.confidence import ScoreOptions
 
@@ -16,6 +19,10 @@ TAG_FIELDS = {"text", "texts", "tokens", "scores", "min_score", "n_best"}
 HF_FIELDS = {"inputs", "parameters", "options"}
 HF_PARAMETERS = {"aggregation_strategy", "ignore_labels", "stride"}
 HF_AGGREGATIONS = {None, "simple", "first", "average", "max"}  # each gives whole entities, as the tagger does
+MAX_INT_DIGITS = 20  # no field needs a longer integer; Python refuses to convert past 4,300 digits anyway
+DEFAULT_READ_TIMEOUT_S = 10.0
+CLOSE = {"Connection": "close"}  # answered before its body was read: the connection cannot be reused
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a UTF-16 surrogate written as a JSON escape
 
 
 class HTTPError(Exception):
@@ -33,29 +40,116 @@ class TagJob:
     kind: str  # "text" or "tokens"
     items: tuple
     options: ScoreOptions
+    deadline: float | None = field(default=None, compare=False)  # time.monotonic() past which nobody waits
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The body as JSON: 413 past `limit` bytes (told by Content-Length or found while reading), 400 when
-    it is not JSON."""
+class ClientGone(Exception):
+    """The client closed its connection before its body arrived: nothing to answer, and not a server error."""
+
+
+class BodyReads:
+    """The request bodies being read now, each under a deadline of `timeout_s` seconds. `drain()` (SIGTERM)
+    ends the reads still waiting for bytes at once, so that shutting down never waits for a slow client."""
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s, self.draining = timeout_s, False
+        self._open: set[asyncio.Timeout] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def drain(self) -> None:
+        """Called from a signal handler: the deadlines move to now on the event loop's own thread."""
+        self.draining = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._end_all)
+
+    def _end_all(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for deadline in self._open:
+            deadline.reschedule(now)
+
+    async def chunks(self, request: Request) -> AsyncIterator[bytes]:
+        """The body's chunks, within the deadline: 408 past it, 503 when draining, ClientGone on a hang-up.
+        A body already received is never cut: the deadline only fires while waiting for bytes."""
+        self._loop = asyncio.get_running_loop()
+        deadline = asyncio.timeout(0 if self.draining else self.timeout_s)
+        try:
+            async with deadline:
+                self._open.add(deadline)
+                async for chunk in request.stream():
+                    yield chunk
+        except TimeoutError:
+            if self.draining:
+                raise HTTPError(503, "the server is shutting down: send the request again",
+                                {"Retry-After": "1", **CLOSE}) from None
+            raise HTTPError(408, f"the body did not arrive within the time limit of {self.timeout_s:g} s",
+                            CLOSE) from None
+        except ClientDisconnect:
+            raise ClientGone() from None
+        finally:
+            self._open.discard(deadline)
+
+
+async def read_json(request: Request, limit: int, reads: BodyReads | None = None) -> Any:
+    """The body as JSON: 413 past `limit` bytes (told by Content-Length or found while reading), 408 or 503
+    when it does not arrive in time (`reads`), 400 when it is not JSON, is nested too deep, holds an integer
+    of more than MAX_INT_DIGITS digits or a lone UTF-16 surrogate (no text can hold one). Without `reads`
+    (the server's Service.reads), a deadline of DEFAULT_READ_TIMEOUT_S that no drain cuts short."""
+    reads = reads or BodyReads(DEFAULT_READ_TIMEOUT_S)
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
         raise HTTPError(413 if length.isdigit() else 400,
                         f"the body is larger than the limit of {limit} bytes" if length.isdigit()
-                        else "Content-Length is not a number")
+                        else "Content-Length is not a number", CLOSE)
     chunks, size = [], 0
-    async for chunk in request.stream():
+    async for chunk in reads.chunks(request):
         size += len(chunk)
         if size > limit:
-            raise HTTPError(413, f"the body is larger than the limit of {limit} bytes")
+            raise HTTPError(413, f"the body is larger than the limit of {limit} bytes", CLOSE)
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return parse_json(b"".join(chunks))
+
+
+def parse_json(body: bytes) -> Any:
+    """A body's JSON (see read_json for what is refused, with 400)."""
     if not body.strip():
         raise HTTPError(400, "the body is empty: send a JSON object")
     try:
-        return json.loads(body)
+        value = _DECODER.decode(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise HTTPError(400, f"the body is not valid JSON ({e})") from None
+    except RecursionError:
+        raise HTTPError(400, "the body is not valid JSON here: it is nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(value):
+        raise HTTPError(400, "the body holds a lone UTF-16 surrogate (such as \\ud800), which is not text")
+    return value
+
+
+def _int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise HTTPError(400, f"the body holds an integer of {len(digits)} digits; "
+                             f"the limit is {MAX_INT_DIGITS}")
+    return int(digits)
+
+
+_DECODER = json.JSONDecoder(parse_int=_int)
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string in a parsed body (keys included) holds a surrogate that is not half of a pair."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            todo += item.keys()
+            todo += item.values()
+        elif isinstance(item, list):
+            todo += item
+    return False
 
 
 def parse_tag_request(body: Any, max_n_best: int) -> tuple[TagJob, bool]:

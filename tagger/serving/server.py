@@ -11,10 +11,13 @@ Endpoints:
   GET /metrics   Prometheus text: requests by route and status, latency, batch sizes, tokens, queue depth.
 
 Requests are micro-batched (tagger/serving/batcher.py): whatever arrives together is tagged in one engine
-call, in a thread, off the event loop. Every limit (body size, queue, time, batch) is a `Settings` field
-and a `tagger serve` flag; a request past one gets its status (413, 503 + Retry-After, 504) and a one-line
-JSON body {"error": "..."}, never a traceback. No request names a file or a model: the model is the one
-given at start.
+call, in a thread, off the event loop (tagger/serving/jobs.py); an idle server tags a request at once. Every
+limit (body size and read time, tokens a sentence and a request, queue, time, batch) is a `Settings` field
+and a `tagger serve` flag; a request past one gets its status (408, 413, 503 + Retry-After, 504) and a
+one-line JSON body {"error": "..."}, never a traceback. Work past a 504 stops at the next chunk. No request
+names a file or a model: the model is the one given at start. A client that hangs up mid-body is counted
+under status 499 and logged by nobody. Process-wide settings (signals, the collector) are the caller's:
+`tagger serve` (tagger/commands/serving.py) calls `Service.drain` on SIGTERM.
 
 Extending (e.g. an annotation tool's backend): pass `routes=[Route(...)]` to `create_app`; an endpoint finds
 the `Service` (the tagger, the batcher, `await service.tag_texts(...)`) at `request.app.state.service` and
@@ -24,13 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
+import dataclasses
 import hmac
 import json
 import logging
 import os
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
@@ -41,16 +42,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from corpora.conll import Sentence
-from tagger.errors import ConfigError, ModelError, TaggerError
-from tagger.tagging import pipeline, streaming
+from tagger.errors import ConfigError, ModelError
+from tagger.serving import jobs
 from tagger.serving.batcher import Batcher, BatchStats, QueueFull
-from tagger.tagging.confidence import ScoreOptions
-from tagger.serving.bodies import (HTTPError, TagJob, hf_entities, parse_hf_request, parse_tag_request,
-                                     read_json)
+from tagger.serving.bodies import (CLOSE, BodyReads, ClientGone, HTTPError, TagJob, hf_entities, parse_hf_request,
+                                   parse_tag_request, read_json)
+from tagger.serving.jobs import Tagged
 from tagger.serving.server_metrics import Metrics
+from tagger.tagging.confidence import ScoreOptions
 from tagger.tagging.tagger import Tagger
-from tagger.tagging.writers import JsonlWriter
+from tagger.tagging.writers import jsonl
 
 log = logging.getLogger("tagger.server")
 
@@ -66,26 +67,28 @@ class Settings:
     max_queue: int = 1024          # requests waiting for the engine per worker; more get 503 + Retry-After
     timeout_s: float = 10.0        # a request not answered in this time gets 504
     max_body_bytes: int = 1 << 20  # a larger body gets 413
+    max_sentence_tokens: int = 2000  # a request with a longer sentence gets 413 (one sentence is tagged
+                                     # token after token: ~80 us a token, batching cannot share its steps)
+    max_request_tokens: int = 100_000  # a request with more tokens in all gets 413
+    read_timeout_s: float = 10.0   # a body not received in this time gets 408 (headers: see commands/serving.py)
     max_n_best: int = 10           # the largest n_best a request may ask for
     token: str | None = None       # bearer token (--token-file); None: no authentication
     cors_origins: tuple[str, ...] = ()  # origins allowed by CORS (--cors); none: no CORS headers at all
     batch_size: int = 64           # sentences per network pass within an engine call (sorted by length)
-    drain_on_sigterm: bool = False  # set by `tagger serve`: /health says 503 as soon as SIGTERM arrives
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_tokens", "max_queue", "max_body_bytes", "batch_size"):
+        for name in ("max_batch_tokens", "max_queue", "max_body_bytes", "batch_size", "max_sentence_tokens",
+                     "max_request_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
-        if not self.batch_wait_ms >= 0 or not self.timeout_s > 0 or self.max_n_best < 0:
-            raise ConfigError("--batch-wait must be >= 0, --timeout > 0 and --max-n-best >= 0")
+        if not self.batch_wait_ms >= 0 or not self.timeout_s > 0 or self.max_n_best < 0 \
+                or not self.read_timeout_s > 0:
+            raise ConfigError("--batch-wait must be >= 0, --timeout and --read-timeout > 0 and --max-n-best >= 0")
 
-
-@dataclass
-class Tagged:
-    """One request's answer: a JSONL record per item (no line end), and the tokens tagged."""
-
-    records: list[str]
-    tokens: int
+    @property
+    def limits(self) -> jobs.Limits:
+        return jobs.Limits(self.max_sentence_tokens, self.max_request_tokens, self.max_batch_tokens,
+                           self.batch_size)
 
 
 class Service:
@@ -94,58 +97,30 @@ class Service:
     def __init__(self, tagger: Tagger, settings: Settings,
                  submit: Callable[[TagJob], Awaitable[Tagged]] | None = None):
         self.tagger, self.settings, self.submit = tagger, settings, submit
-        self.writer = JsonlWriter(tagger.labels, tagger.vocab.source_scheme)
         self.metrics = Metrics()
         self.batcher = Batcher(self.handle, settings.max_batch_tokens, settings.batch_wait_ms / 1000,
                                settings.max_queue, on_batch=self._on_batch)
+        self.reads = BodyReads(settings.read_timeout_s)
         self.state = "loading"  # -> "ready" once loaded and warm -> "draining" at SIGTERM or shutdown
         self.chars = tagger.config.tokenizer == "chars"
         self.info = json.dumps(tagger.info(), ensure_ascii=False).encode("utf-8")
 
     # -- the engine side (a worker thread) --------------------------------------------------------------
 
-    def handle(self, jobs: Sequence[TagJob]) -> list[Tagged | Exception]:
-        """Tag a batch of requests: those asking the same (kind, options) in one engine call each."""
-        out: list[Tagged | Exception] = [None] * len(jobs)  # type: ignore[list-item]
-        groups: dict[tuple, list[int]] = {}
-        for i, job in enumerate(jobs):
-            groups.setdefault((job.kind, job.options), []).append(i)
-        for (kind, options), members in groups.items():
-            items = [item for i in members for item in jobs[i].items]
-            try:
-                records, tokens = self._tag(kind, items, options)
-            except TaggerError as e:
-                for i in members:
-                    out[i] = HTTPError(422, str(e))
-                continue
-            start = 0
-            for i in members:
-                n = len(jobs[i].items)
-                out[i] = Tagged(records[start : start + n], sum(tokens[start : start + n]))
-                start += n
-        return out
-
-    def _tag(self, kind: str, items: list, options: ScoreOptions) -> tuple[list[str], list[int]]:
-        """JSONL records (without line ends) and token counts of raw texts or token lists, in order."""
-        if kind == "call":  # extra routes' own engine work (Service.run): each item's result, as is
-            return [fn(self.tagger) for fn in items], [0] * len(items)
-        if kind == "text":
-            records, tokens = [], []
-            for tagged in pipeline.tag_texts(self.tagger, items, options, self.settings.batch_size):
-                records.append(self.writer.text(tagged)[:-1])
-                tokens.append(len(tagged.tokens.texts))
-            return records, tokens
-        sentences = [Sentence(tuple(tokens)) for tokens in items]
-        # what `tagger predict --input-format tokens` runs, given sentences rather than lines to split
-        rendered = streaming.render(self.tagger, self.writer, "conll", options, self.settings.batch_size, sentences)
-        return rendered.split("\n")[:-1], [len(s) for s in items]
+    def handle(self, batch: Sequence[TagJob]) -> list[Tagged | Exception]:
+        """Tag a batch of requests (tagger/serving/jobs.py): those asking the same (kind, options) together."""
+        return jobs.handle(self.tagger, batch, self.settings.limits)
 
     # -- the event-loop side ----------------------------------------------------------------------------
 
     async def tag(self, job: TagJob, size: int | None = None) -> Tagged:
-        """Tag one request through the batcher: QueueFull -> 503, past the time limit -> 504."""
+        """Tag one request through the batcher: QueueFull -> 503, past the time limit -> 504 (and the
+        engine drops the job at its next chunk: the job carries its deadline)."""
         if size is None:
             size = sum(map(self._estimate, job.items)) if job.kind == "text" else sum(map(len, job.items))
+        if job.kind == "tokens":  # token lists are measured at once: one past a limit is never queued (413)
+            jobs.measure(self.tagger, job, self.settings.limits)
+        job = dataclasses.replace(job, deadline=time.monotonic() + self.settings.timeout_s)
         try:
             if self.submit is not None:  # another batcher (Ray Serve's): it bounds its own queue
                 tagged = await asyncio.wait_for(self.submit(job), self.settings.timeout_s)
@@ -165,8 +140,7 @@ class Service:
 
     async def tag_texts(self, texts: Sequence[str], options: ScoreOptions = ScoreOptions()) -> list[dict]:
         """For extra routes: the /v1/tag records of raw texts, as dicts."""
-        tagged = await self.tag(TagJob("text", tuple(texts), options))
-        return [json.loads(record) for record in tagged.records]
+        return (await self.tag(TagJob("text", tuple(texts), options))).records
 
     async def run(self, fn: Callable[[Tagger], Any], size: int) -> Any:
         """For extra routes: fn(the served tagger) in the engine thread, with /v1/tag's queue and time limits
@@ -176,7 +150,6 @@ class Service:
     def swap(self, tagger: Tagger) -> None:
         """Serve `tagger` on every route from now on (a retrained model): the next batch, /info and the
         extra routes read it; a batch already in the engine finishes with the model it started with."""
-        self.writer = JsonlWriter(tagger.labels, tagger.vocab.source_scheme)
         self.chars = tagger.config.tokenizer == "chars"
         self.info = json.dumps(tagger.info(), ensure_ascii=False).encode("utf-8")
         self.tagger = tagger
@@ -189,10 +162,17 @@ class Service:
         self.metrics.batch(stats)
         self.metrics.queue.set(self.batcher.depth)
 
+    def drain(self) -> None:
+        """Shutting down (SIGTERM; safe to call from a signal handler): /health answers 503 from now on, and
+        bodies still arriving are cut short with 503, so that draining never waits for a slow client."""
+        self.state = "draining"
+        self.reads.drain()
+
     def endpoint(self, route: str, handler: Callable[[Request], Awaitable[Response]], auth: bool = True
                  ) -> Callable[[Request], Awaitable[Response]]:
         """`handler` with the token check (if `auth`), a one-line JSON body for any refusal, a 500 without
-        a traceback for a bug (logged here), and the request counted and timed under `route`."""
+        a traceback for a bug (logged here), and the request counted and timed under `route`. A client that
+        hung up mid-body is counted under 499 (nginx's "client closed request") and gets nothing."""
         async def wrapped(request: Request) -> Response:
             start = time.perf_counter()
             try:
@@ -201,6 +181,8 @@ class Service:
                 response = await handler(request)
             except HTTPError as e:
                 response = JSONResponse({"error": e.message}, e.status, e.headers)
+            except ClientGone:
+                response = Response(status_code=499)
             except Exception:  # a bug: logged with its traceback here, never sent
                 log.exception("%s %s failed", request.method, request.url.path)
                 response = JSONResponse({"error": "internal error (logged by the server)"}, 500)
@@ -218,7 +200,7 @@ class Service:
         ok = scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected.encode())
         if not ok:
             raise HTTPError(401, "missing or wrong bearer token (Authorization: Bearer ...)",
-                            {"WWW-Authenticate": "Bearer"})
+                            {"WWW-Authenticate": "Bearer", **CLOSE})  # its body is never read: close
 
 
 # -- the app ----------------------------------------------------------------------------------------------------
@@ -232,24 +214,21 @@ def create_app(model: str | os.PathLike | Tagger, settings: Settings | None = No
     method, which calls `Service.handle` on the batch)."""
     settings = settings or Settings()
     tagger = model if isinstance(model, Tagger) else Tagger.load(model)
-    if tagger.vocab.features:
-        raise ModelError("this model needs feature columns (CoNLL input), which HTTP requests do not carry: "
-                         "serve a model trained without --features", path=None if isinstance(model, Tagger)
-                         else str(model))
+    check_servable(tagger, None if isinstance(model, Tagger) else str(model))
     service = Service(tagger, settings, submit)
     service.handle([TagJob("text", ("Warm up the engine.",), ScoreOptions())])  # first request pays no set-up
-    gc.freeze()  # the model lives as long as the process: the collector stops walking it
 
     async def tag(request: Request) -> Response:
-        job, single = parse_tag_request(await read_json(request, settings.max_body_bytes), settings.max_n_best)
-        tagged = await service.tag(job)
-        body = tagged.records[0] if single else "[" + ",".join(tagged.records) + "]"
-        return Response(body.encode("utf-8"), media_type=JSON)
+        body = await read_json(request, settings.max_body_bytes, service.reads)
+        job, single = parse_tag_request(body, settings.max_n_best)
+        records = [jsonl(record)[:-1] for record in (await service.tag(job)).records]
+        answer = records[0] if single else "[" + ",".join(records) + "]"
+        return Response(answer.encode("utf-8"), media_type=JSON)
 
     async def hf(request: Request) -> Response:
-        texts, single, ignore = parse_hf_request(await read_json(request, settings.max_body_bytes))
+        texts, single, ignore = parse_hf_request(await read_json(request, settings.max_body_bytes, service.reads))
         tagged = await service.tag(TagJob("text", tuple(texts), ScoreOptions(scores=True)))
-        answers = [hf_entities(json.loads(record), ignore) for record in tagged.records]
+        answers = [hf_entities(record, ignore) for record in tagged.records]
         return JSONResponse(answers[0] if single else answers)
 
     async def health(request: Request) -> Response:
@@ -268,8 +247,6 @@ def create_app(model: str | os.PathLike | Tagger, settings: Settings | None = No
     async def lifespan(app: Starlette):
         if service.submit is None:
             service.batcher.start()
-        if settings.drain_on_sigterm:
-            _note_sigterm(service)
         yield
         service.state = "draining"
         await service.batcher.stop()
@@ -292,28 +269,8 @@ def create_app(model: str | os.PathLike | Tagger, settings: Settings | None = No
     return app
 
 
-def _note_sigterm(service: Service) -> None:
-    """Chain onto uvicorn's SIGTERM handler so that /health answers 503 from the moment draining starts."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(sig: int, frame: Any) -> None:
-        service.state = "draining"
-        if callable(previous):
-            previous(sig, frame)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-
-# -- several workers: uvicorn imports the app in each --------------------------------------------------------
-
-SERVE_ENV = "TAGGER_SERVE"  # JSON {"model": ..., "settings": {...}}, set by `tagger serve --workers N`
-
-
-def app_from_env() -> Starlette:
-    """uvicorn's factory in each worker process: the model and settings `tagger serve` put in SERVE_ENV.
-    Each worker loads the model itself (uvicorn starts workers with spawn, not fork)."""
-    spec = json.loads(os.environ[SERVE_ENV])
-    settings = Settings(**{k: tuple(v) if k == "cors_origins" else v for k, v in spec["settings"].items()})
-    return create_app(spec["model"], settings)
+def check_servable(tagger: Tagger, path: str | None) -> None:
+    """HTTP requests carry no feature columns: a model that needs them cannot be served (one line)."""
+    if tagger.vocab.features:
+        raise ModelError("this model needs feature columns (CoNLL input), which HTTP requests do not carry: "
+                         "serve a model trained without --features", path=path)
