@@ -368,3 +368,41 @@ def test_a_predict_past_the_servers_token_limit_is_a_413(trained_model, tmp_path
         answer = c.post("/labelstudio/predict", json={"tasks": tasks(TEXTS * 3), "label_config": CONFIG})
         assert c.post("/v1/tag", json={"text": TEXTS[0]}).status_code == 200  # the engine goes on
     assert answer.status_code == 413 and "--max-request-tokens" in answer.json()["error"]
+
+
+# -- the door: `tagger serve MODEL --label-studio WORKDIR [--dev DEV]` --------------------------------------------
+
+def test_tagger_serve_mounts_the_backend_behind_the_token(trained_model, tmp_path, dev):
+    from test_server import Server
+
+    (tmp_path / "token").write_text(TOKEN, encoding="utf-8")
+    server = Server(trained_model, "--label-studio", str(tmp_path / "work"), "--dev", str(dev),
+                    "--token-file", str(tmp_path / "token"))
+    try:
+        assert server.client.get("/labelstudio/health").status_code == 401
+        assert server.client.post("/labelstudio/webhook", json={"action": "START_TRAINING"}).status_code == 401
+        health = server.client.get("/labelstudio/health", auth=("label-studio", TOKEN))
+        assert health.status_code == 200 and health.json()["training"]["state"] == "idle"
+        predicted = server.client.post("/labelstudio/predict", auth=("label-studio", TOKEN),
+                                       json={"tasks": tasks(), "label_config": CONFIG})
+        assert predicted.status_code == 200 and len(predicted.json()["results"]) == len(TEXTS)
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("options,fragment", [
+    (["--host", "0.0.0.0"], "--token-file"),
+    (["--workers", "2"], "one worker"),
+    (["--ray"], "one worker"),
+])
+def test_tagger_serve_refuses_a_backend_it_cannot_keep_in_one_line(trained_model, tmp_path, dev, options, fragment):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["serve", str(trained_model), "--label-studio", str(tmp_path / "work"),
+                                      "--dev", str(dev), *options])
+    assert result.exit_code == 1 and result.stderr.startswith("error: ") and fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    alone = CliRunner().invoke(app, ["serve", str(trained_model), "--dev", str(dev)])
+    assert alone.exit_code == 1 and "--dev goes with --label-studio" in alone.stderr
