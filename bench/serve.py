@@ -1,17 +1,21 @@
-"""`tagger serve` under load: requests/s, tokens/s, latency percentiles, errors and RSS, driven by `hey`.
+"""`tagger serve` under load: requests/s, tokens/s, latency percentiles, errors and RSS, driven by `hey`
+(Debian: apt-get install hey).
 
     flock /tmp/cpu.lock python bench/serve.py --model /tmp/serve-conll --data ../shared/data/conll2003 \
-        --workers 1 2 --clients 1 16 64 256 --duration 30 --output bench/results-serve.json
+        --workers 2 --clients 1 64 --duration 30 --output bench/results-serve.json
 
-Each point starts a fresh `tagger serve MODEL --workers W` (plus --serve-args), warms it for 2 s, then runs
+One run measures first the library call (`Tagger.predict` on the same one-sentence body, --library-calls
+times, in this process), then each server point. Each point starts a fresh `tagger serve MODEL --workers W` (plus --serve-args), warms it for 2 s, then runs
 `hey -z DURATION -c CLIENTS` with one fixed body: a single sentence ({"text": ...}, the first CoNLL-2003
-test sentence of 14-18 tokens) or, with --sentences 100, {"texts": [100 test sentences]}. `hey` runs on
+test sentence of --sentence-tokens tokens, 12 by default) or, with --sentences 100, {"texts": [100 test sentences]}. `hey` runs on
 the same 2 cores as the server: its own CPU time is reported beside the server's. The server's RSS
 (parent and workers summed) is read after the warm-up and at the end. A non-200 answer counts as an error.
 
 --offline measures what the numbers are compared with: `tagger predict` (default --workers: one per core)
 on the test sentences as raw text, repeated to --offline-tokens tokens, wall time including its start.
---soak SECONDS runs one long point and samples RSS every 10 s. Results append to --output (JSON lines).
+--soak SECONDS runs one long point and samples RSS every 10 s. --abuse runs issue 33's floods against one
+server, --long N... times one long sentence against the same tokens batched (bench/serve_abuse.py says
+how). Results append to --output (JSON lines).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -186,26 +191,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument("--workers", type=int, nargs="+", default=[2])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--sentences", type=int, default=1, help="sentences per request")
+    parser.add_argument("--sentence-tokens", type=int, default=12, help="tokens of the one-sentence body")
+    parser.add_argument("--library-calls", type=int, default=3000, help="Tagger.predict calls timed (0: none)")
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--serve-args", default="", help="more `tagger serve` options, e.g. '--batch-wait 1'")
     parser.add_argument("--offline", action="store_true", help="measure offline `tagger predict` instead")
     parser.add_argument("--offline-tokens", type=int, default=1_000_000)
     parser.add_argument("--soak", type=float, default=0, metavar="SECONDS", help="one long point, RSS sampled")
+    parser.add_argument("--abuse", action="store_true", help="issue 33's floods, RSS before/during/after")
+    parser.add_argument("--flood-mb", type=float, default=86, help="--abuse: MB each pipelining connection writes")
+    parser.add_argument("--read-timeout", type=float, default=10, help="--abuse: the server's --read-timeout")
+    parser.add_argument("--max-request-tokens", type=int, default=100_000, help="--abuse: the heavy request's size")
+    parser.add_argument("--long", type=int, nargs="+", metavar="N", help="one sentence of N tokens, timed")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
+    import serve_abuse
+
     sentences = test_sentences(args.data)
+    one = next(s for s in sentences if len(s) == args.sentence_tokens)
+    if not (args.offline or args.long) and not shutil.which("hey"):
+        raise SystemExit("error: bench/serve.py needs hey on the PATH (Debian: apt-get install hey)")
     if args.offline:
         results = [offline(args, sentences)]
+    elif args.long:
+        results = serve_abuse.long_sentences(args.model, sentences, args.long)
+    elif args.abuse:
+        results = serve_abuse.abuse(args, Server, tree_rss_mb, " ".join(one))
     else:
-        if args.sentences == 1:
-            chosen = [next(s for s in sentences if 14 <= len(s) <= 18)]
-        else:
-            chosen = sentences[: args.sentences]
+        chosen = [one] if args.sentences == 1 else sentences[: args.sentences]
         duration = args.soak or args.duration
-        results = [point(args, w, c, chosen, duration, soak=bool(args.soak)) for w in args.workers for c in args.clients]
+        results = [serve_abuse.library(args.model, " ".join(one), args.library_calls)] if args.library_calls else []
+        results += [point(args, w, c, chosen, duration, soak=bool(args.soak)) for w in args.workers for c in args.clients]
     for r in results:
         line = json.dumps(r)
         print(line, flush=True)
