@@ -336,6 +336,14 @@ def test_requests_past_the_token_limits_get_413_naming_the_limit(en_model):
         assert server.stop() == 0
 
 
+def test_the_issues_one_megabyte_sentence_is_refused_at_once_by_default(en_server):
+    """The probe's requests that held a worker for 12 s and 28 s: 413 under the default limits."""
+    for body in ({"text": "Paris " * 166666}, {"tokens": [["a"] * 190000]}):
+        answer = en_server.tag(**body)
+        assert answer.status_code == 413 and "--max-sentence-tokens" in answer.json()["error"]
+    assert en_server.tag(text="Paris").status_code == 200
+
+
 def test_work_past_its_deadline_stops_at_the_next_chunk(en_model, monkeypatch):
     """A request cut in chunks (of --max-batch-tokens) whose client has left (deadline passed) is tagged no
     further: only the chunk under way when its time ran out is finished."""
