@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tagger.errors import ConfigError
+from tagger.paths import check_input_file
 
 # `--lexicon jieba`, `--embeddings jieba`, `--context jieba`: the dictionary or the LAC model that an installed
 # jieba (pip install jieba) ships, rather than a file
@@ -157,13 +158,10 @@ class Config:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML recipe; the keys are Config fields (a [train] or [model] table is flattened)."""
+    check_input_file(path, error=ConfigError)
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError("no such file", path=str(path)) from None
-    except IsADirectoryError:
-        raise ConfigError("is a directory, not a TOML file", path=str(path)) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"invalid TOML: {e}", path=str(path)) from None
     flat: dict[str, Any] = {}

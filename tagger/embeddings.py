@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from tagger.errors import InputError
+from tagger.paths import check_input_file
 
 
 def load_vectors(path: str | Path, expected_dim: int | None = None) -> tuple[list[str], np.ndarray]:
@@ -59,11 +60,7 @@ def stack_vectors(sets: Sequence[tuple[list[str], np.ndarray]],
 
 def check_vectors_file(path: str | Path) -> None:
     """Raise InputError unless `path` is a file (what `load_vectors` would find first, without reading it)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("no such embeddings file", path=str(path))
-    if path.is_dir():
-        raise InputError("is a directory, not an embeddings file", path=str(path))
+    check_input_file(path, "embeddings file")
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -29,6 +29,7 @@ import numpy as np
 
 from tagger.config import JIEBA
 from tagger.errors import InputError
+from tagger.paths import check_input_file
 
 CELLS = ("S", "B2", "B3", "B4", "B5+", "M3", "M4", "M5+", "E2", "E3", "E4", "E5+")
 FEATURES = 2 * len(CELLS)  # per token: matched (0/1) then scaled log frequency, one of each per cell
@@ -188,11 +189,8 @@ def lexicon_path(ref: str | Path) -> Path:
             raise InputError("--lexicon jieba needs jieba installed: pip install jieba (or "
                              "pip install 'bilstm-tagger[chinese]')")
         return Path(spec.origin).parent / "dict.txt"
-    path = Path(ref)
-    if not path.is_file():
-        raise InputError("is a directory, not a lexicon file" if path.is_dir() else "no such lexicon file",
-                         path=str(path))
-    return path
+    check_input_file(ref, "lexicon file")
+    return Path(ref)
 
 
 def read_lexicon(ref: str | Path) -> Lexicon:

@@ -16,6 +16,7 @@ from typing import IO
 
 from corpora.conll import decode_lines
 from tagger.errors import InputError
+from tagger.paths import check_input_file
 from tagger.text import sentence_ends
 
 SNIFF_LINES = 1000  # lines read by check_text_files for a sentence (a binary file fails on its first line)
@@ -25,11 +26,8 @@ def check_inputs(paths: Sequence[str | Path]) -> None:
     """InputError naming the first input that is missing or a directory (before any work is done)."""
     if not paths:
         raise InputError("no input files: give one or more raw text files (plain or .gz)")
-    for path in map(Path, paths):
-        if not path.exists():
-            raise InputError("no such file", path=str(path))
-        if path.is_dir():
-            raise InputError("is a directory, not a text file", path=str(path))
+    for path in paths:
+        check_input_file(path)
 
 
 def check_text_files(paths: Sequence[str | Path], tokenizer: str = "words") -> None:

@@ -30,6 +30,7 @@ from typing import Iterator, Protocol, Sequence
 import numpy as np
 
 from tagger.errors import ConfigError, InputError
+from tagger.paths import check_output_file
 from tagger.rawtext import check_inputs, tokenised_sentences
 from tagger.store import atomic_file
 from tagger.text import TOKENIZERS
@@ -142,7 +143,7 @@ def train_vectors(paths: Sequence[str | Path], output: Path, options: VectorOpti
     seconds spent reading and training, with the training speed in words/s (words x epochs / seconds)."""
     options.check()
     check_inputs(paths)
-    check_output(output, force)
+    check_output_file(output, force)
     models = _gensim_models()
     reporter = reporter or Silent()
     with tempfile.TemporaryDirectory(prefix="tagger-vectors-") as tmp:
@@ -178,15 +179,6 @@ def _new_model(models, options: VectorOptions):
         # 2 M n-gram buckets x dim floats is 800 MB at 100-d: a quarter of that holds a domain corpus's n-grams
         return models.FastText(bucket=500_000, **common)
     return models.Word2Vec(**common)
-
-
-def check_output(output: Path, force: bool) -> None:
-    """InputError when `output` is a directory, or exists and `force` is off."""
-    output = Path(output)
-    if output.is_dir():
-        raise InputError("is a directory", path=str(output))
-    if output.exists() and not force:
-        raise InputError("already exists: use --force to overwrite it", path=str(output))
 
 
 def write_vectors(output: Path, words: Sequence[str], vectors: np.ndarray) -> None:

@@ -3,10 +3,10 @@
 select; `describing` holds info and plot."""
 from tagger.commands.describing import info, plot
 from tagger.commands.selecting import select
-from tagger.commands.tagging import (calibrate, check_input_file, check_output_file, convert, evaluate,
+from tagger.commands.tagging import (calibrate, convert, evaluate,
                                      output_format_for, predict, predict_on_ray, score_options)
 from tagger.commands.training import make_config, parse_features, train
 
-__all__ = ["calibrate", "check_input_file", "check_output_file", "convert", "evaluate", "info", "make_config",
+__all__ = ["calibrate", "convert", "evaluate", "info", "make_config",
            "output_format_for", "parse_features", "plot", "predict", "predict_on_ray", "score_options", "select",
            "train"]

@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Sequence
 
 from tagger.api import Tagger
-from tagger.commands.tagging import check_output_file, load_model
+from tagger.commands.tagging import load_model
+from tagger.paths import check_output_file
 
 
 def info(model: Path) -> dict:

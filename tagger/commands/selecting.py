@@ -9,12 +9,13 @@ from typing import Callable, Iterator, Sequence, TextIO
 
 from corpora.conll import Sentence, iter_conll_lines, looks_like_conll
 from tagger import store
-from tagger.commands.tagging import check_output_file, load_model
+from tagger.commands.tagging import load_model
 from tagger.data import feature_columns
 from tagger.errors import ConfigError, InputError
 from tagger.tagging import pipeline, selection
 from tagger.tagging.selection import Selected
-from tagger.tagging.streaming import SNIFF_LINES, check_input_file, conll_sentences, read_lines
+from tagger.paths import check_input_file, check_output_file
+from tagger.tagging.streaming import SNIFF_LINES, conll_sentences, read_lines
 from tagger.api import Tagger
 from tagger.tagging.writers import WRITERS, jsonl
 

@@ -14,7 +14,8 @@ from tagger.api import Tagger
 from tagger.data import (check_model_fits, check_tags, read_sentences,
                          unseen_labels)
 from tagger.errors import ConfigError, InputError
-from tagger.tagging.streaming import auto_workers, check_input_file, predict_files
+from tagger.paths import check_input_file, check_output_file
+from tagger.tagging.streaming import auto_workers, predict_files
 from tagger.tagging import pipeline
 from tagger.tagging.confidence import ScoreOptions
 from tagger.tagging.writers import WRITERS
@@ -126,15 +127,6 @@ def convert(input: Path, output: Path, to: str, source: str = "auto", format: st
 
 def _write_format(sentence) -> str:
     return "conll2003" if sentence.rows and len(sentence.rows[0]) > 2 else "columns"
-
-
-def check_output_file(path: Path | None, force: bool) -> None:
-    if path is None or str(path) == "-":
-        return
-    if path.is_dir():
-        raise InputError("is a directory", path=str(path))
-    if path.exists() and not force:
-        raise InputError("already exists: use --force to overwrite it", path=str(path))
 
 
 def output_format_for(output: Path | None, asked: str | None, input_format: str = "text") -> str:

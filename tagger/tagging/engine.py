@@ -1,6 +1,6 @@
 """The tagging engine: the trained network's forward pass and Viterbi in numpy, from a model's tensors.
 
-The one inference path: `Tagger` (tagger/api.py) tags with it, so `tagger predict`, `tagger evaluate` and
+The one inference path: `Tagger` (tagger/tagging/tagger.py) tags with it, so `tagger predict`, `tagger evaluate` and
 training's dev scores (built from the live weights, tagger/training/model.py) run the same code. It never imports
 torch: `import torch` alone takes 1.4-1.8 s on a 2-core machine, most of a cold start, and a process
 without torch is half the size. It reads the tensors tagger/tensors.py names, never torch's keys.

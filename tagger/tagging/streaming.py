@@ -16,7 +16,6 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TextIO
 
 from corpora.conll import Sentence, decode_lines, file_lines, iter_conll_lines, looks_like_conll, read_conll
 from tagger.data import check_feature_columns, feature_columns
-from tagger.errors import InputError
 from tagger.tagging import live, pipeline
 from tagger.tagging.confidence import ScoreOptions
 from tagger.tagging.tagger import Tagger
@@ -103,15 +102,6 @@ def render_counted(tagger: Tagger, writer: Writer, input_format: str, options: S
                         len(sentences), tokens)
     tags = tagger.predict_tokens([s.tokens for s in sentences], feats, batch_size)
     return Rendered("".join(writer.sentence(s, t) for s, t in zip(sentences, tags)), len(sentences), tokens)
-
-
-def check_input_file(ref: str) -> None:
-    if ref == "-":
-        return
-    if not os.path.exists(ref):
-        raise InputError("no such file", path=ref)
-    if os.path.isdir(ref):
-        raise InputError("is a directory, not a file", path=ref)
 
 
 def read_lines(ref: str) -> Iterator[str]:
