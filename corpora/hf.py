@@ -1,4 +1,4 @@
-"""The bridge to Hugging Face `datasets`: sentences to and from a Dataset, and loading a corpus by reference.
+"""The bridge to Hugging Face `datasets`: sentences from a Dataset, and loading a corpus by reference.
 
 `datasets` takes seconds to import, so it is imported inside the functions that need it: the CLI and the
 CoNLL reader stay fast for users who never touch it.
@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator
 
 from corpora.conll import Sentence
 from corpora.errors import CorpusError
-
-if TYPE_CHECKING:
-    import datasets
 
 TAG_FIELDS = ("ner_tags", "tags", "pos_tags", "chunk_tags")  # looked for in this order when none is named
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
@@ -21,35 +18,6 @@ _SAVED_MARKERS = ("dataset_dict.json", "state.json")  # written by DatasetDict /
 _BATCH = 1000
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 _HUB_TIMEOUT = 10.0  # seconds for the one request that asks the hub whether a dataset exists
-
-
-def to_dataset(sentences: Iterable[Sentence], tag_names: Sequence[str] | None = None) -> "datasets.Dataset":
-    """A Dataset with "tokens" and "ner_tags" (ClassLabel over `tag_names`, or the sorted tags seen).
-
-    Built with `Dataset.from_dict` and explicit features; `from_generator` would cache by generator and
-    hand back stale data. Unlabelled sentences (tags None) give a "tokens"-only dataset.
-    """
-    import datasets
-
-    sentences = list(sentences)
-    tokens = [list(s.tokens) for s in sentences]
-    labelled = [s.tags is not None for s in sentences]
-    if not all(labelled):
-        if any(labelled):
-            raise ValueError("some sentences have tags and some do not")
-        features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string"))})
-        return datasets.Dataset.from_dict({"tokens": tokens}, features=features)
-    names = list(tag_names) if tag_names is not None else sorted({t for s in sentences for t in s.tags})
-    index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({t for s in sentences for t in s.tags} - index.keys())
-    if unknown:
-        raise ValueError(f"tags not in tag_names: {', '.join(unknown)}")
-    features = datasets.Features({
-        "tokens": datasets.Sequence(datasets.Value("string")),
-        "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
-    })
-    tags = [[index[t] for t in s.tags] for s in sentences]
-    return datasets.Dataset.from_dict({"tokens": tokens, "ner_tags": tags}, features=features)
 
 
 def from_dataset(ds: Any, tokens_field: str = "tokens", tags_field: str | None = None) -> Iterator[Sentence]:

@@ -218,11 +218,6 @@ def convert(tags: Sequence[str], src: str, dst: str) -> list[str]:
     return from_spans(spans(tags, src), len(tags), dst)
 
 
-def repair(tags: Sequence[str], scheme: str) -> list[str]:
-    """The valid sequence of `scheme` with the spans conlleval would read from `tags`."""
-    return convert(tags, scheme, scheme)
-
-
 def is_valid(tags: Sequence[str], scheme: str) -> bool:
     """Whether `tags` is a well-formed sequence of `scheme` (every transition allowed, proper start and end)."""
     scheme = normalize_scheme(scheme)

@@ -1,4 +1,4 @@
-"""The Python API (`Tagger`, `tagger.jobs`, `tagger.data`): what a user calls instead of the CLI.
+"""The Python API (`Tagger`, `tagger.commands`, `tagger.data`): what a user calls instead of the CLI.
 
 Bad input raises one of `tagger.errors.USER_ERRORS` whose message names the file (and line); valid but
 unusual input (empty, one token, 10,000 tokens, any Unicode) just works.
@@ -257,7 +257,7 @@ def test_model_path_that_does_not_exist_is_a_file_or_is_empty(tmp_path, corpus):
 
 
 def test_output_that_exists_is_never_overwritten(trained_model, corpus, tmp_path):
-    out = tmp_path / "taken.jsonl"
+    out = tmp_path / "taken.conll"
     out.write_text("precious\n")
     with pytest.raises(InputError, match="already exists"):
         commands.predict(trained_model, [str(corpus["test"])], "conll", "conll", out)

@@ -116,16 +116,25 @@ def test_tab_separated_spanish_two_column_files(tmp_path, corpus):
 
 
 def test_a_local_datasets_directory_trains_like_a_file(tmp_path, corpus):
+    """The same sentences as a saved DatasetDict or as CoNLL files train the same model: the same scores on
+    the same sentences, the same tags on new text."""
     import datasets
+    from test_hf import to_dataset
 
-    from corpora import hf
     from corpora.conll import Sentence
 
-    sents = [Sentence(tuple(t), tuple(g)) for t, g in make_sentences(60, seed=7)]
+    pairs = make_sentences(60, seed=7)
+    sents = [Sentence(tuple(t), tuple(g)) for t, g in pairs]
     names = sorted({tag for s in sents for tag in s.tags})
-    datasets.DatasetDict({"train": hf.to_dataset(sents[:45], names),
-                          "validation": hf.to_dataset(sents[45:], names)}).save_to_disk(str(tmp_path / "ds"))
-    model = tmp_path / "from-datasets"
-    tagger("train", tmp_path / "ds", "--dev", tmp_path / "ds", "-o", model, "--config", corpus["config"])
-    scores = json.loads(tagger("evaluate", model, f"{tmp_path / 'ds'}:validation", "--json").stdout)
-    assert 0.0 <= scores["f1"] <= 1.0 and scores["sentences"] == 15
+    datasets.DatasetDict({"train": to_dataset(sents[:45], names),
+                          "validation": to_dataset(sents[45:], names)}).save_to_disk(str(tmp_path / "ds"))
+    train, dev = write_corpus(tmp_path / "train.conll", pairs[:45]), write_corpus(tmp_path / "dev.conll", pairs[45:])
+    tagger("train", tmp_path / "ds", "--dev", tmp_path / "ds", "-o", tmp_path / "from-datasets", "--config",
+           corpus["config"])
+    tagger("train", train, "--dev", dev, "-o", tmp_path / "from-files", "--config", corpus["config"])
+    scores = [json.loads(tagger("evaluate", tmp_path / model, dev, "--json").stdout)
+              for model in ("from-datasets", "from-files")]
+    assert scores[0] == scores[1] and scores[0]["sentences"] == 15 and scores[0]["f1"] > 0.5
+    text = "Anna Novak visited Veldmark with Bosch AG .\n"
+    assert tagger("predict", tmp_path / "from-datasets", input=text).stdout == \
+        tagger("predict", tmp_path / "from-files", input=text).stdout

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import colour_pixels, html_marks
-from tagger.reports.html import entity_labels, label_colour, low_score_colour, page_footer, page_header, paragraph
+from tagger.reports.html import label_colour, low_score_colour, page_footer, page_header, paragraph
 
 TEXT = "Ilse Yilmaz, a spokesman for Quantix Labs, said shares rose in Stonehaven."
 HOSTILE = 'Tom & Jerry <script>alert("x")</script> said \'hi\' &amp; <b>left</b> for "Paris".'
@@ -113,10 +113,6 @@ def test_colours_depend_on_the_label_alone_not_the_process():
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
     assert outputs == {str([label_colour(label) for label in labels])}
-
-
-def test_entity_labels_are_the_legend_of_a_tag_set():
-    assert entity_labels(["O", "B-PER", "I-PER", "S-LOC", "E-GPE.NAM", "B-GPE.NAM"]) == ["GPE.NAM", "LOC", "PER"]
 
 
 def test_entities_outside_the_text_or_overlapping_are_refused():

@@ -19,7 +19,6 @@ from corpora.schemes import (
     is_valid,
     misplaced,
     normalize_scheme,
-    repair,
     spans,
     split_tag,
 )
@@ -180,8 +179,8 @@ def test_from_spans_rejects_bad_spans(bad: list):
 def test_convert_and_repair_examples():
     assert convert(["I-PER", "B-PER", "O", "I-LOC"], "iob1", "bioes") == ["S-PER", "S-PER", "O", "S-LOC"]
     assert convert(["B-X", "I-X", "E-X"], "iobes", "bilou") == ["B-X", "I-X", "L-X"]
-    assert repair(["O", "I-PER", "I-LOC"], "iob2") == ["O", "B-PER", "B-LOC"]
-    assert repair(["B-PER", "O"], "bioes") == ["S-PER", "O"]
+    assert convert(["O", "I-PER", "I-LOC"], "iob2", "iob2") == ["O", "B-PER", "B-LOC"]  # one scheme: repaired
+    assert convert(["B-PER", "O"], "bioes", "bioes") == ["S-PER", "O"]
 
 
 @PROPERTY
@@ -206,9 +205,9 @@ def test_convert_round_trips_between_every_pair_of_schemes(case):
 
 @PROPERTY
 @given(st.sampled_from(SCHEMES).flatmap(lambda s: st.tuples(st.just(s), random_tags(s))))
-def test_repair_makes_any_sequence_valid_and_keeps_valid_ones(case: tuple[str, list[str]]):
+def test_converting_to_its_own_scheme_makes_any_sequence_valid_and_keeps_valid_ones(case: tuple[str, list[str]]):
     scheme, tags = case
-    fixed = repair(tags, scheme)
+    fixed = convert(tags, scheme, scheme)
     assert is_valid(fixed, scheme)
     assert is_valid(tags, scheme) == (fixed == tags)
     assert spans(fixed, scheme) == spans(tags, scheme)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import html
-from typing import Iterable, Sequence
-
-from corpora import schemes
+from typing import Sequence
 
 LOW_SCORE = 0.5  # entities scored below this are drawn lighter, with a dashed outline
 
@@ -77,12 +75,6 @@ def _hashed_colour(name: str) -> str:
 
     r, g, b = colorsys.hls_to_rgb(_hash_fraction(name), 0.78, 0.75)
     return "#" + "".join(f"{round(255 * x):02x}" for x in (r, g, b))
-
-
-def entity_labels(tags: Iterable[str]) -> list[str]:
-    """The entity labels of a model's tag set ("B-PER", "I-PER", "O" -> ["PER"]), sorted: the legend."""
-    labels = {schemes.split_tag(t)[1] for t in tags if schemes.has_prefixes([t])}
-    return sorted(labels - {None})
 
 
 def escape(text: str) -> str:
