@@ -5,6 +5,7 @@ or types) and a one-line message (tagger/serving/server.py answers it)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -101,11 +102,12 @@ async def read_json(request: Request, limit: int, reads: BodyReads | None = None
                         f"the body is larger than the limit of {limit} bytes" if length.isdigit()
                         else "Content-Length is not a number", CLOSE)
     chunks, size = [], 0
-    async for chunk in reads.chunks(request):
-        size += len(chunk)
-        if size > limit:
-            raise HTTPError(413, f"the body is larger than the limit of {limit} bytes", CLOSE)
-        chunks.append(chunk)
+    async with contextlib.aclosing(reads.chunks(request)) as stream:  # closed here: its deadline with it
+        async for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                raise HTTPError(413, f"the body is larger than the limit of {limit} bytes", CLOSE)
+            chunks.append(chunk)
     return parse_json(b"".join(chunks))
 
 
