@@ -90,13 +90,17 @@ def test_a_temperature_changes_the_probabilities_but_not_the_path(batch):
 
 def test_keep_drops_the_entities_below_the_minimum_and_tags_their_tokens_o(batch):
     emissions, mask, crf = batch
-    for s in confidence.score_batch(emissions, mask, crf, TAGS, "iob2", ScoreOptions(scores=True)):
-        if not s.spans:
-            continue
-        threshold = float(np.median(s.span_scores))
+    scored = [s for s in confidence.score_batch(emissions, mask, crf, TAGS, "iob2", ScoreOptions(scores=True))
+              if s.spans]
+    assert len(scored) >= 2  # the fixture's sentences have entities to drop
+    for s in scored:
+        threshold = min(s.span_scores) + 1e-9  # drops at least the least sure entity
         kept = s.keep(threshold, TAGS)
+        assert len(kept.spans) < len(s.spans)
         assert kept.spans == [span for span, p in zip(s.spans, s.span_scores) if p >= threshold]
         assert schemes.spans(kept.tags, "iob2") == kept.spans
+        dropped = [span for span in s.spans if span not in kept.spans]
+        assert all(kept.tags[i] == "O" for _, a, b in dropped for i in range(a, b))
         np.testing.assert_allclose(kept.tag_scores, s.marginals[np.arange(len(kept.tags)),
                                                                 [TAGS.index(t) for t in kept.tags]])
         assert s.keep(0.0, TAGS) is s
