@@ -50,10 +50,11 @@ class ClientGone(Exception):
 
 class BodyReads:
     """The request bodies being read now, each under a deadline of `timeout_s` seconds. `drain()` (SIGTERM)
-    ends the reads still waiting for bytes at once, so that shutting down never waits for a slow client."""
+    brings every deadline to at most `drain_s` from then: a body arriving at speed still completes, a slow
+    one gets 503 within `drain_s`, so that shutting down never waits for a slow client."""
 
-    def __init__(self, timeout_s: float):
-        self.timeout_s, self.draining = timeout_s, False
+    def __init__(self, timeout_s: float, drain_s: float = 1.0):
+        self.timeout_s, self.drain_s, self.draining = timeout_s, drain_s, False
         self._open: set[asyncio.Timeout] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -64,15 +65,15 @@ class BodyReads:
             self._loop.call_soon_threadsafe(self._end_all)
 
     def _end_all(self) -> None:
-        now = asyncio.get_running_loop().time()
+        last = asyncio.get_running_loop().time() + self.drain_s
         for deadline in self._open:
-            deadline.reschedule(now)
+            deadline.reschedule(min(last, deadline.when() or last))
 
     async def chunks(self, request: Request) -> AsyncIterator[bytes]:
         """The body's chunks, within the deadline: 408 past it, 503 when draining, ClientGone on a hang-up.
         A body already received is never cut: the deadline only fires while waiting for bytes."""
         self._loop = asyncio.get_running_loop()
-        deadline = asyncio.timeout(0 if self.draining else self.timeout_s)
+        deadline = asyncio.timeout(min(self.timeout_s, self.drain_s) if self.draining else self.timeout_s)
         try:
             async with deadline:
                 self._open.add(deadline)

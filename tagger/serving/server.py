@@ -164,7 +164,7 @@ class Service:
 
     def drain(self) -> None:
         """Shutting down (SIGTERM; safe to call from a signal handler): /health answers 503 from now on, and
-        bodies still arriving are cut short with 503, so that draining never waits for a slow client."""
+        bodies still arriving get a second more, then 503, so that draining never waits for a slow client."""
         self.state = "draining"
         self.reads.drain()
 
