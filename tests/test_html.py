@@ -180,3 +180,14 @@ def test_tagger_predict_writes_the_page_that_chromium_shows(trained_model, tmp_p
     assert ("John Smith", "PER") in [(m["text"], m["tag"]) for m in html_marks(dom)]
     assert visible_text(dom) == text.read_text(encoding="utf-8").splitlines()
     assert requests == []
+
+
+def test_the_html_writers_legend_is_the_models_entity_types(trained_model):
+    """A writer takes entity types (PER, LOC), never the model's B-/I- tags: one meaning at every call site."""
+    from tagger.api import Tagger
+    from tagger.writers import WRITERS
+
+    tagger = Tagger.load(trained_model)
+    header = WRITERS["html"](tagger.entity_types, tagger.vocab.source_scheme).header()
+    assert tagger.entity_types and all(f">{label}<" in header for label in tagger.entity_types)
+    assert not any(tag in header for tag in tagger.labels if tag != "O")

@@ -4,7 +4,7 @@ A writer renders one record at a time into a string, so `--workers` processes ca
 stream in parallel and the parent writes them in order; `header` and `footer` come once. The CLI's
 `--output-format` choices are this registry's names, and the Python API can call any writer:
 
->>> writer = WRITERS["jsonl"](tagger.labels)
+>>> writer = WRITERS["jsonl"](tagger.entity_types)
 >>> writer.text(next(pipeline.tag_texts(tagger, ["Angela Merkel visited Paris."])))
 '{"text": "Angela Merkel visited Paris.", "entities": [...]}\\n'
 
@@ -38,15 +38,16 @@ def register(name: str) -> Callable[[type["Writer"]], type["Writer"]]:
 
 
 class Writer(ABC):
-    """Renders records as text. `labels` are the model's labels and `scheme` the scheme of the tags it is
-    given (None for plain tags), both known before the first record; `scored`: whether entities will carry
+    """Renders records as text. `entity_types` are what the model finds (Tagger.entity_types: PER, LOC, ...;
+    for plain tags such as POS, the tags), the HTML legend's entries; `scheme` is the scheme of the tags it is
+    given (None for plain tags); all known before the first record. `scored`: whether entities will carry
     scores (the HTML legend then explains how a low one looks)."""
 
     name = ""
 
-    def __init__(self, labels: Sequence[str] = (), scheme: str | None = None, title: str = "tagger",
+    def __init__(self, entity_types: Sequence[str] = (), scheme: str | None = None, title: str = "tagger",
                  scored: bool = False):
-        self.labels, self.scheme, self.title, self.scored = list(labels), scheme, title, scored
+        self.entity_types, self.scheme, self.title, self.scored = list(entity_types), scheme, title, scored
 
     def header(self) -> str:
         return ""
@@ -112,10 +113,10 @@ class ConllWriter(Writer):
 @register("html")
 class HtmlWriter(Writer):
     """One self-contained page (tagger/reports/html.py): a paragraph an input line or sentence, entities marked with
-    their label's colour, a legend of the model's labels; streams in constant memory."""
+    their label's colour, a legend of the model's entity types; streams in constant memory."""
 
     def header(self) -> str:
-        return html.page_header(self.labels, self.title, self.scored)
+        return html.page_header(self.entity_types, self.title, self.scored)
 
     def text(self, tagged: "TaggedText") -> str:
         return html.paragraph(tagged.text, tagged.entities)
