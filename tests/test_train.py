@@ -58,6 +58,17 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
+def test_without_dev_data_the_last_epoch_is_the_model_and_no_score_is_made_up(tmp_path):
+    """No dev F1 anywhere (the epoch number once stood in for it, in metrics.jsonl and config.json)."""
+    progress = training.train(config=config(epochs=3), train_sents=TRAIN, dev_sents=(), output=tmp_path / "m",
+                              source_scheme="iob2")
+    metrics = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3] and not any("dev_f1" in m for m in metrics)
+    assert progress.best_epoch == 3
+    about = Tagger.load(tmp_path / "m").info()
+    assert about["best_epoch"] == 3 and about["best_dev_f1"] is None
+
+
 def assert_same_weights(a: Path, b: Path) -> None:
     wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys()

@@ -310,15 +310,18 @@ def _end_epoch(tagger: Trainable, data: Data, progress: Progress, metrics: dict,
 
 
 def _evaluate_and_keep(tagger: Trainable, data: Data, progress: Progress, metrics: dict, output: Path) -> None:
-    """Dev scores into `metrics`; the model saved in `output` when they are the best so far."""
+    """Dev scores into `metrics`; the model saved in `output` when they are the best so far. Without dev data
+    there is no score (no dev_f1 anywhere): every epoch is saved, the last is the model."""
+    if not data.dev:
+        metrics["eval_seconds"], metrics["minutes"], metrics["best"] = 0.0, progress.seconds / 60, True
+        progress.best_epoch = progress.epoch + 1
+        tagger.save(output, {"epoch": progress.epoch + 1})
+        return
     start = time.perf_counter()
-    if data.dev:
-        result = measure(data.dev_gold, tag_encoded(tagger.tagger(), data.dev), data.scheme)
-        metrics |= {"dev_precision": result["precision"], "dev_recall": result["recall"], "dev_f1": result["f1"]}
-        if data.scheme is None:  # plain tags (POS): one tag a token, so the micro F1 above is token accuracy
-            metrics["dev_accuracy"] = result["accuracy"]
-    else:  # no dev data: the last epoch is the model
-        metrics |= {"dev_f1": float(progress.epoch)}
+    result = measure(data.dev_gold, tag_encoded(tagger.tagger(), data.dev), data.scheme)
+    metrics |= {"dev_precision": result["precision"], "dev_recall": result["recall"], "dev_f1": result["f1"]}
+    if data.scheme is None:  # plain tags (POS): one tag a token, so the micro F1 above is token accuracy
+        metrics["dev_accuracy"] = result["accuracy"]
     metrics["eval_seconds"] = time.perf_counter() - start
     if metrics["dev_f1"] > progress.best_f1:
         progress.best_f1, progress.best_epoch, progress.bad_epochs = metrics["dev_f1"], progress.epoch + 1, 0
