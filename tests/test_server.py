@@ -574,7 +574,10 @@ def test_sigterm_during_a_burst_answers_every_accepted_request_and_exits_0(en_mo
                                      timeout=30) as client:
             pending = [asyncio.ensure_future(client.post("/v1/tag", json={"texts": [" ".join(lines)] * 20}))
                        for _ in range(30)]
-            await asyncio.sleep(0.5)  # every request sent and read: the engine works through them
+            deadline = time.monotonic() + 30
+            while "tagger_requests_in_flight 31.0" not in (await client.get("/metrics")).text:
+                assert time.monotonic() < deadline  # until all 30 are in the server (and this /metrics one)
+                await asyncio.sleep(0.01)
             server.process.send_signal(signal.SIGTERM)
             return await asyncio.gather(*pending, return_exceptions=True)
 
@@ -600,7 +603,10 @@ def test_a_killed_worker_is_replaced_and_its_requests_fail_cleanly(en_model):
             async with httpx.AsyncClient(base_url=server.url, timeout=90) as client:
                 pending = [asyncio.ensure_future(client.post("/v1/tag", json={"texts": [text] * 2000}))
                            for _ in range(6)]
-                await asyncio.sleep(0.3)
+                deadline = time.monotonic() + 30
+                while "tagger_requests_in_flight 7.0" not in (await client.get("/metrics")).text:
+                    assert time.monotonic() < deadline  # until all 6 are in the workers (and this /metrics one)
+                    await asyncio.sleep(0.01)
                 os.kill(children[0], signal.SIGKILL)
                 return await asyncio.gather(*pending, return_exceptions=True)
 

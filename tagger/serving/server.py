@@ -175,6 +175,7 @@ class Service:
         hung up mid-body is counted under 499 (nginx's "client closed request") and gets nothing."""
         async def wrapped(request: Request) -> Response:
             start = time.perf_counter()
+            self.metrics.in_flight.inc()
             try:
                 if auth:
                     self._check_token(request)
@@ -186,6 +187,7 @@ class Service:
             except Exception:  # a bug: logged with its traceback here, never sent
                 log.exception("%s %s failed", request.method, request.url.path)
                 response = JSONResponse({"error": "internal error (logged by the server)"}, 500)
+            self.metrics.in_flight.dec()
             self.metrics.requests.labels(route, str(response.status_code)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
             return response

@@ -1,4 +1,5 @@
-"""The server's Prometheus series (requests by route and status, latency, batch sizes, tokens, queue depth),
+"""The server's Prometheus series (requests by route and status, latency, batch sizes, tokens, queue depth,
+requests in flight),
 summed over `tagger serve --workers N` processes by prometheus_client's multiprocess mode."""
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class Metrics:
         self.tokens = Counter("tagger_tokens", "Tokens tagged", registry=r)
         self.queue = Gauge("tagger_queue_depth", "Requests waiting for the engine", registry=r,
                            multiprocess_mode="livesum")
+        self.in_flight = Gauge("tagger_requests_in_flight", "Requests read and not yet answered (this one too)",
+                               registry=r, multiprocess_mode="livesum")
 
     def batch(self, stats: BatchStats) -> None:
         self.batch_requests.observe(stats.jobs)
