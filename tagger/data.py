@@ -116,8 +116,11 @@ def _fits(tag: str, scheme: str) -> bool:
 
 def _check_given_scheme(sentences: Sequence[Sentence], tags: set[str], source: str, scheme: str,
                         prefixed: bool) -> str:
-    """`scheme` (from --scheme) when every tag is one of its tags; InputError at the first that is not."""
+    """`scheme` (from --scheme) when every tag is one of its tags and their order does not contradict it;
+    InputError at the first tag that is not, or at the first contradiction (_refuse_contradiction)."""
     if all(_fits(t, scheme) for t in tags):
+        if prefixed:
+            _refuse_contradiction(sentences, source, scheme)
         return scheme
     try:
         found = schemes.detect_scheme(s.tags or () for s in sentences) if prefixed else None
@@ -127,6 +130,60 @@ def _check_given_scheme(sentences: Sequence[Sentence], tags: set[str], source: s
     tag, line = next(_first_line(sentences, lambda t: not _fits(t, scheme)))
     raise InputError(f"tag {tag!r} is not a tag of the {scheme.upper()} scheme given by --scheme ({looks}: "
                      "drop --scheme to detect it)", path=source, line=line)
+
+
+def _refuse_contradiction(sentences: Sequence[Sentence], source: str, scheme: str) -> None:
+    """InputError at the first tag whose place contradicts `scheme` when the file reads as another scheme:
+    --scheme bioes on an IOB2 file (B-PER then O: BIOES ends an entity with E- or S-), --scheme iob1 on IOB2
+    (B- opening an entity after O). A file detected as `scheme` itself passes, its few slips warned about."""
+    try:
+        found = schemes.detect_scheme(s.tags or () for s in sentences)
+    except ValueError:
+        return
+    if found in (None, scheme):
+        return
+    for s in sentences:
+        tags = s.tags or ()
+        if schemes.is_valid(tags, scheme):
+            continue
+        wrong = schemes.misplaced(tags, scheme)
+        i = wrong[0] if wrong else max(j for j, t in enumerate(tags) if t != "O")  # no valid end
+        where = f" after {tags[i - 1]!r}" if i and wrong else " at the sentence's end" if not wrong else ""
+        raise InputError(f"tag {tags[i]!r}{where} contradicts the {scheme.upper()} scheme given by --scheme: "
+                         f"the file's tags read as {found.upper()} (drop --scheme to detect it, or tagger convert "
+                         f"--to {scheme})", path=source, line=s.line + i if s.line else None)
+
+
+def choose_tokenizer(sentences: Iterable[Sentence]) -> str:
+    """"chars" when nearly every token is one character (one-character-a-line corpora), else "words"."""
+    tokens = [t for s in sentences for t in s.tokens]
+    single = sum(len(t) == 1 for t in tokens)
+    return "chars" if tokens and single >= 0.9 * len(tokens) else "words"
+
+
+def check_tokenizer_fits(model_tokenizer: str, sentences: Sequence[Sentence], source: str, model: str) -> None:
+    """InputError when `sentences` are tokenised otherwise than a model (--init) reads text: a character
+    model trained on words scores its dev F1 on words, then tags nothing in raw text, which it cuts into
+    characters. A model whose tokeniser is still "auto" (never resolved) is not checked."""
+    mine = choose_tokenizer(sentences)
+    if model_tokenizer not in ("words", "chars") or mine == model_tokenizer:
+        return
+    said = {"words": "words", "chars": "characters, one a token"}
+    example = next((t for s in sentences for t in s.tokens if (len(t) > 1) == (mine == "words")), "")
+    raise InputError(f"--init {model} tokenises {said[model_tokenizer]} ({model_tokenizer}), but the training "
+                     f"tokens are {said[mine]} ({mine}, e.g. {example!r}): a model reads one tokenisation; train "
+                     "without --init, or on data tokenised as the model's", path=source)
+
+
+def warn_if_dev_is_train(train: Sequence[Sentence], dev: Sequence[Sentence], train_ref: str, dev_ref: str,
+                         warn: Callable[[str], None] = _warn_stderr) -> None:
+    """A warning naming both when the dev data is the training data (the same file, or the same sentences
+    under another name): its F1 would be training F1, and the best epoch chosen on data the model saw."""
+    same_file = os.path.isfile(train_ref) and os.path.isfile(dev_ref) and os.path.samefile(train_ref, dev_ref)
+    if same_file or sentences_sha256(train) == sentences_sha256(dev):
+        warn(f"warning: --dev {dev_ref} holds the training data {train_ref} "
+             f"({'the same file' if same_file else 'the same sentences'}): its score is a training score and "
+             "picks the epoch that fits training best; give held-out sentences")
 
 
 def check_model_fits(model_scheme: str | None, gold_scheme: str | None, source: str) -> None:

@@ -14,7 +14,7 @@ from itertools import islice, pairwise
 from pathlib import Path
 from typing import IO
 
-from corpora.conll import decode_lines
+from corpora.conll import decode_lines, looks_like_conll
 from tagger.errors import InputError
 from tagger.paths import check_input_file
 from tagger.text import sentence_ends
@@ -34,9 +34,19 @@ def check_text_files(paths: Sequence[str | Path], tokenizer: str = "words") -> N
     """check_inputs, then an error naming the file (and line) for one that is binary, not UTF-8, or has
     no sentence in its first SNIFF_LINES lines (empty, or blank lines only)."""
     check_inputs(paths)
+    refuse_conll(paths)
     for path in paths:
         if not any(sentence_ends(line, tokenizer)[1] for line in islice(read_lines(path), SNIFF_LINES)):
             raise InputError("no text: the file is empty or holds only blank lines", path=str(path))
+
+
+def refuse_conll(paths: Sequence[str | Path]) -> None:
+    """InputError naming the first file whose first lines look like CoNLL columns, not raw text: its column
+    lines would be learnt as sentences ("Hong NNP B-NP B-ORG"), tags and all."""
+    for path in paths:
+        if looks_like_conll(islice(read_lines(path), 20)):
+            raise InputError("looks like a CoNLL file (a token and its tags a line), not raw text: give raw text, "
+                             "a paragraph or a sentence a line", path=str(path))
 
 
 def read_lines(path: str | Path) -> Iterator[str]:

@@ -133,14 +133,9 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_model(directory: str | Path, checkpoint: bool = False
-               ) -> tuple[Config, dict, dict[str, np.ndarray], dict[str, Any]]:
-    """Read and check a model directory: config, vocabulary (JSON), weights (numpy arrays, as saved: format 1
-    has torch's keys, see from_format_1) and config.json's other entries. ModelError names the file and what
-    is wrong with it. A training checkpoint (config.json's "checkpoint") is refused unless `checkpoint`: it
-    holds the last weights, not the best, and may lack the pretrained-only rows. "hf://ORG/NAME[@REV]": a
-    model on the Hugging Face Hub (resolve)."""
-    directory = resolve(directory)
+def check_model_dir(directory: Path) -> None:
+    """ModelError unless `directory` holds a model's files: no such directory, not a directory, an ONNX export
+    (saying which commands take one), or a file missing."""
     if not directory.exists():
         raise ModelError("no such model directory", path=str(directory))
     if not directory.is_dir():
@@ -153,6 +148,17 @@ def load_model(directory: str | Path, checkpoint: bool = False
                          "directory it was exported from", path=str(directory))
     if missing:
         raise ModelError(f"model directory lacks {', '.join(missing)}", path=str(directory))
+
+
+def load_model(directory: str | Path, checkpoint: bool = False
+               ) -> tuple[Config, dict, dict[str, np.ndarray], dict[str, Any]]:
+    """Read and check a model directory: config, vocabulary (JSON), weights (numpy arrays, as saved: format 1
+    has torch's keys, see from_format_1) and config.json's other entries. ModelError names the file and what
+    is wrong with it. A training checkpoint (config.json's "checkpoint") is refused unless `checkpoint`: it
+    holds the last weights, not the best, and may lack the pretrained-only rows. "hf://ORG/NAME[@REV]": a
+    model on the Hugging Face Hub (resolve)."""
+    directory = resolve(directory)
+    check_model_dir(directory)
     meta = _read_json(directory / "config.json")
     _check_format(meta, directory / "config.json")
     if meta.get("checkpoint") and not checkpoint:

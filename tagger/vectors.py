@@ -31,7 +31,7 @@ import numpy as np
 
 from tagger.errors import ConfigError, InputError
 from tagger.paths import check_output_file
-from tagger.rawtext import check_inputs, tokenised_sentences
+from tagger.rawtext import check_inputs, refuse_conll, tokenised_sentences
 from tagger.store import atomic_file
 from tagger.text import TOKENIZERS
 
@@ -143,6 +143,7 @@ def train_vectors(paths: Sequence[str | Path], output: Path, options: VectorOpti
     seconds spent reading and training, with the training speed in words/s (words x epochs / seconds)."""
     options.check()
     check_inputs(paths)
+    refuse_conll(paths)
     check_output_file(output, force)
     models = _gensim_models()
     reporter = reporter or Silent()

@@ -603,3 +603,61 @@ def test_info_shows_the_calibration_temperature(model_copy, tmp_path):
 
 def test_calibrate_on_a_missing_dev_file_is_one_error_line(trained_model, tmp_path):
     assert_user_error(tagger("calibrate", trained_model, tmp_path / "nope.txt"), "nope.txt", "no such file")
+
+
+# -- what a new user meets: help, progress, ONNX exports ---------------------------------------------------------
+
+def commands_of_the_cli():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return {name: group.get_command(None, name) for name in group.list_commands(None)}
+
+
+def test_every_option_says_what_it_does_in_help_without_type_noise():
+    for name, command in commands_of_the_cli().items():
+        for param in command.params:
+            # serve's options belong to cli/serve.py, checked with the server
+            if param.param_type_name == "option" and param.name != "help" and name != "serve":
+                assert param.help, f"tagger {name} {param.opts[0]} has no help"
+        shown = tagger(name, "--help")
+        assert_ok(shown)
+        options = shown.stdout.split("Options:")[1]
+        assert "<bool>" not in options, name  # a flag takes no value
+
+
+def test_piped_help_uses_more_than_80_columns():
+    help_lines = tagger("predict", "--help").stdout.splitlines()
+    assert max(map(len, help_lines)) > 80
+    assert any(line.strip().startswith("--scores") and "probability" in line for line in help_lines)  # one line
+
+
+def test_the_progress_display_shows_only_on_a_terminal_and_never_when_quiet(monkeypatch):
+    from cli.progress import WorkProgress
+
+    assert not WorkProgress("tagged", "lines").shown  # pytest's standard error is no terminal
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich then takes standard error for a terminal
+    assert WorkProgress("tagged", "lines").shown and not WorkProgress("tagged", "lines", quiet=True).shown
+    with WorkProgress("tagged", "lines") as shown:
+        shown.advance(3, 30)
+        shown.advance(2, 20)
+        assert shown.units == 5 and shown.progress.tasks[0].completed == 50
+
+
+def test_predict_says_nothing_on_standard_error_when_piped(trained_model):
+    result = tagger("predict", trained_model, input="Anna visited Paris .\n")
+    assert_ok(result)
+    assert result.stderr == "" and len(result.stdout.splitlines()) == 1
+
+
+def test_info_describes_an_onnx_export_and_the_others_say_what_it_is(trained_model, tmp_path, corpus):
+    pytest.importorskip("onnx")
+    export = tmp_path / "export"
+    assert_ok(tagger("export", trained_model, export, "--to", "onnx", "-q"))
+    result = tagger("info", export, "--json")
+    assert_ok(result)
+    about = json.loads(result.stdout)
+    assert about["export"] == "onnx" and about["labels"] == json.loads(tagger("info", trained_model, "--json").stdout)["labels"]
+    for args in (["calibrate", export, corpus["dev"]],
+                 ["train", corpus["train"], "--dev", corpus["dev"], "-o", tmp_path / "m", "--init", export]):
+        assert_user_error(tagger(*args), f"{export}: is an ONNX export", "`tagger predict`")

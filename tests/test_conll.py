@@ -292,3 +292,22 @@ def test_write_then_read_gives_the_same_tokens_and_tags(pairs: list[list[tuple[s
     write_conll(sentences, out)
     back = list(iter_conll_lines(out.getvalue().splitlines(keepends=True), format="columns"))
     assert [(s.tokens, s.tags) for s in back] == [(s.tokens, s.tags) for s in sentences]
+
+
+def test_raw_text_where_conll_is_expected_says_it_looks_like_raw_text(tmp_path):
+    news = write(tmp_path, "Angela Merkel visited Paris on Monday to meet the French president there.\n"
+                           "The two leaders spoke about trade , energy and the budget of the union today.\n")
+    message = error_of(news)
+    assert message.startswith(f"{news}:2: this looks like raw text, not CoNLL: line 2 has 15 words where line 1 "
+                              "has 12")
+    ragged = write(tmp_path, "John NNP B-PER\nSmith NNP I-PER\nvisited O\n", "ragged.txt")
+    assert error_of(ragged) == f"{ragged}:3: expected 3 columns as on line 1, found 2"  # a column file: as before
+
+
+def test_a_gzipped_corpus_reads_as_the_plain_one(tmp_path):
+    import gzip
+
+    packed = write(tmp_path, gzip.compress(CONLL2003.read_bytes()), "sample.txt.gz")
+    assert list(read_conll(packed)) == list(read_conll(CONLL2003))
+    damaged = write(tmp_path, gzip.compress(CONLL2003.read_bytes())[:-30], "damaged.gz")
+    assert "damaged gzip data" in error_of(damaged)

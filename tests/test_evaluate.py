@@ -5,7 +5,7 @@ import pytest
 from seqeval import metrics
 from seqeval.scheme import IOB2
 
-from conftest import make_sentences, write_corpus
+from conftest import make_sentences, write_corpus, write_toml
 from tagger import commands
 from tagger.reports.metrics import measure
 
@@ -94,3 +94,48 @@ def test_a_test_file_in_another_scheme_scores_the_same(trained_model, tmp_path):
     bilou = commands.evaluate(trained_model, str(write_corpus(tmp_path / "bilou.txt", sents, scheme="bilou")))
     assert bioes == iob2 and bilou == iob2
     assert iob2["f1"] > 0.5
+
+
+def test_the_api_evaluates_a_file_as_the_command_does(trained_model, tmp_path):
+    from tagger.api import Tagger
+
+    test = write_corpus(tmp_path / "test.txt", make_sentences(20, seed=9))
+    tagger = Tagger.load(trained_model)
+    assert tagger.evaluate(str(test)) == tagger.evaluate(test) == commands.evaluate(trained_model, str(test))
+
+
+@pytest.mark.parametrize("given,fragment", [([], "no sentences to score"),
+                                            ([["EU", "rejects"]], "item 0 is list"),
+                                            (42, "not int")])
+def test_what_evaluate_does_not_take_is_a_tagger_error_saying_what_it_takes(trained_model, given, fragment):
+    from tagger.api import Tagger
+    from tagger.errors import TaggerError
+
+    with pytest.raises(TaggerError, match="evaluate takes labelled sentences") as caught:
+        Tagger.load(trained_model).evaluate(given)
+    assert fragment in str(caught.value)
+
+
+def test_the_tag_column_a_model_was_trained_on_is_the_one_evaluate_reads(tmp_path):
+    def columns(path, sentences):  # token, tag, then a column of noise (the last: not the tags)
+        path.write_text("\n".join("".join(f"{t} {g} x{len(t)}\n" for t, g in zip(tokens, tags))
+                                  for tokens, tags in sentences), encoding="utf-8")
+        return str(path)
+
+    sents = make_sentences(50, seed=3)
+    train, dev, test = (columns(tmp_path / f"{name}.txt", part) for name, part in
+                        (("train", sents[:30]), ("dev", sents[30:40]), ("test", sents[40:])))
+    commands.train(train, dev, tmp_path / "m", config_file=write_toml(tmp_path / "tiny.toml", epochs=2),
+                   tag_column=1)
+    assert commands.evaluate(tmp_path / "m", test) == commands.evaluate(tmp_path / "m", test, tag_column=1)
+
+
+def test_a_gzipped_test_file_scores_as_the_plain_one(trained_model, tmp_path):
+    import gzip
+
+    test = write_corpus(tmp_path / "test.txt", make_sentences(20, seed=9))
+    packed = tmp_path / "test.txt.gz"
+    packed.write_bytes(gzip.compress(test.read_bytes()))
+    seen = []
+    scores = commands.evaluate(trained_model, str(packed), progress=lambda n, tokens: seen.append(n))
+    assert scores == commands.evaluate(trained_model, str(test)) and sum(seen) == 20

@@ -115,3 +115,9 @@ def test_tagging_does_not_import_matplotlib():
 def test_training_draws_training_svg_into_the_model_directory(trained_model):
     root = svg_root(trained_model / "training.svg")  # the session's tiny model: drawn after its last epoch
     assert root.tag.endswith("svg")
+
+
+def test_dev_f1_is_drawn_on_the_clis_0_to_100_scale():
+    metrics = [{"epoch": 1, "dev_f1": 0.5, "loss": 2.0}, {"epoch": 2, "loss": 1.0}, {"epoch": 3, "dev_f1": 0.9123}]
+    assert plots.points(metrics, "dev_f1") == [(1, 50.0), (3, 91.23)]  # as `train` prints it: dev F1 91.23
+    assert plots.points(metrics, "loss") == [(1, 2.0), (2, 1.0)]

@@ -154,3 +154,34 @@ def test_a_pipe_held_open_gets_each_line_s_result_as_it_comes(options, trained_m
         finally:
             process.kill()
 
+
+
+@pytest.mark.parametrize("name,asked,first", [("out.html", None, "<!DOCTYPE html>"), ("out.conll", None, "Anna"),
+                                              ("out.jsonl", None, '{"text"'), ("out.txt", "html", "<!DOCTYPE html>")])
+def test_the_output_s_extension_chooses_its_format(trained_model, tmp_path, name, asked, first):
+    source = tmp_path / "in.txt"
+    source.write_text("Anna visited Paris .\n", encoding="utf-8")
+    commands.predict(trained_model, [str(source)], output_format=asked, output=tmp_path / name)
+    assert (tmp_path / name).read_text(encoding="utf-8").startswith(first)
+
+
+def test_an_extension_that_disagrees_with_output_format_is_refused(trained_model, tmp_path):
+    from tagger.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"out\.html ends in \.html.*--output-format is jsonl"):
+        commands.predict(trained_model, ["-"], output_format="jsonl", output=tmp_path / "out.html")
+    assert not (tmp_path / "out.html").exists()
+
+
+def test_gzipped_text_is_tagged_as_the_plain_text(trained_model, tmp_path):
+    import gzip
+
+    plain, packed = tmp_path / "news.txt", tmp_path / "news.txt.gz"
+    write_lines(plain, 30)
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    counted = []
+    for source in (plain, packed):
+        commands.predict(trained_model, [str(source)], output=tmp_path / f"{source.name}.jsonl",
+                         progress=lambda units, tokens: counted.append((units, tokens)))
+    assert (tmp_path / "news.txt.jsonl").read_bytes() == (tmp_path / "news.txt.gz.jsonl").read_bytes()
+    assert counted[0] == counted[1] and counted[0][0] == 30 and counted[0][1] > 30  # lines, tokens

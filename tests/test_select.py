@@ -296,3 +296,42 @@ def test_select_bad_input_is_one_line(trained_model, conll_pool, tmp_path):
     assert taken.read_text(encoding="utf-8") == "keep me\n"
     assert_user_error(run(tmp_path / "no-model", conll_pool, "-k", 2, "-o", tmp_path / "o"))
     assert not (tmp_path / "o").exists()
+
+
+def test_a_conll_pool_without_input_format_is_read_as_conll(trained_model, tmp_path, tagger):
+    # CoNLL-2003 columns (token POS chunk NER): read as raw text, each column line was a unit of its own
+    conll = tmp_path / "pool.conll"
+    conll.write_text("-DOCSTART- -X- -X- O\n\n" + "\n".join(
+        "\n".join(f"{t} NNP B-NP O" for t in tokens) + "\n" for tokens, _ in make_sentences(12, seed=5)),
+        encoding="utf-8")
+    out = tmp_path / "sel.conll"
+    result = run(trained_model, conll, "--budget", 5, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "looks like a CoNLL file" in result.stderr and "selected 5 of 12 units" in result.stderr
+    picked = list(read_conll(out, format="conll2003"))
+    assert len(picked) == 5 and all(len(s.rows[0]) == 5 for s in picked)  # its 4 columns + the model's tag
+    assert not any(t in ("NNP", "B-NP") for s in picked for t in s.tokens)
+
+
+def test_a_gzipped_pool_is_read_like_a_plain_one(trained_model, tmp_path):
+    import gzip
+
+    text = "".join(" ".join(tokens) + "\n" for tokens, _ in make_sentences(10, seed=8))
+    plain, packed = tmp_path / "pool.txt", tmp_path / "pool.txt.gz"
+    plain.write_text(text, encoding="utf-8")
+    packed.write_bytes(gzip.compress(text.encode("utf-8")))
+    outputs = []
+    for pool in (plain, packed):
+        result = run(trained_model, pool, "-k", 3, "-o", "-", "--output-format", "jsonl", "-q")
+        assert result.exit_code == 0, result.output
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 3
+
+
+def test_an_onnx_export_says_it_is_one_and_which_commands_take_it(trained_model, tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "model.onnx").write_bytes(b"onnx")
+    (export / "preprocess.json").write_text("{}", encoding="utf-8")
+    assert_user_error(run(export, "-", "-k", 2, "-o", "-", input="Anna went home .\n"), "is an ONNX export",
+                      "`tagger predict`", "the model directory it was exported from")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -541,3 +542,55 @@ def test_checkpoint_files_honour_the_umask(cli_corpus, tmp_path):
         os.umask(before)
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "out" / "checkpoint").iterdir()}
     assert modes["trainer.safetensors"] == modes["trainer.json"] == modes["model.safetensors"] == 0o644
+
+
+class Heard:
+    """A Reporter that keeps the messages (warnings) a training gives."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+    def __getattr__(self, name):  # start_epoch, advance, end_epoch...: nothing to keep
+        return lambda *args: None
+
+
+@pytest.mark.parametrize("same", ["file", "sentences"])
+def test_dev_that_is_the_training_data_is_warned_about_naming_both(cli_corpus, tmp_path, same):
+    from tagger import commands
+
+    train = Path(cli_corpus[1])
+    dev = train if same == "file" else tmp_path / "copy-of-training.txt"
+    if same == "sentences":
+        dev.write_bytes(train.read_bytes())
+    heard = Heard()
+    commands.train(str(train), str(dev), tmp_path / "m", config_file=write_toml(tmp_path / "one.toml", epochs=1),
+                   reporter=heard)
+    warned = [m for m in heard.messages if "training data" in m]
+    assert len(warned) == 1 and str(dev) in warned[0] and str(train) in warned[0]
+    assert f"the same {same}" in warned[0]
+    heard = Heard()
+    commands.train(str(train), cli_corpus[3], tmp_path / "m2", config_file=write_toml(tmp_path / "one.toml", epochs=1),
+                   reporter=heard)
+    assert not [m for m in heard.messages if "training data" in m]
+
+
+def test_a_scheme_the_tags_contradict_is_refused_at_the_contradicting_line(cli_corpus):
+    # the file is IOB2 (B- opens every entity, none ends with E- or S-): BIOES would read B-PER O as broken
+    for forced in ("bioes", "iob1"):
+        result = CliRunner().invoke(app, cli_corpus + ["--scheme", forced])
+        assert result.exit_code == 1, result.output
+        line = result.stderr.strip()
+        assert re.match(rf"error: {re.escape(cli_corpus[1])}:\d+: tag '(O|B-\w+)' after '\S+' contradicts the "
+                        f"{forced.upper()} scheme", line), line
+        assert "read as IOB2" in line and len(line.splitlines()) == 1
+    assert CliRunner().invoke(app, cli_corpus + ["--scheme", "iob2"]).exit_code == 0
+
+
+def test_a_conll_file_given_as_unlabelled_text_is_refused(cli_corpus):
+    result = CliRunner().invoke(app, cli_corpus + ["--unlabeled", cli_corpus[1]])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: {cli_corpus[1]}: looks like a CoNLL file (a token and its tags a "
+                                     "line), not raw text: give raw text, a paragraph or a sentence a line")

@@ -250,3 +250,10 @@ def test_the_vectors_stack_with_other_vectors_on_the_train_command(tmp_path):
     assert result.exit_code == 0, (result.stderr, result.exception)
     model = Tagger.load(tmp_path / "m")
     assert model.config.word_dim == 4 + 6 and model.info()["embeddings"] == "glove.txt + ours.txt.gz"
+
+
+def test_a_conll_file_is_refused_not_learnt_with_its_tags(tmp_path):
+    conll = write_corpus(tmp_path / "pool.conll", make_sentences(20, seed=1))
+    assert_user_error(vectors_cli(conll, output=tmp_path / "v.txt"), f"{conll}: looks like a CoNLL file",
+                      "not raw text")
+    assert not (tmp_path / "v.txt").exists()

@@ -116,3 +116,22 @@ def test_init_refuses_another_network_shape(trained_model, next_round, tmp_path)
 def test_init_needs_a_model(next_round, tmp_path):
     result = train(next_round["train"], "--dev", next_round["dev"], "-o", tmp_path / "m", "--init", tmp_path / "none")
     one_line_error(result, str(tmp_path / "none"))
+
+
+def test_a_model_of_another_tokeniser_is_one_line_naming_both_before_the_tags(trained_model, tmp_path):
+    def characters(tokens, tags):  # each word cut into its characters, its tag's entity kept (IOB2)
+        out = [(c, t if i == 0 else t.replace("B-", "I-")) for w, t in zip(tokens, tags) for i, c in enumerate(w)]
+        return [c for c, _ in out], [t for _, t in out]
+
+    chars = write_corpus(tmp_path / "chars.txt", [characters(*s) for s in make_sentences(20, seed=4)])
+    result = train(chars, "--dev", chars, "-o", tmp_path / "mchars", "--config", write_toml(tmp_path / "c.toml",
+                                                                                           epochs=1), "--quiet")
+    assert result.exit_code == 0, result.output
+    words = make_sentences(10, seed=2)
+    words[3] = (["Rex", *words[3][0]], ["B-ANIMAL", *words[3][1]])  # a new tag: its error would come first
+    data = write_corpus(tmp_path / "words.txt", words)
+    result = train(data, "--dev", data, "-o", tmp_path / "m", "--init", tmp_path / "mchars", "--extend-tags", "-q")
+    one_line_error(result, "tokenises characters, one a token (chars)", "the training tokens are words (words")
+    result = train(chars, "--dev", chars, "-o", tmp_path / "m", "--init", trained_model, "-q")
+    one_line_error(result, "tokenises words (words)", "the training tokens are characters")
+    assert not (tmp_path / "m").exists()

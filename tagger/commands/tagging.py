@@ -34,11 +34,11 @@ def _no_progress(units: int, tokens: int) -> None:
 def load_model(model: Path, onnx: bool = True) -> Tagger:
     """MODEL as a Tagger; an ONNX export directory as an OnnxTagger (tagging through onnxruntime) when `onnx`,
     else the ModelError of tagger/store.py, which says which commands take an export."""
-    if onnx:
-        from tagger.export.runtime import OnnxTagger, is_export
+    exported = all((Path(model) / name).is_file() for name in store.ONNX_EXPORT)
+    if onnx and exported and not (Path(model) / "config.json").exists():  # export.runtime.is_export, unimported
+        from tagger.export.runtime import OnnxTagger
 
-        if is_export(model):
-            return OnnxTagger.load(model)
+        return OnnxTagger.load(model)
     return Tagger.load(model)
 
 

@@ -10,8 +10,8 @@ from typing import Sequence
 from corpora.conll import Sentence
 from tagger import store
 from tagger.config import Config, load_toml
-from tagger.data import (check_feature_columns, check_feature_columns_leak, check_tag_column, check_tags, read_sentences,
-                         unseen_labels)
+from tagger.data import (check_feature_columns, check_feature_columns_leak, check_tag_column, check_tags,
+                         check_tokenizer_fits, read_sentences, unseen_labels, warn_if_dev_is_train)
 from tagger.commands.tagging import evaluate
 from tagger.errors import ConfigError, InputError
 from tagger.store import FILES
@@ -188,7 +188,9 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
             _check_unlabeled(unlabeled, config)
     train_sents, dev_sents, source, dev_scheme = _read_corpora(train_ref, dev_ref, format, tag_column, scheme,
                                                                config, reporter)
-    if warm is not None:
+    if warm is not None:  # before warmstart.build's checks of the tags: a tokeniser apart explains them all
+        check_tokenizer_fits((store.read_meta(init).get("config") or {}).get("tokenizer", "auto"), train_sents,
+                             train_ref, str(init))
         inputs = Inputs(init=warm)
     else:
         inputs = Inputs() if resume else _load_inputs(embeddings, bigram_embeddings, lexicon, context, reporter)
@@ -209,7 +211,7 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
             output.rmdir()  # anything: leave no empty directory
         raise
     if world.leader:
-        record_training(output, origin["training"])
+        record_training(output, {**origin["training"], **({} if tag_column is None else {"tag_column": tag_column})})
     result = {"best_dev_f1": progress.best_f1, "best_epoch": progress.best_epoch,
               "epochs": progress.epoch, "minutes": progress.seconds / 60, "rank": world.rank,
               "dev_metric": "F1" if source else "accuracy"}
@@ -225,6 +227,7 @@ def _read_corpora(train_ref: str, dev_ref: str, format: str, tag_column: int | N
     train_sents = read_sentences(train_ref, format, tag_column, split="train")
     dev_sents = read_sentences(dev_ref, format, tag_column, split="validation")
     check_tag_column(train_sents, train_ref, tag_column)
+    warn_if_dev_is_train(train_sents, dev_sents, train_ref, dev_ref, warn=reporter.message)
     check_feature_columns([*train_sents, *dev_sents], config.features, train_ref)
     check_feature_columns_leak(train_sents, config.features, train_ref, warn=reporter.message)
     source = check_tags(train_sents, train_ref, scheme, warn=reporter.message)
@@ -268,6 +271,7 @@ def _warm_start(init: Path, extend_tags: bool, given: set, resume: bool, *inputs
                           "--embeddings, --lexicon, --bigram-embeddings and --context")
     if not Path(init).is_dir():
         raise ModelError("no such model directory (--init)", path=str(init))
+    store.check_model_dir(Path(init))  # an ONNX export, a file missing: said before the corpus is read
     return WarmStart(Path(init), extend_tags, frozenset(given))
 
 

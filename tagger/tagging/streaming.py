@@ -85,7 +85,7 @@ def render_counted(tagger: Tagger, writer: Writer, input_format: str, options: S
                    chunk: list) -> Rendered:
     """render, with the chunk's units and tokens counted (what a progress display shows)."""
     if input_format == "text":
-        tagged = pipeline.tag_texts(tagger, chunk, options, batch_size)
+        tagged = list(pipeline.tag_texts(tagger, chunk, options, batch_size))
         return Rendered("".join(map(writer.text, tagged)), len(chunk), sum(len(t.tokens) for t in tagged))
     if input_format == "tokens":
         sentences = [Sentence(tuple(line.split())) for line in chunk]

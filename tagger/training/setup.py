@@ -19,7 +19,7 @@ from corpora import schemes
 from corpora.conll import Sentence
 from tagger import lac
 from tagger.config import Config, model_scheme
-from tagger.data import feature_columns
+from tagger.data import choose_tokenizer, feature_columns
 from tagger.encode import Encoded, iter_batches
 from tagger.errors import ConfigError
 from tagger.lexicon import Lexicon
@@ -156,13 +156,6 @@ def _with_inputs(config: Config, inputs: Inputs, reporter: Reporter) -> Config:
         reporter.message(f"{resolved.tokenizer} defaults: char_encoder = \"{resolved.char_encoder}\", bigrams = "
                          f"\"{resolved.bigrams}\"{f', lexicon of {len(lexicon):,} words' if lexicon else ''}")
     return resolved
-
-
-def choose_tokenizer(train: Sequence[Sentence]) -> str:
-    """"chars" when nearly every training token is one character (one-character-a-line corpora)."""
-    tokens = [t for s in train for t in s.tokens]
-    single = sum(len(t) == 1 for t in tokens)
-    return "chars" if tokens and single >= 0.9 * len(tokens) else "words"
 
 
 def convert_tags(tags: Sequence[str], source: str | None, target: str | None) -> list[str]:
