@@ -3,10 +3,10 @@
 A request is one `Job` with a size in tokens. `Batcher.submit` queues it and waits for its result. One
 task on the event loop takes queued jobs in arrival order into a batch, which closes when it holds
 `max_tokens` tokens or when `max_wait` seconds have passed since its first job was taken (0: take what is
-queued, no waiting; a lone job never waits: an idle server answers at once), and hands the batch to `handler` in a thread of its own: the event loop goes on
+queued, no waiting), and hands the batch to `handler` in a thread of its own: the event loop goes on
 reading requests while the engine works, and they form the next batch. Under load the batches grow by
-themselves (whatever queued while the engine ran goes in the next call); the wait only matters when the
-engine is idle.
+themselves (whatever queued while the engine ran goes in the next call). The wait only applies when more
+than one job is queued: a lone job never waits for companions, so an idle server answers at once.
 
 The queue is bounded (`max_queue` jobs): a full queue refuses at once (QueueFull, the server's 503), so
 memory stays bounded however fast clients send. A job that waits past its deadline raises TimeoutError

@@ -17,7 +17,7 @@ and a `tagger serve` flag; a request past one gets its status (408, 413, 503 + R
 one-line JSON body {"error": "..."}, never a traceback. Work past a 504 stops at the next chunk. No request
 names a file or a model: the model is the one given at start. A client that hangs up mid-body is counted
 under status 499 and logged by nobody. Process-wide settings (signals, the collector) are the caller's:
-`tagger serve` (tagger/commands/serving.py) calls `Service.drain` on SIGTERM.
+`tagger serve` (cli/serve.py) calls `Service.drain` on SIGTERM.
 
 Extending (e.g. an annotation tool's backend): pass `routes=[Route(...)]` to `create_app`; an endpoint finds
 the `Service` (the tagger, the batcher, `await service.tag_texts(...)`) at `request.app.state.service` and
@@ -70,7 +70,7 @@ class Settings:
     max_sentence_tokens: int = 2000  # a request with a longer sentence gets 413 (one sentence is tagged
                                      # token after token: ~80 us a token, batching cannot share its steps)
     max_request_tokens: int = 100_000  # a request with more tokens in all gets 413
-    read_timeout_s: float = 10.0   # a body not received in this time gets 408 (headers: see commands/serving.py)
+    read_timeout_s: float = 10.0   # a body not received in this time gets 408 (headers: serving/connections.py)
     max_n_best: int = 10           # the largest n_best a request may ask for
     token: str | None = None       # bearer token (--token-file); None: no authentication
     cors_origins: tuple[str, ...] = ()  # origins allowed by CORS (--cors); none: no CORS headers at all
