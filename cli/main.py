@@ -86,19 +86,24 @@ def user_errors(command: Callable) -> Callable:
 @user_errors
 def train(
     train_data: str = typer.Argument(..., metavar="TRAIN", help="CoNLL file, dataset name or local datasets dir"),
-    dev: str = typer.Option(..., "--dev", help="development data: chooses the best epoch and stops training"),
-    output: Path = typer.Option(..., "--output", "-o", help="model directory to write"),
-    test: Optional[str] = typer.Option(None, "--test", help="scored with the best model at the end"),
-    embeddings: Optional[List[Path]] = typer.Option(None, "--embeddings", help="word vectors, GloVe or word2vec "
+    dev: str = typer.Option(..., "--dev", metavar="FILE",
+                            help="development data: chooses the best epoch and stops training"),
+    output: Path = typer.Option(..., "--output", "-o", metavar="DIR", help="model directory to write"),
+    test: Optional[str] = typer.Option(None, "--test", metavar="FILE", help="scored with the best model at the end"),
+    embeddings: Optional[List[Path]] = typer.Option(None, "--embeddings", metavar="FILE",
+                                                    help="word vectors, GloVe or word2vec "
                                                     "text; given again, the files' vectors are concatenated "
                                                     "(stacked); 'jieba': the character vectors of an installed "
                                                     "jieba's LAC model"),
-    lexicon: Optional[str] = typer.Option(None, "--lexicon", help="words, one a line with an optional frequency, "
+    lexicon: Optional[str] = typer.Option(None, "--lexicon", metavar="FILE",
+                                          help="words, one a line with an optional frequency, "
                                           "whose B/M/E/S matches each character sees; 'jieba': the dictionary "
                                           "of an installed jieba (pip install jieba). Saved with the model"),
-    bigram_embeddings: Optional[Path] = typer.Option(None, "--bigram-embeddings", help="vectors of character "
+    bigram_embeddings: Optional[Path] = typer.Option(None, "--bigram-embeddings", metavar="FILE",
+                                                     help="vectors of character "
                                                      "bigrams (e.g. 北京), in --embeddings' formats"),
-    context: Optional[str] = typer.Option(None, "--context", help="'jieba': an installed jieba's LAC network "
+    context: Optional[str] = typer.Option(None, "--context", metavar="NAME",
+                                          help="'jieba': an installed jieba's LAC network "
                                           "(Chinese words, parts of speech, names) as a frozen encoder whose "
                                           "outputs the BiLSTM reads; or a lac_small directory. Saved with the model"),
     unlabeled: Optional[List[Path]] = typer.Option(None, "--unlabeled", metavar="FILE", help="raw text (plain or "
@@ -109,7 +114,8 @@ def train(
                                                  "or ensemble (tagger ensemble) whose exact marginals the model "
                                                  "learns too (distillation; with --unlabeled, on the raw text "
                                                  "as well); given again, their mean"),
-    bigrams: Optional[str] = typer.Option(None, "--bigrams", help="on | off | auto (default: on when the "
+    bigrams: Optional[str] = typer.Option(None, "--bigrams", metavar="MODE",
+                                          help="on | off | auto (default: on when the "
                                           "tokeniser is chars)"),
     format: Format = typer.Option(Format.auto, "--format", help="column layout of the files"),
     tag_column: Optional[int] = typer.Option(None, "--tag-column", metavar="N", help="0-based tag column "
@@ -124,12 +130,15 @@ def train(
                                          "(default: the config's, 150)"),
     seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="random seed: the same seed and data "
                                        "give the same model (default: the config's, 1)"),
-    features: Optional[str] = typer.Option(None, "--features", help="extra input columns, e.g. 1,2 or pos,chunk"),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="raw-text tokeniser saved with the model: "
+    features: Optional[str] = typer.Option(None, "--features", metavar="COLUMNS",
+                                           help="extra input columns, e.g. 1,2 or pos,chunk"),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", metavar="NAME",
+                                            help="raw-text tokeniser saved with the model: "
                                             "words or chars"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=0, help="torch threads per training process "
+    threads: Optional[int] = typer.Option(None, "--threads", metavar="N", min=0,
+                                          help="torch threads per training process "
                                           "(default 1; 0: torch's default, one per core)"),
-    processes: int = typer.Option(1, "--processes", min=1, help="data-parallel training processes on this "
+    processes: int = typer.Option(1, "--processes", metavar="N", min=1, help="data-parallel training processes on this "
                                   "machine (torch.distributed; under torchrun, leave it out)"),
     sync: Optional[str] = typer.Option(None, "--sync", help="how several processes meet: average (default: "
                                        "they average their weights every sync_period steps) or step (DDP: "
@@ -195,15 +204,17 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="file to write "
                                           "(default: standard output)"),
     format: Format = typer.Option(Format.auto, "--format", help="column layout of CoNLL input"),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="sentences tagged together"),
-    workers: int = typer.Option(0, "--workers", min=0, help="processes tagging in parallel, order kept (0: one "
+    batch_size: int = typer.Option(256, "--batch-size", metavar="N", min=1, help="sentences tagged together"),
+    workers: int = typer.Option(0, "--workers", metavar="N", min=0,
+                                help="processes tagging in parallel, order kept (0: one "
                                 "per CPU core for inputs of 1 MiB or more, else 1)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --output file"),
     ray: bool = typer.Option(False, "--ray", help="tag on Ray Data: INPUTs are files, directories or globs of "
                              "text/jsonl/parquet shards, --output a directory of shards, --workers the actors"),
-    address: Optional[str] = typer.Option(None, "--address", help="with --ray: a cluster, 'auto' or "
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDRESS", help="with --ray: a cluster, 'auto' or "
                                           "'ray://HOST:10001' (default: Ray on this machine)"),
-    text_column: str = typer.Option("text", "--text-column", help="with --ray: the JSONL/Parquet text field"),
+    text_column: str = typer.Option("text", "--text-column", metavar="NAME",
+                                    help="with --ray: the JSONL/Parquet text field"),
     scores: bool = typer.Option(False, "--scores", help="add each entity's probability (\"score\"); CoNLL: a "
                                 "column with each tag's marginal probability"),
     min_score: Optional[float] = typer.Option(None, "--min-score", metavar="P", min=0.0, max=1.0,
@@ -266,7 +277,8 @@ def evaluate(
                                              "(default: the model's training column, else the last)"),
     scheme: Scheme = typer.Option(Scheme.auto, "--scheme", help="tagging scheme of TEST (auto: detect)"),
     as_json: bool = typer.Option(False, "--json", help="print the scores as JSON"),
-    report: Optional[Path] = typer.Option(None, "--report", help="write the error analysis as an HTML page; "
+    report: Optional[Path] = typer.Option(None, "--report", metavar="FILE",
+                                          help="write the error analysis as an HTML page; "
                                           "--json then includes its numbers under \"errors\""),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --report file"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display (shown only when standard "
@@ -324,7 +336,7 @@ def info(
 def plot(
     run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR...", help="model or run directories holding "
                                           "metrics.jsonl"),
-    output: Path = typer.Option(..., "--output", "-o", help="the plot to write: .svg, .png or .pdf"),
+    output: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="the plot to write: .svg, .png or .pdf"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing OUTPUT"),
 ) -> None:
     """Draw the training curves (loss, dev F1, tokens/s by epoch) of one or more runs, overlaid."""

@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
 
 
 class WorkProgress:
@@ -16,36 +14,42 @@ class WorkProgress:
     is the `progress` callback of tagger.commands' predict, select and evaluate."""
 
     def __init__(self, action: str, unit: str, quiet: bool = False):
-        self.console = Console(stderr=True)
-        self.shown = not quiet and self.console.is_terminal
-        self.progress = Progress(SpinnerColumn(), TextColumn(f"{action} {{task.fields[units]:,}} {unit}, "
-                                                             "{task.completed:,.0f} tokens, {task.fields[rate]:,.0f} "
-                                                             "tokens/s"),
-                                 TimeElapsedColumn(), console=self.console, transient=True, disable=not self.shown)
-        self.units = 0
+        console = Console(stderr=True)
+        self.shown = not quiet and console.is_terminal
+        self.units, self.tokens, self.progress = 0, 0, None
         self._started = time.perf_counter()
+        if self.shown:  # rich.progress only then: piped, `tagger predict` starts without it
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(SpinnerColumn(), TextColumn(f"{action} {{task.fields[units]:,}} {unit}, "
+                                                                 "{task.completed:,.0f} tokens, "
+                                                                 "{task.fields[rate]:,.0f} tokens/s"),
+                                     TimeElapsedColumn(), console=console, transient=True)
+            self.task = self.progress.add_task(action, total=None, units=0, rate=0.0)
 
     def __enter__(self) -> "WorkProgress":
-        if self.shown:
+        if self.progress is not None:
             self.progress.start()
-        self.task = self.progress.add_task(self.__class__.__name__, total=None, units=0, rate=0.0)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.shown:
+        if self.progress is not None:
             self.progress.stop()
 
     def advance(self, units: int, tokens: int) -> None:
         self.units += units
-        done = self.progress.tasks[0].completed + tokens
-        rate = done / max(time.perf_counter() - self._started, 1e-9)
-        self.progress.update(self.task, completed=done, units=self.units, rate=rate)
+        self.tokens += tokens
+        if self.progress is not None:
+            rate = self.tokens / max(time.perf_counter() - self._started, 1e-9)
+            self.progress.update(self.task, completed=self.tokens, units=self.units, rate=rate)
 
 
 class TrainProgress:
     """Implements tagger.train.Reporter on a rich Progress bar (on stderr, so stdout stays clean)."""
 
     def __init__(self, quiet: bool = False):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         self.quiet = quiet
         self.console = Console(stderr=True)
         self.progress = Progress(

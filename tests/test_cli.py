@@ -641,7 +641,7 @@ def test_the_progress_display_shows_only_on_a_terminal_and_never_when_quiet(monk
     with WorkProgress("tagged", "lines") as shown:
         shown.advance(3, 30)
         shown.advance(2, 20)
-        assert shown.units == 5 and shown.progress.tasks[0].completed == 50
+        assert shown.units == 5 and shown.tokens == 50 and shown.progress.tasks[0].completed == 50
 
 
 def test_predict_says_nothing_on_standard_error_when_piped(trained_model):

@@ -35,3 +35,4 @@ def test_predict_imports_no_ray_onnx_web_stack_or_torch(trained_model):
     imported = json.loads(modules)
     assert sorted({name.split(".")[0] for name in imported} & set(NOT_FOR_PREDICT)) == []
     assert [name for name in imported if name.startswith(OUR_OTHER_ROADS)] == []
+    assert "rich.progress" not in imported  # the progress display, drawn only on a terminal
