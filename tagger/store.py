@@ -105,7 +105,11 @@ def save_model(directory: str | Path, config: Config, vocab: dict, tensors: Mapp
 def update_config(directory: str | Path, changes: Mapping[str, Any]) -> None:
     """Change settings in a saved model's config.json, atomically (a kill leaves the old file or the new
     one). Its checksums cover vocab.json and model.safetensors, which stay as they are. The changed config
-    is validated first: a bad value raises ConfigError and writes nothing."""
+    is validated first: a bad value raises ConfigError and writes nothing. A Hub model (hf://) is refused:
+    its files are Hugging Face's cache, shared by every revision that holds them."""
+    if os.fspath(directory).startswith("hf:/"):
+        raise ModelError("a model on the Hugging Face Hub is not changed in place: change a local copy (`hf "
+                         "download ORG/NAME --local-dir DIR`) and push that", path=os.fspath(directory))
     path = Path(directory) / "config.json"
     meta = _read_json(path)
     _check_format(meta, path)

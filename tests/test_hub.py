@@ -130,6 +130,20 @@ def test_predict_reads_hf_names_with_only_the_environment_set(pushed, hub_cache,
     assert [e["text"] for e in json.loads(run.stdout)["entities"]] == ["John Smith", "Mary", "Paris"]
 
 
+def test_train_init_starts_from_a_hf_name(pushed, corpus, tmp_path):
+    result = tagger("train", corpus["train"], "--dev", corpus["dev"], "-o", tmp_path / "next", "--init",
+                    "hf://acme/ner-tiny", "--epochs", "1", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert Tagger.load(tmp_path / "next").labels == Tagger.load("hf://acme/ner-tiny").labels
+
+
+def test_calibrate_leaves_a_hub_model_as_it_is(pushed, corpus):
+    before = (pushed / "config.json").read_bytes()
+    line = user_error(tagger("calibrate", "hf://acme/ner-tiny", corpus["dev"]))
+    assert "not changed in place" in line
+    assert (pushed / "config.json").read_bytes() == before
+
+
 def test_an_altered_download_is_refused_as_any_altered_model(pushed):
     weights = pushed / "model.safetensors"
     flip_byte(weights.resolve())  # the blob the snapshot links to

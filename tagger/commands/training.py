@@ -269,6 +269,7 @@ def _warm_start(init: Path, extend_tags: bool, given: set, resume: bool, *inputs
     if any(x is not None for x in inputs):
         raise ConfigError("--init starts from the model's own vectors, lexicon and context: leave out "
                           "--embeddings, --lexicon, --bigram-embeddings and --context")
+    init = store.resolve(init)  # hf://ORG/NAME[@REV]: the snapshot in Hugging Face's cache
     if not Path(init).is_dir():
         raise ModelError("no such model directory (--init)", path=str(init))
     store.check_model_dir(Path(init))  # an ONNX export, a file missing: said before the corpus is read
