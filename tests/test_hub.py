@@ -211,6 +211,12 @@ def test_push_refuses_a_repository_name_that_is_not_org_slash_name(trained_model
     assert repo in line
 
 
+def test_push_goes_through_huggingface_hub_and_fails_in_one_line_offline(trained_model, hub_cache):
+    """The real create_repo call, stopped by huggingface_hub's offline switch before any request."""
+    line = user_error(tagger("push", trained_model, "acme/ner-tiny"))
+    assert line == "error: hf://acme/ner-tiny: upload failed: HF_HUB_OFFLINE is set: unset it to upload"
+
+
 # -- the card --------------------------------------------------------------------------------------------
 
 def read_card(path: Path):

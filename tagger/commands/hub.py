@@ -141,7 +141,18 @@ def _upload(folder: Path, repo_id: str, private: bool, revision: str | None) -> 
         info = huggingface_hub.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
                                              commit_message="tagger push: model and card")
     except Exception as e:  # HTTP, auth, network: many types; the user needs one line
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise InputError(f"upload failed: {type(e).__name__}: {first} (logged in? `hf auth login` or HF_TOKEN)",
-                         path=f"hf://{repo_id}") from None
+        raise InputError(f"upload failed: {_upload_error(e)}", path=f"hf://{repo_id}") from None
     return str(getattr(info, "commit_url", info))
+
+
+def _upload_error(error: Exception) -> str:
+    """One line for what went wrong talking to the Hub, with what to do where that is known."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    first = (str(error).strip().splitlines() or [""])[0]
+    if isinstance(error, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set: unset it to upload"
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(error, HfHubHTTPError) and status in (401, 403):
+        return f"not allowed ({status}): log in with `hf auth login` (or set HF_TOKEN) with write access to it"
+    return f"{type(error).__name__}: {first}"
