@@ -20,6 +20,8 @@ def format_info(about: dict) -> str:
     v = about["vocabulary"]
     f1 = about["best_dev_f1"]
     rows = {
+        **({"export": "ONNX (tagger export): predict and evaluate tag through onnxruntime"}
+           if about.get("export") == "onnx" else {}),
         "labels": " ".join(about["labels"]),
         "scheme": about["scheme"] or "none (plain tags)",
         "tokenizer": about["tokenizer"],

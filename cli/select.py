@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from cli.options import Format
+
 Strategy = Enum("Strategy", {name: name for name in ("mnlp", "least-confidence", "entropy", "random")}, type=str)
 
 
@@ -19,13 +21,6 @@ class PoolFormat(str, Enum):
 class SelectedFormat(str, Enum):
     conll = "conll"
     jsonl = "jsonl"
-
-
-class Layout(str, Enum):
-    auto = "auto"
-    conll2003 = "conll2003"
-    columns = "columns"
-    conllu = "conllu"
 
 
 def register(app: typer.Typer, user_errors) -> None:
@@ -51,7 +46,7 @@ def register(app: typer.Typer, user_errors) -> None:
         output_format: SelectedFormat = typer.Option(SelectedFormat.conll, "--output-format",
                                                      help="conll: the model's tags as a pre-annotation to "
                                                      "correct; jsonl: with each unit's pool index and score"),
-        format: Layout = typer.Option(Layout.auto, "--format", help="column layout of CoNLL input"),
+        format: Format = typer.Option(Format.auto, "--format", help="column layout of CoNLL input"),
         seed: int = typer.Option(0, "--seed", metavar="N", help="the random strategy's seed"),
         batch_size: int = typer.Option(256, "--batch-size", min=1, help="sentences scored together"),
         force: bool = typer.Option(False, "--force", help="overwrite an existing --output file"),

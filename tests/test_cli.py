@@ -658,6 +658,7 @@ def test_info_describes_an_onnx_export_and_the_others_say_what_it_is(trained_mod
     assert_ok(result)
     about = json.loads(result.stdout)
     assert about["export"] == "onnx" and about["labels"] == json.loads(tagger("info", trained_model, "--json").stdout)["labels"]
+    assert tagger("info", export).stdout.startswith("export:      ONNX (tagger export)")
     for args in (["calibrate", export, corpus["dev"]],
                  ["train", corpus["train"], "--dev", corpus["dev"], "-o", tmp_path / "m", "--init", export]):
         assert_user_error(tagger(*args), f"{export}: is an ONNX export", "`tagger predict`")
