@@ -662,3 +662,19 @@ def test_info_describes_an_onnx_export_and_the_others_say_what_it_is(trained_mod
     for args in (["calibrate", export, corpus["dev"]],
                  ["train", corpus["train"], "--dev", corpus["dev"], "-o", tmp_path / "m", "--init", export]):
         assert_user_error(tagger(*args), f"{export}: is an ONNX export", "`tagger predict`")
+
+
+def test_a_port_in_use_exits_3_as_the_help_documents(trained_model):
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("uvicorn")
+    assert "3 `tagger serve` could not start its server (its port in use)" in " ".join(tagger("--help").stdout.split())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "cli.main", "serve", str(trained_model), "--port", str(port),
+                               "--workers", "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3 and "address already in use" in done.stderr
