@@ -86,7 +86,8 @@ def register(app: typer.Typer, user_errors: Callable) -> None:
         if ray:
             from tagger.serving import ray_serve
 
-            ray_serve.serve(model, settings, host, port, address=address, replicas=replicas, quiet=quiet)
+            ray_serve.serve(model, settings, host, port, address=address, replicas=replicas, quiet=quiet,
+                            grace=grace)
             return
         run(serving.plan(model, settings, host, port, 1 if build else workers, grace, access_log, quiet), build)
 
