@@ -112,6 +112,17 @@ def test_a_model_directory_reads_the_same_for_training_as_for_tagging(trained_mo
     assert all(np.array_equal(mine[k], tagger.tensors[k]) for k in mine)
 
 
+def test_a_trainable_is_never_changed_after_it_is_built():
+    """Cross-view training's views or a resumed config make a new Trainable (they were once set on it)."""
+    import dataclasses
+
+    trainable = tiny()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        trainable.views = torch.nn.Linear(2, 2)
+    viewed = dataclasses.replace(trainable, views=torch.nn.Linear(2, 2))
+    assert trainable.views is None and viewed.model is trainable.model and viewed.encode.vocab is trainable.vocab
+
+
 def test_a_malformed_vocabulary_is_one_line_for_training_too(trained_model, tmp_path):
     import hashlib
     import json

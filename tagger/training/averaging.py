@@ -42,7 +42,7 @@ class Sync:
 
 
 class LocalSGD:
-    """Post-local SGD over one DDP-wrapped LossModule: torch's PeriodicModelAverager after every optimizer
+    """Post-local SGD over one DDP-wrapped Objective (objective.py): torch's PeriodicModelAverager after every optimizer
     step (`after_step`), DDP's post-local-SGD hook for the warm-up, RowSync switched off after it."""
 
     def __init__(self, ddp: nn.parallel.DistributedDataParallel, period: int, warmup: int, step: int = 0,

@@ -18,6 +18,7 @@ words' neighbours): a resume re-reads them, refusing a file that changed.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Collection, Sequence
@@ -141,7 +142,7 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
     tagger.model.train()
     views = {k.removeprefix(cvt.PREFIX): v for k, v in tensors.items() if k.startswith(cvt.PREFIX)}
     if views:
-        tagger.views = cvt.Views.for_model(tagger.model)
+        tagger = dataclasses.replace(tagger, views=cvt.Views.for_model(tagger.model))
         tagger.views.load_state_dict(views)
     optimizer = make_optimizer(tagger.config, tagger.model, tagger.views)
     optimizer.load_state_dict(_optimizer_dict(*_rank_optimizer(meta, tensors, world)))

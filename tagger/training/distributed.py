@@ -27,7 +27,7 @@ from torch import nn
 from torch.multiprocessing.spawn import ProcessException
 
 from tagger.errors import USER_ERRORS, TaggerError
-from tagger.training import cvt, teachers
+from tagger.training.objective import Objective
 from tagger.training.averaging import LocalSGD, Sync
 from tagger.training.state import Interrupted
 
@@ -142,28 +142,9 @@ def peers_watched(world: World) -> Iterator[None]:
         raise
 
 
-class LossModule(nn.Module):
-    """The model's summed loss as `forward`, so that DistributedDataParallel sees the call it hooks; with
-    `views` (cross-view training's modules), forward(batch, unlabeled=True) is their loss on unlabelled text."""
-
-    def __init__(self, model: nn.Module, views: nn.Module | None = None):
-        super().__init__()
-        self.model = model
-        self.views = views
-        self.shape: tuple[int, int] | None = None  # the last batch's (sentences, length), for averaging's timing
-
-    def forward(self, batch, unlabeled: bool = False, targets: torch.Tensor | None = None) -> torch.Tensor:
-        self.shape = tuple(batch.words.shape)
-        if targets is not None:  # distillation: the teachers' marginals (tagger/training/teachers.py)
-            return teachers.loss(self.model, batch, targets, labelled=not unlabeled)
-        if unlabeled:
-            return cvt.loss(self.model, self.views, batch)
-        return self.model.loss(batch)
-
-
 BUCKET_MB = 25.0  # DDP's buckets, torch's default: smaller ones (0.25 MB, several all-reduces in flight during
                   # backward) showed no established gain (bench/README.md); bench/ddp_phases.py times other sizes
-                  # (BUCKET=...). The abort at a rank's exit once blamed on them came with 25 MB too (_exit)
+                  # (BUCKET=...)
 ROW_TABLE_MIN_ROWS = 1024  # an embedding table this tall is synchronised by rows (RowSync): a batch reads few
 
 
@@ -221,7 +202,8 @@ def nonzero_rows(grad: torch.Tensor) -> torch.Tensor:
 
 def wrap(model: nn.Module, world: World, by_rows: bool = True, min_rows: int = ROW_TABLE_MIN_ROWS,
          views: nn.Module | None = None, sync: str | None = None) -> nn.Module:
-    """A module whose forward is the loss: DDP-wrapped (gradients averaged over ranks) when distributed.
+    """The Objective of `model` (and `views`: whose forward is the loss, objective.py), DDP-wrapped (gradients
+    averaged over ranks) when distributed.
     sync: "step" (DDP every step) or "average" (periodic averaging, `world.sync.local`: averaging.py);
     default the model config's `sync`, with its sync_period and sync_warmup.
 
@@ -231,13 +213,13 @@ def wrap(model: nn.Module, world: World, by_rows: bool = True, min_rows: int = R
     by_rows=False sends them dense, as DDP alone does. views: cross-view training's modules, trained on the
     unlabelled batches, where the output layer and CRF get no gradient (and the views none on labelled ones):
     DDP then looks for the parameters a step left unused."""
-    module = LossModule(model, views)
+    module = Objective(model, views)  # which loss a batch gets: tagger/training/objective.py
     if world.size == 1:
         return module
     tables = {f"model.{name}": p for name, p in row_tables(model, min_rows).items()} if by_rows else {}
     nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, list(tables))
     ddp = nn.parallel.DistributedDataParallel(module, forward_sync_buffers=False, bucket_cap_mb=BUCKET_MB,
-                                              find_unused_parameters=views is not None)
+                                              find_unused_parameters=module.leaves_parameters_unused)
     ddp.row_sync = RowSync(tables, world) if tables else None
     config = model.config
     world.sync.local = None

@@ -8,6 +8,7 @@ global batch and rank 0 alone scores, saves, logs and decides; the others follow
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import signal
@@ -29,7 +30,8 @@ from tagger.reports import plots
 from tagger.reports.metrics import measure
 from tagger.tagging.pipeline import tag_encoded
 from tagger.training import checkpoints, cvt, distributed, teachers, unseen
-from tagger.training.distributed import LossModule, World, wrap
+from tagger.training.distributed import World, wrap
+from tagger.training.objective import Objective
 from tagger.training.model import Trainable
 from tagger.training.setup import (
     Data,
@@ -110,7 +112,7 @@ def _started(config: Config, train_sents: Sequence[Sentence], source_scheme: str
                                       neighbours=world.leader)
     config = tagger.config
     if views:
-        tagger.views = cvt.Views.for_model(tagger.model)
+        tagger = dataclasses.replace(tagger, views=cvt.Views.for_model(tagger.model))
     average = WeightAverage(tagger.model, config.average) if config.average else None
     if not world.leader:  # its own dropout draws (the weights are the same on every rank)
         torch.manual_seed(config.seed + 7919 * world.rank)
@@ -121,7 +123,8 @@ def _resumed(config: Config, train_sents: Sequence[Sentence], source_scheme: str
              output: Path, given: Collection[str], reporter: Reporter, world: World, views: bool) -> tuple:
     """A resumed training: the same five from the checkpoint, its config changed where `given` may."""
     tagger, optimizer, progress, average, pretrained = checkpoints.load_checkpoint(output, world, reporter)
-    tagger.config = checkpoints.resumed_config(tagger.config, config, given, output, len(tagger.vocab.frozen) > 0)
+    tagger = dataclasses.replace(tagger, config=checkpoints.resumed_config(tagger.config, config, given, output,
+                                                                          len(tagger.vocab.frozen) > 0))
     checkpoints.check_left(tagger.config, progress, output)
     if views != (tagger.views is not None):
         raise InputError("--resume: the checkpoint was trained " + ("without" if views else "with") +
@@ -285,7 +288,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     batch gives every rank the global batch's mean, as one process training on the whole batch. unlabeled:
     the batch is unlabelled text and the loss cross-view training's (`model` wrapped with its views).
     targets (B, T, K): the teachers' marginals, learnt as well (tagger/training/teachers.py)."""
-    wrapped = isinstance(model, (LossModule, DistributedDataParallel))
+    wrapped = isinstance(model, (Objective, DistributedDataParallel))
     if targets is not None:
         loss = model(batch, unlabeled, targets) if wrapped else teachers.loss(model, batch, targets, not unlabeled)
     else:

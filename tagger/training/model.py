@@ -206,9 +206,11 @@ class BiLSTMCRF(nn.Module):
                 state[spec.torch_name(name)].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Trainable:
-    """The torch network with its config and vocabulary: what training builds, checkpoints and resumes."""
+    """The torch network with its config and vocabulary: what training builds, checkpoints and resumes. Frozen:
+    a change (cross-view training's views, a resumed config) is a new Trainable (dataclasses.replace); the
+    network's weights are what training changes."""
 
     config: Config
     vocab: Vocab
@@ -217,7 +219,7 @@ class Trainable:
                                     # checkpoints, never in the saved model
 
     def __post_init__(self):
-        self.encode = Encoder(self.vocab)
+        object.__setattr__(self, "encode", Encoder(self.vocab))  # made from the vocabulary, with it
 
     @classmethod
     def build(cls, config: Config, vocab: Vocab) -> Trainable:
