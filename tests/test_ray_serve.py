@@ -102,6 +102,57 @@ def _is_json_error(response: httpx.Response) -> bool:
     return response.headers["content-type"] == "application/json" and list(response.json()) == ["error"]
 
 
+# -- the replica's door, without Ray ------------------------------------------------------------------------
+
+def test_the_door_answers_what_it_took_and_refuses_the_rest_once_draining():
+    from tagger.serving.ray_serve import Door
+
+    class Service:
+        state = "ready"
+
+        def drain(self):
+            self.state = "draining"
+
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):  # the tagger's app: /v1/tag answers once released
+        if scope["path"] == "/v1/tag":
+            await release.wait()
+        body = json.dumps({"status": service.state}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    async def call(door, path):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await door({"type": "http", "path": path}, None, send)
+        return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+
+    async def scenario():
+        door = Door(app, service)
+        taken = asyncio.ensure_future(call(door, "/v1/tag"))
+        await asyncio.sleep(0)  # in the app, waiting
+        drained = asyncio.ensure_future(door.drain())
+        while not door.draining:
+            await asyncio.sleep(0.05)
+        refused = await call(door, "/v1/tag")
+        health = await call(door, "/health")
+        assert not drained.done()  # the request it took is not answered yet
+        release.set()
+        await drained
+        return await taken, refused, health
+
+    service = Service()
+    taken, refused, health = asyncio.run(scenario())
+    assert taken[0] == 200
+    assert refused[0] == 503 and json.loads(refused[2]) == {"error": "the server is shutting down; retry shortly"}
+    assert refused[1][b"retry-after"] == b"1" and refused[1][b"content-type"] == b"application/json"
+    assert health == (200, {}, b'{"status": "draining"}')  # the app's own /health (503 in the real one)
+
+
 # -- overload ----------------------------------------------------------------------------------------------
 
 def test_overload_is_a_json_503_with_retry_after_a_late_answer_a_json_504_and_health_answers(small_server):
