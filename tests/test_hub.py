@@ -275,6 +275,15 @@ def test_card_is_written_into_the_model_directory_and_not_overwritten_without_fo
     assert tagger("card", model_copy, "--force").exit_code == 0
 
 
+def test_card_of_a_hub_model_is_written_elsewhere_never_into_the_cache(pushed, tmp_path):
+    before = (pushed / "README.md").read_bytes()
+    line = user_error(tagger("card", "hf://acme/ner-tiny", "--force"))
+    assert "-o FILE" in line
+    assert tagger("card", "hf://acme/ner-tiny", "-o", tmp_path / "card.md").exit_code == 0
+    assert (pushed / "README.md").read_bytes() == before
+    assert 'Tagger.load("hf://acme/ner-tiny")' in (tmp_path / "card.md").read_text(encoding="utf-8")
+
+
 def test_card_of_a_model_trained_without_dev_data_records_no_score(model_copy):
     meta = json.loads((model_copy / "config.json").read_text())
     meta["training"].pop("dev")

@@ -28,12 +28,17 @@ _CHINESE_INPUTS = ("lexicon", "embeddings", "context")  # "jieba" in any of thes
 def card(model: "str | os.PathLike", output: Path | None = None, repo_id: str | None = None,
          language: Sequence[str] = (), test: str | None = None, force: bool = False) -> Path | None:
     """Write MODEL's card to `output` (default MODEL/README.md; "-": standard output); an existing file is
-    refused unless `force`. `repo_id` fills the usage snippet (ORG/NAME when None). Returns the path written."""
+    refused unless `force`. `repo_id` fills the usage snippet (when None: a Hub model's own, else ORG/NAME).
+    Returns the path written (None: standard output)."""
+    if output is None and hub.is_hub_ref(model):
+        raise ConfigError("a Hub model's directory is Hugging Face's cache: write its card elsewhere (-o FILE)",
+                          path=os.fspath(model))
     directory = store.resolve(model)
     target = directory / CARD if output is None else output
     if str(target) != "-" and Path(target).exists() and not force:
         raise InputError("exists: pass --force to overwrite it", path=str(target))
-    text = render(facts(directory, repo_id or "ORG/NAME", language, test))
+    repo_id = repo_id or (hub.parse(model)[0] if hub.is_hub_ref(model) else "ORG/NAME")
+    text = render(facts(directory, repo_id, language, test))
     with store.atomic_file(None if str(target) == "-" else Path(target)) as f:
         f.write(text)
     return None if str(target) == "-" else Path(target)

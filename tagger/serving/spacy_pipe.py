@@ -95,12 +95,11 @@ class BiLSTMTagger:
         """Copy the model's files into `path` (spaCy gives the component its own folder of the pipeline)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        source = self._directory or store.resolve(self.model)
-        if source.resolve() == path.resolve():
+        names = ["config.json", *self.tagger.meta.get("sha256", {})]  # loads the model (and sets _directory)
+        if self._directory.resolve() == path.resolve():
             return
-        meta = self.tagger.meta
-        for name in ["config.json", *meta.get("sha256", {})]:
-            shutil.copyfile(source / name, path / name)
+        for name in names:
+            shutil.copyfile(self._directory / name, path / name)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "BiLSTMTagger":
         """Load the copy to_disk wrote (checked as any model directory is)."""
