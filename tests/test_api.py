@@ -200,7 +200,9 @@ def test_a_bio_file_with_a_few_slips_is_iob2_with_one_warning_naming_the_first(t
 
 def test_a_given_scheme_must_fit_the_tags(tmp_path):
     path = write_corpus(tmp_path / "c.txt", [(["John", "Smith", "left"], ["B-PER", "I-PER", "O"])])
-    assert check_tags(read_sentences(path), str(path), "iob1") == "iob1"  # same prefixes: the user's word
+    assert check_tags(read_sentences(path), str(path), "iob2") == "iob2"
+    with pytest.raises(InputError, match=f"^{path}:1: tag 'B-PER' contradicts the IOB1 scheme"):  # issue 35, S7
+        check_tags(read_sentences(path), str(path), "iob1")  # IOB1 opens an entity with I-: B- only after I-PER
     with pytest.raises(InputError, match=f"^{path}:2: tag 'I-PER' is not a tag of the BMES scheme"):
         check_tags(read_sentences(path), str(path), "bmes")
 
