@@ -101,7 +101,8 @@ def tag_sentences(tagger: Loaded, sentences: Sequence[Sequence[str]], features: 
 
 
 def tag_encoded(tagger: Loaded, encoded: Sequence[Encoded], batch_size: int = BATCH_SIZE) -> list[list[str]]:
-    """Tags (in the model's scheme) of already encoded, non-empty sentences (training's dev set)."""
+    """Tags (in the model's scheme) of already encoded, non-empty sentences, in input order: the one batch loop
+    of tag_sentences and of training's dev scores."""
     out: list[list[str]] = [[] for _ in encoded]
     names = tagger.vocab.tags.items
     with one_blas_thread(tagger):
