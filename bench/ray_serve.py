@@ -4,8 +4,9 @@
 
 Starts `tagger serve M --ray` (its own Ray, default limits), then:
   flood    --clients requests at once, each --sentences 12-token sentences; while they are out, one GET
-           /health. Reports the answers by (status, content type, Retry-After), the requests closed without
-           an answer, the slowest answer and /health's status and seconds.
+           /health (the app's) and one /-/healthz (Ray's proxy's own: is the proxy or the replica slow?).
+           Reports the answers by (status, content type, Retry-After), the requests closed without an
+           answer, the slowest answer, and both health checks' status and seconds.
   sigterm  --in-flight requests at once; SIGTERM once the first is answered. Reports the answers as above,
            and the command's exit status and seconds from SIGTERM to exit.
 Prints one JSON object. Run it alone on the machine: the client, Ray's proxy and the replica share its cores.
@@ -82,13 +83,19 @@ async def burst(url: str, n: int, body: dict, meanwhile) -> tuple[dict, dict]:
 
 
 async def health(client, pending) -> dict:
+    """/health (the app's, through Ray's proxy) and /-/healthz (the proxy's own), 0.5 s into the flood."""
     await asyncio.sleep(0.5)
+    app, proxy = await asyncio.gather(timed(client, "/health"), timed(client, "/-/healthz"))
+    return {"health": app, "proxy_healthz": proxy}
+
+
+async def timed(client, path: str) -> dict:
     start = time.perf_counter()
     try:
-        status = (await client.get("/health")).status_code
+        status = (await client.get(path)).status_code
     except httpx.TransportError as e:
         status = type(e).__name__
-    return {"health_status": status, "health_s": round(time.perf_counter() - start, 3)}
+    return {"status": status, "s": round(time.perf_counter() - start, 3)}
 
 
 def main() -> None:
