@@ -139,3 +139,15 @@ def test_the_lexicon_s_trie_is_saved_built_and_a_model_without_it_still_loads(le
         f.write(b"\xff")
     with pytest.raises(ModelError, match="lexicon.safetensors: checksum does not match"):
         Tagger.load(altered)
+
+
+def test_training_reads_a_lexicon_model_as_tagging_does_from_its_saved_trie(lexicon_model, monkeypatch):
+    """Trainable.load (--init, checkpoints) reads the trie the directory keeps, not lexicon.txt again."""
+    from tagger.tagging import tagger as tagging_tagger
+    from tagger.training.model import Trainable
+
+    def unread(*args):
+        raise AssertionError("lexicon.txt parsed although the trie is saved")
+
+    monkeypatch.setattr(tagging_tagger, "parse_saved", unread)
+    assert Trainable.load(lexicon_model[0]).vocab.lexicon == Tagger.load(lexicon_model[0]).vocab.lexicon
