@@ -9,7 +9,7 @@ Starts `tagger serve M --ray` (its own Ray, default limits), then:
            answer, the slowest answer, and both health checks' status and seconds.
   sigterm  --in-flight requests at once; SIGTERM once the first is answered. Reports the answers as above,
            and the command's exit status and seconds from SIGTERM to exit.
-Prints one JSON object. Run it alone on the machine: the client, Ray's proxy and the replica share its cores.
+Prints one JSON object; the server's log goes to $TMPDIR/ray-serve-bench.log. Run it alone on the machine: the client, Ray's proxy and the replica share its cores.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=20)
     args = parser.parse_args()
     body = {"text": SENTENCE * args.sentences}
-    log = Path("ray-serve-bench.log")
+    log = Path(tempfile.gettempdir()) / "ray-serve-bench.log"  # the server's output
     out = {"clients": args.clients, "in_flight": args.in_flight, "tokens_a_request": 12 * args.sentences}
 
     process, url = start(args.model, log)
