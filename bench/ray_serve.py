@@ -9,7 +9,8 @@ Starts `tagger serve M --ray` (its own Ray, default limits), then:
            answer, the slowest answer, and both health checks' status and seconds.
   sigterm  --in-flight requests at once; SIGTERM once the first is answered. Reports the answers as above,
            and the command's exit status and seconds from SIGTERM to exit.
-Prints one JSON object; the server's log goes to $TMPDIR/ray-serve-bench.log. Run it alone on the machine: the client, Ray's proxy and the replica share its cores.
+Prints one JSON object; the server's log goes to $TMPDIR/ray-serve-bench.log. Run it alone on the machine:
+the client, Ray's proxy and the replica share its cores.
 """
 from __future__ import annotations
 
