@@ -2,6 +2,11 @@
 
     python bench/train_scaling.py --data ../shared/data/conll2003 --config configs/conll2003.toml \
         --embeddings ../shared/embeddings/glove.6B.50d.txt.gz --epochs 1 --output bench/results-train-scaling.json
+    python bench/train_scaling.py --setups 1x1 2x1-step 2x1 --epochs 2 --profile   # issue 38's table
+
+"2x1" is `--processes 2` as it trains by default (sync = "average": the weights averaged every sync_period
+steps, tagger/training/averaging.py); "2x1-step" is `--processes 2 --sync step` (DDP every step). With
+--profile, bench/ddp_phases.py then times a step of each (compute, waiting, communicating) into the same JSON.
 
 Each set-up runs `tagger train` in a subprocess for `--epochs` epochs: 1 process x 1 thread, 1 x 2 threads,
 2 processes x 1 thread, then 2 x 1 and 1 x 2 again while a Python busy loop (`while True: pass`, one
@@ -22,21 +27,25 @@ import tempfile
 import time
 from pathlib import Path
 
+from tagger.config import Config, load_toml
+
 ROOT = Path(__file__).resolve().parent.parent
-SETUPS = [  # (name, processes, threads, beside a busy loop)
-    ("1x1", 1, 1, False), ("1x2", 1, 2, False), ("2x1", 2, 1, False),
-    ("1x1+busy", 1, 1, True), ("2x1+busy", 2, 1, True), ("1x2+busy", 1, 2, True),
+SETUPS = [  # (name, processes, threads, beside a busy loop, --sync)
+    ("1x1", 1, 1, False, None), ("1x2", 1, 2, False, None), ("2x1", 2, 1, False, None),
+    ("2x1-step", 2, 1, False, "step"),
+    ("1x1+busy", 1, 1, True, None), ("2x1+busy", 2, 1, True, None), ("1x2+busy", 1, 2, True, None),
 ]
 BUSY = "while True: pass"
 
 
-def train(args, processes: int, threads: int, busy: bool, output: Path) -> dict:
+def train(args, processes: int, threads: int, busy: bool, output: Path, sync: str | None = None) -> dict:
     """One `tagger train` run; its last metrics line."""
     cmd = [sys.executable, "-m", "cli.main", "train", f"{args.data}/{args.train}", "--dev", f"{args.data}/{args.dev}",
            "-o", str(output), "--epochs", str(args.epochs), "--processes", str(processes), "--threads", str(threads),
            "--force", "-q"]
     cmd += ["--config", args.config] if args.config else []
     cmd += ["--embeddings", args.embeddings] if args.embeddings else []
+    cmd += ["--sync", sync] if sync else []
     print("$", " ".join(cmd), "(beside a busy loop)" if busy else "", file=sys.stderr, flush=True)
     loop = subprocess.Popen([sys.executable, "-c", BUSY]) if busy else None
     try:
@@ -111,8 +120,14 @@ def row_messages(model_dir: Path, args) -> tuple[list[tuple[int, str]], dict]:
     return [(dense, "float32"), ((rows + 7) // 8, "uint8"), (round(mean) * dim, "float32")], figures
 
 
+def profile(steps: int) -> dict:
+    """bench/ddp_phases.py's ms a step by phase: 1 process, 2 ranks with sync = step and with averaging."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench/ddp_phases.py"), "--steps", str(steps)], cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
 def steps_per_epoch(args) -> int:
-    from tagger.config import Config, load_toml
     from tagger.data import read_sentences
     from tagger.encode import length_batches
 
@@ -132,20 +147,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--setups", nargs="+", default=[s[0] for s in SETUPS], choices=[s[0] for s in SETUPS])
     parser.add_argument("--output", default=str(ROOT / "bench/results-train-scaling.json"))
+    parser.add_argument("--profile", action="store_true", help="then bench/ddp_phases.py's ms a step by phase")
+    parser.add_argument("--profile-steps", type=int, default=150, help="steps bench/ddp_phases.py times")
     args = parser.parse_args()
     result: dict = {"epochs": args.epochs, "config": args.config, "busy": f"python -c '{BUSY}'", "setups": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, processes, threads, busy in (s for s in SETUPS if s[0] in args.setups):
-            m = train(args, processes, threads, busy, Path(tmp) / name)
-            result["setups"][name] = {"processes": processes, "threads": threads, "busy": busy,
+        for name, processes, threads, busy, sync in (s for s in SETUPS if s[0] in args.setups):
+            m = train(args, processes, threads, busy, Path(tmp) / name, sync)
+            result["setups"][name] = {"processes": processes, "threads": threads, "busy": busy, "sync": sync,
                                       "tokens_per_s": round(m["tokens_per_s"]), "dev_f1": m.get("dev_f1"),
                                       "seconds": m["seconds"]}
             print(json.dumps({name: result["setups"][name]}), file=sys.stderr, flush=True)
         floats = gradient_floats(Path(tmp) / args.setups[0])
         messages, by_rows = row_messages(Path(tmp) / args.setups[0], args)
     quiet = result["setups"]
-    if "1x1" in quiet and "2x1" in quiet:
-        result["speedup_2x1_over_1x1"] = round(quiet["2x1"]["tokens_per_s"] / quiet["1x1"]["tokens_per_s"], 3)
+    for name in ("2x1", "2x1-step"):
+        if "1x1" in quiet and name in quiet:
+            result[f"speedup_{name}_over_1x1"] = round(quiet[name]["tokens_per_s"] / quiet["1x1"]["tokens_per_s"], 3)
     for name in ("1x1", "2x1", "1x2"):
         if name in quiet and f"{name}+busy" in quiet:
             result[f"kept_beside_busy_{name}"] = round(quiet[f"{name}+busy"]["tokens_per_s"]
@@ -162,6 +180,12 @@ def main() -> None:
     result["cost_model"]["word_rows"] = by_rows
     print(f"word embedding by rows: {by_rows['bytes_per_step']:,} bytes a step; its all-reduces between 2 "
           f"processes: {1000 * by_rows['all_reduce_seconds_2_processes']:.2f} ms", file=sys.stderr)
+    period = Config.from_dict(load_toml(args.config) if args.config else {}).sync_period
+    result["cost_model"]["averaging"] = {  # one all-reduce of every trainable weight every `period` steps
+        "period": period, "bytes_per_meeting": 4 * floats, "bytes_per_step": round(4 * floats / period),
+        "all_reduce_seconds_2_processes_per_step": seconds / period}
+    if args.profile:
+        result["phases"] = profile(args.profile_steps)
     text = json.dumps(result, indent=2)
     Path(args.output).write_text(text + "\n", encoding="utf-8")
     print(text)

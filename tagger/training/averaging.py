@@ -38,7 +38,9 @@ class Sync:
     local: LocalSGD | None = None
     resumed_step: int = 0
     warn: Callable[[str], None] | None = None
-    stats: list[tuple[int, int, float]] = field(default_factory=list)  # (sentences, length, seconds) per step
+    stats: list[tuple[float, float, bool]] = field(default_factory=list)  # rank 0's local steps: (compute
+                                                                         # seconds, meeting seconds, met)
+    probe: Probe | None = None  # measured at start, for the warning
 
 
 class LocalSGD:
@@ -56,6 +58,7 @@ class LocalSGD:
         self.hook.iter = min(step, warmup)  # its own count of DDP's backward passes, which stops at the warm-up
         ddp.register_comm_hook(self.hook, post_localSGD_hook)
         self.apart = False  # whether the ranks' weights may differ now (steps since the last meeting)
+        self.sync.probe = Probe.measure(dist.get_rank(), dist.get_world_size())
         self.last = time.perf_counter()
         self._switch_rows()
 
@@ -88,7 +91,7 @@ class LocalSGD:
         self.apart = not (meets or warm)
         self._switch_rows()
         if not warm:
-            self._time(computed, time.perf_counter() - self.last - computed)
+            self._time(computed, time.perf_counter() - self.last - computed, meets)
         return meets or warm
 
     def started(self) -> None:
@@ -118,35 +121,67 @@ class LocalSGD:
         if row_sync is not None:
             row_sync.enabled = self.warming_up()
 
-    def _time(self, computed: float, met: float) -> None:
+    def _time(self, computed: float, met: float, meets: bool) -> None:
         """Rank 0's first PROBE_STEPS local steps, timed, then judged once (`judge`)."""
-        stats, shape = self.sync.stats, getattr(self.ddp.module, "shape", None)
-        if self.sync.warn is None or shape is None or len(stats) > PROBE_STEPS:
+        stats = self.sync.stats
+        if self.sync.warn is None or self.sync.probe is None or len(stats) > PROBE_STEPS:
             return
-        stats.append((shape[0], shape[1], computed + met))
+        stats.append((computed, met, meets))
         if len(stats) == PROBE_STEPS:
-            message = judge(stats, dist.get_world_size(), self.period)
-            stats.append((0, 0, 0.0))  # judged: no more timing
+            message = judge(stats, self.sync.probe, self.period)
+            stats.append((0.0, 0.0, False))  # judged: no more timing
             if message:
                 self.sync.warn(message)
 
 
-def judge(stats: list[tuple[int, int, float]], processes: int, period: int) -> str | None:
-    """A warning when `processes` ranks train slower than one process would, from rank 0's timed steps
-    (its slice's sentences B, their length T, the step's seconds, meetings included). A step's compute is
-    fitted as a + b T + c B T: a and b T do not shrink with the slice (Python's and the BiLSTM's per-token
-    loop), c B T does. One process would take a + b T + c N B T a global batch; these ranks took the
-    measured seconds. Measured beside the other ranks, so an estimate; None when N processes come out ahead."""
-    sentences, lengths, seconds = (np.array(column, dtype=np.float64) for column in zip(*stats))
-    design = np.stack([np.ones_like(lengths), lengths, sentences * lengths], axis=1)  # (steps, 3)
-    (a, b, c), *_ = np.linalg.lstsq(design, seconds, rcond=None)
-    fixed = a + b * lengths  # (steps,) the part of each step that does not shrink with the slice
-    one = float(np.sum(fixed + c * processes * sentences * lengths))
-    many = float(np.sum(seconds))
+@dataclass(frozen=True)
+class Probe:
+    """What one process would gain over N, measured at start on a small BiLSTM forward and backward (a
+    recipe's slice: 32 sentences of 30 tokens): `slowdown`, how many times slower every rank runs it at once
+    than rank 0 alone (the cores and memory bandwidth they share); `whole`, how many times longer rank 0
+    alone takes on N slices at once than on one (the per-step and per-token work does not shrink)."""
+
+    processes: int
+    slowdown: float
+    whole: float
+
+    @classmethod
+    def measure(cls, rank: int, processes: int, repeats: int = 3) -> Probe:
+        """Every rank calls it together. Its random numbers come from a forked generator, so training's
+        are untouched (a resume stays exact)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            lstm = nn.LSTM(100, 100, batch_first=True, bidirectional=True)
+            part, whole = torch.randn(32, 30, 100), torch.randn(32 * processes, 30, 100)  # (sentences, T, dim)
+
+            def work(x: torch.Tensor) -> float:
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    lstm(x)[0].sum().backward()
+                return time.perf_counter() - start
+
+            work(part)  # warm-up
+            dist.barrier()
+            alone, alone_whole = (work(part), work(whole)) if rank == 0 else (1.0, 1.0)
+            dist.barrier()
+            together = work(part)
+            dist.barrier()
+        return cls(processes, together / alone, alone_whole / alone)
+
+
+def judge(stats: list[tuple[float, float, bool]], probe: Probe, period: int) -> str | None:
+    """A warning when the ranks train slower than one process would, from rank 0's timed local steps
+    (compute seconds, meeting seconds, whether it met) and the start's `probe`: alone, one process would
+    compute a global batch in compute x whole / slowdown; the ranks took compute + meetings a step. None when
+    N processes come out ahead."""
+    computed, met, meets = (np.array(column, dtype=np.float64) for column in zip(*stats))  # (steps,) each
+    one = float(np.mean(computed)) * probe.whole / probe.slowdown
+    many = float(np.mean(computed + met))
     if not (one > 0 and many > 0) or one >= many:
         return None
-    return (f"warning: --processes {processes} trains about {one / many:.2f}x as fast as one process here "
-            f"(measured over {len(stats)} steps: {1000 * float(np.mean(fixed)):.1f} ms of each "
-            f"{1000 * many / len(stats):.1f} ms step do not shrink with the {processes}-way slice of the batch, "
-            f"and the weights are averaged every {period} steps); one process, or a larger batch_size, trains "
-            "faster")
+    n = probe.processes
+    return (f"warning: --processes {n} trains about {one / many:.2f}x as fast as one process here (measured at "
+            f"start: the processes slow each other {probe.slowdown:.2f}x, and one process takes "
+            f"{probe.whole:.2f}x as long on a whole batch as on a 1/{n} slice; averaging the weights every "
+            f"{period} steps takes {1000 * float(np.sum(met)) / max(1, int(meets.sum())):.1f} ms); one process "
+            "trains faster")

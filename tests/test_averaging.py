@@ -1,0 +1,134 @@
+"""tagger.training.averaging: with sync = "average" two processes (gloo, localhost) all-reduce gradients for
+the warm-up's steps as sync = "step" does, then train apart and average every weight, the embedding tables
+included, every sync_period steps (the average of the two ranks' weights, bit for bit); a checkpoint keeps
+the averager's step and each rank's optimizer state; one warning says when N processes are slower."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from conftest import TINY_CONFIG, make_sentences, write_corpus, write_toml
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from corpora.conll import Sentence
+from tagger import commands
+from tagger.config import Config
+from tagger.encode import collate, length_batches
+from tagger.training import averaging, distributed, setup
+from tagger.training import loop as training
+
+TRAIN = [Sentence(tuple(t), tuple(g)) for t, g in make_sentences(60, seed=5)]
+PERIOD, WARMUP, STEPS = 3, 2, 8  # meetings after steps 0 1 (warm-up: gradients) 2 5 (averages)
+
+
+def tiny(sync: str) -> Config:
+    return Config.from_dict({**TINY_CONFIG, "dropout": 0.3, "sync": sync, "sync_period": PERIOD,
+                             "sync_warmup": WARMUP})
+
+
+def run_steps(folder: Path, sync: str, world: distributed.World) -> None:
+    """STEPS steps on this rank's slices, every embedding table a RowSync table (min_rows=1); the weights
+    after each optimizer step and after each meeting, and RowSync's bytes, into folder/{sync}{rank}."""
+    config = tiny(sync)
+    torch.manual_seed(config.seed + world.rank)  # the ranks' own dropout: their weights part between meetings
+    tagger, _ = setup.build_tagger(config, TRAIN, "iob2")
+    data = setup.prepare_data(tagger, TRAIN, [], None)
+    model = distributed.wrap(tagger.model, world, min_rows=1)
+    optimizer = setup.make_optimizer(config, tagger.model)
+    batches = [ids for ids in length_batches([len(e) for e in data.train], config.batch_size) if len(ids) >= 2]
+    tensors, sent = {}, []
+    for k, ids in enumerate(batches[:STEPS]):
+        training.train_step(model, optimizer, collate([data.train[i] for i in world.shard(ids)]), config.clip,
+                            weight=world.size / len(ids))
+        tensors |= {f"stepped{k}.{n}": p.detach().clone() for n, p in tagger.model.named_parameters()}
+        world.reduce_step(1.0, False)
+        tensors |= {f"after{k}.{n}": p.detach().clone() for n, p in tagger.model.named_parameters()}
+        sent.append(model.row_sync.sent_bytes)
+    tensors["sent"] = torch.tensor(sent)
+    save_file(tensors, str(folder / f"{sync}{world.rank}.safetensors"))
+
+
+def both(folder: Path, world: distributed.World) -> None:
+    for sync in ("step", "average"):
+        run_steps(folder, sync, world)
+
+
+def test_the_ranks_average_every_period_after_a_warm_up_of_per_step_all_reduces(tmp_path):
+    with distributed.spawned(2, both, (tmp_path,)) as world:
+        both(tmp_path, world)
+    r0, r1, step0 = (load_file(str(tmp_path / f"{name}.safetensors")) for name in ("average0", "average1", "step0"))
+    names = [k.removeprefix("after0.") for k in r0 if k.startswith("after0.")]
+    assert "word.weight" in names
+    for k in range(STEPS):
+        meets = k < WARMUP or (k - WARMUP) % PERIOD == 0
+        for n in names:
+            a, b = r0[f"after{k}.{n}"], r1[f"after{k}.{n}"]
+            if k < WARMUP:  # gradients all-reduced, as sync = "step"
+                assert torch.equal(a, step0[f"after{k}.{n}"]), f"warm-up step {k}: {n} != sync = step"
+            if meets:
+                assert torch.equal(a, b), f"step {k}: {n} differs between the ranks after a meeting"
+            if k >= WARMUP and meets:  # torch's average: each rank's weights / 2, summed
+                mean = r0[f"stepped{k}.{n}"] / 2 + r1[f"stepped{k}.{n}"] / 2
+                assert torch.equal(a, mean), f"step {k}: {n} is not the ranks' average"
+        if not meets:
+            assert not torch.equal(r0[f"after{k}.lstm.weight_ih_l0"], r1[f"after{k}.lstm.weight_ih_l0"])
+    sent = r0["sent"].tolist()
+    assert sent[WARMUP - 1] > 0 and sent[-1] == sent[WARMUP - 1]  # RowSync sends during the warm-up only
+
+
+def test_a_checkpoint_keeps_the_averager_s_step_and_every_rank_s_optimizer(tmp_path):
+    sents = make_sentences(48, seed=2)
+    train, dev = write_corpus(tmp_path / "training.txt", sents[:40]), write_corpus(tmp_path / "dev.txt", sents[40:])
+    toml = write_toml(tmp_path / "c.toml", epochs=1, dropout=0.3, sync_period=4)
+    commands.train(str(train), str(dev), tmp_path / "out", config_file=toml, processes=2)
+    meta = json.loads((tmp_path / "out/checkpoint/trainer.json").read_text())
+    tensors = load_file(str(tmp_path / "out/checkpoint/trainer.safetensors"))
+    assert meta["averaging"]["step"] == meta["progress"]["updates"] > 0
+    mine = {k.removeprefix("rank1."): v for k, v in tensors.items() if k.startswith("rank1.opt.")}
+    assert mine and set(mine) == {k for k in tensors if k.startswith("opt.")}
+    assert any(not torch.equal(v, tensors[k]) for k, v in mine.items())  # the ranks' moments differ
+
+
+def test_slower_processes_are_one_warning(tmp_path, monkeypatch):
+    sents = make_sentences(48, seed=2)
+    train, dev = write_corpus(tmp_path / "training.txt", sents[:40]), write_corpus(tmp_path / "dev.txt", sents[40:])
+    toml = write_toml(tmp_path / "c.toml", epochs=2, sync_period=2)
+    monkeypatch.setattr(averaging, "PROBE_STEPS", 3)
+    monkeypatch.setattr(averaging, "judge", lambda stats, probe, period: f"warning: {len(stats)} steps")
+
+    class Said(training.Silent):
+        def __init__(self):
+            self.lines = []
+
+        def message(self, text: str) -> None:
+            self.lines.append(text)
+
+    said = Said()
+    commands.train(str(train), str(dev), tmp_path / "out", config_file=toml, processes=2, reporter=said)
+    assert [line for line in said.lines if line.startswith("warning:")] == ["warning: 3 steps"]
+
+
+def test_the_judgement_weighs_the_ranks_contention_the_work_that_does_not_shrink_and_the_meetings():
+    steps = [(0.010, 0.0, False)] * 40  # (compute, meeting seconds, met): 10 ms on a half batch, no meetings
+    assert averaging.judge(steps, averaging.Probe(2, slowdown=1.0, whole=1.5), 8) is None  # 15 ms alone: slower
+    said = averaging.judge(steps, averaging.Probe(2, slowdown=1.6, whole=1.5), 8)  # 9.4 ms alone: faster
+    assert said == ("warning: --processes 2 trains about 0.94x as fast as one process here (measured at start: "
+                    "the processes slow each other 1.60x, and one process takes 1.50x as long on a whole batch "
+                    "as on a 1/2 slice; averaging the weights every 8 steps takes 0.0 ms); one process trains "
+                    "faster")
+    meetings = [(0.010, 0.060 if k % 8 == 0 else 0.0, k % 8 == 0) for k in range(40)]  # +7.5 ms a step
+    assert "every 8 steps takes 60.0 ms" in averaging.judge(meetings, averaging.Probe(2, 1.0, 1.5), 8)
+
+
+def test_sync_is_average_or_step_in_one_line(tmp_path):
+    from cli.main import app
+
+    sents = make_sentences(12, seed=2)
+    train, dev = write_corpus(tmp_path / "training.txt", sents[:8]), write_corpus(tmp_path / "dev.txt", sents[8:])
+    result = CliRunner().invoke(app, ["train", str(train), "--dev", str(dev), "-o", str(tmp_path / "m"),
+                                      "--sync", "sometimes"])
+    assert result.exit_code == 1
+    said = "error: options: sync must be one of average, step, not 'sometimes'"
+    assert result.output.strip().splitlines() == [said]
