@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -406,3 +410,36 @@ def test_tagger_serve_refuses_a_backend_it_cannot_keep_in_one_line(trained_model
     assert len(result.stderr.strip().splitlines()) == 1
     alone = CliRunner().invoke(app, ["serve", str(trained_model), "--dev", str(dev)])
     assert alone.exit_code == 1 and "--dev goes with --label-studio" in alone.stderr
+
+
+def wait_forever(train_ref, dev_ref, output):
+    """A training that starts (it writes `output`) and never ends (run in the spawned process)."""
+    Path(output).write_text(str(os.getpid()), encoding="utf-8")
+    threading.Event().wait()
+
+
+def test_a_training_process_ends_with_the_server_even_when_it_leaves_by_os_exit(tmp_path):
+    script = ("import os, sys, time; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+              "from tagger.serving import labelstudio_training\nfrom test_labelstudio import wait_forever\n"
+              "running = labelstudio_training.spawn(wait_forever, 'train.txt', 'dev.txt', sys.argv[3])\n"
+              "while not os.path.exists(sys.argv[3]): time.sleep(0.05)\n"
+              "os._exit(0)  # as tagger serve ends: no atexit clean-up of daemonic children\n")
+    marker = tmp_path / "started"
+    subprocess.run([sys.executable, "-c", script, str(ROOT / "tests"), str(ROOT), str(marker)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=300)
+    child = int(marker.read_text(encoding="utf-8"))  # the training had started
+    try:
+        deadline = time.monotonic() + 120  # a guard against hanging, not a timing: it leaves at once
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(child)
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False

@@ -17,8 +17,9 @@ name), which Label Studio's model connection offers. Its routes:
                  appended to WORKDIR/annotations.jsonl; train.txt (each task's latest annotation, CoNLL in the
                  model's scheme) written again. START_TRAINING: the library's training (`train`, the caller's:
                  tagger.commands.train) on train.txt, --dev DEV, --init the current model, in a spawned
-                 process; the new model is swapped in on every route if its dev F1 is at least the current
-                 one's. Other actions are acknowledged and ignored. Errors: a 4xx, one line of JSON.
+                 process (labelstudio_training.py); the new model is swapped in on every route if its dev F1
+                 is at least the current one's. Other actions are acknowledged and ignored. Errors: a 4xx, one
+                 line of JSON.
 """
 from __future__ import annotations
 
@@ -29,12 +30,10 @@ import hmac
 import ipaddress
 import json
 import logging
-import multiprocessing
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tagger import store
 from tagger.errors import USER_ERRORS, ConfigError, InputError, TaggerError
@@ -42,12 +41,12 @@ from tagger.serving import jobs
 from tagger.serving.bodies import HTTPError, TagJob, read_json
 from tagger.serving.labelstudio_data import (LabelConfig, conll_blocks, parse_annotation, parse_label_config,
                                              read_annotations, task_text)
+from tagger.serving.labelstudio_training import Running, Training, TrainFunction, spawn
 from tagger.tagging import pipeline, selection
 from tagger.tagging.confidence import ScoreOptions
 from tagger.tagging.tagger import Tagger
 
 ANNOTATIONS, TRAIN = "annotations.jsonl", "train.txt"
-TrainFunction = Callable[..., Any]  # tagger.commands.train: (train, dev, output, *, init, extend_tags, force)
 log = logging.getLogger("tagger.labelstudio")
 
 
@@ -80,17 +79,6 @@ def authorize(request: Any, token: str | None) -> None:
     if scheme.lower() not in ("basic", "bearer") or not hmac.compare_digest(given.encode(), token.encode()):
         raise HTTPError(401, "missing or wrong token: send it as a bearer token or as the password of HTTP Basic "
                              "authentication", {"WWW-Authenticate": 'Basic realm="tagger", Bearer'})
-
-
-@dataclass
-class Training:
-    """The last warm-start training: its state (idle, running, swapped, kept, failed), the output directory
-    and a one-line message."""
-
-    state: str = "idle"
-    output: str | None = None
-    message: str = ""
-    started: float = 0.0
 
 
 class Backend:
@@ -219,29 +207,17 @@ class Backend:
             if self.training.state == "running":
                 return {"status": "already training", "output": self.training.output}
             output = self.workdir / "models" / time.strftime("%Y%m%d-%H%M%S")
-            arguments = {"train_ref": str(self.workdir / TRAIN), "dev_ref": str(self.dev), "output": output,
-                         "init": self.model, "extend_tags": self.extend_tags, "force": True}
-            context = multiprocessing.get_context("spawn")
-            receive, send = context.Pipe(duplex=False)
-            process = context.Process(target=_train_process, args=(self.train, arguments, send), daemon=True,
-                                      name="labelstudio-train")
-            process.start()
-            send.close()
+            running = spawn(self.train, str(self.workdir / TRAIN), str(self.dev), output, init=self.model,
+                            extend_tags=self.extend_tags, force=True)
             self.training = Training("running", str(output), "training", time.time())
-            self._waiter = threading.Thread(target=self._finish, args=(process, receive, output), daemon=True,
+            self._waiter = threading.Thread(target=self._finish, args=(running, output), daemon=True,
                                             name="labelstudio-train")
             self._waiter.start()
         return {"status": "training", "output": str(output)}
 
-    def _finish(self, process: Any, receive: Any, output: Path) -> None:
+    def _finish(self, running: Running, output: Path) -> None:
         """Wait for the training process; on success, the dev check (`consider`)."""
-        try:
-            error = receive.recv()
-        except EOFError:  # it died before saying (killed, out of memory): its exit status says
-            error = None
-        process.join()
-        if error is None and process.exitcode:
-            error = f"the training process ended with exit status {process.exitcode}"
+        error = running.wait()
         if error is not None:
             self.training = Training("failed", str(output), error, self.training.started)
             return
@@ -275,18 +251,6 @@ class Backend:
     def join(self, timeout: float | None = None) -> None:  # wait for a training to end and be considered
         if self._waiter is not None:
             self._waiter.join(timeout)
-
-
-def _train_process(train: TrainFunction, arguments: dict, send: Any) -> None:
-    """The spawned process: run the training; send None, or its error in one line."""
-    try:
-        train(arguments.pop("train_ref"), arguments.pop("dev_ref"), arguments.pop("output"), **arguments)
-        send.send(None)
-    except USER_ERRORS as e:
-        send.send(f"error: {e}"[:500])
-    except BaseException as e:  # a bug: its traceback goes to the server's log, one line to /health
-        log.exception("the training failed")
-        send.send(f"{type(e).__name__}: {e}"[:500])
 
 
 def _weights(tagger: Tagger) -> str:
