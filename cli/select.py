@@ -58,9 +58,13 @@ def register(app: typer.Typer, user_errors) -> None:
         from cli.progress import WorkProgress
         from tagger import commands
 
+        def say(text: str) -> None:  # --quiet keeps the warnings, not the notes
+            if not (quiet and text.startswith("note:")):
+                typer.echo(text, err=True)
+
         with WorkProgress("scored", "units of the pool", quiet) as shown:
             result = commands.select(model, pool, budget, strategy.value, input_format.value, output_format.value,
-                                     output, format.value, seed, batch_size, force, progress=shown.advance)
+                                     output, format.value, seed, batch_size, force, warn=say, progress=shown.advance)
         if not quiet:
             where = "standard output" if str(output) == "-" else str(output)
             typer.echo(f"selected {result['selected']} of {result['seen']:,} units by {strategy.value}; wrote "

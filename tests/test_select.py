@@ -335,3 +335,9 @@ def test_an_onnx_export_says_it_is_one_and_which_commands_take_it(trained_model,
     (export / "preprocess.json").write_text("{}", encoding="utf-8")
     assert_user_error(run(export, "-", "-k", 2, "-o", "-", input="Anna went home .\n"), "is an ONNX export",
                       "`tagger predict`", "the model directory it was exported from")
+
+
+def test_quiet_keeps_the_note_on_a_conll_pool_to_itself(trained_model, conll_pool, tmp_path):
+    result = run(trained_model, conll_pool, "-k", 2, "-o", tmp_path / "o.conll", "-q")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert len(list(read_conll(tmp_path / "o.conll", labelled=False))) == 2
