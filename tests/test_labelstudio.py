@@ -220,6 +220,7 @@ def test_every_route_needs_the_token_as_a_bearer_or_as_basic_auths_password(guar
     for refused in (ask(), ask(auth=("label-studio", "wrong")), ask(headers={"Authorization": "Bearer wrong"}),
                     ask(headers={"Authorization": "Basic %%%"}), ask(headers={"Authorization": f"Token {TOKEN}"})):
         assert refused.status_code == 401 and "\n" not in refused.json()["error"]
+        assert refused.headers["connection"] == "close"  # its body was never read: the connection goes
     allowed = [ask(auth=("any-user", TOKEN)), ask(headers={"Authorization": f"Bearer {TOKEN}"})]
     assert all(a.status_code != 401 for a in allowed), [a.text for a in allowed]
 

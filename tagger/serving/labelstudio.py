@@ -38,7 +38,7 @@ from typing import Any
 from tagger import store
 from tagger.errors import USER_ERRORS, ConfigError, InputError, TaggerError
 from tagger.serving import jobs
-from tagger.serving.bodies import HTTPError, TagJob, read_json
+from tagger.serving.bodies import CLOSE, HTTPError, TagJob, read_json
 from tagger.serving.labelstudio_data import (LabelConfig, conll_blocks, parse_annotation, parse_label_config,
                                              read_annotations, task_text)
 from tagger.serving.labelstudio_training import Running, Training, TrainFunction, spawn
@@ -78,7 +78,7 @@ def authorize(request: Any, token: str | None) -> None:
             given = ""
     if scheme.lower() not in ("basic", "bearer") or not hmac.compare_digest(given.encode(), token.encode()):
         raise HTTPError(401, "missing or wrong token: send it as a bearer token or as the password of HTTP Basic "
-                             "authentication", {"WWW-Authenticate": 'Basic realm="tagger", Bearer'})
+                             "authentication", {"WWW-Authenticate": 'Basic realm="tagger", Bearer', **CLOSE})
 
 
 class Backend:
