@@ -5,7 +5,7 @@ trained it on its own corpus: 128-dimensional character embeddings, two BiGRU la
 emissions for 57 tags and a CRF. Its weights are Paddle `save_persistables` files (a small header,
 then float32 data), which `read_paddle_tensor` parses, and its network is small enough to run in numpy.
 
-What tagger takes from it (tagger/commands/training.py):
+What tagger takes from it (tagger/commands/fitting.py):
 - `--embeddings jieba`: its character embeddings, as pretrained vectors for a character corpus
   (`char_vectors`);
 - `--context jieba` (config context = "lac"): per token, its top BiGRU layer (256 numbers) and its 57

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tagger.api import Tagger
-from tagger.commands.tagging import load_model
+from tagger.commands.predicting import load_model
 from tagger.paths import check_output_file
 
 

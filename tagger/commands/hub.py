@@ -78,7 +78,7 @@ def facts(directory: Path, repo_id: str, language: Sequence[str] = (), test: str
     if dev and isinstance(dev_f1, (int, float)) and 0 <= dev_f1 <= 1:  # without dev data it holds the epoch
         scores.append(Score("validation", dev, float(dev_f1), hub_dataset(dev)))
     if test:
-        from tagger.commands.tagging import evaluate
+        from tagger.commands.predicting import evaluate
 
         result = evaluate(directory, test)
         scores.append(Score("test", test, result.get("f1", result["accuracy"]), hub_dataset(test)))

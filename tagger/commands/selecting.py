@@ -9,7 +9,7 @@ from typing import Callable, Iterator, Sequence, TextIO
 
 from corpora.conll import Sentence, iter_conll_lines, looks_like_conll
 from tagger import store
-from tagger.commands.tagging import load_model
+from tagger.commands.predicting import load_model
 from tagger.data import feature_columns
 from tagger.errors import ConfigError, InputError
 from tagger.tagging import pipeline, selection

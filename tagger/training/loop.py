@@ -135,7 +135,7 @@ def _resumed(config: Config, train_sents: Sequence[Sentence], source_scheme: str
 
 def _teaching(files: Sequence[dict], tagger: Trainable, data: Data, reporter: Reporter
               ) -> tuple[teachers.Teachers, list] | None:
-    """The teachers recorded in the origin (tagger/commands/training.py checked them) and their marginals on
+    """The teachers recorded in the origin (tagger/commands/fitting.py checked them) and their marginals on
     every training sentence, computed once; None without teachers."""
     if not files:
         return None

@@ -2,7 +2,7 @@
 the corpora encoded once, the optimizer and the weight average.
 
 The optional inputs (word vectors, a lexicon, bigram vectors, LAC's context encoder) travel together in one
-`Inputs`, read by tagger/commands/training.py; a resumed training never needs them, its checkpoint has its own.
+`Inputs`, read by tagger/commands/fitting.py; a resumed training never needs them, its checkpoint has its own.
 """
 from __future__ import annotations
 

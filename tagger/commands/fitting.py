@@ -12,7 +12,7 @@ from tagger import store
 from tagger.config import Config, load_toml
 from tagger.data import (check_feature_columns, check_feature_columns_leak, check_tag_column, check_tags,
                          check_tokenizer_fits, read_sentences, unseen_labels, warn_if_dev_is_train)
-from tagger.commands.tagging import evaluate
+from tagger.commands.predicting import evaluate
 from tagger.errors import ConfigError, InputError
 from tagger.store import FILES
 
