@@ -120,6 +120,26 @@ def row_messages(model_dir: Path, args) -> tuple[list[tuple[int, str]], dict]:
     return [(dense, "float32"), ((rows + 7) // 8, "uint8"), (round(mean) * dim, "float32")], figures
 
 
+ALPHA = 25e-6  # seconds a message between machines (TCP), assumed as in bench/README.md: not measured here
+
+
+def cost_table(dense_bytes: int, rows_bytes: int, compute_s: float, period: int) -> list[dict]:
+    """ms a step and speed-up over one process for 8-64 processes at 10 and 100 Gb/s: a ring all-reduce
+    sends 2(N-1)/N x its bytes and pays 2(N-1) message latencies (ALPHA). sync = step with rows: `rows_bytes`
+    a step in 4 collectives (DDP's bucket, the mask, the rows, the loop's loss/stop); sync = average: every
+    weight (`dense_bytes`) in 2 collectives (the average, the loss/stop) every `period` steps."""
+    rows = []
+    for n in (8, 16, 32, 64):
+        for gbps in (10, 100):
+            ring, latency = 2 * (n - 1) / n / (gbps * 1e9 / 8), 2 * (n - 1) * ALPHA
+            step = compute_s / n + rows_bytes * ring + 4 * latency
+            average = compute_s / n + (dense_bytes * ring + 2 * latency) / period
+            rows.append({"processes": n, "gbps": gbps, "step_ms": round(1000 * step, 2),
+                         "step_speedup": round(compute_s / step, 1), "average_ms": round(1000 * average, 2),
+                         "average_speedup": round(compute_s / average, 1)})
+    return rows
+
+
 def profile(steps: int) -> dict:
     """bench/ddp_phases.py's ms a step by phase: 1 process, 2 ranks with sync = step and with averaging."""
     out = subprocess.run([sys.executable, str(ROOT / "bench/ddp_phases.py"), "--steps", str(steps)], cwd=ROOT,
@@ -149,7 +169,13 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "bench/results-train-scaling.json"))
     parser.add_argument("--profile", action="store_true", help="then bench/ddp_phases.py's ms a step by phase")
     parser.add_argument("--profile-steps", type=int, default=150, help="steps bench/ddp_phases.py times")
+    parser.add_argument("--cost-only", nargs=4, type=float, metavar=("DENSE_BYTES", "ROWS_BYTES", "COMPUTE_MS",
+                        "PERIOD"), help="print cost_table for these figures and stop (no training)")
     args = parser.parse_args()
+    if args.cost_only:
+        dense, rows, compute_ms, period = args.cost_only
+        print(json.dumps(cost_table(int(dense), int(rows), compute_ms / 1000, int(period)), indent=1))
+        return
     result: dict = {"epochs": args.epochs, "config": args.config, "busy": f"python -c '{BUSY}'", "setups": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, processes, threads, busy, sync in (s for s in SETUPS if s[0] in args.setups):
@@ -184,6 +210,9 @@ def main() -> None:
     result["cost_model"]["averaging"] = {  # one all-reduce of every trainable weight every `period` steps
         "period": period, "bytes_per_meeting": 4 * floats, "bytes_per_step": round(4 * floats / period),
         "all_reduce_seconds_2_processes_per_step": seconds / period}
+    if "1x1" in quiet:
+        result["cost_model"]["averaging"]["table"] = cost_table(
+            4 * floats, by_rows["bytes_per_step"], result["cost_model"]["compute_seconds_per_step_1x1"], period)
     if args.profile:
         result["phases"] = profile(args.profile_steps)
     text = json.dumps(result, indent=2)

@@ -4,9 +4,13 @@ weights. On one machine a collective costs about as much for 4 bytes as for 1 MB
 so meeting every K steps instead of 4-6 times a step is what makes N processes faster than one.
 
 Everything here is torch's own: `PeriodicModelAverager` averages the parameters (one all-reduce of them all,
-flattened, the embedding tables included, so their rows stay the same on every rank), and DDP's
-`post_localSGD_hook` all-reduces the gradients for the first `sync_warmup` steps and sends nothing after.
-The row tables' RowSync (tagger/training/distributed.py) runs during the warm-up only.
+flattened), and DDP's `post_localSGD_hook` all-reduces the gradients for the first `sync_warmup` steps and
+sends nothing after. The big embedding tables get both: RowSync (tagger/training/distributed.py) still
+averages the gradient rows a batch read every step, so their rows take DDP's exact update, as on one process;
+averaged only, a row that one rank's slices read would move half as far as on one process (Adam's step does
+not grow with the gradient, and the other rank's row stays put), and most words are rare (dev F1 lagged,
+bench/README.md, issue 38). The meetings average them too: a gradient clipped on one rank only (the
+clipping norm counts every gradient, the other weights' are local) would otherwise leave them apart.
 
 A rank's weights differ from the others' between meetings, its optimizer moments always: a checkpoint keeps
 every rank's optimizer state and the averager's step (tagger/training/checkpoints.py), and is written just
@@ -44,8 +48,8 @@ class Sync:
 
 
 class LocalSGD:
-    """Post-local SGD over one DDP-wrapped Objective (objective.py): torch's PeriodicModelAverager after every optimizer
-    step (`after_step`), DDP's post-local-SGD hook for the warm-up, RowSync switched off after it."""
+    """Post-local SGD over one DDP-wrapped Objective (objective.py): torch's PeriodicModelAverager after every
+    optimizer step (`after_step`) over every trainable weight, DDP's post-local-SGD hook for the warm-up."""
 
     def __init__(self, ddp: nn.parallel.DistributedDataParallel, period: int, warmup: int, step: int = 0,
                  sync: Sync | None = None):
@@ -60,7 +64,6 @@ class LocalSGD:
         self.apart = False  # whether the ranks' weights may differ now (steps since the last meeting)
         self.sync.probe = Probe.measure(dist.get_rank(), dist.get_world_size())
         self.last = time.perf_counter()
-        self._switch_rows()
 
     @property
     def period(self) -> int:
@@ -89,7 +92,6 @@ class LocalSGD:
             self._give_every_weight_a_gradient()
         self.averager.average_parameters(self.params)  # averages when due; counts the step either way
         self.apart = not (meets or warm)
-        self._switch_rows()
         if not warm:
             self._time(computed, time.perf_counter() - self.last - computed, meets)
         return meets or warm
@@ -114,12 +116,6 @@ class LocalSGD:
         for p in self.params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-
-    def _switch_rows(self) -> None:
-        """RowSync all-reduces the tables' rows during the warm-up only; after it the averager takes them."""
-        row_sync = getattr(self.ddp, "row_sync", None)
-        if row_sync is not None:
-            row_sync.enabled = self.warming_up()
 
     def _time(self, computed: float, met: float, meets: bool) -> None:
         """Rank 0's first PROBE_STEPS local steps, timed, then judged once (`judge`)."""

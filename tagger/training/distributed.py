@@ -171,7 +171,7 @@ class RowSync:
         self.world = world
         self.group = dist.new_group(backend=backend())  # apart from DDP's, whose all-reduce may be in flight
         self.sent_bytes = 0  # what this rank put into the row collectives so far (bench/train_scaling.py)
-        self.enabled = True  # off once periodic averaging's warm-up is over (tagger/training/averaging.py)
+        self.tables = list(tables.values())  # synchronised every step, with periodic averaging too (averaging.py)
         for param in tables.values():
             dist.broadcast(param.data, 0, group=self.group)  # DDP's start-up broadcast leaves them out
             if hasattr(param, "row_sync_hook"):  # wrapped again: the latest wrap's group alone averages it
@@ -180,8 +180,6 @@ class RowSync:
 
     @torch.no_grad()
     def sync(self, param: nn.Parameter) -> None:
-        if not self.enabled:
-            return
         grad = param.grad  # (rows, dim)
         bits = torch.from_numpy(np.packbits(nonzero_rows(grad).numpy()))  # (rows/8,) a bit for each row read
         dist.all_reduce(bits, op=dist.ReduceOp.BOR, group=self.group)
