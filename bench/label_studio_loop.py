@@ -22,6 +22,7 @@ was true when its organisation was made (`label-studio start --enable-legacy-api
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import secrets
@@ -95,6 +96,7 @@ def gold_spans(tokens: list[str], tags: list[str]) -> list[tuple[str, int, int]]
 
 
 def label_config(labels: list[str]) -> str:
+    """The NER labelling config: a Labels control over a Text object reading data.text."""
     options = "".join(f'<Label value="{x}"/>' for x in labels)
     return (f'<View><Labels name="label" toName="text">{options}</Labels>'
             '<Text name="text" value="$text"/></View>')
@@ -142,6 +144,8 @@ def ordered_ids(client: Any, project: int) -> list[int]:
 
 
 def check_predictions(found: dict[int, dict], tasks: list[int], labels: list[str]) -> dict:
+    """Every task has a prediction, a task score in [0, 1], and regions with offsets, a known label and an
+    entity score in [0, 1]: what the step reports (regions, model versions)."""
     check(set(found) >= set(tasks), f"{len(set(tasks) - set(found))} tasks have no prediction")
     regions = [r for t in tasks for r in found[t]["result"]]
     check(len(regions) > 0, "no prediction has a region")
@@ -155,6 +159,7 @@ def check_predictions(found: dict[int, dict], tasks: list[int], labels: list[str
 
 
 def annotate(client: Any, tasks: list[int], gold: dict[int, list], labels_of: str) -> None:
+    """Submit each task's gold spans as an annotator would (POST /api/tasks/ID/annotations)."""
     for task in tasks:
         result = [{"from_name": labels_of, "to_name": "text", "type": "labels",
                    "value": {"start": s, "end": e, "labels": [label]}} for label, s, e in gold[task]]
@@ -162,6 +167,7 @@ def annotate(client: Any, tasks: list[int], gold: dict[int, list], labels_of: st
 
 
 def wait_for(condition: Any, seconds: float, message: str) -> None:
+    """Poll `condition` until it holds; CheckFailed(message) after `seconds`."""
     deadline = time.monotonic() + seconds
     while not condition():
         check(time.monotonic() < deadline, message)
@@ -319,6 +325,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.url and not args.api_key:
         sys.exit("error: --url needs --api-key (or LABEL_STUDIO_API_KEY)")
+    if not Path(args.tagger).is_file():
+        sys.exit(f"error: {args.tagger}: no such file (--tagger: the checkout's .venv/bin/tagger)")
+    if args.model and not Path(args.model, "config.json").is_file():
+        sys.exit(f"error: {args.model}: not a model directory (--model)")
+    if importlib.util.find_spec("label_studio_sdk") is None:
+        sys.exit("error: no label_studio_sdk in this Python: run it with the venv's "
+                 "(bench/label_studio_requirements.txt)")
     work = Path(tempfile.mkdtemp(prefix="ls-loop-"))
     start = time.perf_counter()
     try:
