@@ -12,12 +12,14 @@ train (0: all). After 10 warm-up steps, STEPS length-grouped batches of 64 sente
   all-reduces run; average: before the averaging at a meeting, and the loop's loss/stop all-reduce that
   follows a meeting): the barrier's time is waiting (for the other rank, plus one barrier's latency), the rest
   of the step beyond the compute is communicating.
+Environment: BUCKET sets distributed.BUCKET_MB, ROWS=0 sends the word embedding dense (wrap(by_rows=False)).
 Prints (and writes to --output) one JSON object. Run it alone: both ranks need a core each.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -32,6 +34,8 @@ from tagger.training.distributed import World
 
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP = 10
+distributed.BUCKET_MB = float(os.environ.get("BUCKET", distributed.BUCKET_MB))  # read again in spawned ranks
+ROWS = os.environ.get("ROWS", "1") == "1"
 
 
 def build(args, sync: str, world: World):
@@ -43,7 +47,7 @@ def build(args, sync: str, world: World):
     train = train[:args.sentences] if args.sentences else train
     tagger, _ = setup.build_tagger(config, train, "iob1")
     data = setup.prepare_data(tagger, train, [], None)
-    model = distributed.wrap(tagger.model, world if sync != "local" else World())  # local: no DDP, no hooks
+    model = distributed.wrap(tagger.model, world if sync != "local" else World(), by_rows=ROWS)  # local: no DDP
     optimizer = setup.make_optimizer(tagger.config, tagger.model)
     average = setup.WeightAverage(tagger.model, config.average) if world.leader else None
     generator = torch.Generator().manual_seed(1)
