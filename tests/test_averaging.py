@@ -136,3 +136,35 @@ def test_sync_is_average_or_step_in_one_line(tmp_path):
     assert result.exit_code == 1
     said = "error: options: sync must be one of average, step, not 'sometimes'"
     assert result.output.strip().splitlines() == [said]
+
+
+
+def views_steps(folder: Path, world: distributed.World) -> None:
+    """Cross-view training's views, built and wrapped as the loop does; 3 steps with a meeting after the
+    first and the third: unlabelled (the views move, the CRF gets no gradient), unlabelled, labelled (the
+    views get none). The views' weights after the third step into folder/views{rank}.safetensors."""
+    from tagger.training import cvt
+
+    config = Config.from_dict({**TINY_CONFIG, "dropout": 0.3, "sync_period": 2})
+    torch.manual_seed(config.seed + world.rank)
+    tagger, _ = setup.build_tagger(config, TRAIN, "iob2")
+    views = cvt.Views.for_model(tagger.model)
+    data = setup.prepare_data(tagger, TRAIN, [], None)
+    model = distributed.wrap(tagger.model, world, views=views)
+    optimizer = setup.make_optimizer(config, tagger.model, views)
+    batches = [ids for ids in length_batches([len(e) for e in data.train], config.batch_size) if len(ids) >= 2]
+    for ids, unlabeled in zip(batches, (True, True, False)):
+        training.train_step(model, optimizer, collate([data.train[i] for i in world.shard(ids)]), config.clip,
+                            weight=world.size / len(ids), unlabeled=unlabeled)
+        world.reduce_step(1.0, False)
+    save_file({k: v.detach().clone() for k, v in views.state_dict().items()},
+              str(folder / f"views{world.rank}.safetensors"))
+
+
+def test_a_meeting_averages_the_weights_its_step_left_without_a_gradient(tmp_path):
+    """torch's averager skips a parameter without a gradient: after a labelled step, cross-view training's
+    views. They get a zero gradient first, so the ranks' views meet too instead of parting for good."""
+    with distributed.spawned(2, views_steps, (tmp_path,)) as world:
+        views_steps(tmp_path, world)
+    r0, r1 = (load_file(str(tmp_path / f"views{r}.safetensors")) for r in (0, 1))
+    assert r0 and all(torch.equal(r0[k], r1[k]) for k in r0)
