@@ -45,11 +45,11 @@ def build(args, sync: str, world: World):
                                "sync": "step" if sync == "local" else sync, "sync_warmup": 0})
     train = [s for s in read_sentences(str(Path(args.data) / "train.txt")) if s.tokens]
     train = train[:args.sentences] if args.sentences else train
-    tagger, _ = setup.build_tagger(config, train, "iob1")
-    data = setup.prepare_data(tagger, train, [], None)
-    model = distributed.wrap(tagger.model, world if sync != "local" else World(), by_rows=ROWS)  # local: no DDP
-    optimizer = setup.make_optimizer(tagger.config, tagger.model)
-    average = setup.WeightAverage(tagger.model, config.average) if world.leader else None
+    trainable, _ = setup.build_trainable(config, train, "iob1")
+    data = setup.prepare_data(trainable, train, [], None)
+    model = distributed.wrap(trainable.model, world if sync != "local" else World(), by_rows=ROWS)  # local: no DDP
+    optimizer = setup.make_optimizer(trainable.config, trainable.model)
+    average = setup.WeightAverage(trainable.model, config.average) if world.leader else None
     generator = torch.Generator().manual_seed(1)
     batches = length_batches([len(e) for e in data.train], config.batch_size,
                              lambda n: torch.randperm(n, generator=generator).tolist())

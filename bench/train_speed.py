@@ -18,16 +18,16 @@ from tagger.config import Config
 from tagger.data import check_tags, read_sentences
 from tagger.encode import iter_batches
 from tagger.training.loop import train_step
-from tagger.training.setup import build_tagger, make_optimizer, prepare_data
+from tagger.training.setup import build_trainable, make_optimizer, prepare_data
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def measure(config: Config, train, source_scheme, batches: int) -> float:
-    tagger, _ = build_tagger(config, train, source_scheme)
-    data = prepare_data(tagger, train, [], None)
-    optimizer = make_optimizer(config, tagger.model)
-    model = tagger.model.train()
+    trainable, _ = build_trainable(config, train, source_scheme)
+    data = prepare_data(trainable, train, [], None)
+    optimizer = make_optimizer(config, trainable.model)
+    model = trainable.model.train()
     stream = iter_batches(data.train, config.batch_size,
                           lambda n, g=torch.Generator().manual_seed(0): torch.randperm(n, generator=g).tolist())
     tokens, seconds = 0, 0.0

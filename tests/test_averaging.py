@@ -34,18 +34,18 @@ def run_steps(folder: Path, sync: str, world: distributed.World) -> None:
     after each optimizer step and after each meeting, and RowSync's bytes, into folder/{sync}{rank}."""
     config = tiny(sync)
     torch.manual_seed(config.seed + world.rank)  # the ranks' own dropout: their weights part between meetings
-    tagger, _ = setup.build_tagger(config, TRAIN, "iob2")
-    data = setup.prepare_data(tagger, TRAIN, [], None)
-    model = distributed.wrap(tagger.model, world, min_rows=1)
-    optimizer = setup.make_optimizer(config, tagger.model)
+    trainable, _ = setup.build_trainable(config, TRAIN, "iob2")
+    data = setup.prepare_data(trainable, TRAIN, [], None)
+    model = distributed.wrap(trainable.model, world, min_rows=1)
+    optimizer = setup.make_optimizer(config, trainable.model)
     batches = [ids for ids in length_batches([len(e) for e in data.train], config.batch_size) if len(ids) >= 2]
     tensors, sent = {}, []
     for k, ids in enumerate(batches[:STEPS]):
         training.train_step(model, optimizer, collate([data.train[i] for i in world.shard(ids)]), config.clip,
                             weight=world.size / len(ids))
-        tensors |= {f"stepped{k}.{n}": p.detach().clone() for n, p in tagger.model.named_parameters()}
+        tensors |= {f"stepped{k}.{n}": p.detach().clone() for n, p in trainable.model.named_parameters()}
         world.reduce_step(1.0, False)
-        tensors |= {f"after{k}.{n}": p.detach().clone() for n, p in tagger.model.named_parameters()}
+        tensors |= {f"after{k}.{n}": p.detach().clone() for n, p in trainable.model.named_parameters()}
         sent.append(model.row_sync.sent_bytes)
     tensors["sent"] = torch.tensor(sent)
     save_file(tensors, str(folder / f"{sync}{world.rank}.safetensors"))
@@ -61,7 +61,7 @@ def test_the_ranks_average_every_period_after_a_warm_up_of_per_step_all_reduces(
         both(tmp_path, world)
     r0, r1, step0 = (load_file(str(tmp_path / f"{name}.safetensors")) for name in ("average0", "average1", "step0"))
     names = [k.removeprefix("after0.") for k in r0 if k.startswith("after0.")]
-    tables = list(distributed.row_tables(setup.build_tagger(tiny("step"), TRAIN, "iob2")[0].model, min_rows=1))
+    tables = list(distributed.row_tables(setup.build_trainable(tiny("step"), TRAIN, "iob2")[0].model, min_rows=1))
     assert "word.weight" in tables and len(tables) < len(names)
     for k in range(STEPS):
         meets = k < WARMUP or (k - WARMUP) % PERIOD == 0
@@ -147,11 +147,11 @@ def views_steps(folder: Path, world: distributed.World) -> None:
 
     config = Config.from_dict({**TINY_CONFIG, "dropout": 0.3, "sync_period": 2})
     torch.manual_seed(config.seed + world.rank)
-    tagger, _ = setup.build_tagger(config, TRAIN, "iob2")
-    views = cvt.Views.for_model(tagger.model)
-    data = setup.prepare_data(tagger, TRAIN, [], None)
-    model = distributed.wrap(tagger.model, world, views=views)
-    optimizer = setup.make_optimizer(config, tagger.model, views)
+    trainable, _ = setup.build_trainable(config, TRAIN, "iob2")
+    views = cvt.Views.for_model(trainable.model)
+    data = setup.prepare_data(trainable, TRAIN, [], None)
+    model = distributed.wrap(trainable.model, world, views=views)
+    optimizer = setup.make_optimizer(config, trainable.model, views)
     batches = [ids for ids in length_batches([len(e) for e in data.train], config.batch_size) if len(ids) >= 2]
     for ids, unlabeled in zip(batches, (True, True, False)):
         training.train_step(model, optimizer, collate([data.train[i] for i in world.shard(ids)]), config.clip,

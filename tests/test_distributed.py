@@ -45,10 +45,10 @@ def steps(folder: Path, count: int, world: distributed.World = distributed.World
     """`count` training steps on the first global batches (this rank's slices of them); writes the gradients
     of the first step and the weights after the last into folder/rank{N}.safetensors."""
     config = tiny()
-    tagger, _ = setup.build_tagger(config, TRAIN, "iob2")
-    data = setup.prepare_data(tagger, TRAIN, [], None)
-    model = distributed.wrap(tagger.model, world)
-    optimizer = setup.make_optimizer(config, tagger.model)
+    trainable, _ = setup.build_trainable(config, TRAIN, "iob2")
+    data = setup.prepare_data(trainable, TRAIN, [], None)
+    model = distributed.wrap(trainable.model, world)
+    optimizer = setup.make_optimizer(config, trainable.model)
     batches = length_batches([len(e) for e in data.train], config.batch_size,
                              lambda n, g=torch.Generator().manual_seed(0): torch.randperm(n, generator=g).tolist())
     batches = [ids for ids in batches if len(ids) >= 2][:count]  # slices of one sentence at least
@@ -57,8 +57,8 @@ def steps(folder: Path, count: int, world: distributed.World = distributed.World
         batch = collate([data.train[i] for i in world.shard(ids)])
         training.train_step(model, optimizer, batch, config.clip, weight=world.size / len(ids))
         if k == 0:
-            tensors |= {f"grad.{n}": p.grad.clone() for n, p in tagger.model.named_parameters()}
-    tensors |= {f"weight.{n}": p.detach().clone() for n, p in tagger.model.named_parameters()}
+            tensors |= {f"grad.{n}": p.grad.clone() for n, p in trainable.model.named_parameters()}
+    tensors |= {f"weight.{n}": p.detach().clone() for n, p in trainable.model.named_parameters()}
     save_file(tensors, str(folder / f"rank{world.rank}.safetensors"))
 
 
@@ -207,20 +207,20 @@ def row_and_dense_steps(folder: Path, count: int, world: distributed.World) -> N
     for by_rows in (True, False):
         config = tiny()
         torch.manual_seed(config.seed)
-        tagger, _ = setup.build_tagger(config, TRAIN, "iob2")
-        data = setup.prepare_data(tagger, TRAIN, [], None)
-        model = distributed.wrap(tagger.model, world, by_rows=by_rows, min_rows=1)
-        optimizer = setup.make_optimizer(config, tagger.model)
+        trainable, _ = setup.build_trainable(config, TRAIN, "iob2")
+        data = setup.prepare_data(trainable, TRAIN, [], None)
+        model = distributed.wrap(trainable.model, world, by_rows=by_rows, min_rows=1)
+        optimizer = setup.make_optimizer(config, trainable.model)
         batches = [ids for ids in length_batches([len(e) for e in data.train], config.batch_size) if len(ids) >= 2]
         tensors = {}
         for k, ids in enumerate(batches[:count]):
             batch = collate([data.train[i] for i in world.shard(ids)])
             training.train_step(model, optimizer, batch, config.clip, weight=world.size / len(ids))
             if k == 0:
-                tensors |= {f"grad.{n}": p.grad.clone() for n, p in tagger.model.named_parameters()}
-        tensors |= {f"weight.{n}": p.detach().clone() for n, p in tagger.model.named_parameters()}
+                tensors |= {f"grad.{n}": p.grad.clone() for n, p in trainable.model.named_parameters()}
+        tensors |= {f"weight.{n}": p.detach().clone() for n, p in trainable.model.named_parameters()}
         sent = model.row_sync.sent_bytes if model.row_sync else 0
-        dense_bytes = sum(p.numel() * 4 for p in distributed.row_tables(tagger.model, min_rows=1).values())
+        dense_bytes = sum(p.numel() * 4 for p in distributed.row_tables(trainable.model, min_rows=1).values())
         tensors["sent_bytes"] = torch.tensor([sent, dense_bytes])
         save_file(tensors, str(folder / f"{'rows' if by_rows else 'dense'}{world.rank}.safetensors"))
 

@@ -37,13 +37,13 @@ def test_feature_columns_are_embedded_and_required():
     other = collate([enc(s, features=[["CD", "CD"]]) for s in SENTENCES[1:3]])
     assert tagger.model.emissions(batch).shape[:2] == (2, 2)
     assert not torch.allclose(tagger.model.emissions(batch), tagger.model.emissions(other))  # the column is read
-    assert len(tagger.tagger().predict_tokens(SENTENCES, [[p] for p in POS])[3]) == 6
+    assert len(tagger.as_tagger().predict_tokens(SENTENCES, [[p] for p in POS])[3]) == 6
     with pytest.raises(ModelError, match=r"needs feature columns \(1\)"):
-        tagger.tagger().predict_tokens(SENTENCES)
+        tagger.as_tagger().predict_tokens(SENTENCES)
 
 
 def test_batched_tagging_equals_one_sentence_at_a_time():
-    tagger = tiny().tagger()
+    tagger = tiny().as_tagger()
     together = tagger.predict_tokens(SENTENCES * 5)
     alone = [tagger.predict_tokens([s])[0] for s in SENTENCES * 5]
     assert together == alone
@@ -52,7 +52,7 @@ def test_batched_tagging_equals_one_sentence_at_a_time():
 def test_untrained_model_still_outputs_valid_bioes():
     from corpora import schemes
 
-    tagger = tiny().tagger()
+    tagger = tiny().as_tagger()
     for tags in tagger.predict_tokens(SENTENCES):
         assert schemes.is_valid(tags, "bioes")
 

@@ -123,7 +123,7 @@ def test_predictions_are_the_same_before_saving_and_after_loading(tmp_path, monk
 
     def recording_save(self, path, extra=None, frozen=True):
         save(self, path, extra, frozen)
-        at_save[Path(path).name] = self.tagger().predict_tokens(PROBE)
+        at_save[Path(path).name] = self.as_tagger().predict_tokens(PROBE)
 
     monkeypatch.setattr(Trainable, "save", recording_save)
     out = tmp_path / "out"
@@ -131,7 +131,7 @@ def test_predictions_are_the_same_before_saving_and_after_loading(tmp_path, monk
     monkeypatch.undo()
     assert Tagger.load(out).predict_tokens(PROBE) == at_save["out"]
     resumed = checkpoints.load_checkpoint(out)[0]  # a checkpoint loads for training only
-    assert resumed.tagger().predict_tokens(PROBE) == at_save["checkpoint.new"]  # renamed after
+    assert resumed.as_tagger().predict_tokens(PROBE) == at_save["checkpoint.new"]  # renamed after
 
 
 def test_a_checkpoint_is_refused_as_a_model_in_one_line(uninterrupted, tmp_path):

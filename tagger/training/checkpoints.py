@@ -43,7 +43,7 @@ RESUMABLE = ("epochs", "max_minutes", "threads")  # the settings --resume may ch
 TRAINER = "trainer.safetensors"
 
 
-def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Optimizer, progress: Progress,
+def save_checkpoint(output: Path, trainable: Trainable, optimizer: torch.optim.Optimizer, progress: Progress,
                     average: WeightAverage | None = None, pretrained: unseen.Pretrained | None = None,
                     rng_states: Sequence[torch.Tensor] | None = None, origin: dict | None = None,
                     averaging: dict | None = None) -> None:
@@ -54,7 +54,7 @@ def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Opti
     final, new, old = output / "checkpoint", output / "checkpoint.new", output / "checkpoint.old"
     shutil.rmtree(new, ignore_errors=True)
     reread = bool((origin or {}).get("vectors"))
-    tagger.save(new, {"checkpoint": True}, frozen=not reread)
+    trainable.save(new, {"checkpoint": True}, frozen=not reread)
     tensors, meta = _optimizer_state(optimizer)
     tensors |= (averaging or {}).get("tensors", {})
     states = list(rng_states) if rng_states is not None else [torch.get_rng_state()]
@@ -62,8 +62,8 @@ def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Opti
     tensors |= {f"rng.torch.{rank}": state for rank, state in enumerate(states) if rank}
     if average is not None:
         tensors |= {f"average.{k}": v for k, v in average.average.items()}
-    if tagger.views is not None:  # cross-view training's modules: training-only, so here and not in the model
-        tensors |= {cvt.PREFIX + k: v.detach().clone() for k, v in tagger.views.state_dict().items()}
+    if trainable.views is not None:  # cross-view training's modules: training-only, so here and not in the model
+        tensors |= {cvt.PREFIX + k: v.detach().clone() for k, v in trainable.views.state_dict().items()}
     if pretrained is not None and not reread:
         tensors |= pretrained.state()
     data = save_tensors(tensors)
@@ -80,7 +80,7 @@ def save_checkpoint(output: Path, tagger: Trainable, optimizer: torch.optim.Opti
     shutil.rmtree(old, ignore_errors=True)
 
 
-def save_on_leader(output: Path, tagger: Trainable, optimizer: torch.optim.Optimizer, progress: Progress,
+def save_on_leader(output: Path, trainable: Trainable, optimizer: torch.optim.Optimizer, progress: Progress,
                    average: WeightAverage | None, pretrained: unseen.Pretrained | None, world: World,
                    origin: dict | None = None) -> None:
     """Rank 0 saves, with every rank's random state (and with periodic averaging, every rank's optimizer
@@ -88,7 +88,7 @@ def save_on_leader(output: Path, tagger: Trainable, optimizer: torch.optim.Optim
     averaging = averaging_state(optimizer, world)
     states = world.gather(torch.get_rng_state())
     if world.leader:
-        save_checkpoint(output, tagger, optimizer, progress, average, pretrained, states, origin, averaging)
+        save_checkpoint(output, trainable, optimizer, progress, average, pretrained, states, origin, averaging)
     world.barrier()
 
 
@@ -138,27 +138,27 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
     config, vocab_json, saved, model_meta = store.load_model(directory, checkpoint=True)
     if vectors is not None:  # the rows the checkpoint left out, from the files it names
         vocab_json["frozen_words"], saved["words.frozen"] = setup.frozen_rows(vectors, vocab_json["words"])
-    tagger = Trainable.from_saved(directory, config, vocab_json, saved, model_meta)
-    tagger.model.train()
+    trainable = Trainable.from_saved(directory, config, vocab_json, saved, model_meta)
+    trainable.model.train()
     views = {k.removeprefix(cvt.PREFIX): v for k, v in tensors.items() if k.startswith(cvt.PREFIX)}
     if views:
-        tagger = dataclasses.replace(tagger, views=cvt.Views.for_model(tagger.model))
-        tagger.views.load_state_dict(views)
-    optimizer = make_optimizer(tagger.config, tagger.model, tagger.views)
+        trainable = dataclasses.replace(trainable, views=cvt.Views.for_model(trainable.model))
+        trainable.views.load_state_dict(views)
+    optimizer = make_optimizer(trainable.config, trainable.model, trainable.views)
     optimizer.load_state_dict(_optimizer_dict(*_rank_optimizer(meta, tensors, world)))
     world.sync.resumed_step = (meta.get("averaging") or {}).get("step", meta["progress"]["updates"])
     rng = tensors.get("rng.torch" if world.leader else f"rng.torch.{world.rank}")
     if rng is not None:
         torch.set_rng_state(rng)
     else:  # a rank the checkpoint did not have: its own dropout draws
-        torch.manual_seed(tagger.config.seed + 7919 * world.rank + 104_729 * meta["progress"]["updates"])
+        torch.manual_seed(trainable.config.seed + 7919 * world.rank + 104_729 * meta["progress"]["updates"])
     averaged = {k.removeprefix("average."): v for k, v in tensors.items() if k.startswith("average.")}
-    average = WeightAverage(tagger.model, tagger.config.average, averaged) if tagger.config.average else None
+    average = WeightAverage(trainable.model, trainable.config.average, averaged) if trainable.config.average else None
     if vectors is None:
         pretrained = unseen.Pretrained.from_state(tensors)
     else:
-        pretrained = setup.pretrained_state(tagger, vectors, reporter, neighbours=world.leader)
-    return tagger, optimizer, Progress(**meta["progress"]), average, pretrained
+        pretrained = setup.pretrained_state(trainable, vectors, reporter, neighbours=world.leader)
+    return trainable, optimizer, Progress(**meta["progress"]), average, pretrained
 
 
 def _trainer_meta(directory: Path) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from tagger.training.setup import (
     Inputs,
     WeightAverage,
     add_context_features,
-    build_tagger,
+    build_trainable,
     make_optimizer,
     prepare_data,
 )
@@ -68,34 +68,34 @@ def train(*, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequenc
     if resume and origin is None:
         origin = checkpoints.origin_of(output)
     teacher_files = (origin or {}).get("teachers") or []  # distillation (--teacher): unlabelled text is theirs
-    tagger, optimizer, progress, average, pretrained = start(config, train_sents, source_scheme, inputs, output,
-                                                             given, reporter, world,
-                                                             bool(unlabeled) and not teacher_files)
-    config = tagger.config
+    trainable, optimizer, progress, average, pretrained = start(config, train_sents, source_scheme, inputs,
+                                                                output, given, reporter, world,
+                                                                bool(unlabeled) and not teacher_files)
+    config = trainable.config
     if not world.leader:
         average = None  # rank 0's average is the one scored and saved
     if pretrained is not None and config.pretrained_swap:
-        tagger.model.keep_pretrained(pretrained.rows, pretrained.start)
-    data = prepare_data(tagger, train_sents, dev_sents if world.leader else (), dev_scheme)
-    stream = unlabeled_stream(tagger, unlabeled, progress.unlabeled_position) if unlabeled else None
-    teaching = _teaching(teacher_files, tagger, data, reporter)
+        trainable.model.keep_pretrained(pretrained.rows, pretrained.start)
+    data = prepare_data(trainable, train_sents, dev_sents if world.leader else (), dev_scheme)
+    stream = unlabeled_stream(trainable, unlabeled, progress.unlabeled_position) if unlabeled else None
+    teaching = _teaching(teacher_files, trainable, data, reporter)
     if world.leader:
         checkpoints.trim_metrics(output / "metrics.jsonl", progress.epoch)
     curves = plots.Redrawer(output, reporter.message) if world.leader else None  # training.svg, each epoch
     with torch_threads(config.threads), StopOnSigint(also_sigterm=world.size > 1) as stop, \
             distributed.peers_watched(world):
-        model = wrap(tagger.model, world, views=tagger.views)
+        model = wrap(trainable.model, world, views=trainable.views)
         while progress.epoch < config.epochs and not progress.out_of_time_or_patience(config):
-            metrics = run_epoch(tagger, optimizer, data, progress, reporter, stop, average, model, world, stream,
-                                teaching)
+            metrics = run_epoch(trainable, optimizer, data, progress, reporter, stop, average, model, world,
+                                stream, teaching)
             if metrics is None:  # Ctrl-C: the batches done so far are in the checkpoint
-                checkpoints.save_on_leader(output, tagger, optimizer, progress, average, pretrained, world, origin)
+                checkpoints.save_on_leader(output, trainable, optimizer, progress, average, pretrained, world, origin)
                 raise Interrupted(output / "checkpoint", progress.epoch, progress.step)
             if world.leader:
-                _end_epoch(tagger, data, progress, metrics, output, average, pretrained, reporter)
+                _end_epoch(trainable, data, progress, metrics, output, average, pretrained, reporter)
                 curves.request()
             progress.epoch, progress.step = progress.epoch + 1, 0
-            checkpoints.save_on_leader(output, tagger, optimizer, progress, average, pretrained, world, origin)
+            checkpoints.save_on_leader(output, trainable, optimizer, progress, average, pretrained, world, origin)
             progress = Progress(**world.share(progress.__dict__))  # rank 0's scores and clock decide for all
             if world.any(stop.requested):
                 raise Interrupted(output / "checkpoint", progress.epoch, 0)
@@ -108,53 +108,53 @@ def _started(config: Config, train_sents: Sequence[Sentence], source_scheme: str
              output: Path, given: Collection[str], reporter: Reporter, world: World, views: bool) -> tuple:
     """A new training: (network, optimizer, progress, weight average, pretrained) built from scratch, with
     cross-view training's modules if `views`."""
-    tagger, pretrained = build_tagger(config, train_sents, source_scheme, inputs=inputs, reporter=reporter,
-                                      neighbours=world.leader)
-    config = tagger.config
+    trainable, pretrained = build_trainable(config, train_sents, source_scheme, inputs=inputs, reporter=reporter,
+                                            neighbours=world.leader)
+    config = trainable.config
     if views:
-        tagger = dataclasses.replace(tagger, views=cvt.Views.for_model(tagger.model))
-    average = WeightAverage(tagger.model, config.average) if config.average else None
+        trainable = dataclasses.replace(trainable, views=cvt.Views.for_model(trainable.model))
+    average = WeightAverage(trainable.model, config.average) if config.average else None
     if not world.leader:  # its own dropout draws (the weights are the same on every rank)
         torch.manual_seed(config.seed + 7919 * world.rank)
-    return tagger, make_optimizer(config, tagger.model, tagger.views), Progress(), average, pretrained
+    return trainable, make_optimizer(config, trainable.model, trainable.views), Progress(), average, pretrained
 
 
 def _resumed(config: Config, train_sents: Sequence[Sentence], source_scheme: str | None, inputs: Inputs,
              output: Path, given: Collection[str], reporter: Reporter, world: World, views: bool) -> tuple:
     """A resumed training: the same five from the checkpoint, its config changed where `given` may."""
-    tagger, optimizer, progress, average, pretrained = checkpoints.load_checkpoint(output, world, reporter)
-    tagger = dataclasses.replace(tagger, config=checkpoints.resumed_config(tagger.config, config, given, output,
-                                                                          len(tagger.vocab.frozen) > 0))
-    checkpoints.check_left(tagger.config, progress, output)
-    if views != (tagger.views is not None):
+    trainable, optimizer, progress, average, pretrained = checkpoints.load_checkpoint(output, world, reporter)
+    resumed = checkpoints.resumed_config(trainable.config, config, given, output, len(trainable.vocab.frozen) > 0)
+    trainable = dataclasses.replace(trainable, config=resumed)
+    checkpoints.check_left(trainable.config, progress, output)
+    if views != (trainable.views is not None):
         raise InputError("--resume: the checkpoint was trained " + ("without" if views else "with") +
                          " unlabelled text (--unlabeled); resume as it started", path=str(output / "checkpoint"))
     reporter.message(f"resuming from epoch {progress.epoch + 1}, batch {progress.step}")
-    return tagger, optimizer, progress, average, pretrained
+    return trainable, optimizer, progress, average, pretrained
 
 
-def _teaching(files: Sequence[dict], tagger: Trainable, data: Data, reporter: Reporter
+def _teaching(files: Sequence[dict], trainable: Trainable, data: Data, reporter: Reporter
               ) -> tuple[teachers.Teachers, list] | None:
     """The teachers recorded in the origin (tagger/commands/fitting.py checked them) and their marginals on
     every training sentence, computed once; None without teachers."""
     if not files:
         return None
     start = time.perf_counter()
-    found = teachers.load([Path(f["path"]).parent for f in files], tagger.vocab)
+    found = teachers.load([Path(f["path"]).parent for f in files], trainable.vocab)
     targets = found.targets(data.train)
     reporter.message(f"{len(files)} teacher(s): their marginals on {len(targets):,} training sentences in "
                      f"{time.perf_counter() - start:.1f}s")
     return found, targets
 
 
-def unlabeled_stream(tagger: Trainable, files: Sequence[str | Path], position: Sequence[int]) -> Stream:
+def unlabeled_stream(trainable: Trainable, files: Sequence[str | Path], position: Sequence[int]) -> Stream:
     """The unlabelled batches of cross-view training, from `position` on (a checkpoint's, or the start); the
     config was checked when the views were built (cvt.Views.for_model)."""
-    cfg = tagger.config
+    cfg = trainable.config
     prepare = None
     if cfg.context != "none":  # the frozen encoder's features, computed once a buffer
-        prepare = functools.partial(add_context_features, context=lac.ContextNetwork(tagger.model.context))
-    return Stream(files, tagger.encode, cfg.tokenizer, cfg.batch_size, cfg.seed, position, prepare)
+        prepare = functools.partial(add_context_features, context=lac.ContextNetwork(trainable.model.context))
+    return Stream(files, trainable.encode, cfg.tokenizer, cfg.batch_size, cfg.seed, position, prepare)
 
 
 @contextmanager
@@ -194,7 +194,7 @@ class StopOnSigint:
             signal.signal(s, handler)
 
 
-def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, progress: Progress,
+def run_epoch(trainable: Trainable, optimizer: torch.optim.Optimizer, data: Data, progress: Progress,
               reporter: Reporter, stop: StopOnSigint, average: WeightAverage | None = None,
               model: torch.nn.Module | None = None, world: World | None = None,
               stream: Stream | None = None, teaching: tuple[teachers.Teachers, list] | None = None) -> dict | None:
@@ -205,15 +205,15 @@ def run_epoch(tagger: Trainable, optimizer: torch.optim.Optimizer, data: Data, p
     same number of steps; a rank whose slice is empty (a batch smaller than the world) trains on a copy of
     the batch's first sentence with weight 0, which keeps DDP's all-reduce going and adds nothing. With
     `teaching` (the teachers and their marginals on data.train), every batch also learns their marginals."""
-    cfg, world = tagger.config, world or World()
-    model = model or wrap(tagger.model, world, views=tagger.views)
+    cfg, world = trainable.config, world or World()
+    model = model or wrap(trainable.model, world, views=trainable.views)
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr / (1 + cfg.lr_decay * progress.epoch)
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + progress.epoch)
     lengths = [len(e) for e in data.train]
     batches = length_batches(lengths, cfg.batch_size, lambda n: torch.randperm(n, generator=generator).tolist())
     reporter.start_epoch(progress.epoch, len(data.train))
-    tagger.model.train()
+    trainable.model.train()
     stopping = False
     for k in range(progress.step, len(batches)):  # a resumed epoch starts where it stopped
         if stopping or (world.size == 1 and stop.requested):
@@ -301,34 +301,34 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     return loss
 
 
-def _end_epoch(tagger: Trainable, data: Data, progress: Progress, metrics: dict, output: Path,
+def _end_epoch(trainable: Trainable, data: Data, progress: Progress, metrics: dict, output: Path,
                average: WeightAverage | None, pretrained: unseen.Pretrained | None, reporter: Reporter) -> None:
     """Rank 0's end of an epoch: score dev with the weights that would be saved, keep the best, log it."""
     with average.applied() if average else nullcontext(), \
-            unseen.drifted(tagger.model, pretrained, tagger.config.unseen_drift):
-        _evaluate_and_keep(tagger, data, progress, metrics, output)
+            unseen.drifted(trainable.model, pretrained, trainable.config.unseen_drift):
+        _evaluate_and_keep(trainable, data, progress, metrics, output)
     with open(output / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(metrics) + "\n")
     reporter.end_epoch(metrics)
 
 
-def _evaluate_and_keep(tagger: Trainable, data: Data, progress: Progress, metrics: dict, output: Path) -> None:
+def _evaluate_and_keep(trainable: Trainable, data: Data, progress: Progress, metrics: dict, output: Path) -> None:
     """Dev scores into `metrics`; the model saved in `output` when they are the best so far. Without dev data
     there is no score (no dev_f1 anywhere): every epoch is saved, the last is the model."""
     if not data.dev:
         metrics["eval_seconds"], metrics["minutes"], metrics["best"] = 0.0, progress.seconds / 60, True
         progress.best_epoch = progress.epoch + 1
-        tagger.save(output, {"epoch": progress.epoch + 1})
+        trainable.save(output, {"epoch": progress.epoch + 1})
         return
     start = time.perf_counter()
-    result = measure(data.dev_gold, tag_encoded(tagger.tagger(), data.dev), data.scheme)
+    result = measure(data.dev_gold, tag_encoded(trainable.as_tagger(), data.dev), data.scheme)
     metrics |= {"dev_precision": result["precision"], "dev_recall": result["recall"], "dev_f1": result["f1"]}
     if data.scheme is None:  # plain tags (POS): one tag a token, so the micro F1 above is token accuracy
         metrics["dev_accuracy"] = result["accuracy"]
     metrics["eval_seconds"] = time.perf_counter() - start
     if metrics["dev_f1"] > progress.best_f1:
         progress.best_f1, progress.best_epoch, progress.bad_epochs = metrics["dev_f1"], progress.epoch + 1, 0
-        tagger.save(output, {"epoch": progress.epoch + 1, "dev_f1": metrics["dev_f1"]})
+        trainable.save(output, {"epoch": progress.epoch + 1, "dev_f1": metrics["dev_f1"]})
         metrics["best"] = True
     else:
         progress.bad_epochs += 1

@@ -251,7 +251,7 @@ class Trainable:
     def scheme(self) -> str | None:
         return model_scheme(self.config, self.vocab.source_scheme)
 
-    def tagger(self) -> Tagger:
+    def as_tagger(self) -> Tagger:
         """The tagging engine over the live weights (the embeddings are not copied): what scores dev."""
         return Tagger(self.config, self.vocab, self.model.tensors())
 

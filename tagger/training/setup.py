@@ -60,9 +60,9 @@ def set_seed(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str | None, *,
-                 inputs: Inputs | None = None, reporter: Reporter | None = None, neighbours: bool = True
-                 ) -> tuple[Trainable, unseen.Pretrained | None]:
+def build_trainable(config: Config, train: Sequence[Sentence], source_scheme: str | None, *,
+                    inputs: Inputs | None = None, reporter: Reporter | None = None, neighbours: bool = True
+                    ) -> tuple[Trainable, unseen.Pretrained | None]:
     """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in;
     and, for pretrained_swap or unseen_drift, what training keeps of the pretrained vectors
     (tagger/training/unseen.py). neighbours=False skips the unseen words' neighbour search (only rank 0
@@ -83,30 +83,30 @@ def build_tagger(config: Config, train: Sequence[Sentence], source_scheme: str |
     if inputs.context is not None:
         vocab.context = Index(inputs.context[0], specials=False)
     set_seed(config.seed)
-    tagger = Trainable.build(config, vocab)
+    trainable = Trainable.build(config, vocab)
     if inputs.context is not None:
-        tagger.model.context = dict(inputs.context[1])
+        trainable.model.context = dict(inputs.context[1])
     if inputs.bigram_vectors is not None:
-        _copy_bigram_vectors(tagger, inputs.bigram_vectors, reporter)
+        _copy_bigram_vectors(trainable, inputs.bigram_vectors, reporter)
     if vectors is None:
-        return tagger, None
-    _copy_vectors(tagger, vectors, reporter, train)
-    return tagger, pretrained_state(tagger, vectors, reporter, neighbours)
+        return trainable, None
+    _copy_vectors(trainable, vectors, reporter, train)
+    return trainable, pretrained_state(trainable, vectors, reporter, neighbours)
 
 
-def pretrained_state(tagger: Trainable, vectors: Vectors, reporter: Reporter, neighbours: bool = True
+def pretrained_state(trainable: Trainable, vectors: Vectors, reporter: Reporter, neighbours: bool = True
                      ) -> unseen.Pretrained | None:
     """What training keeps of the pretrained vectors for pretrained_swap and unseen_drift (None when neither
     is on): the trained rows' starting vectors and, for the drift, each frozen word's nearest trained words.
     Computed from the vectors alone, so a resume computes it again rather than storing it."""
-    config, vocab = tagger.config, tagger.vocab
+    config, vocab = trainable.config, trainable.vocab
     if not (config.pretrained_swap or config.unseen_drift):
         return None
     rows, at = pretrained_rows(vocab, vectors[0])
     pretrained = unseen.Pretrained(torch.tensor(rows, dtype=torch.long), torch.from_numpy(vectors[1][at]).float())
     if neighbours and config.unseen_drift and rows and len(vocab.frozen):
         start = time.perf_counter()
-        pretrained = pretrained.with_neighbours(tagger.model.frozen, config.unseen_neighbours)
+        pretrained = pretrained.with_neighbours(trainable.model.frozen, config.unseen_neighbours)
         reporter.message(f"nearest trained words of {len(vocab.frozen):,} unseen pretrained words found in "
                          f"{time.perf_counter() - start:.1f}s")
     return pretrained
@@ -163,23 +163,23 @@ def convert_tags(tags: Sequence[str], source: str | None, target: str | None) ->
     return list(tags) if source is None or target is None else schemes.convert(tags, source, target)
 
 
-def _copy_bigram_vectors(tagger: Trainable, vectors: Vectors, reporter: Reporter) -> None:
+def _copy_bigram_vectors(trainable: Trainable, vectors: Vectors, reporter: Reporter) -> None:
     """Pretrained bigram vectors into the rows of the training bigrams they have (the others stay random)."""
     words, matrix = vectors
     row = {w: i for i, w in enumerate(words)}
-    items = tagger.vocab.bigrams.items
+    items = trainable.vocab.bigrams.items
     rows = [i for i, key in enumerate(items[2:], start=2) if key in row]
     with torch.no_grad():
-        tagger.model.bigrams.weight[rows] = torch.from_numpy(matrix[[row[items[i]] for i in rows]])
+        trainable.model.bigrams.weight[rows] = torch.from_numpy(matrix[[row[items[i]] for i in rows]])
     reporter.message(f"bigram vectors: {len(words):,} x {matrix.shape[1]}; they cover {len(rows):,} of "
                      f"{len(items) - 2:,} training bigrams ({100 * len(rows) / max(len(items) - 2, 1):.1f}%)")
 
 
-def _copy_vectors(tagger: Trainable, vectors: Vectors, reporter: Reporter, train: Sequence[Sentence]) -> None:
+def _copy_vectors(trainable: Trainable, vectors: Vectors, reporter: Reporter, train: Sequence[Sentence]) -> None:
     """Pretrained vectors into the trainable rows and the frozen buffer."""
     words, matrix = vectors
     row = {w: i for i, w in enumerate(words)}
-    model, vocab = tagger.model, tagger.vocab
+    model, vocab = trainable.model, trainable.vocab
     rows, at = pretrained_rows(vocab, words)
     with torch.no_grad():
         model.word.weight[rows] = torch.from_numpy(matrix[at])
@@ -191,18 +191,18 @@ def _copy_vectors(tagger: Trainable, vectors: Vectors, reporter: Reporter, train
                      f"{len(types):,} training word types ({100 * covered / max(len(types), 1):.1f}%)")
 
 
-def prepare_data(tagger: Trainable, train: Sequence[Sentence], dev: Sequence[Sentence],
+def prepare_data(trainable: Trainable, train: Sequence[Sentence], dev: Sequence[Sentence],
                  dev_scheme: str | None) -> Data:
     """Encode both corpora once (ids, characters, features), so epochs only batch tensors."""
-    cfg, vocab, scheme = tagger.config, tagger.vocab, tagger.scheme
+    cfg, vocab, scheme = trainable.config, trainable.vocab, trainable.scheme
     src = vocab.source_scheme
 
     def enc(s: Sentence, tags) -> Encoded:
-        return tagger.encode(s.tokens, tags, feature_columns(s, cfg.features) if cfg.features else ())
+        return trainable.encode(s.tokens, tags, feature_columns(s, cfg.features) if cfg.features else ())
 
     train_enc = [enc(s, convert_tags(s.tags, src, scheme)) for s in train if s.tokens]
     if cfg.context != "none":
-        add_context_features(train_enc, lac.ContextNetwork(tagger.model.context))
+        add_context_features(train_enc, lac.ContextNetwork(trainable.model.context))
     dev = [s for s in dev if s.tokens]
     dev_gold = [convert_tags(s.tags, dev_scheme or src, scheme) for s in dev]
     return Data(train_enc, [enc(s, None) for s in dev], dev_gold, scheme)
