@@ -7,9 +7,9 @@ and students distilled from the ensemble (`tagger train --teacher`, with and wit
 
 The recipe is configs/conll2003.toml without its time cap (F1 must not depend on the machine's load), GloVe
 6B 50d, trained on train.txt; dev (valid.txt) picks each run's epoch and ends it (patience), and every choice
-(the ensemble's members, the soft loss's weight, the raw text) is read off dev. The ensemble is of the
-teachers of --seeds; each student learns from it (--teacher ENSEMBLE, teacher_weight W) with the student's
-own seeds (--student-seeds). Finished runs under --work are reused, so a later call with --test only
+(the soft loss's weight, the raw text) is read off dev. The ensemble is of the teachers of --seeds; the
+students learn from the ensemble of --teacher-seeds (default: the same), as --teacher ENSEMBLE with
+teacher_weight W, with their own seeds (--student-seeds). Finished runs under --work are reused, so a later call with --test only
 evaluates; --test scores every model on test.txt once. Runs train --jobs at a time, one core and one thread
 each: F1 does not depend on that, seconds do.
 
@@ -58,11 +58,11 @@ def finished(model: Path) -> bool:
 
 def train(args, out: Path, seed: int, config: Path, extra: list[str], core: int | None) -> dict:
     """Train one model (unless a finished one is there) and summarise its metrics.jsonl."""
-    if not finished(out):
+    if not finished(out) and not args.no_train:
         run(TAGGER + ["train", f"{args.data}/train.txt", "--dev", f"{args.data}/valid.txt", "--embeddings",
                       args.embeddings, "--config", str(config), "--seed", str(seed), "--threads", "1", "--output",
                       str(out), "--force", "--quiet", *extra], core)
-    return summary(out, seed)
+    return summary(out, seed) | {"finished": finished(out)}
 
 
 def summary(out: Path, seed: int) -> dict:
@@ -95,7 +95,14 @@ def ensemble(args, work: Path, members: list[dict]) -> dict:
 
 
 def student_runs(args) -> list[tuple[float, str, int]]:
-    return [(w, text, seed) for w in args.weights for text in args.text for seed in args.student_seeds]
+    """(teacher_weight, raw text, seed) of each student: --students' W:TEXT pairs (each with every
+    --student-seeds) or W:TEXT:SEED triples, else every --weights x --text x --student-seeds."""
+    if not args.students:
+        return [(w, text, seed) for w in args.weights for text in args.text for seed in args.student_seeds]
+    runs = []
+    for w, text, *seed in (p.split(":") for p in args.students):
+        runs += [(float(w), text, int(s)) for s in (seed or args.student_seeds)]
+    return runs
 
 
 def students(args, work: Path, teacher: Path) -> list[dict]:
@@ -104,7 +111,8 @@ def students(args, work: Path, teacher: Path) -> list[dict]:
         weight, text, seed = item
         config = recipe(work, f"student-w{weight:g}", teacher_weight=weight)
         extra = ["--teacher", str(teacher)] + [x for f in TEXTS[text] for x in ("--unlabeled", f"{args.raw}/{f}")]
-        result = train(args, work / f"student-w{weight:g}-{text}-seed{seed}", seed, config, extra, core)
+        out = work / f"student-{teacher.name}-w{weight:g}-{text}-seed{seed}"
+        result = train(args, out, seed, config, extra, core)
         return result | {"teacher_weight": weight, "text": text}
 
     return on_cores(one, student_runs(args), args.jobs)
@@ -114,11 +122,12 @@ def speed(args, work: Path, models: list[str]) -> dict:
     """Seconds of a second training epoch per method, and tagging tokens/s per model (alone on the machine)."""
     from predict import model_alone, test_sentences
 
-    teacher = json.loads((Path(args.out)).read_text())["ensemble"]["model"]
-    methods = {"recipe": (recipe(work, "recipe"), []),
-               "student": (recipe(work, "student-w1", teacher_weight=1.0), ["--teacher", teacher]),
-               "student + reuters": (recipe(work, "student-w1", teacher_weight=1.0),
-                                     ["--teacher", teacher, "--unlabeled", f"{args.raw}/reuters21578.txt.gz"])}
+    teacher = json.loads((Path(args.out)).read_text())["students_teacher"]["model"]
+    weight = args.weights[0]
+    student = recipe(work, f"student-w{weight:g}", teacher_weight=weight)
+    methods = {"recipe": (recipe(work, "recipe"), []), "student": (student, ["--teacher", teacher]),
+               "student + reuters": (student, ["--teacher", teacher, "--unlabeled",
+                                               f"{args.raw}/reuters21578.txt.gz"])}
     result: dict = {"epoch_seconds": {}, "tokens_per_s": {}}
     for name, (config, extra) in methods.items():
         out = work / f"cost-{name.replace(' + ', '-')}"
@@ -135,6 +144,8 @@ def speed(args, work: Path, models: list[str]) -> dict:
 def table(result: dict) -> str:
     """The results as a Markdown table: dev F1 (and test F1 when read), mean ± sd over seeds."""
     rows = [("teacher (recipe)", result["teachers"]), ("ensemble", [result["ensemble"]])]
+    if result["students_teacher"]["model"] != result["ensemble"]["model"]:
+        rows.append(("the students' teacher (ensemble)", [result["students_teacher"]]))
     groups: dict = {}
     for s in result["students"]:
         groups.setdefault(f"student w={s['teacher_weight']:g} text={s['text']}", []).append(s)
@@ -160,10 +171,17 @@ def main() -> None:
     parser.add_argument("--embeddings", default=str(SHARED / "embeddings/glove.6B.50d.txt.gz"))
     parser.add_argument("--raw", default=str(SHARED / "data/raw-en"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="the teachers' seeds")
+    parser.add_argument("--teacher-seeds", type=int, nargs="+", help="the teachers whose ensemble teaches the "
+                        "students (default: all of --seeds)")
     parser.add_argument("--student-seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--weights", type=float, nargs="+", default=[1.0], help="teacher_weight values")
     parser.add_argument("--text", nargs="+", default=["none"], choices=list(TEXTS), help="raw text of students")
+    parser.add_argument("--students", nargs="+", metavar="W:TEXT", help="students as weight:text pairs or "
+                        "weight:text:seed triples (e.g. 1:none 3:none:1 3:none:2 1:reuters) instead of every "
+                        "--weights x --text")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once, one core and thread each")
+    parser.add_argument("--no-train", action="store_true", help="train nothing: report the runs under --work as "
+                        "they are (a run stopped early is marked \"finished\": false)")
     parser.add_argument("--test", action="store_true", help="score every model on test.txt (once, at the end)")
     parser.add_argument("--speed", action="store_true", help="time training epochs and tagging (run it alone)")
     parser.add_argument("--work", default=str(ROOT / "runs/accuracy"))
@@ -179,11 +197,15 @@ def main() -> None:
         return
     found = teachers(args, work)
     ens = ensemble(args, work, found)
+    chosen = [t for t in found if t["seed"] in (args.teacher_seeds or args.seeds)]
+    teacher = ens if len(chosen) == len(found) else ensemble(args, work, chosen)
     result = {"commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                                        text=True).stdout.strip(),
-              "teachers": found, "ensemble": ens, "students": students(args, work, Path(ens["model"]))}
+              "teachers": found, "ensemble": ens, "students_teacher": teacher,
+              "students": students(args, work, Path(teacher["model"]))}
     if args.test:
-        for r in [*result["teachers"], result["ensemble"], *result["students"]]:
+        for r in [*result["teachers"], result["ensemble"], *result["students"]] + \
+                 ([teacher] if teacher is not ens else []):
             r["test_f1"] = evaluate(Path(r["model"]), "test", args)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
