@@ -5,9 +5,11 @@ gradient rows every step (the same rows on both ranks after every step, unclippe
 the averager's step and each rank's optimizer state; one warning says when N processes are slower."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import TINY_CONFIG, make_sentences, write_corpus, write_toml
 from safetensors.torch import load_file, save_file
@@ -168,3 +170,27 @@ def test_a_meeting_averages_the_weights_its_step_left_without_a_gradient(tmp_pat
         views_steps(tmp_path, world)
     r0, r1 = (load_file(str(tmp_path / f"views{r}.safetensors")) for r in (0, 1))
     assert r0 and all(torch.equal(r0[k], r1[k]) for k in r0)
+
+
+def test_resume_is_exact_when_steps_followed_the_meeting_that_heard_ctrl_c(tmp_path, monkeypatch):
+    """Cross-view training: an unlabelled step follows each labelled one. With a meeting every 3 steps, a
+    Ctrl-C heard at labelled step 18's meeting is followed by unlabelled step 19, apart: the checkpoint keeps
+    rank 1's own weights instead of meeting, and the resumed run ends as the uninterrupted one."""
+    from conftest import interrupt_loss_at
+
+    sents = make_sentences(48, seed=2)
+    train, dev = write_corpus(tmp_path / "training.txt", sents[:40]), write_corpus(tmp_path / "dev.txt", sents[40:])
+    raw = tmp_path / "raw.txt"
+    raw.write_text("".join(" ".join(tokens) + "\n" for tokens, _ in make_sentences(30, seed=8)), encoding="utf-8")
+    toml = write_toml(tmp_path / "c.toml", epochs=2, dropout=0.3, sync_period=3)
+    run = functools.partial(commands.train, str(train), str(dev), config_file=toml, processes=2, unlabeled=[raw])
+    run(tmp_path / "whole")
+    interrupt_loss_at(monkeypatch, 10)  # the 10th labelled batch: epoch 2's second, step 18
+    with pytest.raises(training.Interrupted):
+        run(tmp_path / "resumed")
+    monkeypatch.undo()
+    kept = load_file(str(tmp_path / "resumed/checkpoint/trainer.safetensors"))
+    assert any(k.startswith("rank1.weight.") for k in kept)
+    run(tmp_path / "resumed", resume=True)
+    whole, resumed = (load_file(str(tmp_path / f"{r}/checkpoint/model.safetensors")) for r in ("whole", "resumed"))
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)

@@ -13,8 +13,9 @@ bench/README.md, issue 38). The meetings average them too: a gradient clipped on
 clipping norm counts every gradient, the other weights' are local) would otherwise leave them apart.
 
 A rank's weights differ from the others' between meetings, its optimizer moments always: a checkpoint keeps
-every rank's optimizer state and the averager's step (tagger/training/checkpoints.py), and is written just
-after a meeting (Ctrl-C is heard at meetings only; an epoch's end meets if the last step did not), so
+every rank's optimizer state and the averager's step (tagger/training/checkpoints.py). At an epoch's end the
+ranks meet first if the last step did not; Ctrl-C is heard at meetings only, and should steps have followed
+that meeting (cross-view training's unlabelled one), the checkpoint keeps each rank's own weights. So
 `--resume` continues bit for bit.
 """
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Sync:
 
     local: LocalSGD | None = None
     resumed_step: int = 0
+    resumed_weights: dict[int, torch.Tensor] = field(default_factory=dict)  # a checkpoint's weights of this
+                                                                            # rank, by index in LocalSGD.params
+    resumed_apart: bool = False  # whether the checkpoint kept the ranks' own weights (they differed)
     warn: Callable[[str], None] | None = None
     stats: list[tuple[float, float, bool]] = field(default_factory=list)  # rank 0's local steps: (compute
                                                                          # seconds, meeting seconds, met)
@@ -61,7 +65,11 @@ class LocalSGD:
                                       post_local_gradient_allreduce=False)
         self.hook.iter = min(step, warmup)  # its own count of DDP's backward passes, which stops at the warm-up
         ddp.register_comm_hook(self.hook, post_localSGD_hook)
-        self.apart = False  # whether the ranks' weights may differ now (steps since the last meeting)
+        self.apart = self.sync.resumed_apart  # whether the ranks' weights may differ now (the same on every rank)
+        with torch.no_grad():  # after DDP's start-up broadcast of rank 0's weights
+            for i, value in self.sync.resumed_weights.items():
+                self.params[i].copy_(value)
+        self.sync.resumed_weights, self.sync.resumed_apart = {}, False
         self.sync.probe = Probe.measure(dist.get_rank(), dist.get_world_size())
         self.last = time.perf_counter()
 

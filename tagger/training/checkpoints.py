@@ -85,27 +85,33 @@ def save_on_leader(output: Path, trainable: Trainable, optimizer: torch.optim.Op
                    origin: dict | None = None) -> None:
     """Rank 0 saves, with every rank's random state (and with periodic averaging, every rank's optimizer
     state, after the ranks met); the others wait until it is on disk."""
-    averaging = averaging_state(optimizer, world)
+    averaging = averaging_state(optimizer, world, epoch_end=progress.step == 0)
     states = world.gather(torch.get_rng_state())
     if world.leader:
         save_checkpoint(output, trainable, optimizer, progress, average, pretrained, states, origin, averaging)
     world.barrier()
 
 
-def averaging_state(optimizer: torch.optim.Optimizer, world: World) -> dict | None:
+def averaging_state(optimizer: torch.optim.Optimizer, world: World, epoch_end: bool) -> dict | None:
     """Periodic averaging's part of a checkpoint, on rank 0 (None elsewhere, or without averaging): the
     averager's step and the other ranks' optimizer states, as `rank{N}.opt.*` tensors and their scalars.
-    The ranks meet first if their weights may differ, so that rank 0's weights are every rank's."""
+    At an epoch's end the ranks meet first if their weights may differ (every run meets there), so that rank
+    0's weights are every rank's. Mid-epoch (Ctrl-C, heard at a meeting) steps may have followed the meeting
+    (cross-view training's unlabelled ones): a meeting there would change the run, so the other ranks' own
+    weights are kept instead (`rank{N}.weight.{i}`, i in the averager's order)."""
     local = world.sync.local
     if local is None:
         return None
-    world.run(local.meet)
-    gathered = world.gather_to_leader(_optimizer_state(optimizer))
+    if epoch_end:
+        world.run(local.meet)
+    weights = {str(i): p.detach().clone() for i, p in enumerate(local.params)} if local.apart else {}
+    gathered = world.gather_to_leader((_optimizer_state(optimizer), weights))
     if not world.leader:
         return None
-    tensors = {f"rank{r}.{k}": v for r, (t, _) in enumerate(gathered) if r for k, v in t.items()}
+    tensors = {f"rank{r}.{k}": v for r, ((t, _), _) in enumerate(gathered) if r for k, v in t.items()}
+    tensors |= {f"rank{r}.weight.{i}": v for r, (_, w) in enumerate(gathered) if r for i, v in w.items()}
     return {"step": local.step, "tensors": tensors,
-            "scalars": {str(r): m["scalars"] for r, (_, m) in enumerate(gathered) if r}}
+            "scalars": {str(r): m["scalars"] for r, ((_, m), _) in enumerate(gathered) if r}}
 
 
 def checkpoint_dir(output: Path) -> Path:
@@ -147,6 +153,9 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
     optimizer = make_optimizer(trainable.config, trainable.model, trainable.views)
     optimizer.load_state_dict(_optimizer_dict(*_rank_optimizer(meta, tensors, world)))
     world.sync.resumed_step = (meta.get("averaging") or {}).get("step", meta["progress"]["updates"])
+    prefix = f"rank{world.rank}.weight."  # this rank's own weights, set once DDP broadcast rank 0's
+    world.sync.resumed_weights = {int(k.removeprefix(prefix)): v for k, v in tensors.items() if k.startswith(prefix)}
+    world.sync.resumed_apart = any(k.startswith("rank") and ".weight." in k for k in tensors)  # the same everywhere
     rng = tensors.get("rng.torch" if world.leader else f"rng.torch.{world.rank}")
     if rng is not None:
         torch.set_rng_state(rng)
