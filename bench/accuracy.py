@@ -137,7 +137,7 @@ def speed(args, work: Path, models: list[str]) -> dict:
         result["epoch_seconds"][name] = json.loads((out / "metrics.jsonl").read_text().splitlines()[1])["seconds"]
     sentences = test_sentences(Path(args.data))
     for model in models:
-        result["tokens_per_s"][model] = model_alone(Path(model), sentences, 256)["tokens_per_s"]
+        result["tokens_per_s"][model] = model_alone(Path(model), sentences, 256)["with_encoding_tokens_per_s"]
     return result
 
 
