@@ -104,7 +104,7 @@ def _is_json_error(response: httpx.Response) -> bool:
 
 # -- the replica's door, without Ray ------------------------------------------------------------------------
 
-def test_the_door_answers_what_it_took_and_refuses_the_rest_once_draining():
+def test_the_door_answers_what_it_took_refuses_the_rest_once_draining_and_waits_for_quiet():
     from tagger.serving.ray_serve import Door
 
     class Service:
@@ -132,7 +132,7 @@ def test_the_door_answers_what_it_took_and_refuses_the_rest_once_draining():
         return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
 
     async def scenario():
-        door = Door(app, service)
+        door = Door(app, service, quiet_s=0.3)
         taken = asyncio.ensure_future(call(door, "/v1/tag"))
         await asyncio.sleep(0)  # in the app, waiting
         drained = asyncio.ensure_future(door.drain())
@@ -142,8 +142,11 @@ def test_the_door_answers_what_it_took_and_refuses_the_rest_once_draining():
         health = await call(door, "/health")
         assert not drained.done()  # the request it took is not answered yet
         release.set()
-        await drained
-        return await taken, refused, health
+        answered = await taken
+        last_answer = time.monotonic()
+        await drained  # and not at once: Ray's proxy is still writing that answer to its client
+        assert time.monotonic() - last_answer >= 0.3
+        return answered, refused, health
 
     service = Service()
     taken, refused, health = asyncio.run(scenario())

@@ -17,7 +17,8 @@ The plain server's promises, kept on Ray:
   in Ray's proxy before the app sees it would turn the app's JSON 504s into Ray's 408s.
 - SIGTERM drains: the command tells every replica through a small Ray actor (Drain); from then on a replica
   answers /health 503, takes requests for LATE_S more (those Ray's proxy took before SIGTERM), then answers
-  new ones 503 (JSON, Retry-After), and reports once the requests it took are answered. The command waits
+  new ones 503 (JSON, Retry-After), and reports once the requests it took are answered and QUIET_S have
+  passed without a request (Ray's proxy is still writing the last answers, and may hand over one it held). The command waits
   for every replica (up to --grace), then stops Ray (or deletes the app from a cluster, whose proxies stay
   up) and exits 0.
 - Ray started here for a loopback --host listens on loopback (Ray's local mode: its node address is
@@ -51,6 +52,7 @@ APP = "tagger"  # the Ray Serve application's name
 MAX_BATCH_REQUESTS = 256  # @serve.batch counts requests, not tokens: the budget over a typical 16-token request
 HEADROOM = 4096  # requests a replica takes beyond its queue: /health, /info, /metrics, and those refused with 503
 LATE_S = 1.0  # after SIGTERM, a replica still takes requests this long: those Ray's proxy had taken before
+QUIET_S = 1.0  # a drained replica reports once no request has come or gone this long: the proxy's last writes
 DEFAULT_GRACE_S = 30.0  # on SIGTERM, how long the replicas may take to answer what they have
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's node address is 127.0.0.1 (read at import)
 DRAINING = json.dumps({"error": "the server is shutting down; retry shortly"}).encode()
@@ -60,15 +62,16 @@ class Door:
     """The replica's ASGI app around the tagger's: counts the requests in flight and, once draining (LATE_S
     after SIGTERM), answers every new one but /health with 503 (JSON, Retry-After, Connection: close)."""
 
-    def __init__(self, app: Callable, service: Any):
-        self.app, self.service = app, service
+    def __init__(self, app: Callable, service: Any, quiet_s: float = QUIET_S):
+        self.app, self.service, self.quiet_s = app, service, quiet_s
         self.in_flight = 0
         self.draining = False
-        self._idle = asyncio.Event()
+        self.last_seen = time.monotonic()  # a request came or went
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":  # lifespan
             return await self.app(scope, receive, send)
+        self.last_seen = time.monotonic()
         if self.draining and scope["path"] != "/health":
             return await _refuse(send)
         self.in_flight += 1
@@ -76,17 +79,17 @@ class Door:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
-            if self.draining and not self.in_flight:
-                self._idle.set()
+            self.last_seen = time.monotonic()
 
     async def drain(self) -> None:
         """Take requests for LATE_S more (those Ray's proxy took before SIGTERM are on their way here), then
-        no more; return once those taken are answered."""
+        no more; return once those taken are answered and none has come or gone for quiet_s: Ray's proxy
+        is still writing the last answers to their clients, and stopping Ray would cut them."""
         self.service.drain()  # /health: 503; a body still arriving gets a second more
         await asyncio.sleep(LATE_S)
         self.draining = True
-        if self.in_flight:
-            await self._idle.wait()
+        while self.in_flight or time.monotonic() - self.last_seen < self.quiet_s:
+            await asyncio.sleep(0.05)
 
 
 async def _refuse(send: Callable) -> None:
