@@ -1,8 +1,8 @@
 """tagger.training.averaging: with sync = "average" two processes (gloo, localhost) all-reduce gradients for
 the warm-up's steps as sync = "step" does, then train apart and average every weight every sync_period steps
-(the average of the two ranks' weights, bit for bit), while RowSync keeps averaging the big embedding tables'
-gradient rows every step (the same rows on both ranks after every step, unclipped); a checkpoint keeps
-the averager's step and each rank's optimizer state; one warning says when N processes are slower."""
+(the average of the two ranks' weights, bit for bit), but for the big embedding tables, whose rows a meeting
+weighs by how many of each rank's steps read them (a row one rank read is that rank's row); a checkpoint
+keeps the averager's step and each rank's optimizer state; one warning says when N processes are slower."""
 from __future__ import annotations
 
 import functools
@@ -46,6 +46,7 @@ def run_steps(folder: Path, sync: str, world: distributed.World) -> None:
         training.train_step(model, optimizer, collate([data.train[i] for i in world.shard(ids)]), config.clip,
                             weight=world.size / len(ids))
         tensors |= {f"stepped{k}.{n}": p.detach().clone() for n, p in trainable.model.named_parameters()}
+        tensors |= {f"reads{k}.{j}": r.clone() for j, r in enumerate(model.row_sync.reads)}
         world.reduce_step(1.0, False)
         tensors |= {f"after{k}.{n}": p.detach().clone() for n, p in trainable.model.named_parameters()}
         sent.append(model.row_sync.sent_bytes)
@@ -67,21 +68,31 @@ def test_the_ranks_average_every_period_after_a_warm_up_of_per_step_all_reduces(
     assert "word.weight" in tables and len(tables) < len(names)
     for k in range(STEPS):
         meets = k < WARMUP or (k - WARMUP) % PERIOD == 0
-        for n in tables:  # RowSync's, every step: the same rows on both ranks
-            assert torch.equal(r0[f"after{k}.{n}"], r1[f"after{k}.{n}"]), f"step {k}: table {n} differs"
         for n in names:
             a, b = r0[f"after{k}.{n}"], r1[f"after{k}.{n}"]
-            if k < WARMUP:  # gradients all-reduced, as sync = "step"
+            if k < WARMUP:  # gradients all-reduced (the tables' rows by RowSync), as sync = "step"
                 assert torch.equal(a, step0[f"after{k}.{n}"]), f"warm-up step {k}: {n} != sync = step"
             if meets:
                 assert torch.equal(a, b), f"step {k}: {n} differs between the ranks after a meeting"
-            if k >= WARMUP and meets:  # torch's average: each rank's weights / 2, summed
+            if k >= WARMUP and meets and n not in tables:  # torch's average: each rank's weights / 2, summed
                 mean = r0[f"stepped{k}.{n}"] / 2 + r1[f"stepped{k}.{n}"] / 2
                 assert torch.equal(a, mean), f"step {k}: {n} is not the ranks' average"
+        for j, n in enumerate(tables):
+            if k >= WARMUP and meets:  # weighted by the ranks' reads since the last meeting
+                reads = r0[f"reads{k}.{j}"], r1[f"reads{k}.{j}"]  # (rows,) each
+                total = reads[0] + reads[1]
+                w0, w1 = (torch.where(total > 0, r / total.clamp(min=1), torch.tensor(0.5)) for r in reads)
+                mixed = r0[f"stepped{k}.{n}"] * w0[:, None] + r1[f"stepped{k}.{n}"] * w1[:, None]
+                assert torch.equal(r0[f"after{k}.{n}"], mixed), f"step {k}: table {n} is not weighed by reads"
+                alone = (reads[0] > 0) & (reads[1] == 0)  # rows rank 0's slices alone read: its rows, whole
+                if n == "word.weight":
+                    assert alone.any()
+                assert torch.equal(r0[f"after{k}.{n}"][alone], r0[f"stepped{k}.{n}"][alone])
         if not meets:
             assert not torch.equal(r0[f"after{k}.lstm.weight_ih_l0"], r1[f"after{k}.lstm.weight_ih_l0"])
-    sent = r0["sent"].tolist()
-    assert all(b > a for a, b in zip(sent, sent[1:]))  # RowSync sends every step, apart or not
+            assert not torch.equal(r0[f"after{k}.word.weight"], r1[f"after{k}.word.weight"])
+    sent = r0["sent"].tolist()  # RowSync sends in the warm-up and at meetings, nothing between
+    assert [b > a for a, b in zip([0, *sent], sent)] == [k < WARMUP or (k - WARMUP) % PERIOD == 0 for k in range(STEPS)]
 
 
 def test_a_checkpoint_keeps_the_averager_s_step_and_every_rank_s_optimizer(tmp_path):

@@ -267,3 +267,24 @@ def test_a_touched_row_is_found_however_small_its_gradient():
     odd = torch.zeros(6, 3)  # 12-byte rows: read as floats
     odd[1, 2] = 2.0
     assert distributed.nonzero_rows(odd).tolist() == [False, True, False, False, False, False]
+
+
+def test_resume_stays_exact_when_unlabelled_steps_followed_the_meeting_and_the_word_rows_were_read(
+        tmp_path, monkeypatch):
+    """Cross-view training's unlabelled step follows the meeting a Ctrl-C is heard at: the checkpoint keeps
+    each rank's own weights and the word rows each rank's steps read since, which the next meeting weighs."""
+    train, dev, toml = wide_corpus(tmp_path, **AVERAGE)
+    words = [line.split()[0] for line in train.read_text(encoding="utf-8").splitlines() if line.strip()]
+    raw = tmp_path / "raw.txt"  # the training words, each rare: a row an unlabelled batch reads, one rank's
+    raw.write_text("".join(" ".join(words[k:k + 20]) + "\n" for k in range(0, len(words), 20)), encoding="utf-8")
+    commands.train(str(train), str(dev), tmp_path / "whole", config_file=toml, processes=2, unlabeled=[raw])
+    interrupt_loss_at(monkeypatch, 11)
+    with pytest.raises(training.Interrupted):
+        commands.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2, unlabeled=[raw])
+    monkeypatch.undo()
+    tensors = load_file(str(tmp_path / "resumed/checkpoint/trainer.safetensors"))
+    assert any(k.startswith("rank1.reads.") and tensors[k].any() for k in tensors)
+    commands.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2, unlabeled=[raw],
+                   resume=True)
+    w, r = weights(tmp_path / "whole"), weights(tmp_path / "resumed")
+    assert all(torch.equal(w[k], r[k]) for k in w)

@@ -5,12 +5,13 @@ so meeting every K steps instead of 4-6 times a step is what makes N processes f
 
 Everything here is torch's own: `PeriodicModelAverager` averages the parameters (one all-reduce of them all,
 flattened), and DDP's `post_localSGD_hook` all-reduces the gradients for the first `sync_warmup` steps and
-sends nothing after. The big embedding tables get both: RowSync (tagger/training/distributed.py) still
-averages the gradient rows a batch read every step, so their rows take DDP's exact update, as on one process;
-averaged only, a row that one rank's slices read would move half as far as on one process (Adam's step does
-not grow with the gradient, and the other rank's row stays put), and most words are rare (dev F1 lagged,
-bench/README.md, issue 38). The meetings average them too: a gradient clipped on one rank only (the
-clipping norm counts every gradient, the other weights' are local) would otherwise leave them apart.
+sends nothing after. The big embedding tables (the words) are averaged by their readers: between meetings
+RowSync (tagger/training/distributed.py) counts the rows each rank's steps read, and a meeting weighs each
+rank's row by those counts. A row that one rank's slices read takes that rank's value whole, as one process
+would have moved it; a plain average would move it half as far (Adam's step does not grow with the
+gradient, and the other rank's row stays put), and most words are rare (dev F1 lagged, bench/README.md,
+issue 38). A row several ranks read gets their reads-weighted mean, a row none read the plain mean (Adam's
+moments still move it). During the warm-up RowSync averages the rows' gradients every step instead.
 
 A rank's weights differ from the others' between meetings, its optimizer moments always: a checkpoint keeps
 every rank's optimizer state and the averager's step (tagger/training/checkpoints.py). At an epoch's end the
@@ -45,6 +46,8 @@ class Sync:
     resumed_weights: dict[int, torch.Tensor] = field(default_factory=dict)  # a checkpoint's weights of this
                                                                             # rank, by index in LocalSGD.params
     resumed_apart: bool = False  # whether the checkpoint kept the ranks' own weights (they differed)
+    resumed_reads: dict[int, torch.Tensor] = field(default_factory=dict)  # a checkpoint's RowSync.reads of this
+                                                                          # rank, by table
     warn: Callable[[str], None] | None = None
     stats: list[tuple[float, float, bool]] = field(default_factory=list)  # rank 0's local steps: (compute
                                                                          # seconds, meeting seconds, met)
@@ -53,12 +56,16 @@ class Sync:
 
 class LocalSGD:
     """Post-local SGD over one DDP-wrapped Objective (objective.py): torch's PeriodicModelAverager after every
-    optimizer step (`after_step`) over every trainable weight, DDP's post-local-SGD hook for the warm-up."""
+    optimizer step (`after_step`) over every trainable weight but the big tables (averaged by their readers),
+    DDP's post-local-SGD hook for the warm-up."""
 
     def __init__(self, ddp: nn.parallel.DistributedDataParallel, period: int, warmup: int, step: int = 0,
                  sync: Sync | None = None):
         self.ddp, self.sync = ddp, sync or Sync()
         self.params = [p for p in ddp.module.parameters() if p.requires_grad]  # every trainable weight
+        self.rows = ddp.row_sync  # the big embedding tables, averaged by their readers (None: there are none)
+        tables = self.rows.tables if self.rows else []
+        self.others = [p for p in self.params if all(p is not t for t in tables)]  # torch's averager's
         self.averager = averagers.PeriodicModelAverager(period=period, warmup_steps=warmup)
         self.averager.step = step  # optimizer steps taken so far (a checkpoint's, on resume)
         self.hook = PostLocalSGDState(process_group=None, subgroup=None, start_localSGD_iter=warmup,
@@ -69,7 +76,10 @@ class LocalSGD:
         with torch.no_grad():  # after DDP's start-up broadcast of rank 0's weights
             for i, value in self.sync.resumed_weights.items():
                 self.params[i].copy_(value)
-        self.sync.resumed_weights, self.sync.resumed_apart = {}, False
+            for j, value in self.sync.resumed_reads.items():
+                self.rows.reads[j].copy_(value)
+        self.sync.resumed_weights, self.sync.resumed_apart, self.sync.resumed_reads = {}, False, {}
+        self._count()
         self.sync.probe = Probe.measure(dist.get_rank(), dist.get_world_size())
         self.last = time.perf_counter()
 
@@ -98,8 +108,10 @@ class LocalSGD:
         meets, warm = self.due(), self.warming_up()
         if meets:
             self._give_every_weight_a_gradient()
-        self.averager.average_parameters(self.params)  # averages when due; counts the step either way
+            self._average_tables()
+        self.averager.average_parameters(self.others)  # averages when due; counts the step either way
         self.apart = not (meets or warm)
+        self._count()
         if not warm:
             self._time(computed, time.perf_counter() - self.last - computed, meets)
         return meets or warm
@@ -113,9 +125,36 @@ class LocalSGD:
         so that every rank's weights are the checkpoint's. torch's average_parameters, as the averager's."""
         if self.apart:
             self._give_every_weight_a_gradient()
-            utils.average_parameters_or_parameter_groups(self.params, self.averager.process_group)
+            self._average_tables()
+            utils.average_parameters_or_parameter_groups(self.others, self.averager.process_group)
             self.apart = False
         self.started()
+
+    def reads(self) -> dict[str, torch.Tensor]:
+        """This rank's RowSync.reads by table (a checkpoint keeps them while the ranks are apart)."""
+        return {str(j): r.clone() for j, r in enumerate(self.rows.reads)} if self.rows else {}
+
+    def _count(self) -> None:
+        """RowSync counts the rows the next step reads, or (warming up) averages their gradients."""
+        if self.rows is not None:
+            self.rows.counting = not self.warming_up()
+
+    @torch.no_grad()
+    def _average_tables(self) -> None:
+        """Each big table's rows weighted by the steps of each rank that read them since the last meeting
+        (the module's docstring): an all-reduce of the counts, then one of the weighted rows."""
+        if self.rows is None:
+            return
+        plain = torch.tensor(1.0 / dist.get_world_size())
+        for table, reads in zip(self.rows.tables, self.rows.reads):
+            total = reads.clone()  # (rows,)
+            dist.all_reduce(total, group=self.rows.group)
+            weight = torch.where(total > 0, reads / total.clamp(min=1), plain)  # (rows,) sums to 1 over ranks
+            mixed = table.data * weight[:, None]  # (rows, dim)
+            dist.all_reduce(mixed, group=self.rows.group)
+            table.data.copy_(mixed)
+            reads.zero_()
+            self.rows.sent_bytes += total.numel() * 4 + mixed.numel() * mixed.element_size()
 
     def _give_every_weight_a_gradient(self) -> None:
         """torch's averager leaves out a parameter without a gradient (one the step did not use, as

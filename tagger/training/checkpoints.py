@@ -98,20 +98,23 @@ def averaging_state(optimizer: torch.optim.Optimizer, world: World, epoch_end: b
     At an epoch's end the ranks meet first if their weights may differ (every run meets there), so that rank
     0's weights are every rank's. Mid-epoch (Ctrl-C, heard at a meeting) steps may have followed the meeting
     (cross-view training's unlabelled ones): a meeting there would change the run, so the other ranks' own
-    weights are kept instead (`rank{N}.weight.{i}`, i in the averager's order)."""
+    weights are kept instead (`rank{N}.weight.{i}`, i in the averager's order), with every rank's counts of
+    the table rows its steps read since (`rank{N}.reads.{j}`)."""
     local = world.sync.local
     if local is None:
         return None
     if epoch_end:
         world.run(local.meet)
     weights = {str(i): p.detach().clone() for i, p in enumerate(local.params)} if local.apart else {}
-    gathered = world.gather_to_leader((_optimizer_state(optimizer), weights))
+    reads = local.reads() if local.apart else {}
+    gathered = world.gather_to_leader((_optimizer_state(optimizer), weights, reads))
     if not world.leader:
         return None
-    tensors = {f"rank{r}.{k}": v for r, ((t, _), _) in enumerate(gathered) if r for k, v in t.items()}
-    tensors |= {f"rank{r}.weight.{i}": v for r, (_, w) in enumerate(gathered) if r for i, v in w.items()}
+    tensors = {f"rank{r}.{k}": v for r, ((t, _), _, _) in enumerate(gathered) if r for k, v in t.items()}
+    tensors |= {f"rank{r}.weight.{i}": v for r, (_, w, _) in enumerate(gathered) if r for i, v in w.items()}
+    tensors |= {f"rank{r}.reads.{j}": v for r, (_, _, c) in enumerate(gathered) for j, v in c.items()}
     return {"step": local.step, "tensors": tensors,
-            "scalars": {str(r): m["scalars"] for r, ((_, m), _) in enumerate(gathered) if r}}
+            "scalars": {str(r): m["scalars"] for r, ((_, m), _, _) in enumerate(gathered) if r}}
 
 
 def checkpoint_dir(output: Path) -> Path:
@@ -156,6 +159,8 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
     prefix = f"rank{world.rank}.weight."  # this rank's own weights, set once DDP broadcast rank 0's
     world.sync.resumed_weights = {int(k.removeprefix(prefix)): v for k, v in tensors.items() if k.startswith(prefix)}
     world.sync.resumed_apart = any(k.startswith("rank") and ".weight." in k for k in tensors)  # the same everywhere
+    prefix = f"rank{world.rank}.reads."  # the rows this rank's steps read since the last meeting
+    world.sync.resumed_reads = {int(k.removeprefix(prefix)): v for k, v in tensors.items() if k.startswith(prefix)}
     rng = tensors.get("rng.torch" if world.leader else f"rng.torch.{world.rank}")
     if rng is not None:
         torch.set_rng_state(rng)
