@@ -8,9 +8,10 @@ train (0: all). After 10 warm-up steps, STEPS length-grouped batches of 64 sente
 - one process: every step is compute (forward, backward, clipping, optimizer step, weight average);
 - two ranks: first a pass where each rank trains on its slices and never communicates (both at once, so
   sharing the cores and memory is in it): its ms a step are the compute. Then each mode on the same batches,
-  with a barrier just before backward, where DDP's (step) and RowSync's (both: the word rows every step)
-  all-reduces run, and in average before each meeting (the averaging, then the loop's loss/stop
-  all-reduce): the barriers' time is waiting (for the other rank, plus one barrier's latency), the rest
+  with a barrier just before backward where DDP's and RowSync's per-step all-reduces run (step; average
+  only in its warm-up: after it RowSync counts the rows read and sends nothing), and in average before each
+  meeting (the averaging, the word rows weighed by their readers, then the loop's loss/stop all-reduce): the
+  barriers' time is waiting (for the other rank, plus one barrier's latency), the rest
   of the step beyond the compute is communicating.
 Environment: BUCKET sets distributed.BUCKET_MB, ROWS=0 sends the word embedding dense (wrap(by_rows=False)).
 Prints (and writes to --output) one JSON object. Run it alone: both ranks need a core each.
@@ -67,7 +68,7 @@ def timed(args, sync: str, world: World) -> dict:
         loss = model(collate([data.train[i] for i in mine or ids[:1]]))
         optimizer.zero_grad(set_to_none=True)
         barrier = 0.0
-        if sync != "local":  # DDP's (step) and RowSync's (both) all-reduces run in backward
+        if sync == "step" or (local is not None and local.warming_up()):  # all-reduces run in backward
             barrier += wait()
         (loss * (world.size / len(ids) if mine else 0.0)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
