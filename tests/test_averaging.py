@@ -1,7 +1,7 @@
 """tagger.training.averaging: with sync = "average" two processes (gloo, localhost) all-reduce gradients for
 the warm-up's steps as sync = "step" does, then train apart and average every weight every sync_period steps
 (the average of the two ranks' weights, bit for bit), but for the big embedding tables, whose rows a meeting
-weighs by how many of each rank's steps read them (a row one rank read is that rank's row); a checkpoint
+moves by as many moves as one process would have made (a row one rank read takes that rank's move); a checkpoint
 keeps the averager's step and each rank's optimizer state; one warning says when N processes are slower."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import functools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_CONFIG, make_sentences, write_corpus, write_toml
@@ -46,12 +47,18 @@ def run_steps(folder: Path, sync: str, world: distributed.World) -> None:
         training.train_step(model, optimizer, collate([data.train[i] for i in world.shard(ids)]), config.clip,
                             weight=world.size / len(ids))
         tensors |= {f"stepped{k}.{n}": p.detach().clone() for n, p in trainable.model.named_parameters()}
-        tensors |= {f"reads{k}.{j}": r.clone() for j, r in enumerate(model.row_sync.reads)}
+        tensors |= {f"marks{k}.{j}": averaging._stacked(m, len(t))
+                    for j, (m, t) in enumerate(zip(model.row_sync.marks, model.row_sync.tables))}
         world.reduce_step(1.0, False)
         tensors |= {f"after{k}.{n}": p.detach().clone() for n, p in trainable.model.named_parameters()}
         sent.append(model.row_sync.sent_bytes)
     tensors["sent"] = torch.tensor(sent)
     save_file(tensors, str(folder / f"{sync}{world.rank}.safetensors"))
+
+
+def bits(marks: torch.Tensor, rows: int) -> torch.Tensor:
+    """(steps, rows) bool from RowSync's marks (steps, rows/8)."""
+    return torch.from_numpy(np.unpackbits(marks.numpy(), axis=1, count=rows).astype(bool))
 
 
 def both(folder: Path, world: distributed.World) -> None:
@@ -78,16 +85,20 @@ def test_the_ranks_average_every_period_after_a_warm_up_of_per_step_all_reduces(
                 mean = r0[f"stepped{k}.{n}"] / 2 + r1[f"stepped{k}.{n}"] / 2
                 assert torch.equal(a, mean), f"step {k}: {n} is not the ranks' average"
         for j, n in enumerate(tables):
-            if k >= WARMUP and meets:  # weighted by the ranks' reads since the last meeting
-                reads = r0[f"reads{k}.{j}"], r1[f"reads{k}.{j}"]  # (rows,) each
-                total = reads[0] + reads[1]
-                w0, w1 = (torch.where(total > 0, r / total.clamp(min=1), torch.tensor(0.5)) for r in reads)
-                mixed = r0[f"stepped{k}.{n}"] * w0[:, None] + r1[f"stepped{k}.{n}"] * w1[:, None]
-                assert torch.equal(r0[f"after{k}.{n}"], mixed), f"step {k}: table {n} is not weighed by reads"
-                alone = (reads[0] > 0) & (reads[1] == 0)  # rows rank 0's slices alone read: its rows, whole
-                if n == "word.weight":
-                    assert alone.any()
-                assert torch.equal(r0[f"after{k}.{n}"][alone], r0[f"stepped{k}.{n}"][alone])
+            if k >= WARMUP and meets:  # moved from the last meeting's rows by one process's count of moves
+                base = r0[f"after{last}.{n}"]
+                moved = r0[f"stepped{k}.{n}"] - base, r1[f"stepped{k}.{n}"] - base  # (rows, dim) each
+                read = [bits(r[f"marks{k}.{j}"], len(base)) for r in (r0, r1)]  # (steps, rows) each
+                moves, reads = (read[0] | read[1]).sum(0), read[0].sum(0) + read[1].sum(0)  # (rows,) each
+                expected = torch.where((reads > 0)[:, None], base + (moves / reads.clamp(min=1))[:, None]
+                                       * (moved[0] + moved[1]), base + (moved[0] + moved[1]) / 2)
+                assert torch.allclose(r0[f"after{k}.{n}"], expected, atol=1e-6), f"step {k}: table {n}"
+                if n == "word.weight":  # both kinds: rows whose every read had a step of its own (each move
+                                        # whole), rows both ranks read in one step (the mean of their moves)
+                    apart_steps = (reads > 0) & (moves == reads)
+                    assert apart_steps.any() and ((read[0] & read[1]).any(0)).any()
+        if meets:
+            last = k
         if not meets:
             assert not torch.equal(r0[f"after{k}.lstm.weight_ih_l0"], r1[f"after{k}.lstm.weight_ih_l0"])
             assert not torch.equal(r0[f"after{k}.word.weight"], r1[f"after{k}.word.weight"])

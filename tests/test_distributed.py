@@ -272,7 +272,7 @@ def test_a_touched_row_is_found_however_small_its_gradient():
 def test_resume_stays_exact_when_unlabelled_steps_followed_the_meeting_and_the_word_rows_were_read(
         tmp_path, monkeypatch):
     """Cross-view training's unlabelled step follows the meeting a Ctrl-C is heard at: the checkpoint keeps
-    each rank's own weights and the word rows each rank's steps read since, which the next meeting weighs."""
+    each rank's own weights and the word rows each rank's steps read since, which the next meeting combines."""
     train, dev, toml = wide_corpus(tmp_path, **AVERAGE)
     words = [line.split()[0] for line in train.read_text(encoding="utf-8").splitlines() if line.strip()]
     raw = tmp_path / "raw.txt"  # the training words, each rare: a row an unlabelled batch reads, one rank's
@@ -283,7 +283,7 @@ def test_resume_stays_exact_when_unlabelled_steps_followed_the_meeting_and_the_w
         commands.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2, unlabeled=[raw])
     monkeypatch.undo()
     tensors = load_file(str(tmp_path / "resumed/checkpoint/trainer.safetensors"))
-    assert any(k.startswith("rank1.reads.") and tensors[k].any() for k in tensors)
+    assert any(k.startswith("rank1.rows.marks.") and tensors[k].any() for k in tensors)
     commands.train(str(train), str(dev), tmp_path / "resumed", config_file=toml, processes=2, unlabeled=[raw],
                    resume=True)
     w, r = weights(tmp_path / "whole"), weights(tmp_path / "resumed")

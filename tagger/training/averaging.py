@@ -5,13 +5,15 @@ so meeting every K steps instead of 4-6 times a step is what makes N processes f
 
 Everything here is torch's own: `PeriodicModelAverager` averages the parameters (one all-reduce of them all,
 flattened), and DDP's `post_localSGD_hook` all-reduces the gradients for the first `sync_warmup` steps and
-sends nothing after. The big embedding tables (the words) are averaged by their readers: between meetings
-RowSync (tagger/training/distributed.py) counts the rows each rank's steps read, and a meeting weighs each
-rank's row by those counts. A row that one rank's slices read takes that rank's value whole, as one process
-would have moved it; a plain average would move it half as far (Adam's step does not grow with the
-gradient, and the other rank's row stays put), and most words are rare (dev F1 lagged, bench/README.md,
-issue 38). A row several ranks read gets their reads-weighted mean, a row none read the plain mean (Adam's
-moments still move it). During the warm-up RowSync averages the rows' gradients every step instead.
+sends nothing after. The big embedding tables (the words) are combined by their readers: between meetings
+RowSync (tagger/training/distributed.py) marks the rows each rank's step read, and a meeting moves each row
+from where the last meeting left it by the ranks' moves summed, scaled by (steps in which any rank read the
+row) / (the ranks' reads of it), as many moves as one process would have made. A row that one rank's
+slices read takes that rank's move whole, and one read by the ranks in different steps both moves, as on one
+process; a plain average would halve them (Adam's step does not grow with the gradient, and the other rank's
+row stays put), and most words are rare (dev F1 lagged, bench/README.md, issue 38). A row read by every rank
+in the same steps gets the mean of their moves, a row none read the plain mean (Adam's moments still move
+it). During the warm-up RowSync averages the rows' gradients every step instead.
 
 A rank's weights differ from the others' between meetings, its optimizer moments always: a checkpoint keeps
 every rank's optimizer state and the averager's step (tagger/training/checkpoints.py). At an epoch's end the
@@ -46,8 +48,8 @@ class Sync:
     resumed_weights: dict[int, torch.Tensor] = field(default_factory=dict)  # a checkpoint's weights of this
                                                                             # rank, by index in LocalSGD.params
     resumed_apart: bool = False  # whether the checkpoint kept the ranks' own weights (they differed)
-    resumed_reads: dict[int, torch.Tensor] = field(default_factory=dict)  # a checkpoint's RowSync.reads of this
-                                                                          # rank, by table
+    resumed_rows: dict[str, torch.Tensor] = field(default_factory=dict)  # a checkpoint's marks.{j} and base.{j}
+                                                                         # of this rank (LocalSGD.rows_state)
     warn: Callable[[str], None] | None = None
     stats: list[tuple[float, float, bool]] = field(default_factory=list)  # rank 0's local steps: (compute
                                                                          # seconds, meeting seconds, met)
@@ -76,9 +78,11 @@ class LocalSGD:
         with torch.no_grad():  # after DDP's start-up broadcast of rank 0's weights
             for i, value in self.sync.resumed_weights.items():
                 self.params[i].copy_(value)
-            for j, value in self.sync.resumed_reads.items():
-                self.rows.reads[j].copy_(value)
-        self.sync.resumed_weights, self.sync.resumed_apart, self.sync.resumed_reads = {}, False, {}
+        self.base = [t.detach().clone() for t in tables]  # (rows, dim) each: where the last meeting left them
+        for j in range(len(tables) if self.sync.resumed_rows else 0):
+            self.base[j].copy_(self.sync.resumed_rows[f"base.{j}"])
+            self.rows.marks[j] = list(self.sync.resumed_rows[f"marks.{j}"].unbind(0))
+        self.sync.resumed_weights, self.sync.resumed_apart, self.sync.resumed_rows = {}, False, {}
         self._count()
         self.sync.probe = Probe.measure(dist.get_rank(), dist.get_world_size())
         self.last = time.perf_counter()
@@ -108,9 +112,11 @@ class LocalSGD:
         meets, warm = self.due(), self.warming_up()
         if meets:
             self._give_every_weight_a_gradient()
-            self._average_tables()
+            self._combine_tables()
         self.averager.average_parameters(self.others)  # averages when due; counts the step either way
         self.apart = not (meets or warm)
+        if warm:  # the tables' rows were averaged by RowSync: the same on every rank
+            self._rebase()
         self._count()
         if not warm:
             self._time(computed, time.perf_counter() - self.last - computed, meets)
@@ -125,36 +131,50 @@ class LocalSGD:
         so that every rank's weights are the checkpoint's. torch's average_parameters, as the averager's."""
         if self.apart:
             self._give_every_weight_a_gradient()
-            self._average_tables()
+            self._combine_tables()
             utils.average_parameters_or_parameter_groups(self.others, self.averager.process_group)
             self.apart = False
         self.started()
 
-    def reads(self) -> dict[str, torch.Tensor]:
-        """This rank's RowSync.reads by table (a checkpoint keeps them while the ranks are apart)."""
-        return {str(j): r.clone() for j, r in enumerate(self.rows.reads)} if self.rows else {}
+    def rows_state(self) -> dict[str, torch.Tensor]:
+        """What the tables' next meeting needs of this rank, for a checkpoint taken while the ranks are apart:
+        the rows its steps read since the last meeting (marks.{j}: (steps, rows/8) uint8) and where that
+        meeting left the rows (base.{j})."""
+        if self.rows is None:
+            return {}
+        marks = {f"marks.{j}": _stacked(m, len(t)) for j, (m, t) in enumerate(zip(self.rows.marks, self.rows.tables))}
+        return marks | {f"base.{j}": b.clone() for j, b in enumerate(self.base)}
 
     def _count(self) -> None:
-        """RowSync counts the rows the next step reads, or (warming up) averages their gradients."""
+        """RowSync marks the rows the next step reads, or (warming up) averages their gradients."""
         if self.rows is not None:
             self.rows.counting = not self.warming_up()
 
+    def _rebase(self) -> None:
+        for base, table in zip(self.base, self.rows.tables if self.rows else []):
+            base.copy_(table.detach())
+
     @torch.no_grad()
-    def _average_tables(self) -> None:
-        """Each big table's rows weighted by the steps of each rank that read them since the last meeting
-        (the module's docstring): an all-reduce of the counts, then one of the weighted rows."""
+    def _combine_tables(self) -> None:
+        """Each big table's rows moved by the ranks' moves since the last meeting, scaled to one process's
+        (the module's docstring): an all-reduce of the steps' marks (OR), one of the reads, one of the rows."""
         if self.rows is None:
             return
-        plain = torch.tensor(1.0 / dist.get_world_size())
-        for table, reads in zip(self.rows.tables, self.rows.reads):
-            total = reads.clone()  # (rows,)
-            dist.all_reduce(total, group=self.rows.group)
-            weight = torch.where(total > 0, reads / total.clamp(min=1), plain)  # (rows,) sums to 1 over ranks
-            mixed = table.data * weight[:, None]  # (rows, dim)
-            dist.all_reduce(mixed, group=self.rows.group)
-            table.data.copy_(mixed)
-            reads.zero_()
-            self.rows.sent_bytes += total.numel() * 4 + mixed.numel() * mixed.element_size()
+        n, group = dist.get_world_size(), self.rows.group
+        for table, base, marks in zip(self.rows.tables, self.base, self.rows.marks):
+            mine = _stacked(marks, len(table))  # (steps, rows/8) a bit where this rank's step read a row
+            union = mine.clone()
+            dist.all_reduce(union, op=dist.ReduceOp.BOR, group=group)  # (steps, rows/8): any rank's step
+            moves = torch.from_numpy(np.unpackbits(union.numpy(), axis=1, count=len(table)).sum(0, np.float32))
+            reads = torch.from_numpy(np.unpackbits(mine.numpy(), axis=1, count=len(table)).sum(0, np.float32))
+            dist.all_reduce(reads, group=group)  # (rows,) the ranks' reads
+            scale = (moves / reads.clamp(min=1)).unsqueeze(1)  # (rows, 1): one process's moves per rank's move
+            share = torch.where(reads.unsqueeze(1) > 0, scale * (table - base) + base / n, table / n)  # (rows, dim)
+            dist.all_reduce(share, group=group)  # base + scale x the moves summed; unread rows: the mean
+            table.copy_(share)
+            base.copy_(share)
+            marks.clear()
+            self.rows.sent_bytes += union.numel() + reads.numel() * 4 + share.numel() * share.element_size()
 
     def _give_every_weight_a_gradient(self) -> None:
         """torch's averager leaves out a parameter without a gradient (one the step did not use, as
@@ -228,3 +248,8 @@ def judge(stats: list[tuple[float, float, bool]], probe: Probe, period: int) -> 
             f"{probe.whole:.2f}x as long on a whole batch as on a 1/{n} slice; averaging the weights every "
             f"{period} steps takes {1000 * float(np.sum(met)) / max(1, int(meets.sum())):.1f} ms); one process "
             "trains faster")
+
+
+def _stacked(marks: list[torch.Tensor], rows: int) -> torch.Tensor:
+    """(steps, rows/8) uint8: a table's marks (RowSync.marks), one row a step; (0, rows/8) for no step."""
+    return torch.stack(marks) if marks else torch.zeros(0, (rows + 7) // 8, dtype=torch.uint8)

@@ -98,21 +98,21 @@ def averaging_state(optimizer: torch.optim.Optimizer, world: World, epoch_end: b
     At an epoch's end the ranks meet first if their weights may differ (every run meets there), so that rank
     0's weights are every rank's. Mid-epoch (Ctrl-C, heard at a meeting) steps may have followed the meeting
     (cross-view training's unlabelled ones): a meeting there would change the run, so the other ranks' own
-    weights are kept instead (`rank{N}.weight.{i}`, i in the averager's order), with every rank's counts of
-    the table rows its steps read since (`rank{N}.reads.{j}`)."""
+    weights are kept instead (`rank{N}.weight.{i}`, i in the averager's order), with every rank's marks of
+    the table rows its steps read since and the rows' base (`rank{N}.rows.*`)."""
     local = world.sync.local
     if local is None:
         return None
     if epoch_end:
         world.run(local.meet)
     weights = {str(i): p.detach().clone() for i, p in enumerate(local.params)} if local.apart else {}
-    reads = local.reads() if local.apart else {}
-    gathered = world.gather_to_leader((_optimizer_state(optimizer), weights, reads))
+    rows = local.rows_state() if local.apart else {}
+    gathered = world.gather_to_leader((_optimizer_state(optimizer), weights, rows))
     if not world.leader:
         return None
     tensors = {f"rank{r}.{k}": v for r, ((t, _), _, _) in enumerate(gathered) if r for k, v in t.items()}
     tensors |= {f"rank{r}.weight.{i}": v for r, (_, w, _) in enumerate(gathered) if r for i, v in w.items()}
-    tensors |= {f"rank{r}.reads.{j}": v for r, (_, _, c) in enumerate(gathered) for j, v in c.items()}
+    tensors |= {f"rank{r}.rows.{k}": v for r, (_, _, rows) in enumerate(gathered) for k, v in rows.items()}
     return {"step": local.step, "tensors": tensors,
             "scalars": {str(r): m["scalars"] for r, ((_, m), _, _) in enumerate(gathered) if r}}
 
@@ -159,8 +159,7 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
     prefix = f"rank{world.rank}.weight."  # this rank's own weights, set once DDP broadcast rank 0's
     world.sync.resumed_weights = {int(k.removeprefix(prefix)): v for k, v in tensors.items() if k.startswith(prefix)}
     world.sync.resumed_apart = any(k.startswith("rank") and ".weight." in k for k in tensors)  # the same everywhere
-    prefix = f"rank{world.rank}.reads."  # the rows this rank's steps read since the last meeting
-    world.sync.resumed_reads = {int(k.removeprefix(prefix)): v for k, v in tensors.items() if k.startswith(prefix)}
+    world.sync.resumed_rows = _rank_rows(tensors, world.rank)
     rng = tensors.get("rng.torch" if world.leader else f"rng.torch.{world.rank}")
     if rng is not None:
         torch.set_rng_state(rng)
@@ -173,6 +172,16 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
     else:
         pretrained = setup.pretrained_state(trainable, vectors, reporter, neighbours=world.leader)
     return trainable, optimizer, Progress(**meta["progress"]), average, pretrained
+
+
+def _rank_rows(tensors: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
+    """This rank's `rank{N}.rows.*` (the tables' marks and base, LocalSGD.rows_state), or, for a rank the
+    checkpoint did not have, rank 0's base and marks of no row read, so that every rank meets on as many steps."""
+    mine = {k.removeprefix(f"rank{rank}.rows."): v for k, v in tensors.items() if k.startswith(f"rank{rank}.rows.")}
+    if mine:
+        return mine
+    first = {k.removeprefix("rank0.rows."): v for k, v in tensors.items() if k.startswith("rank0.rows.")}
+    return {k: torch.zeros_like(v) if k.startswith("marks.") else v for k, v in first.items()}
 
 
 def _trainer_meta(directory: Path) -> dict[str, Any]:

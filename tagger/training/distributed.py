@@ -165,17 +165,17 @@ class RowSync:
     a mask of the rows any of them touched (a bit a row, OR: gloo's MAX on bytes is 7x slower), then those rows
     divided by the world size (SUM) on a process group of their own. Untouched rows are zero on every rank, so
     the result is DDP's dense average (a/n + b/n) at a bit a row plus the union's rows, instead of 4 x dim
-    bytes every row. With periodic averaging past its warm-up (`counting`) it sends nothing: it counts the
-    rows each step read (`reads`), by which the meetings weigh each rank's rows (averaging.py)."""
+    bytes every row. With periodic averaging past its warm-up (`counting`) it sends nothing: it marks the
+    rows each step read (`marks`), from which the meetings combine the ranks' rows (averaging.py)."""
 
     def __init__(self, tables: dict[str, nn.Parameter], world: World):
         self.world = world
         self.group = dist.new_group(backend=backend())  # apart from DDP's, whose all-reduce may be in flight
         self.sent_bytes = 0  # what this rank put into the row collectives so far (bench/train_scaling.py)
         self.tables = list(tables.values())
-        self.counting = False  # periodic averaging past its warm-up: count the rows read, send nothing
-        self.reads = [torch.zeros(len(p)) for p in self.tables]  # (rows,) each: this rank's steps that read a
-                                                                 # row since the last meeting (averaging.py)
+        self.counting = False  # periodic averaging past its warm-up: mark the rows read, send nothing
+        self.marks: list[list[torch.Tensor]] = [[] for _ in self.tables]  # a table's: one (rows/8,) uint8 a step
+                                                                          # since the last meeting, a bit a row read
         for param in tables.values():
             dist.broadcast(param.data, 0, group=self.group)  # DDP's start-up broadcast leaves them out
             if hasattr(param, "row_sync_hook"):  # wrapped again: the latest wrap's group alone averages it
@@ -186,7 +186,8 @@ class RowSync:
     def sync(self, param: nn.Parameter) -> None:
         grad = param.grad  # (rows, dim)
         if self.counting:
-            self.reads[next(i for i, t in enumerate(self.tables) if t is param)] += nonzero_rows(grad)
+            j = next(i for i, t in enumerate(self.tables) if t is param)
+            self.marks[j].append(torch.from_numpy(np.packbits(nonzero_rows(grad).numpy())))
             return
         bits = torch.from_numpy(np.packbits(nonzero_rows(grad).numpy()))  # (rows/8,) a bit for each row read
         dist.all_reduce(bits, op=dist.ReduceOp.BOR, group=self.group)
