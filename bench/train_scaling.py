@@ -123,20 +123,23 @@ def row_messages(model_dir: Path, args) -> tuple[list[tuple[int, str]], dict]:
 ALPHA = 25e-6  # seconds a message between machines (TCP), assumed as in bench/README.md: not measured here
 
 
-def cost_table(dense_bytes: int, rows_bytes: int, word_bytes: int, compute_s: float, period: int) -> list[dict]:
+def cost_table(dense_bytes: int, rows_bytes: int, word_bytes: int, word_rows: int, compute_s: float,
+               period: int) -> list[dict]:
     """ms a step and speed-up over one process for 8-64 processes at 10 and 100 Gb/s: a ring all-reduce
     sends 2(N-1)/N x its bytes and pays 2(N-1) message latencies (ALPHA). step: `rows_bytes` a step (the other
     gradients and the word rows) in 4 collectives (DDP's bucket, the mask, the rows, the loop's loss/stop).
-    average (the default): the word rows' `word_bytes` a step in 2 (RowSync's mask and rows), and every
-    `period` steps every weight (`dense_bytes`) in 2 (the average, the loss/stop). all: the first version,
-    the word rows averaged with the rest and nothing sent between meetings (dev F1 lagged)."""
+    average (the default): nothing between meetings; every `period` steps every weight (`dense_bytes`), the
+    word rows' marks (a bit a row a step) and reads (4 bytes a row) in 5 collectives (the marks, the reads, the
+    word rows, the other weights, the loss/stop). rows-every-step: the previous default, the word rows'
+    `word_bytes` every step in 2 (RowSync's mask and rows), the rest as average's meetings in 2."""
     rows = []
     for n in (8, 16, 32, 64):
         for gbps in (10, 100):
             ring, latency = 2 * (n - 1) / n / (gbps * 1e9 / 8), 2 * (n - 1) * ALPHA
-            meeting = (dense_bytes * ring + 2 * latency) / period
-            steps = {"step": rows_bytes * ring + 4 * latency, "average": word_bytes * ring + 2 * latency + meeting,
-                     "all": meeting}
+            marks = period * (word_rows + 7) // 8 + 4 * word_rows
+            steps = {"step": rows_bytes * ring + 4 * latency,
+                     "average": ((dense_bytes + marks) * ring + 5 * latency) / period,
+                     "rows_every_step": word_bytes * ring + 2 * latency + (dense_bytes * ring + 2 * latency) / period}
             row = {"processes": n, "gbps": gbps}
             for name, sent in steps.items():
                 step = compute_s / n + sent
@@ -174,12 +177,14 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "bench/results-train-scaling.json"))
     parser.add_argument("--profile", action="store_true", help="then bench/ddp_phases.py's ms a step by phase")
     parser.add_argument("--profile-steps", type=int, default=150, help="steps bench/ddp_phases.py times")
-    parser.add_argument("--cost-only", nargs=5, type=float, metavar=("DENSE_BYTES", "ROWS_BYTES", "WORD_BYTES",
-                        "COMPUTE_MS", "PERIOD"), help="print cost_table for these figures and stop (no training)")
+    parser.add_argument("--cost-only", nargs=6, type=float, metavar=("DENSE_BYTES", "ROWS_BYTES", "WORD_BYTES",
+                        "WORD_ROWS", "COMPUTE_MS", "PERIOD"),
+                        help="print cost_table for these figures and stop (no training)")
     args = parser.parse_args()
     if args.cost_only:
-        dense, rows, word, compute_ms, period = args.cost_only
-        print(json.dumps(cost_table(int(dense), int(rows), int(word), compute_ms / 1000, int(period)), indent=1))
+        dense, rows, word, word_rows, compute_ms, period = args.cost_only
+        print(json.dumps(cost_table(int(dense), int(rows), int(word), int(word_rows), compute_ms / 1000, int(period)),
+                         indent=1))
         return
     result: dict = {"epochs": args.epochs, "config": args.config, "busy": f"python -c '{BUSY}'", "setups": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -218,7 +223,8 @@ def main() -> None:
     if "1x1" in quiet:
         word = by_rows["bytes_per_step"] - 4 * by_rows["dense_floats"]  # the mask and the rows read
         result["cost_model"]["averaging"]["table"] = cost_table(
-            4 * floats, by_rows["bytes_per_step"], word, result["cost_model"]["compute_seconds_per_step_1x1"], period)
+            4 * floats, by_rows["bytes_per_step"], word, by_rows["word_rows"],
+            result["cost_model"]["compute_seconds_per_step_1x1"], period)
     if args.profile:
         result["phases"] = profile(args.profile_steps)
     text = json.dumps(result, indent=2)
