@@ -84,6 +84,40 @@ def test_nlp_pipe_tags_each_batch_in_one_predict_call(trained_model, monkeypatch
                                            for t in TEXTS]
 
 
+
+def test_the_engine_batches_as_many_sentences_as_engine_batch_size_says(trained_model, monkeypatch):
+    sizes, real = [], Tagger.predict
+
+    def predict(self, texts, **options):
+        sizes.append(options["batch_size"])
+        return real(self, texts, **options)
+
+    monkeypatch.setattr(Tagger, "predict", predict)
+    list(pipeline(trained_model).pipe(TEXTS))
+    list(pipeline(trained_model, engine_batch_size=2).pipe(TEXTS))
+    assert sizes == [256, 2]  # tagger predict's --batch-size default, then the configured one
+
+
+@pytest.mark.parametrize("mode", ["strict", "contract", "expand"])
+def test_each_token_is_annotated_as_doc_ents_would_set_it(trained_model, mode):
+    """The component sets entities with doc.set_ents (doc.ents's setter makes every span twice): tokens,
+    entities and span groups are what `doc.ents = spans` gives, for every alignment mode."""
+    tagger, nlp = Tagger.load(trained_model), pipeline(trained_model, alignment_mode=mode)
+    for text in [*TEXTS, MISALIGNED]:
+        expected = spacy.blank("en").make_doc(text)
+        spans, scores = to_spans(expected, tagger.predict(text, scores=True), mode)
+        expected.ents = spans
+        doc = nlp(text)
+        assert [(t.ent_iob_, t.ent_type_) for t in doc] == [(t.ent_iob_, t.ent_type_) for t in expected]
+        assert [(s.start, s.end, s.label_) for s in doc.spans["sc"]] == [(s.start, s.end, s.label_) for s in spans]
+        np.testing.assert_allclose(doc.spans["sc"].attrs["scores"], np.array(scores, dtype="float32"))
+
+
+def test_an_entity_without_a_score_gets_nan_in_the_span_group():
+    doc = spacy.blank("en").make_doc(MISALIGNED)
+    spans, scores = to_spans(doc, [{k: v for k, v in e.items() if k != "score"} for e in FOUND], "contract")
+    assert scores == [None, None] and np.isnan(np.array(scores, dtype="float32")).all()
+
 # -- when spaCy's tokens and the tagger's disagree ---------------------------------------------------------
 # The tagger's tokeniser keeps "@" apart from a handle and splits "Paris;Berlin" and "P.S.Paris"; spaCy keeps
 # each as one token, so an entity the tagger finds there ends inside a spaCy token.
@@ -165,6 +199,12 @@ def test_a_missing_model_is_one_error_naming_it(tmp_path):
 def test_an_unknown_alignment_mode_is_refused(trained_model):
     with pytest.raises(ConfigError, match="alignment_mode 'loose'"):
         pipeline(trained_model, alignment_mode="loose")
+
+
+@pytest.mark.parametrize("size", [0, -3])
+def test_an_engine_batch_size_that_is_not_a_count_is_refused(trained_model, size):
+    with pytest.raises(ConfigError, match="engine_batch_size"):
+        pipeline(trained_model, engine_batch_size=size)
 
 
 def test_a_model_of_plain_tags_is_refused(tmp_path):

@@ -13,8 +13,13 @@ directory or "hf://ORG/NAME[@REV]" (tagger/hub.py).
 - With `scores` (the default) `doc.spans[spans_key]` (default "sc", spancat's) holds the same spans and
   `.attrs["scores"]` each one's exact probability under the CRF, as spancat stores its scores.
 - `nlp.pipe(texts, batch_size=N)` tags each batch of N docs in one `Tagger.predict` call: the engine's batches
-  run across docs, sorted by length (256 docs at a time cost 1.5x the CPU of 3,453 at once on CoNLL-2003's
-  test sentences, from padding; spaCy's default, 1000, is near the latter).
+  (`engine_batch_size` sentences, as `tagger predict --batch-size`; 256) run across the N docs' sentences
+  sorted by length. The more docs, the closer the lengths an engine batch joins: on CoNLL-2003's test
+  sentences, batches of spaCy's default 1000 docs pad the engine's work to 85,341 token-steps, one batch of
+  all 3,453 (as `tagger predict` reads up to 4,096 lines at once) to 69,032, for 46,801 tokens
+  (bench/spacy_speed.py prints these counts).
+- Per doc the component adds only `doc.text`, one `doc.char_span` per entity, `doc.set_ents` (what `doc.ents =`
+  does, without making each span a second time) and, with scores, the span group.
 - `nlp.to_disk` copies the model's files (config.json and those its checksums cover) into the pipeline's
   directory, so the saved pipeline stands alone; `spacy.load` tags with that copy. The model named in the
   config is read only when a doc is first tagged (spacy.load never reads it: the copy is loaded instead).
@@ -26,12 +31,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 from spacy.language import Language
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.util import minibatch
 
 from tagger import store
 from tagger.errors import ConfigError, ModelError
+from tagger.tagging.pipeline import BATCH_SIZE
 from tagger.tagging.tagger import Tagger
 
 FACTORY = "bilstm_tagger"
@@ -39,22 +46,26 @@ ALIGNMENT_MODES = ("strict", "contract", "expand")
 CASES = ("exact", "contracted", "expanded", "dropped")
 
 
-@Language.factory(FACTORY, default_config={"spans_key": "sc", "scores": True, "alignment_mode": "contract"})
+@Language.factory(FACTORY, default_config={"spans_key": "sc", "scores": True, "alignment_mode": "contract",
+                                           "engine_batch_size": BATCH_SIZE})
 def make_component(nlp: Language, name: str, model: str, spans_key: str, scores: bool,
-                   alignment_mode: str) -> "BiLSTMTagger":
+                   alignment_mode: str, engine_batch_size: int) -> "BiLSTMTagger":
     """The factory spaCy calls for add_pipe("bilstm_tagger", config={"model": ...})."""
-    return BiLSTMTagger(name, model, spans_key=spans_key, scores=scores, alignment_mode=alignment_mode)
+    return BiLSTMTagger(name, model, spans_key=spans_key, scores=scores, alignment_mode=alignment_mode,
+                        engine_batch_size=engine_batch_size)
 
 
 class BiLSTMTagger:
     """Sets doc.ents (and doc.spans[spans_key] with scores) from a tagger model; see the module's docstring."""
 
     def __init__(self, name: str, model: str, spans_key: str = "sc", scores: bool = True,
-                 alignment_mode: str = "contract"):
+                 alignment_mode: str = "contract", engine_batch_size: int = BATCH_SIZE):
         if alignment_mode not in ALIGNMENT_MODES:
             raise ConfigError(f"alignment_mode {alignment_mode!r}: one of {', '.join(ALIGNMENT_MODES)}")
+        if isinstance(engine_batch_size, bool) or not isinstance(engine_batch_size, int) or engine_batch_size < 1:
+            raise ConfigError(f"engine_batch_size {engine_batch_size!r}: a whole number of sentences, at least 1")
         self.name, self.model, self.spans_key = name, str(model), spans_key
-        self.scores, self.alignment_mode = scores, alignment_mode
+        self.scores, self.alignment_mode, self.engine_batch_size = scores, alignment_mode, engine_batch_size
         self.alignment: Counter = Counter({case: 0 for case in CASES})
         self._tagger: Tagger | None = None
         self._directory: Path | None = None
@@ -82,13 +93,14 @@ class BiLSTMTagger:
             yield from self._tag(batch)
 
     def _tag(self, docs: Sequence[Doc]) -> Sequence[Doc]:
-        found = self.tagger.predict([doc.text for doc in docs], scores=self.scores)
+        """Tag the docs' texts in one Tagger.predict call, then set each doc's entities (and span group)."""
+        found = self.tagger.predict([doc.text for doc in docs], scores=self.scores, batch_size=self.engine_batch_size)
         for doc, entities in zip(docs, found):
             spans, probabilities = to_spans(doc, entities, self.alignment_mode, self.alignment)
-            doc.ents = spans
+            doc.set_ents(spans)  # `doc.ents = spans` makes every span again before calling this
             if self.scores:
-                doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=spans,
-                                                      attrs={"scores": _array(probabilities)})
+                scores = np.array(probabilities, dtype="float32")  # None (no score) -> nan
+                doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=spans, attrs={"scores": scores})
         return docs
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
@@ -142,9 +154,3 @@ def _align(doc: Doc, entity: dict, mode: str) -> tuple[Span | None, str]:
     if span.start_char == start and span.end_char == end:
         return span, "exact"
     return span, "contracted" if mode == "contract" else "expanded"
-
-
-def _array(probabilities: list[float | None]):
-    import numpy as np
-
-    return np.array([np.nan if p is None else p for p in probabilities], dtype="float32")
