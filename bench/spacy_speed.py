@@ -1,37 +1,46 @@
 """Tokens/s of the spaCy component (nlp.pipe) against `tagger predict` on the same text (issue 37: >= 0.8x).
 
     flock /tmp/cpu.lock python bench/spacy_speed.py --model MODEL [--texts conll|FILE.txt.gz] [--limit N] \
-        [--batch-size 1000] [--predict-batch-size 256] [--repeat 3] [--out bench/results-spacy-speed.json]
+        [--batch-size 1000] [--predict-batch-size 256] [--repeat 5] [--out bench/results-spacy-speed.json]
 
 The texts: CoNLL-2003's test sentences as raw text (tokens joined by spaces), or the first --limit lines of a
 raw text file (plain or .gz). One process, one BLAS thread, best of --repeat runs after a warm-up, without and
 with entity scores:
 
 - `tagger predict`: the command's own path in-process (tagger.commands.predict on a loaded model, one worker:
-  read the text file, tag --predict-batch-size lines at a time (its --batch-size, default 256), write JSONL to
-  a temporary file), and `Tagger.predict(texts)` alone, all texts in one call (no files, no JSON, the whole
-  set's lengths sorted together: the stricter baseline);
+  read the text file, tag up to 4,096 lines at a time (streaming.CHUNK_LINES) in engine batches of
+  --predict-batch-size sentences (its --batch-size, default 256), write JSONL to a temporary file), and
+  `Tagger.predict(texts)` alone, all texts in one call (no files, no JSON: the stricter baseline);
 - the component: `nlp.pipe(docs, batch_size=N)` (--batch-size, default spaCy's own, 1000) over docs spaCy
   has already tokenised (`nlp.make_doc`, not timed: "tokenisation excluded"): the tagger's own tokeniser,
-  engine, and the offsets made spaCy spans (doc.ents, and doc.spans["sc"] with scores); and
+  engine (engine_batch_size = --predict-batch-size, as the command's), and the offsets made spaCy spans
+  (doc.ents, and doc.spans["sc"] with scores); the same with batch_size=4,096, the lines `tagger predict`
+  tags at once (the same window on both sides: what is left is the component's own work); and
   `nlp.pipe(texts)`, spaCy's tokeniser included.
 
-The four take turns within each repeat, so that a change in the machine's load falls on all of them.
+The five take turns within each repeat, so that a change in the machine's load falls on all of them, and the
+collector runs (gc.collect) before each: a full collection walks every object spaCy's imports made (torch's
+too, which thinc imports: 0.12-0.17 s here, about every second call), and would otherwise land on whichever
+call happened to trigger it.
 
 The ratio asked for is the component's tokens/s over `tagger predict`'s, given for both baselines, by wall
-time and by this process's CPU time (steadier on a shared machine). Tokens are the tagger's tokens of the
-texts. Also counts the texts whose doc.ents differ from Tagger.predict's entities (where spaCy's tokens and
-the tagger's disagree: the alignment counts say how).
+time and by this process's CPU time (steadier on a shared machine), at --batch-size and at the command's
+window. Tokens are the tagger's tokens of the texts. Also printed, independent of the machine's load: the
+engine's work in each window (token-steps, each batch padded to its longest sentence, and LSTM steps), and
+the texts whose doc.ents differ from Tagger.predict's entities (where spaCy's tokens and the tagger's
+disagree: the alignment counts say how).
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import json
 import os
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,11 +50,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's matrix products on
 
 def best_times(fns: dict, repeat: int) -> dict[str, tuple[float, float]]:
     """(wall, CPU) seconds of the fastest of `repeat` calls of each function (by wall time), after one warm-up
-    call each; the functions take turns, so that a change in the machine's load falls on all of them alike.
-    CPU time (this process's) is the steadier figure on a shared machine."""
+    call each; the functions take turns, so that a change in the machine's load falls on all of them alike,
+    and each starts from a collected heap (see the module's docstring). CPU time (this process's) is the
+    steadier figure on a shared machine."""
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
     for round in range(repeat + 1):
         for name, fn in fns.items():
+            gc.collect()
             wall, cpu = time.perf_counter(), time.process_time()
             fn()
             if round:
@@ -66,10 +77,12 @@ def read_texts(source: str, data: Path, limit: int | None) -> list[str]:
 
 
 def compare(tagger, nlp, texts: list[str], scores: bool, args, tokens: int) -> dict:
-    """The four timings of one setting (scores or not) and the component's ratios to both baselines."""
+    """The five timings of one setting (scores or not) and the component's ratios to both baselines."""
     from tagger import commands
+    from tagger.tagging.streaming import CHUNK_LINES
 
-    nlp.get_pipe("bilstm_tagger").scores = scores
+    component = nlp.get_pipe("bilstm_tagger")
+    component.scores, component.engine_batch_size = scores, args.predict_batch_size
     docs = [nlp.make_doc(t) for t in texts]
     suffix = " --scores" if scores else ""
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,9 +92,13 @@ def compare(tagger, nlp, texts: list[str], scores: bool, args, tokens: int) -> d
             f"tagger predict (command, 1 worker){suffix}": lambda: commands.predict(
                 tagger, [str(source)], "text", "jsonl", target, batch_size=args.predict_batch_size, force=True,
                 workers=1, scores=scores),
-            f"Tagger.predict(texts){suffix}": lambda: tagger.predict(texts, scores=scores),
-            f"nlp.pipe(docs){suffix}": lambda: list(nlp.pipe(docs, batch_size=args.batch_size)),
-            f"nlp.pipe(texts), spaCy's tokeniser included{suffix}":
+            f"Tagger.predict(texts){suffix}": lambda: tagger.predict(texts, scores=scores,
+                                                                     batch_size=args.predict_batch_size),
+            f"nlp.pipe(docs, batch_size={args.batch_size}){suffix}":
+                lambda: list(nlp.pipe(docs, batch_size=args.batch_size)),
+            f"nlp.pipe(docs, batch_size={CHUNK_LINES}), the command's window{suffix}":
+                lambda: list(nlp.pipe(docs, batch_size=CHUNK_LINES)),
+            f"nlp.pipe(texts, batch_size={args.batch_size}), spaCy's tokeniser included{suffix}":
                 lambda: list(nlp.pipe(texts, batch_size=args.batch_size)),
         }, args.repeat)
     rows = [{"what": name, "tokens_per_s": round(tokens / wall), "seconds": round(wall, 3),
@@ -89,12 +106,33 @@ def compare(tagger, nlp, texts: list[str], scores: bool, args, tokens: int) -> d
             for name, (wall, cpu) in seconds.items()]
     for row in rows:
         print(json.dumps(row), flush=True)
-    command, engine, pipe = (r["tokens_per_s"] for r in rows[:3])
-    cpu_command, cpu_engine, cpu_pipe = (r["cpu_tokens_per_s"] for r in rows[:3])
+    command, engine, pipe, same = (r["tokens_per_s"] for r in rows[:4])
+    cpu_command, cpu_engine, cpu_pipe, cpu_same = (r["cpu_tokens_per_s"] for r in rows[:4])
     return {"scores": scores, "rows": rows, "component_over_tagger_predict": round(pipe / command, 3),
             "component_over_Tagger_predict": round(pipe / engine, 3),
             "cpu_component_over_tagger_predict": round(cpu_pipe / cpu_command, 3),
-            "cpu_component_over_Tagger_predict": round(cpu_pipe / cpu_engine, 3)}
+            "cpu_component_over_Tagger_predict": round(cpu_pipe / cpu_engine, 3),
+            "same_window_component_over_tagger_predict": round(same / command, 3),
+            "cpu_same_window_component_over_tagger_predict": round(cpu_same / cpu_command, 3)}
+
+
+def engine_work(tagger, texts: list[str], window: int, batch_size: int) -> dict:
+    """What the engine runs when the texts are tagged `window` at a time, as tagging's pipeline batches them
+    (each text's sentences, the non-empty ones sorted by length within the window, cut every `batch_size`):
+    token-steps (each batch padded to its longest sentence), LSTM steps and batches. Counts, not times: the
+    cost of a smaller window, independent of the machine's load."""
+    from tagger.encode import sorted_batches
+    from tagger.text import sentence_ends
+
+    tokenizer = "words" if tagger.config.tokenizer == "auto" else tagger.config.tokenizer
+    padded = steps = batches = 0
+    for k in range(0, len(texts), window):
+        lengths = [b - a for text in texts[k : k + window]
+                   for a, b in pairwise([0, *sentence_ends(text, tokenizer)[1]]) if b > a]
+        for ids in sorted_batches(lengths, batch_size):
+            longest = max(lengths[i] for i in ids)
+            padded, steps, batches = padded + longest * len(ids), steps + longest, batches + 1
+    return {"window": window, "token_steps": padded, "lstm_steps": steps, "batches": batches}
 
 
 def check_same(tagger, nlp, texts: list[str]) -> int:
@@ -111,14 +149,17 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/conll2003")
     p.add_argument("--limit", type=int, help="the first N texts only")
     p.add_argument("--batch-size", type=int, default=1000, help="docs per nlp.pipe batch (spaCy's default)")
-    p.add_argument("--predict-batch-size", type=int, default=256, help="tagger predict's --batch-size (its default)")
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--predict-batch-size", type=int, default=256,
+                   help="sentences per engine call on both sides: tagger predict's --batch-size (its default), the "
+                        "component's engine_batch_size")
+    p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args()
 
     import spacy
 
     from tagger.api import Tagger
+    from tagger.tagging.streaming import CHUNK_LINES
     from tagger.text import scan
 
     texts = read_texts(args.texts, args.data, args.limit)
@@ -127,16 +168,22 @@ def main() -> None:
     nlp = spacy.blank("en")
     component = nlp.add_pipe("bilstm_tagger", config={"model": str(args.model)})
     differ = check_same(tagger, nlp, texts)
+    work = [engine_work(tagger, texts, window, args.predict_batch_size) for window in (CHUNK_LINES, args.batch_size)]
+    print(f"engine work for {tokens} tokens: " + "; ".join(
+        f"{w['window']} texts at a time: {w['token_steps']} token-steps, {w['lstm_steps']} LSTM steps, "
+        f"{w['batches']} batches" for w in work), flush=True)
     result = {"model": str(args.model), "texts": args.texts, "n_texts": len(texts), "tokens": tokens,
               "batch_size": args.batch_size, "predict_batch_size": args.predict_batch_size,
               "spacy": spacy.__version__, "cpus": os.cpu_count(),
-              "texts_whose_ents_differ": differ, "alignment": dict(component.alignment),
+              "texts_whose_ents_differ": differ, "alignment": dict(component.alignment), "engine_work": work,
               "settings": [compare(tagger, nlp, texts, scores, args, tokens) for scores in (False, True)]}
     for setting in result["settings"]:
         print(f"scores={setting['scores']}: component / tagger predict = {setting['component_over_tagger_predict']}x"
               f" (CPU time: {setting['cpu_component_over_tagger_predict']}x), / Tagger.predict = "
               f"{setting['component_over_Tagger_predict']}x (CPU time: "
-              f"{setting['cpu_component_over_Tagger_predict']}x)", flush=True)
+              f"{setting['cpu_component_over_Tagger_predict']}x); at the command's window: "
+              f"{setting['same_window_component_over_tagger_predict']}x (CPU time: "
+              f"{setting['cpu_same_window_component_over_tagger_predict']}x)", flush=True)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
