@@ -3,9 +3,20 @@ token accuracy for plain tags such as POS), and WorkProgress for long tagging wo
 evaluate). Both draw their bar only on a terminal and are silent with --quiet."""
 from __future__ import annotations
 
+import os
+import sys
 import time
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+
+def may_be_terminal() -> bool:
+    """Whether rich could take standard error for a terminal: it is a tty, or FORCE_COLOR or TTY_COMPATIBLE=1
+    says to act as one (rich's own rules then decide). False spares importing rich at all: piped, `tagger
+    predict` starts without it."""
+    return sys.stderr.isatty() or "FORCE_COLOR" in os.environ or os.environ.get("TTY_COMPATIBLE") == "1"
 
 
 class WorkProgress:
@@ -14,17 +25,11 @@ class WorkProgress:
     is the `progress` callback of tagger.commands' predict, select and evaluate."""
 
     def __init__(self, action: str, unit: str, quiet: bool = False):
-        console = Console(stderr=True)
-        self.shown = not quiet and console.is_terminal
-        self.units, self.tokens, self.progress = 0, 0, None
+        self.units, self.tokens = 0, 0
         self._started = time.perf_counter()
-        if self.shown:  # rich.progress only then: piped, `tagger predict` starts without it
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            self.progress = Progress(SpinnerColumn(), TextColumn(f"{action} {{task.fields[units]:,}} {unit}, "
-                                                                 "{task.completed:,.0f} tokens, "
-                                                                 "{task.fields[rate]:,.0f} tokens/s"),
-                                     TimeElapsedColumn(), console=console, transient=True)
+        self.progress = None if quiet or not may_be_terminal() else _terminal_display(action, unit)
+        self.shown = self.progress is not None
+        if self.progress is not None:
             self.task = self.progress.add_task(action, total=None, units=0, rate=0.0)
 
     def __enter__(self) -> "WorkProgress":
@@ -44,10 +49,24 @@ class WorkProgress:
             self.progress.update(self.task, completed=self.tokens, units=self.units, rate=rate)
 
 
+def _terminal_display(action: str, unit: str) -> Progress | None:
+    """WorkProgress's transient rich display, or None when rich finds standard error is not a terminal."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None
+    return Progress(SpinnerColumn(), TextColumn(f"{action} {{task.fields[units]:,}} {unit}, {{task.completed:,.0f}} "
+                                                "tokens, {task.fields[rate]:,.0f} tokens/s"),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
 class TrainProgress:
     """Implements tagger.train.Reporter on a rich Progress bar (on stderr, so stdout stays clean)."""
 
     def __init__(self, quiet: bool = False):
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.quiet = quiet

@@ -15,12 +15,14 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 import typer
 
-from tagger.commands import serve as serving
 from tagger.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # imported when `tagger serve` runs: every other command starts without it
+    from tagger.commands import serve as serving
 
 DEFAULT_GRACE_S = 30.0
 
@@ -74,6 +76,8 @@ def register(app: typer.Typer, user_errors: Callable) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="log warnings and errors only"),
     ) -> None:
         """Serve MODEL_DIR over HTTP: POST /v1/tag, POST / (Hugging Face shape), /health, /info, /metrics."""
+        from tagger.commands import serve as serving
+
         if (address or replicas) and not ray:
             raise ConfigError("--address and --replicas go with --ray")
         settings = serving.settings(max_batch_tokens=max_batch_tokens, batch_wait_ms=batch_wait,
@@ -111,6 +115,8 @@ def run(plan: serving.Plan, build: Optional[Callable[[Any], Any]] = None) -> Non
     multiprocess directory."""
     import uvicorn
 
+    from tagger.commands import serve as serving
+
     # uvicorn re-raises SIGTERM once drained: exit 0, as a finished shutdown should
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     os.environ[serving.SERVE_ENV] = plan.spec()
@@ -130,6 +136,8 @@ def worker_app(tagger: Any = None, build: Optional[Callable[[Any], Any]] = None)
     """uvicorn's factory in each worker process (spawned, not forked: each loads the model itself): the app
     `run` described in SERVE_ENV, with this process's settings: the loaded model frozen out of the
     collector's walks, and SIGTERM draining the service."""
+    from tagger.commands import serve as serving
+
     app = build(tagger) if build else serving.app_from_spec(os.environ[serving.SERVE_ENV], tagger)
     gc.freeze()  # the model lives as long as the process: the collector stops walking it
     drain_on_sigterm(app.state.service.drain)

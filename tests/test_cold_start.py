@@ -1,16 +1,21 @@
 """What `tagger predict` imports from a cold start: only what tagging needs. Ray, ONNX, the web stack, torch, the
-plotting and training libraries, and our own doors, training and export code are imported by the commands that
-use them, never by predict on a model directory (bench/cold_start.py measures the whole start)."""
+plotting and training libraries, rich (piped, nothing is drawn), and our own doors, training, export and other
+commands' code are imported by the commands that use them, never by predict on a model directory
+(bench/cold_start.py measures the whole start)."""
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 NOT_FOR_PREDICT = ("ray", "onnx", "onnxruntime", "starlette", "uvicorn", "prometheus_client", "httpx", "torch",
-                   "matplotlib", "datasets", "gensim", "spacy", "huggingface_hub", "seqeval", "sklearn")
+                   "matplotlib", "datasets", "gensim", "spacy", "huggingface_hub", "seqeval", "sklearn", "rich")
 
 # `tagger predict MODEL` in a fresh interpreter, as the console script runs it (minus the final os._exit),
 # then the top-level names of every module imported, as JSON on the last line
@@ -24,15 +29,49 @@ except SystemExit as e:
 print(json.dumps(sorted(sys.modules)))
 """
 OUR_OTHER_ROADS = ("tagger.serving", "tagger.training", "tagger.export")  # the doors, torch training, ONNX
+OTHER_COMMANDS = ("tagger.commands.serve", "tagger.commands.fitting", "tagger.commands.selecting",
+                  "tagger.commands.describing", "tagger.commands.ensemble", "tagger.commands.hub",
+                  "tagger.tagging.selection", "tagger.tagging.calibration", "tagger.reports.analysis")
 
 
-def test_predict_imports_no_ray_onnx_web_stack_or_torch(trained_model):
-    done = subprocess.run([sys.executable, "-c", PREDICT_THEN_LIST_MODULES, str(trained_model)], cwd=REPO,
+@pytest.fixture(scope="module")
+def imported_by_predict(trained_model) -> list[str]:
+    """Every module a piped `tagger predict MODEL` has imported once it has tagged a sentence."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}  # a pipe, truly
+    done = subprocess.run([sys.executable, "-c", PREDICT_THEN_LIST_MODULES, str(trained_model)], cwd=REPO, env=env,
                           input="Angela Merkel visited Paris.\n", capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     *records, modules = done.stdout.splitlines()
     assert json.loads(records[0])["text"] == "Angela Merkel visited Paris."  # it did tag
-    imported = json.loads(modules)
-    assert sorted({name.split(".")[0] for name in imported} & set(NOT_FOR_PREDICT)) == []
-    assert [name for name in imported if name.startswith(OUR_OTHER_ROADS)] == []
-    assert "rich.progress" not in imported  # the progress display, drawn only on a terminal
+    return json.loads(modules)
+
+
+def test_predict_imports_no_ray_onnx_web_stack_torch_or_rich(imported_by_predict):
+    assert sorted({name.split(".")[0] for name in imported_by_predict} & set(NOT_FOR_PREDICT)) == []
+    assert [name for name in imported_by_predict if name.startswith(OUR_OTHER_ROADS)] == []
+
+
+def test_predict_imports_no_other_command(imported_by_predict):
+    # cli.main registers every command, but what `serve`, `train`, `select`, `info` and the rest do is imported
+    # when they run (tagger/commands/__init__.py resolves each name on first use)
+    assert sorted(set(imported_by_predict) & set(OTHER_COMMANDS)) == []
+    assert "tagger.commands.predicting" in imported_by_predict
+
+
+@pytest.mark.parametrize("name", ["train", "make_config", "parse_features", "predict", "evaluate", "convert",
+                                  "calibrate", "output_format_for", "predict_on_ray", "score_options", "select",
+                                  "info", "plot"])
+def test_every_command_name_is_still_there_when_asked_for(name):
+    from tagger import commands
+
+    assert name in commands.__all__ and name in dir(commands)
+    function = getattr(commands, name)
+    assert function is getattr(importlib.import_module(function.__module__), name)
+    assert function.__module__.startswith("tagger.commands.")
+
+
+def test_a_name_the_commands_lack_is_an_attribute_error():
+    from tagger import commands
+
+    with pytest.raises(AttributeError, match="no attribute 'tain'"):
+        commands.tain  # noqa: B018
