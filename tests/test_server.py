@@ -287,7 +287,7 @@ def test_a_full_queue_gets_503_and_a_late_answer_504(en_model):
     from tagger.serving.server import Settings, create_app
 
     text = sample_lines("en")[0]
-    app = create_app(en_model, Settings(max_queue=1, timeout_s=2))
+    app = create_app(en_model, Settings(max_queue=1, timeout_s=2, inline_tokens=0))  # all through the engine
     in_engine, release = threading.Event(), threading.Event()
     tag = app.state.service.batcher.handler
 
@@ -364,6 +364,27 @@ def test_work_past_its_deadline_stops_at_the_next_chunk(en_model, monkeypatch):
     assert abandoned.status == 504
     assert tagged == [10, 1]  # 40 tokens a chunk: its first chunk, none after its deadline; then the other
     assert len(done.records) == 1
+
+
+def test_a_short_text_is_tokenised_once_and_its_tokens_counted_exactly(en_model, monkeypatch):
+    """Raw text with fewer characters than the token limits cannot pass them (a token is at least a
+    character): the limits do not tokenise it a second time; its tokens are counted as it is tagged."""
+    from tagger import Tagger
+    from tagger.serving import jobs
+    from tagger.serving.bodies import TagJob
+    from tagger.tagging.confidence import ScoreOptions
+    from tagger.text import split_sentences
+
+    scans = []
+    real_scan = jobs.sentence_ends
+    monkeypatch.setattr(jobs, "sentence_ends", lambda *a: scans.append(a) or real_scan(*a))
+    text = "Paris, France (the capital) is big. So is Berlin!"
+    limits = jobs.Limits(sentence_tokens=len(text), request_tokens=2 * len(text), chunk_tokens=40, batch_size=64)
+    tagger = Tagger.load(en_model)
+    short, = jobs.handle(tagger, [TagJob("text", (text, text), ScoreOptions())], limits)
+    assert scans == [] and short.tokens == 2 * sum(map(len, split_sentences(text)))
+    longer, = jobs.handle(tagger, [TagJob("text", (text + " Rome.",), ScoreOptions())], limits)
+    assert len(scans) == 1 and longer.tokens == sum(map(len, split_sentences(text + " Rome.")))
 
 
 def test_an_idle_server_answers_at_once_whatever_the_batch_wait():

@@ -8,6 +8,11 @@ reading requests while the engine works, and they form the next batch. Under loa
 themselves (whatever queued while the engine ran goes in the next call). The wait only applies when more
 than one job is queued: a lone job never waits for companions, so an idle server answers at once.
 
+A small job (`submit(..., inline=True)`: the caller vouches that it costs about a millisecond) that finds
+the engine idle, the queue empty and no other job arriving in the same turn of the loop is run at once on
+the event loop, without the two thread hops (one client's latency, issue 33 section 7). The loop is blocked
+only for that long; under load the engine is busy or jobs arrive together, and every job is queued.
+
 The queue is bounded (`max_queue` jobs): a full queue refuses at once (QueueFull, the server's 503), so
 memory stays bounded however fast clients send. A job that waits past its deadline raises TimeoutError
 (the server's 504); if it was still queued it is dropped, never tagged; if it was in the engine, its result
@@ -67,6 +72,7 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.running = 0  # jobs in the engine now
+        self._arriving = 0  # small jobs deciding whether they are alone (see submit)
 
     @property
     def depth(self) -> int:
@@ -94,12 +100,15 @@ class Batcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def submit(self, payload: Any, size: int, timeout: float | None = None) -> Any:
+    async def submit(self, payload: Any, size: int, timeout: float | None = None, inline: bool = False) -> Any:
         """Queue one job and wait for its result. Raises QueueFull at once when the queue is full,
         TimeoutError after `timeout` seconds (the job is dropped if it had not reached the engine), and
-        whatever the handler returned as an Exception for it."""
+        whatever the handler returned as an Exception for it. `inline`: the job is small enough to run on
+        the event loop when it finds the engine idle and nobody else arriving (see the module docstring)."""
         if self._task is None:  # an app mounted in another one gets no startup event: start on first use
             self.start()
+        if inline and self._idle() and await self._alone():
+            return self._run_inline(payload, max(1, size))
         if len(self._queue) >= self.max_queue:
             raise QueueFull(f"{len(self._queue)} requests are waiting")
         job = Job(payload, max(1, size), asyncio.get_running_loop().create_future(), time.perf_counter())
@@ -114,6 +123,32 @@ class Batcher:
         except TimeoutError:  # the future is cancelled: if still queued, _take skips it; if in the engine,
             job.dropped = True  # its result is discarded
             raise
+
+    def _idle(self) -> bool:
+        return not self._queue and not self.running
+
+    async def _alone(self) -> bool:
+        """Whether, after one turn of the loop (the requests read with this one reach submit meanwhile),
+        no other job arrived and the engine is still idle."""
+        self._arriving += 1
+        try:
+            await asyncio.sleep(0)
+        finally:
+            self._arriving -= 1
+        return self._arriving == 0 and self._idle()
+
+    def _run_inline(self, payload: Any, size: int) -> Any:
+        """The handler on one job, here on the event loop (the engine thread is idle: `running` keeps it so)."""
+        start = time.perf_counter()
+        self.running = 1
+        try:
+            result = self.handler([payload])[0]
+        finally:
+            self.running = 0
+        self.on_batch(BatchStats(1, size, time.perf_counter() - start))
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

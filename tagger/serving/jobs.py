@@ -2,7 +2,9 @@
 worker thread, off the event loop, with the work each request may cost bounded.
 
 - Each request is measured first, in tokens as the model tokenises it: past `Limits.sentence_tokens` in
-  one sentence or `Limits.request_tokens` in all, it gets 413 and is never tagged.
+  one sentence or `Limits.request_tokens` in all, it gets 413 and is never tagged. A token is at least one
+  character, so raw text that has no more characters than the limits allow cannot pass them: it is not
+  tokenised twice (here and to be tagged); its tokens are counted as it is tagged.
 - Requests asking the same (kind, options) are tagged together, in chunks of at most `Limits.chunk_tokens`
   tokens. Before each chunk, the requests whose deadline has passed (their client got 504 and left) are
   dropped, so that abandoned work stops within a chunk instead of running to its end.
@@ -55,7 +57,7 @@ def handle(tagger: Tagger, jobs: Sequence[TagJob], limits: Limits, clock: Callab
             out[i] = e
             continue
         groups.setdefault((job.kind, job.options), []).append((i, sizes))
-        out[i] = Tagged([], sum(sizes))
+        out[i] = Tagged([], 0)
     for (kind, options), members in groups.items():
         for chunk in chunks(members, limits.chunk_tokens):
             live = [(i, k) for i, k in chunk if isinstance(out[i], Tagged)]
@@ -71,9 +73,10 @@ def handle(tagger: Tagger, jobs: Sequence[TagJob], limits: Limits, clock: Callab
                 for i in {i for i, _ in live}:
                     out[i] = HTTPError(422, str(e))
                 continue
-            for (i, _), record in zip(live, records):
+            for (i, _), (record, tokens) in zip(live, records):
                 if isinstance(out[i], Tagged):
                     out[i].records.append(record)
+                    out[i].tokens += tokens
     return out
 
 
@@ -84,6 +87,9 @@ def measure(tagger: Tagger, job: TagJob, limits: Limits) -> list[int]:
         return [0] * len(job.items)
     if job.kind == "tokens":
         sentences = [len(item) for item in job.items]
+    elif max(map(len, job.items), default=0) <= limits.sentence_tokens \
+            and sum(map(len, job.items)) <= limits.request_tokens:  # fewer characters than the limits: no scan
+        return [estimate(tagger, text) for text in job.items]
     else:
         tokenizer = "words" if tagger.config.tokenizer == "auto" else tagger.config.tokenizer
         scanned = [sentence_ends(text, tokenizer)[1] for text in job.items]
@@ -98,6 +104,11 @@ def measure(tagger: Tagger, job: TagJob, limits: Limits) -> list[int]:
         raise HTTPError(413, f"the request holds {total} tokens, more than the server's limit of "
                              f"{limits.request_tokens} tokens a request (--max-request-tokens)")
     return sentences if job.kind == "tokens" else sizes
+
+
+def estimate(tagger: Tagger, text: str) -> int:
+    """Tokens a raw text will have, roughly, without tokenising it (what batch and chunk budgets count)."""
+    return len(text) if tagger.config.tokenizer == "chars" else text.count(" ") + 1
 
 
 def chunks(members: Sequence[tuple[int, list[int]]], budget: int) -> Iterator[list[tuple[int, int]]]:
@@ -116,13 +127,17 @@ def chunks(members: Sequence[tuple[int, list[int]]], budget: int) -> Iterator[li
         yield run
 
 
-def tag(tagger: Tagger, kind: str, items: list, options: ScoreOptions, batch_size: int) -> list:
-    """The records of raw texts or token lists, in order (what `tagger predict` writes as JSONL); for
-    "call" jobs, each function's result on the tagger."""
+def tag(tagger: Tagger, kind: str, items: list, options: ScoreOptions, batch_size: int) -> list[tuple[object, int]]:
+    """(record, tokens tagged) of each raw text or token list, in order (the record: what `tagger predict`
+    writes as JSONL); for "call" jobs, each function's result on the tagger (and 0)."""
     if kind == "call":
-        return [fn(tagger) for fn in items]
+        return [(fn(tagger), 0) for fn in items]
     if kind == "text":
-        return [_text_record(t) for t in pipeline.tag_texts(tagger, items, options, batch_size)]
+        return [(_text_record(t), len(t.tokens.texts)) for t in pipeline.tag_texts(tagger, items, options, batch_size)]
+    return [(record, len(record["tokens"])) for record in _token_records(tagger, items, options, batch_size)]
+
+
+def _token_records(tagger: Tagger, items: list, options: ScoreOptions, batch_size: int) -> list[dict]:
     if not options.active:
         tags = tagger.predict_tokens(items, (), batch_size)
         return [{"tokens": list(tokens), "tags": t} for tokens, t in zip(items, tags)]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hmac
 import json
 import logging
@@ -75,6 +74,8 @@ class Settings:
     token: str | None = None       # bearer token (--token-file); None: no authentication
     cors_origins: tuple[str, ...] = ()  # origins allowed by CORS (--cors); none: no CORS headers at all
     batch_size: int = 64           # sentences per network pass within an engine call (sorted by length)
+    inline_tokens: int = 64        # a request of at most this many tokens (estimated) that finds the engine
+                                   # idle is tagged on the event loop, without the thread hops (0: never)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_tokens", "max_queue", "max_body_bytes", "batch_size", "max_sentence_tokens",
@@ -82,8 +83,9 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         if not self.batch_wait_ms >= 0 or not self.timeout_s > 0 or self.max_n_best < 0 \
-                or not self.read_timeout_s > 0:
-            raise ConfigError("--batch-wait must be >= 0, --timeout and --read-timeout > 0 and --max-n-best >= 0")
+                or not self.read_timeout_s > 0 or self.inline_tokens < 0:
+            raise ConfigError("--batch-wait must be >= 0, --timeout and --read-timeout > 0, --max-n-best >= 0 "
+                              "and inline_tokens >= 0")
 
     @property
     def limits(self) -> jobs.Limits:
@@ -102,14 +104,16 @@ class Service:
                                settings.max_queue, on_batch=self._on_batch)
         self.reads = BodyReads(settings.read_timeout_s)
         self.state = "loading"  # -> "ready" once loaded and warm -> "draining" at SIGTERM or shutdown
-        self.chars = tagger.config.tokenizer == "chars"
         self.info = json.dumps(tagger.info(), ensure_ascii=False).encode("utf-8")
 
     # -- the engine side (a worker thread) --------------------------------------------------------------
 
     def handle(self, batch: Sequence[TagJob]) -> list[Tagged | Exception]:
-        """Tag a batch of requests (tagger/serving/jobs.py): those asking the same (kind, options) together."""
-        return jobs.handle(self.tagger, batch, self.settings.limits)
+        """Tag a batch of requests (tagger/serving/jobs.py): those asking the same (kind, options) together;
+        their tokens are counted here, once a batch."""
+        results = jobs.handle(self.tagger, batch, self.settings.limits)
+        self.metrics.tokens.inc(sum(r.tokens for r in results if isinstance(r, Tagged)))
+        return results
 
     # -- the event-loop side ----------------------------------------------------------------------------
 
@@ -117,25 +121,24 @@ class Service:
         """Tag one request through the batcher: QueueFull -> 503, past the time limit -> 504 (and the
         engine drops the job at its next chunk: the job carries its deadline)."""
         if size is None:
-            size = sum(map(self._estimate, job.items)) if job.kind == "text" else sum(map(len, job.items))
+            size = sum(jobs.estimate(self.tagger, text) for text in job.items) if job.kind == "text" \
+                else sum(map(len, job.items))
         if job.kind == "tokens":  # token lists are measured at once: one past a limit is never queued (413)
             jobs.measure(self.tagger, job, self.settings.limits)
-        job = dataclasses.replace(job, deadline=time.monotonic() + self.settings.timeout_s)
+        job = TagJob(job.kind, job.items, job.options, time.monotonic() + self.settings.timeout_s)
         try:
             if self.submit is not None:  # another batcher (Ray Serve's): it bounds its own queue
                 tagged = await asyncio.wait_for(self.submit(job), self.settings.timeout_s)
                 if isinstance(tagged, Exception):  # @serve.batch returns handle()'s per-job errors as values
                     raise tagged
             else:
-                tagged = await self.batcher.submit(job, size, self.settings.timeout_s)
+                inline = job.kind != "call" and size <= self.settings.inline_tokens
+                tagged = await self.batcher.submit(job, size, self.settings.timeout_s, inline)
         except QueueFull:
             raise HTTPError(503, "the server is busy: too many requests are waiting; retry shortly",
                             {"Retry-After": "1"}) from None
         except TimeoutError:
             raise HTTPError(504, f"not answered within the time limit of {self.settings.timeout_s:g} s") from None
-        finally:
-            self.metrics.queue.set(self.batcher.depth)
-        self.metrics.tokens.inc(tagged.tokens)
         return tagged
 
     async def tag_texts(self, texts: Sequence[str], options: ScoreOptions = ScoreOptions()) -> list[dict]:
@@ -150,13 +153,8 @@ class Service:
     def swap(self, tagger: Tagger) -> None:
         """Serve `tagger` on every route from now on (a retrained model): the next batch, /info and the
         extra routes read it; a batch already in the engine finishes with the model it started with."""
-        self.chars = tagger.config.tokenizer == "chars"
         self.info = json.dumps(tagger.info(), ensure_ascii=False).encode("utf-8")
         self.tagger = tagger
-
-    def _estimate(self, text: str) -> int:
-        """Tokens a text will have, roughly (what the batch budget counts before tokenising)."""
-        return len(text) if self.chars else text.count(" ") + 1
 
     def _on_batch(self, stats: BatchStats) -> None:
         self.metrics.batch(stats)
@@ -188,8 +186,7 @@ class Service:
                 log.exception("%s %s failed", request.method, request.url.path)
                 response = JSONResponse({"error": "internal error (logged by the server)"}, 500)
             self.metrics.in_flight.dec()
-            self.metrics.requests.labels(route, str(response.status_code)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            self.metrics.answered(route, response.status_code, time.perf_counter() - start)
             return response
         return wrapped
 
@@ -218,7 +215,8 @@ def create_app(model: str | os.PathLike | Tagger, settings: Settings | None = No
     tagger = model if isinstance(model, Tagger) else Tagger.load(model)
     check_servable(tagger, None if isinstance(model, Tagger) else str(model))
     service = Service(tagger, settings, submit)
-    service.handle([TagJob("text", ("Warm up the engine.",), ScoreOptions())])  # first request pays no set-up
+    warm_up = TagJob("text", ("Warm up the engine.",), ScoreOptions())
+    jobs.handle(tagger, [warm_up], settings.limits)  # the first request pays no set-up (and counts no tokens)
 
     async def tag(request: Request) -> Response:
         body = await read_json(request, settings.max_body_bytes, service.reads)

@@ -1,10 +1,11 @@
-"""The server's Prometheus series (requests by route and status, latency, batch sizes, tokens, queue depth,
-requests in flight),
-summed over `tagger serve --workers N` processes by prometheus_client's multiprocess mode."""
+"""The server's Prometheus series (requests by route and status, latency, batch sizes, tokens, queue depth
+after each engine call, requests in flight), summed over `tagger serve --workers N` processes by
+prometheus_client's multiprocess mode."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from tagger.serving.batcher import BatchStats
 
@@ -32,6 +33,18 @@ class Metrics:
                            multiprocess_mode="livesum")
         self.in_flight = Gauge("tagger_requests_in_flight", "Requests read and not yet answered (this one too)",
                                registry=r, multiprocess_mode="livesum")
+
+        self._answered: dict[tuple[str, int], tuple[Any, Any]] = {}  # (route, status) -> its two series
+
+    def answered(self, route: str, status: int, seconds: float) -> None:
+        """One request answered: counted by route and status, timed by route. The labelled series are looked
+        up once (routes are the server's names, statuses a handful): `labels()` is most of a count's cost."""
+        series = self._answered.get((route, status))
+        if series is None:
+            series = self._answered[route, status] = (self.requests.labels(route, str(status)),
+                                                      self.latency.labels(route))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def batch(self, stats: BatchStats) -> None:
         self.batch_requests.observe(stats.jobs)
