@@ -1,7 +1,8 @@
 """Tokens/s of the spaCy component (nlp.pipe) against `tagger predict` on the same text (issue 37: >= 0.8x).
 
     flock /tmp/cpu.lock python bench/spacy_speed.py --model MODEL [--texts conll|FILE.txt.gz] [--limit N] \
-        [--batch-size 1000] [--predict-batch-size 256] [--repeat 5] [--out bench/results-spacy-speed.json]
+        [--batch-size 1000] [--engine-batch-size 128] [--predict-batch-size 256] [--repeat 5] \
+        [--out bench/results-spacy-speed.json]
 
 The texts: CoNLL-2003's test sentences as raw text (tokens joined by spaces), or the first --limit lines of a
 raw text file (plain or .gz). One process, one BLAS thread, best of --repeat runs after a warm-up, without and
@@ -13,10 +14,11 @@ with entity scores:
   `Tagger.predict(texts)` alone, all texts in one call (no files, no JSON: the stricter baseline);
 - the component: `nlp.pipe(docs, batch_size=N)` (--batch-size, default spaCy's own, 1000) over docs spaCy
   has already tokenised (`nlp.make_doc`, not timed: "tokenisation excluded"): the tagger's own tokeniser,
-  engine (engine_batch_size = --predict-batch-size, as the command's), and the offsets made spaCy spans
-  (doc.ents, and doc.spans["sc"] with scores); the same with batch_size=4,096, the lines `tagger predict`
-  tags at once (the same window on both sides: what is left is the component's own work); and
-  `nlp.pipe(texts)`, spaCy's tokeniser included.
+  engine (--engine-batch-size sentences an engine call, default the component's own, 128: half the
+  command's, for spaCy's smaller batches of docs), and the offsets made spaCy spans (doc.ents, and
+  doc.spans["sc"] with scores); the same with batch_size=4,096, the lines `tagger predict` tags at once (the
+  same window on both sides); and `nlp.pipe(texts)`, spaCy's tokeniser included. `--engine-batch-size 256`
+  gives the component the command's engine batch (and `--predict-batch-size 128` the command the component's).
 
 The five take turns within each repeat, so that a change in the machine's load falls on all of them, and the
 collector runs (gc.collect) before each: a full collection walks every object spaCy's imports made (torch's
@@ -82,7 +84,7 @@ def compare(tagger, nlp, texts: list[str], scores: bool, args, tokens: int) -> d
     from tagger.tagging.streaming import CHUNK_LINES
 
     component = nlp.get_pipe("bilstm_tagger")
-    component.scores, component.engine_batch_size = scores, args.predict_batch_size
+    component.scores, component.engine_batch_size = scores, args.engine_batch_size
     docs = [nlp.make_doc(t) for t in texts]
     suffix = " --scores" if scores else ""
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +134,7 @@ def engine_work(tagger, texts: list[str], window: int, batch_size: int) -> dict:
         for ids in sorted_batches(lengths, batch_size):
             longest = max(lengths[i] for i in ids)
             padded, steps, batches = padded + longest * len(ids), steps + longest, batches + 1
-    return {"window": window, "token_steps": padded, "lstm_steps": steps, "batches": batches}
+    return {"window": window, "batch_size": batch_size, "token_steps": padded, "lstm_steps": steps, "batches": batches}
 
 
 def check_same(tagger, nlp, texts: list[str]) -> int:
@@ -150,8 +152,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, help="the first N texts only")
     p.add_argument("--batch-size", type=int, default=1000, help="docs per nlp.pipe batch (spaCy's default)")
     p.add_argument("--predict-batch-size", type=int, default=256,
-                   help="sentences per engine call on both sides: tagger predict's --batch-size (its default), the "
-                        "component's engine_batch_size")
+                   help="tagger predict's --batch-size, sentences per engine call (its default)")
+    p.add_argument("--engine-batch-size", type=int, help="the component's engine_batch_size (default: its own)")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args()
@@ -159,6 +161,7 @@ def main() -> None:
     import spacy
 
     from tagger.api import Tagger
+    from tagger.serving.spacy_pipe import ENGINE_BATCH_SIZE
     from tagger.tagging.streaming import CHUNK_LINES
     from tagger.text import scan
 
@@ -168,12 +171,16 @@ def main() -> None:
     nlp = spacy.blank("en")
     component = nlp.add_pipe("bilstm_tagger", config={"model": str(args.model)})
     differ = check_same(tagger, nlp, texts)
-    work = [engine_work(tagger, texts, window, args.predict_batch_size) for window in (CHUNK_LINES, args.batch_size)]
+    args.engine_batch_size = args.engine_batch_size or ENGINE_BATCH_SIZE
+    work = {"tagger predict": engine_work(tagger, texts, CHUNK_LINES, args.predict_batch_size),
+            "nlp.pipe": engine_work(tagger, texts, args.batch_size, args.engine_batch_size),
+            "nlp.pipe, the command's window": engine_work(tagger, texts, CHUNK_LINES, args.engine_batch_size)}
     print(f"engine work for {tokens} tokens: " + "; ".join(
-        f"{w['window']} texts at a time: {w['token_steps']} token-steps, {w['lstm_steps']} LSTM steps, "
-        f"{w['batches']} batches" for w in work), flush=True)
+        f"{name} ({w['window']} texts a call, {w['batch_size']} sentences a batch): {w['token_steps']} token-steps, "
+        f"{w['lstm_steps']} LSTM steps, {w['batches']} batches" for name, w in work.items()), flush=True)
     result = {"model": str(args.model), "texts": args.texts, "n_texts": len(texts), "tokens": tokens,
               "batch_size": args.batch_size, "predict_batch_size": args.predict_batch_size,
+              "engine_batch_size": args.engine_batch_size,
               "spacy": spacy.__version__, "cpus": os.cpu_count(),
               "texts_whose_ents_differ": differ, "alignment": dict(component.alignment), "engine_work": work,
               "settings": [compare(tagger, nlp, texts, scores, args, tokens) for scores in (False, True)]}

@@ -95,7 +95,7 @@ def test_the_engine_batches_as_many_sentences_as_engine_batch_size_says(trained_
     monkeypatch.setattr(Tagger, "predict", predict)
     list(pipeline(trained_model).pipe(TEXTS))
     list(pipeline(trained_model, engine_batch_size=2).pipe(TEXTS))
-    assert sizes == [256, 2]  # tagger predict's --batch-size default, then the configured one
+    assert sizes == [128, 2]  # the default (half tagger predict's: see spacy_pipe's docstring), then the configured one
 
 
 @pytest.mark.parametrize("mode", ["strict", "contract", "expand"])

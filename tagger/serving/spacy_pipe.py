@@ -13,11 +13,12 @@ directory or "hf://ORG/NAME[@REV]" (tagger/hub.py).
 - With `scores` (the default) `doc.spans[spans_key]` (default "sc", spancat's) holds the same spans and
   `.attrs["scores"]` each one's exact probability under the CRF, as spancat stores its scores.
 - `nlp.pipe(texts, batch_size=N)` tags each batch of N docs in one `Tagger.predict` call: the engine's batches
-  (`engine_batch_size` sentences, as `tagger predict --batch-size`; 256) run across the N docs' sentences
-  sorted by length. The more docs, the closer the lengths an engine batch joins: on CoNLL-2003's test
-  sentences, batches of spaCy's default 1000 docs pad the engine's work to 85,341 token-steps, one batch of
-  all 3,453 (as `tagger predict` reads up to 4,096 lines at once) to 69,032, for 46,801 tokens
-  (bench/spacy_speed.py prints these counts).
+  (`engine_batch_size` sentences, as `tagger predict --batch-size`) run across the N docs' sentences sorted by
+  length, each padded to its longest. spaCy hands over 1000 docs at a time by default, a quarter of the 4,096
+  lines `tagger predict` sorts together, so its default 256 would join wider ranges of lengths: on CoNLL-2003's
+  test sentences (46,801 tokens) 85,341 token-steps and 527 LSTM steps, against the command's 69,032 and 290.
+  Half that, 128 (the default here), gives 65,117 and 703 (bench/spacy_speed.py prints these counts), and cost
+  4-9% less CPU than 256 in interleaved runs on a shared machine.
 - Per doc the component adds only `doc.text`, one `doc.char_span` per entity, `doc.set_ents` (what `doc.ents =`
   does, without making each span a second time) and, with scores, the span group.
 - `nlp.to_disk` copies the model's files (config.json and those its checksums cover) into the pipeline's
@@ -38,16 +39,16 @@ from spacy.util import minibatch
 
 from tagger import store
 from tagger.errors import ConfigError, ModelError
-from tagger.tagging.pipeline import BATCH_SIZE
 from tagger.tagging.tagger import Tagger
 
 FACTORY = "bilstm_tagger"
+ENGINE_BATCH_SIZE = 128  # sentences per engine call: half tagger predict's, for spaCy's smaller batches of docs
 ALIGNMENT_MODES = ("strict", "contract", "expand")
 CASES = ("exact", "contracted", "expanded", "dropped")
 
 
 @Language.factory(FACTORY, default_config={"spans_key": "sc", "scores": True, "alignment_mode": "contract",
-                                           "engine_batch_size": BATCH_SIZE})
+                                           "engine_batch_size": ENGINE_BATCH_SIZE})
 def make_component(nlp: Language, name: str, model: str, spans_key: str, scores: bool,
                    alignment_mode: str, engine_batch_size: int) -> "BiLSTMTagger":
     """The factory spaCy calls for add_pipe("bilstm_tagger", config={"model": ...})."""
@@ -59,7 +60,7 @@ class BiLSTMTagger:
     """Sets doc.ents (and doc.spans[spans_key] with scores) from a tagger model; see the module's docstring."""
 
     def __init__(self, name: str, model: str, spans_key: str = "sc", scores: bool = True,
-                 alignment_mode: str = "contract", engine_batch_size: int = BATCH_SIZE):
+                 alignment_mode: str = "contract", engine_batch_size: int = ENGINE_BATCH_SIZE):
         if alignment_mode not in ALIGNMENT_MODES:
             raise ConfigError(f"alignment_mode {alignment_mode!r}: one of {', '.join(ALIGNMENT_MODES)}")
         if isinstance(engine_batch_size, bool) or not isinstance(engine_batch_size, int) or engine_batch_size < 1:
