@@ -17,8 +17,8 @@ directory or "hf://ORG/NAME[@REV]" (tagger/hub.py).
   length, each padded to its longest. spaCy hands over 1000 docs at a time by default, a quarter of the 4,096
   lines `tagger predict` sorts together, so its default 256 would join wider ranges of lengths: on CoNLL-2003's
   test sentences (46,801 tokens) 85,341 token-steps and 527 LSTM steps, against the command's 69,032 and 290.
-  Half that, 128 (the default here), gives 65,117 and 703 (bench/spacy_speed.py prints these counts), and cost
-  4-9% less CPU than 256 in interleaved runs on a shared machine.
+  Half that, 128 (the default here), gives 65,117 and 703: a quarter less work in more, smaller steps
+  (bench/spacy_speed.py prints these counts and times both; bench/README.md has the figures measured alone).
 - Per doc the component adds only `doc.text`, one `doc.char_span` per entity, `doc.set_ents` (what `doc.ents =`
   does, without making each span a second time) and, with scores, the span group.
 - `nlp.to_disk` copies the model's files (config.json and those its checksums cover) into the pipeline's
