@@ -11,7 +11,8 @@ Endpoints:
   GET /metrics   Prometheus text: requests by route and status, latency, batch sizes, tokens, queue depth.
 
 Requests are micro-batched (tagger/serving/batcher.py): whatever arrives together is tagged in one engine
-call, in a thread, off the event loop (tagger/serving/jobs.py); an idle server tags a request at once. Every
+call, in a thread, off the event loop (tagger/serving/jobs.py); an idle server tags a lone small request at
+once, on the event loop (no thread hops: `Settings.inline_tokens`). Every
 limit (body size and read time, tokens a sentence and a request, queue, time, batch) is a `Settings` field
 and a `tagger serve` flag; a request past one gets its status (408, 413, 503 + Retry-After, 504) and a
 one-line JSON body {"error": "..."}, never a traceback. Work past a 504 stops at the next chunk. No request
@@ -204,6 +205,23 @@ class Service:
 
 # -- the app ----------------------------------------------------------------------------------------------------
 
+class ServingApp(Starlette):
+    """Starlette with one shortcut: POST /v1/tag, what every tagging client calls, goes straight to its
+    endpoint, past the router and Starlette's two exception middlewares (a tenth of the event loop's time
+    for a small request): the endpoint (`Service.endpoint`) answers every error itself, 4xx or 500. Not
+    taken when there is middleware (CORS) to run; any other path, method or scope goes through Starlette."""
+
+    shortcut: Callable[[Request], Awaitable[Response]] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.shortcut is None or scope["type"] != "http" or scope["path"] != "/v1/tag" \
+                or scope["method"] != "POST":
+            return await super().__call__(scope, receive, send)
+        scope["app"] = self
+        response = await self.shortcut(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+
 def create_app(model: str | os.PathLike | Tagger, settings: Settings | None = None,
                routes: Sequence[BaseRoute] = (),
                submit: Callable[[TagJob], Awaitable[Tagged]] | None = None) -> Starlette:
@@ -263,7 +281,9 @@ def create_app(model: str | os.PathLike | Tagger, settings: Settings | None = No
 
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                                      allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"]))
-    app = Starlette(routes=table, middleware=middleware, lifespan=lifespan)
+    app = ServingApp(routes=table, middleware=middleware, lifespan=lifespan)
+    if not middleware:
+        app.shortcut = table[0].endpoint  # POST /v1/tag
     app.state.service = service
     service.state = "ready"  # loaded and warm (mounted without lifespan events, the batcher starts on first use)
     return app
