@@ -176,11 +176,27 @@ def length_batches(lengths: Sequence[int], batch_size: int,
     return batches
 
 
+MAX_PADDING = 1.5  # a tagging batch of MIN_SENTENCES or more closes before padding passes this x its tokens
+MIN_SENTENCES = 32
+
+
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices sorted by length and cut into full batches: for tagging, where the network handles mixed
-    lengths exactly and full batches keep the LSTM's matrix products large."""
+    """Indices sorted by length and cut into batches of `batch_size`: for tagging, where the network handles
+    mixed lengths exactly and full batches keep the LSTM's matrix products large. A batch of MIN_SENTENCES or
+    more also closes where the next sentence would pad it past MAX_PADDING x its tokens: the LSTM steps
+    through every padded position, and a long tail (one 124-token sentence among 200 of 40) would otherwise
+    cost as much as the rest of the text."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    batches, batch, tokens = [], [], 0
+    for i in order:
+        n = lengths[i]
+        wide = len(batch) >= MIN_SENTENCES and (len(batch) + 1) * n > MAX_PADDING * (tokens + n)
+        if len(batch) == batch_size or wide:
+            batches.append(batch)
+            batch, tokens = [], 0
+        batch.append(i)
+        tokens += n
+    return batches + [batch] if batch else batches
 
 
 def iter_batches(encoded: Sequence[Encoded], batch_size: int, permutation: Callable[[int], list[int]] | None = None,

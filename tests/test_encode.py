@@ -57,3 +57,16 @@ def test_a_batch_spells_each_distinct_word_once():
     assert len(batch.spellings) == 11
     ids = encoder.vocab.chars.ids
     assert batch.spellings[7:].tolist() == [ids[c] for c in "Ilse"]
+
+
+def test_tagging_batches_are_full_unless_the_next_sentence_would_pad_one_past_half_again_its_tokens():
+    from tagger.encode import MIN_SENTENCES, sorted_batches
+
+    lengths = [10] * 300 + [12] * 40 + [124]  # a long tail: one sentence far longer than the rest
+    batches = sorted_batches(lengths, 256)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # each sentence once
+    assert [len(b) for b in batches] == [256, 84, 1]  # 84 of 10-12 tokens, then the 124 alone
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded < 1.5 * sum(lengths)  # one batch of the last 85 would have padded 85 x 124
+    short = [5] * (MIN_SENTENCES - 1) + [100]  # too few sentences to close early: one batch
+    assert [len(b) for b in sorted_batches(short, 256)] == [MIN_SENTENCES]
