@@ -15,7 +15,9 @@ the same 2 cores as the server: its own CPU time is reported beside the server's
 on the test sentences as raw text, repeated to --offline-tokens tokens, wall time including its start.
 --soak SECONDS runs one long point and samples RSS every 10 s. --abuse runs issue 33's floods against one
 server, --long N... times one long sentence against the same tokens batched (bench/serve_abuse.py says
-how). Results append to --output (JSON lines).
+how). --baseline CHECKOUT runs each point against that checkout's server too, right after this one's
+(`git worktree add /tmp/base ab36df7`; --rounds N repeats each pair), so that an A/B shares the machine's
+state. Results append to --output (JSON lines).
 """
 from __future__ import annotations
 
@@ -83,12 +85,12 @@ def tree_cpu_s(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, model: str, workers: int, extra: list[str]):
+    def __init__(self, model: str, workers: int, extra: list[str], checkout: Path = ROOT):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", model, "--port", str(self.port),
-                                         "--workers", str(workers), "--quiet", *extra], cwd=ROOT,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(Path(model).resolve()),
+                                         "--port", str(self.port), "--workers", str(workers), "--quiet", *extra],
+                                        cwd=checkout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -127,12 +129,13 @@ def hey(url: str, body: Path, clients: int, duration: float) -> dict:
             "hey_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
 
 
-def point(args, workers: int, clients: int, sentences: list[list[str]], duration: float, soak: bool = False) -> dict:
+def point(args, workers: int, clients: int, sentences: list[list[str]], duration: float, soak: bool = False,
+          checkout: Path = ROOT) -> dict:
     body = {"text": " ".join(sentences[0])} if len(sentences) == 1 else {"texts": [" ".join(s) for s in sentences]}
     tokens = sum(map(len, sentences))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(body, f)
-    server = Server(args.model, workers, args.serve_args.split())
+    server = Server(args.model, workers, args.serve_args.split(), checkout)
     try:
         subprocess.run(["hey", "-z", "2s", "-c", str(min(clients, 16)), "-m", "POST", "-T", "application/json",
                         "-D", f.name, f"{server.url}/v1/tag"], capture_output=True, check=True)  # warm-up
@@ -155,7 +158,8 @@ def point(args, workers: int, clients: int, sentences: list[list[str]], duration
                "tokens_per_request": tokens, "tokens_per_s": round(result["requests_per_s"] * tokens),
                "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
                "server_cpu_s": round(server_cpu, 1), "hey_cpu_s": round(result["hey_cpu_s"], 1),
-               "duration_s": duration, "exit_code": code, "serve_args": args.serve_args}
+               "duration_s": duration, "exit_code": code, "serve_args": args.serve_args,
+               "checkout": "this" if checkout == ROOT else str(checkout)}
     if samples:
         result["rss_samples_mb"] = samples
     return result
@@ -206,6 +210,10 @@ def main() -> None:
     parser.add_argument("--read-timeout", type=float, default=10, help="--abuse: the server's --read-timeout")
     parser.add_argument("--max-request-tokens", type=int, default=100_000, help="--abuse: the heavy request's size")
     parser.add_argument("--long", type=int, nargs="+", metavar="N", help="one sentence of N tokens, timed")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT", help="another checkout (git worktree add DIR "
+                        "COMMIT) whose server runs each point too, right after this one's: an A/B on the same machine")
+    parser.add_argument("--rounds", type=int, default=1, help="each point this many times (interleaved with "
+                        "--baseline's)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     import serve_abuse
@@ -224,7 +232,9 @@ def main() -> None:
         chosen = [one] if args.sentences == 1 else sentences[: args.sentences]
         duration = args.soak or args.duration
         results = [serve_abuse.library(args.model, " ".join(one), args.library_calls)] if args.library_calls else []
-        results += [point(args, w, c, chosen, duration, soak=bool(args.soak)) for w in args.workers for c in args.clients]
+        checkouts = [ROOT, *([args.baseline.resolve()] if args.baseline else [])]
+        results += [point(args, w, c, chosen, duration, bool(args.soak), checkout) for w in args.workers
+                    for c in args.clients for _ in range(args.rounds) for checkout in checkouts]
     for r in results:
         line = json.dumps(r)
         print(line, flush=True)
