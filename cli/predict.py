@@ -3,6 +3,8 @@ CoNLL or HTML; with --ray, shards on Ray Data."""
 from __future__ import annotations
 
 import gc
+import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -66,6 +68,7 @@ def register(app: typer.Typer, user_errors: Callable) -> None:
                                    "error is a terminal)"),
     ) -> None:
         """Tag raw text (one JSON object per input line), token lines or CoNLL files."""
+        import_numpy_with_one_blas_thread()
         from tagger import commands
 
         asked = output_format.value if output_format else None
@@ -86,3 +89,17 @@ def register(app: typer.Typer, user_errors: Callable) -> None:
             commands.predict(model, inputs or ["-"], input_format.value, asked, output, format=format.value,
                              batch_size=batch_size, force=force, workers=workers, scores=scores, min_score=min_score,
                              n_best=n_best, loaded=gc.freeze, progress=shown.advance)
+
+
+def import_numpy_with_one_blas_thread() -> None:
+    """Import numpy with OpenBLAS starting one thread rather than one per core, unless the user set
+    OPENBLAS_NUM_THREADS: tagging runs OpenBLAS on one thread anyway (tagger/tagging/pipeline.py), and starting
+    the others, which then spin, cost a cold start about 0.03 s on 2 cores. OpenBLAS reads the variable when it
+    loads, so the environment is put back at once: nothing after this, child processes included, sees it."""
+    if "numpy" in sys.modules or "OPENBLAS_NUM_THREADS" in os.environ:
+        return
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        import numpy  # noqa: F401
+    finally:
+        del os.environ["OPENBLAS_NUM_THREADS"]

@@ -18,15 +18,20 @@ NOT_FOR_PREDICT = ("ray", "onnx", "onnxruntime", "starlette", "uvicorn", "promet
                    "matplotlib", "datasets", "gensim", "spacy", "huggingface_hub", "seqeval", "sklearn", "rich")
 
 # `tagger predict MODEL` in a fresh interpreter, as the console script runs it (minus the final os._exit),
-# then the top-level names of every module imported, as JSON on the last line
+# then the names of every module imported, the threads of each BLAS library and whether OPENBLAS_NUM_THREADS
+# is in the environment, as JSON on the last line
 PREDICT_THEN_LIST_MODULES = """
-import json, sys
+import json, os, sys
 from cli.main import app
 try:
     app(["predict", sys.argv[1]], prog_name="tagger")
 except SystemExit as e:
     assert not e.code, e.code
-print(json.dumps(sorted(sys.modules)))
+modules = sorted(sys.modules)
+from threadpoolctl import threadpool_info
+print(json.dumps({"modules": modules, "blas_threads": [pool["num_threads"] for pool in threadpool_info()
+                                                       if pool["internal_api"] == "openblas"],
+                  "openblas_env": "OPENBLAS_NUM_THREADS" in os.environ}))
 """
 OUR_OTHER_ROADS = ("tagger.serving", "tagger.training", "tagger.export")  # the doors, torch training, ONNX
 OTHER_COMMANDS = ("tagger.commands.serve", "tagger.commands.fitting", "tagger.commands.selecting",
@@ -35,15 +40,29 @@ OTHER_COMMANDS = ("tagger.commands.serve", "tagger.commands.fitting", "tagger.co
 
 
 @pytest.fixture(scope="module")
-def imported_by_predict(trained_model) -> list[str]:
-    """Every module a piped `tagger predict MODEL` has imported once it has tagged a sentence."""
-    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}  # a pipe, truly
+def after_predict(trained_model) -> dict:
+    """What a piped `tagger predict MODEL` leaves in its process once it has tagged a sentence (see above), run
+    as a user runs it: no variable of ours in the environment, standard error a pipe."""
+    drop = ("FORCE_COLOR", "TTY_COMPATIBLE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "GOTO_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     done = subprocess.run([sys.executable, "-c", PREDICT_THEN_LIST_MODULES, str(trained_model)], cwd=REPO, env=env,
                           input="Angela Merkel visited Paris.\n", capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    *records, modules = done.stdout.splitlines()
+    *records, state = done.stdout.splitlines()
     assert json.loads(records[0])["text"] == "Angela Merkel visited Paris."  # it did tag
-    return json.loads(modules)
+    return json.loads(state)
+
+
+@pytest.fixture(scope="module")
+def imported_by_predict(after_predict) -> list[str]:
+    """Every module a piped `tagger predict MODEL` has imported once it has tagged a sentence."""
+    return after_predict["modules"]
+
+
+def test_predict_starts_openblas_with_one_thread_and_leaves_the_environment_as_it_was(after_predict):
+    # the engine runs OpenBLAS on one thread (pipeline.py); starting one per core cost the cold start ~0.03 s
+    assert after_predict["blas_threads"] == [1]
+    assert not after_predict["openblas_env"]
 
 
 def test_predict_imports_no_ray_onnx_web_stack_torch_or_rich(imported_by_predict):
