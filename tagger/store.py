@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterator, Mapping
@@ -37,7 +36,6 @@ FILES = ("config.json", "vocab.json", "model.safetensors")
 LEXICON = "lexicon.txt"  # a model with lexicon features: one `word frequency` line per word
 LEXICON_TRIE = "lexicon.safetensors"  # ... and the same lexicon's trie, built (tagger/lexicon.py: to_arrays)
 ONNX_EXPORT = ("model.onnx", "preprocess.json")  # what `tagger export` writes (tagger/export/), told apart here
-_ALTERED = "checksum does not match config.json: the file was altered, truncated or half-written"
 
 
 @contextmanager
@@ -174,40 +172,18 @@ def load_model(directory: str | Path, checkpoint: bool = False
         config = Config.from_dict(meta["config"], source=str(directory / "config.json"))
     except ConfigError as e:
         raise ModelError(e.message, path=e.path) from None
-    vocab, weights = _read_vocab_and_weights(directory, meta)
+    blobs = {n: (directory / n).read_bytes() for n in ("vocab.json", "model.safetensors")}
+    for name, data in blobs.items():
+        if sha256(data) != meta.get("sha256", {}).get(name):
+            raise ModelError("checksum does not match config.json: the file was altered, truncated or "
+                             "half-written", path=str(directory / name))
+    vocab = _parse_json(blobs["vocab.json"], directory / "vocab.json")
     try:
-        tensors = st_load(weights)
+        tensors = st_load(blobs["model.safetensors"])
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise ModelError(f"unreadable weights: {e}", path=str(directory / "model.safetensors")) from None
     meta.setdefault("format_version", 1)
     return config, vocab, tensors, meta
-
-
-def _read_vocab_and_weights(directory: Path, meta: Mapping[str, Any]) -> tuple[Any, bytes]:
-    """vocab.json parsed and model.safetensors' bytes, each checked against config.json's SHA-256 before it is
-    used. The weights (tens of MB with pretrained vectors) are read and hashed in a thread while this one
-    checks and parses the vocabulary: hashlib and file reads release the GIL, so a cold start pays for the
-    longer of the two rather than their sum. The thread is joined before returning, whatever happens."""
-    weights: dict[str, Any] = {}
-
-    def read_and_hash() -> None:
-        try:
-            weights["data"] = data = (directory / "model.safetensors").read_bytes()
-            weights["sha256"] = sha256(data)
-        except BaseException as e:  # re-raised in the caller's thread
-            weights["error"] = e
-
-    reader = threading.Thread(target=read_and_hash, name="tagger-read-weights", daemon=True)
-    reader.start()
-    try:
-        vocab = _parse_json(_checked_file(directory, "vocab.json", meta, required=True), directory / "vocab.json")
-    finally:
-        reader.join()
-    if "error" in weights:
-        raise weights["error"]
-    if weights["sha256"] != meta.get("sha256", {}).get("model.safetensors"):
-        raise ModelError(_ALTERED, path=str(directory / "model.safetensors"))
-    return vocab, weights["data"]
 
 
 def load_lexicon(directory: str | Path, meta: Mapping[str, Any]) -> str | None:
@@ -234,18 +210,18 @@ def load_lexicon_trie(directory: str | Path, meta: Mapping[str, Any]) -> dict[st
         raise ModelError(f"unreadable lexicon trie: {e}", path=str(Path(directory) / LEXICON_TRIE)) from None
 
 
-def _checked_file(directory: Path, name: str, meta: Mapping[str, Any], required: bool = False) -> bytes | None:
-    """The bytes of a model file that config.json checksums (None: config.json names none, unless `required`,
-    when a missing checksum is a mismatch)."""
+def _checked_file(directory: Path, name: str, meta: Mapping[str, Any]) -> bytes | None:
+    """The bytes of an optional model file that config.json checksums (None: config.json names none)."""
     expected = meta.get("sha256", {}).get(name)
-    if expected is None and not required:
+    if expected is None:
         return None
     path = directory / name
     if not path.is_file():
         raise ModelError(f"model directory lacks {name}", path=str(directory))
     data = path.read_bytes()
     if sha256(data) != expected:
-        raise ModelError(_ALTERED, path=str(path))
+        raise ModelError("checksum does not match config.json: the file was altered, truncated or half-written",
+                         path=str(path))
     return data
 
 
