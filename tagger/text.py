@@ -13,9 +13,10 @@ Whitespace (anything `str.isspace` accepts: NBSP, U+3000, ...) separates tokens,
 (\\x00, \\x07) and invisible format characters (BOM, zero-width space, bidi marks) are dropped: neither is
 ever inside a token, and every token satisfies `text[token.start:token.end] == token.text`.
 
-Both tokenisers are one compiled `re.findall` pass (compiled on first use: the Unicode mark classes take
-~0.1 s) into parallel lists (`scan`: 6.6 M characters/s of English here; 2.2 M as Token objects), and
-sentence splitting adds one linear pass (`sentence_ends`: 4.6 M characters/s).
+Both tokenisers are one compiled `re.findall` pass into parallel lists (`scan`: 6.6 M characters/s of English here; 2.2 M as Token objects), and
+sentence splitting adds one linear pass (`sentence_ends`: 4.6 M characters/s). Patterns compile on first use;
+a text all below U+0300 (no combining mark, no CJK) gets ones without those classes, which match it as the
+full ones do and compile 30x faster (`re` expands a set's BMP ranges in Python, at each of 15 places).
 Pure Python (stdlib `re`, `unicodedata`): no torch.
 """
 from __future__ import annotations
@@ -112,21 +113,39 @@ def _combining_marks() -> str:
 
 
 _CJK = _set(_CJK_RANGES)
+_CJK_STARTS = [a for a, _ in _CJK_RANGES]
 _DROP = _set(_DROP_RANGES)
-_LETTER = rf"[^\W\d_{_CJK}]"           # a letter of any script but CJK
+_NARROW = "\u0300"  # below it no character is a combining mark or CJK (module docstring)
+
+
+def _wide(text: str) -> bool:
+    """Whether `text` needs the full patterns: it has a character at or above U+0300."""
+    return bool(text) and max(text) >= _NARROW
+
+
+def _letter(wide: bool) -> str:
+    """A letter of any script but CJK."""
+    return rf"[^\W\d_{_CJK}]" if wide else r"[^\W\d_]"
+
+
+def _is_cjk(c: str) -> bool:
+    """Whether `c` is in _CJK_RANGES (a bisection: no pattern to compile)."""
+    k = bisect.bisect_right(_CJK_STARTS, ord(c)) - 1
+    return k >= 0 and ord(c) <= _CJK_RANGES[k][1]
 
 
 @functools.cache
-def _pattern(name: str) -> tuple[re.Pattern[str], str]:
+def _pattern(name: str, wide: bool) -> tuple[re.Pattern[str], str]:
     """A tokeniser's compiled pattern and the characters to strip off the end: compiled on first use, and
-    only the one asked for (compiling takes a noticeable part of a cold start)."""
-    source, blank = _sources()[name]
+    only the one asked for, at the width asked for (compiling takes a noticeable part of a cold start)."""
+    source, blank = _sources(wide)[name]
     return re.compile(source), blank
 
 
 @functools.cache
-def _sources() -> dict[str, tuple[str, str]]:
-    """Each tokeniser's (pattern source, characters to strip off the end).
+def _sources(wide: bool) -> dict[str, tuple[str, str]]:
+    """Each tokeniser's (pattern source, characters to strip off the end); not `wide`: for texts below
+    U+0300, without the classes of combining marks and CJK characters, which match none of them.
 
     A pattern is `(skip)(token)`: it eats the whitespace and dropped characters before a token, so that the
     scan never tries every alternative at every space. The caller stops the scan before trailing blanks,
@@ -134,11 +153,12 @@ def _sources() -> dict[str, tuple[str, str]]:
     """
     # Extenders belong to the character before them: marks, ZWNJ, soft hyphen, emoji skin tones, tag
     # characters (subdivision flags). ZWJ is kept apart: it joins the next character too.
-    ext = _combining_marks() + r"\u00ad\u200c\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f"
+    cjk = _CJK if wide else ""
+    ext = (_combining_marks() if wide else "") + r"\u00ad\u200c\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f"
     mark = ext + r"\u200d"
     vis = rf"[^\s{_DROP}]"
-    wordch = rf"[^\W{_CJK}]"              # letters, digits, underscore of any script but CJK
-    not_word = rf"(?![^\W{_CJK}]|[{mark}])"
+    wordch = rf"[^\W{cjk}]"               # letters, digits, underscore of any script but CJK
+    not_word = rf"(?![^\W{cjk}]|[{mark}])"
     seg = rf"{wordch}++(?:[{mark}]++{wordch}*+)*+"
     join = (rf"(?:[-‐‑&]|['’](?!(?:[sSdDmM]|re|RE|ve|VE|ll|LL){not_word})"
             rf"|(?<=\d)[.,:/](?=\d))")
@@ -157,21 +177,23 @@ def _sources() -> dict[str, tuple[str, str]]:
         r"[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@[A-Za-z0-9][A-Za-z0-9\-]{0,62}(?:\.[A-Za-z0-9\-]{1,63})+"
         rf"(?![{mark}])",
         rf"(?=[A-Za-z]{{1,6}}\.)(?:{abbrev})\.{marks}",  # Mr. Inc. Jan.
-        rf"{_LETTER}\.(?:{_LETTER}\.)++{marks}(?:-{seg})*+",  # U.S. e.g. a.m. U.S.-led
+        rf"{_letter(wide)}\.(?:{_letter(wide)}\.)++{marks}(?:-{seg})*+",  # U.S. e.g. a.m. U.S.-led
         rf"[A-Z]\.{not_word}",                           # an initial: J.
         rf"{wordch}+(?=[nN]['’][tT]{not_word})",         # do|n't ca|n't
         rf"[nN]['’][tT]{not_word}",
         rf"['’](?:[sSdDmM]|re|RE|ve|VE|ll|LL){not_word}",  # 's 're 've 'll 'd 'm
         rf"{seg}(?:{join}{seg})*+",                      # words, 1,000.50, 1996-08-28, New-York, O'Brien
-        rf"{jamo}|[{_CJK}][{mark}]*+",
+        *([rf"{jamo}|[{cjk}][{mark}]*+"] if wide else []),
         rf"(?:\.{{2,}}+|-{{2,}}+|…++){marks}",
         flag,
         unit,
     ])
     skip = rf"[\s{_DROP}]*+"
-    blank = "".join(c for c in map(chr, range(0x10000)) if c.isspace())   # none lies beyond the BMP
-    blank += "".join(chr(cp) for a, b in _DROP_RANGES for cp in range(a, b + 1))
-    return {"words": (f"({skip})({words})", blank), "chars": (f"({skip})({flag}|{jamo}|{unit})", blank)}
+    limit = 0x10000 if wide else ord(_NARROW)
+    blank = "".join(c for c in map(chr, range(limit)) if c.isspace())   # none lies beyond the BMP
+    blank += "".join(chr(cp) for a, b in _DROP_RANGES for cp in range(a, min(b + 1, limit)))
+    chars = f"{flag}|{jamo}|{unit}" if wide else f"{flag}|{unit}"
+    return {"words": (f"({skip})({words})", blank), "chars": (f"({skip})({chars})", blank)}
 
 
 def scan(text: str, tokenizer: str = "words") -> Tokens:
@@ -181,7 +203,7 @@ def scan(text: str, tokenizer: str = "words") -> Tokens:
     alternative always matches a visible character, and the scan stops before trailing blanks), so the
     running sum of the pieces' lengths gives every offset.
     """
-    pattern, blank = _pattern(_checked(tokenizer))
+    pattern, blank = _pattern(_checked(tokenizer), _wide(text))
     end = len(text)
     if end and text[-1] in blank:
         end = len(text.rstrip(blank))
@@ -216,14 +238,11 @@ _CJK_ENDERS = frozenset("。！？")
 _CLOSERS = frozenset(".!?…。！？)]}»›”’」』）】〕》〉］｝")
 _QUOTES = frozenset("\"'")                      # close a sentence only when glued to it
 _OPENERS = frozenset("\"'“‘«‹„‚([{（【〔《〈「『［｛")
-_CJK_CHAR = re.compile(f"[{_CJK}]")
-_SHAPE_ABBREV = re.compile(rf"[A-Z]\.|{_LETTER}\.(?:{_LETTER}\.)+")
 _BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028"             # what str.splitlines breaks at, but U+2029
 _BREAK = rf"(?>\r\n|[{_BREAKS}])"                      # CRLF is one break
 _INVISIBLE = re.escape("".join(chr(cp) for a, b in _DROP_RANGES for cp in range(a, b + 1) if not chr(cp).isspace()))
 _BLANK_LINE = re.compile(rf"{_BREAK}(?:[^\S{_BREAKS}\u2029]|[{_INVISIBLE}])*+{_BREAK}|\u2029")
 _ANY_BREAK = re.compile(f"[{_BREAKS}\u2029]")  # no blank line without one: a quick test for one-line texts
-_WORD_BEFORE = re.compile(rf"(?:{_LETTER}|\.)+\Z")
 _WINDOW = 24
 
 
@@ -234,15 +253,23 @@ def _is_abbreviation(text: str, end: int) -> bool:
     words = text[max(0, end - _WINDOW):end].split()
     if not words or not words[-1][-2:-1].isalpha():      # `5.`, `).`, `..`: no letter before the period
         return False
-    found = _WORD_BEFORE.search(words[-1])
+    before, shape = _abbreviation_patterns(_wide(words[-1]))
+    found = before.search(words[-1])
     word = found.group().lstrip(".") if found else ""
-    return word in ABBREVIATIONS or _SHAPE_ABBREV.fullmatch(word) is not None
+    return word in ABBREVIATIONS or shape.fullmatch(word) is not None
+
+
+@functools.cache
+def _abbreviation_patterns(wide: bool) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The run of letters and periods that ends a word; the shape of a dotted acronym or an initial."""
+    letter = _letter(wide)
+    return re.compile(rf"(?:{letter}|\.)+\Z"), re.compile(rf"[A-Z]\.|{letter}\.(?:{letter}\.)+")
 
 
 def _starts_sentence(word: str) -> bool:
     """Whether a token can open a sentence: a capital or caseless letter (CJK...), a digit, a quote."""
     c = word[0]
-    return (c.isalpha() and not c.islower()) or c.isdigit() or c in _OPENERS or _CJK_CHAR.match(c) is not None
+    return (c.isalpha() and not c.islower()) or c.isdigit() or c in _OPENERS or _is_cjk(c)
 
 
 def _blank_between(text: str, end: int, start: int) -> bool:

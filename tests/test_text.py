@@ -322,3 +322,33 @@ def test_unassigned_code_points_in_the_hangul_jamo_blocks_give_no_empty_token(te
     tokens = tokenize(text, name)
     check_offsets(text, tokens)
     assert "".join(t.text for t in tokens) == text.replace(" ", "")
+
+
+# -- texts below U+0300 get lighter patterns, with the same answers ------------------------------------------
+
+NARROW_PIECES = st.one_of(
+    st.sampled_from(["Mr.", "U.S.", "J.", "e.g.", "a.m.", "don't", "O'Brien", "1,000.50", "New-York", "www.x.org",
+                     "a@b.co", "...", "--", "\u00ad", "Zoë", "naïve", "ÆØÅ", "'s", "n't", ".", "?", "!", "\"", ")",
+                     "\n\n", "\r\n", "\t", "\x00", "\x85", "\xa0", " ", " ", " "]),
+    st.text(st.characters(max_codepoint=0x2FF), min_size=1, max_size=6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(NARROW_PIECES, max_size=30).map("".join), st.sampled_from(TOKENIZERS))
+def test_a_text_below_u0300_is_cut_as_the_full_patterns_cut_it(text, tokenizer):
+    from tagger.text import sentence_ends
+
+    tokens, ends = sentence_ends(text, tokenizer)
+    wide_tokens, wide_ends = sentence_ends(text + "\n\n北", tokenizer)  # 北 (U+5317): the full patterns
+    assert wide_tokens.texts[:-1] == tokens.texts and wide_tokens.starts[:-1] == tokens.starts
+    assert wide_ends == [*ends, len(tokens) + 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(max_codepoint=0x2FF), max_size=12))
+def test_the_abbreviation_patterns_below_u0300_match_as_the_full_ones(word):
+    from tagger.text import _abbreviation_patterns
+
+    (before, shape), (wide_before, wide_shape) = _abbreviation_patterns(False), _abbreviation_patterns(True)
+    assert [m.group() if m else None for m in (before.search(word), shape.fullmatch(word))] == \
+        [m.group() if m else None for m in (wide_before.search(word), wide_shape.fullmatch(word))]
