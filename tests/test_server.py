@@ -741,3 +741,25 @@ def test_ray_serve_answers_as_the_plain_server(en_server, en_model):
 async def _burst(url: str, texts: list[str]) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         return await asyncio.gather(*(client.post("/v1/tag", json={"text": t}) for t in texts))
+
+
+def test_a_long_text_of_few_spaces_is_never_tagged_on_the_event_loop(en_model):
+    """Tokens are estimated from spaces: 4,000 characters without one would pass for a 1-token job, and
+    tagging them on the event loop would stall every other request. Short texts still go inline."""
+    from starlette.testclient import TestClient
+
+    from tagger.serving.server import Settings, create_app
+
+    app = create_app(en_model, Settings())
+    submit, asked = app.state.service.batcher.submit, []
+
+    async def spy(job, size, timeout=None, inline=False):
+        asked.append(inline)
+        return await submit(job, size, timeout, inline)
+
+    app.state.service.batcher.submit = spy
+    with TestClient(app) as client:
+        assert client.post("/v1/tag", json={"text": "Angela Merkel visited Paris ."}).status_code == 200
+        assert client.post("/v1/tag", json={"text": "a." * 2000}).status_code == 200
+        assert client.post("/v1/tag", json={"tokens": [["x" * 60] * 40]}).status_code == 200
+    assert asked == [True, False, False]

@@ -34,6 +34,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
@@ -56,6 +57,8 @@ from tagger.tagging.writers import jsonl
 log = logging.getLogger("tagger.server")
 
 JSON = "application/json"
+INLINE_CHARS_PER_TOKEN = 16  # what a small job may hold (Settings.inline_tokens): its tokens are estimated from
+                             # spaces, so a long text of few spaces must not pass for one
 
 
 @dataclass
@@ -75,8 +78,9 @@ class Settings:
     token: str | None = None       # bearer token (--token-file); None: no authentication
     cors_origins: tuple[str, ...] = ()  # origins allowed by CORS (--cors); none: no CORS headers at all
     batch_size: int = 64           # sentences per network pass within an engine call (sorted by length)
-    inline_tokens: int = 64        # a request of at most this many tokens (estimated) that finds the engine
-                                   # idle is tagged on the event loop, without the thread hops (0: never)
+    inline_tokens: int = 64        # a request of at most this many tokens (estimated) and 16 characters a
+                                   # token that finds the engine idle is tagged on the event loop, without the
+                                   # thread hops (0: never)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_tokens", "max_queue", "max_body_bytes", "batch_size", "max_sentence_tokens",
@@ -133,7 +137,9 @@ class Service:
                 if isinstance(tagged, Exception):  # @serve.batch returns handle()'s per-job errors as values
                     raise tagged
             else:
-                inline = job.kind != "call" and size <= self.settings.inline_tokens
+                inline = job.kind != "call" and size <= self.settings.inline_tokens \
+                    and sum(map(len, chain.from_iterable(job.items) if job.kind == "tokens" else job.items)) \
+                    <= INLINE_CHARS_PER_TOKEN * self.settings.inline_tokens  # a text of few spaces is no small job
                 tagged = await self.batcher.submit(job, size, self.settings.timeout_s, inline)
         except QueueFull:
             raise HTTPError(503, "the server is busy: too many requests are waiting; retry shortly",
