@@ -57,8 +57,8 @@ class Config:
     char_dropout: float = 0.0        # dropout on the character embeddings, before the char CNN/BiLSTM
     # training
     epochs: int = 150                # a cap that should not bind: dev decides when training ends (patience)
-    batch_size: int = 64             # sentences per optimizer step, over all processes (--processes N: each
-                                     # trains on a 1/N slice of every batch, so N x 1 process = 1 process)
+    batch_size: int = 64             # sentences per optimizer step (--processes N, sync = "step": over all of
+                                     # them, each trains on a 1/N slice; "average": each takes its own batch)
     optimizer: str = "adam"          # sgd | adam | nadam (with sgd, set lr too: 0.015 suits it)
     lr: float = 0.002
     momentum: float = 0.9

@@ -28,6 +28,7 @@ from corpora.conll import Sentence
 from tagger import commands
 from tagger.config import Config
 from tagger.encode import collate, length_batches
+from tagger.errors import InputError
 from tagger.training import distributed, setup
 from tagger.training import loop as training
 
@@ -130,7 +131,8 @@ def assert_interrupted_resume_is_exact(tmp_path, monkeypatch, train, dev, toml, 
     assert [m["dev_f1"] for m in metrics(tmp_path / "resumed")] == [m["dev_f1"] for m in metrics(tmp_path / "whole")]
 
 
-AVERAGE = dict(sync="average", sync_period=3, sync_warmup=2)  # meetings after steps 0 1 2 5 8 11 14 ...: 8
+AVERAGE = dict(sync="average", sync_period=3, sync_warmup=2, batch_size=4)  # each rank's 4: global batches of 8,
+# as STEP's; meetings after steps 0 1 2 5 8 11 14 ...: 8
 # batches an epoch, so epoch 1 ends apart (and meets for its checkpoint), and a Ctrl-C in step 10 stops at 11
 
 
@@ -288,3 +290,22 @@ def test_resume_stays_exact_when_unlabelled_steps_followed_the_meeting_and_the_w
                    resume=True)
     w, r = weights(tmp_path / "whole"), weights(tmp_path / "resumed")
     assert all(torch.equal(w[k], r[k]) for k in w)
+
+
+def test_with_averaging_each_rank_takes_batch_size_sentences_a_step_and_with_step_a_slice():
+    from tagger.training.loop import step_sentences
+
+    two, one = distributed.World(0, 2), distributed.World()
+    assert step_sentences(Config(batch_size=64, sync="average"), two) == 128  # 2 local steps of 64 at once
+    assert step_sentences(Config(batch_size=64, sync="step"), two) == 64  # one process's step, shared
+    assert step_sentences(Config(batch_size=64, sync="average"), one) == 64
+
+
+def test_a_mid_epoch_checkpoint_of_averaging_ranks_resumes_only_with_as_many(tmp_path, monkeypatch):
+    train, dev, toml = corpus(tmp_path, epochs=2, dropout=0.3, **AVERAGE)
+    interrupt_loss_at(monkeypatch, 11)
+    with pytest.raises(training.Interrupted):
+        commands.train(str(train), str(dev), tmp_path / "out", config_file=toml, processes=2)
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="middle of an epoch by 2 process.*resume with --processes 2"):
+        commands.train(str(train), str(dev), tmp_path / "out", config_file=toml, resume=True)

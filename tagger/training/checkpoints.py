@@ -136,8 +136,8 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
                     ) -> tuple[Trainable, torch.optim.Optimizer, Progress, WeightAverage | None,
                                unseen.Pretrained | None]:
     """The state `save_checkpoint` wrote, this rank's random state restored (and the vectors files re-read
-    when the checkpoint left their rows out). Another number of processes than the checkpoint's resumes too:
-    the same global batches, but new dropout draws on the extra ranks."""
+    when the checkpoint left their rows out). Another number of processes than the checkpoint's resumes too
+    (new dropout draws on the extra ranks), but mid-epoch with periodic averaging (`_check_processes`)."""
     world, reporter = world or World(), reporter or Silent()
     directory = checkpoint_dir(output)
     meta = _trainer_meta(directory)
@@ -145,6 +145,7 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
     sources = (meta.get("origin") or {}).get("vectors")
     vectors = read_vectors(sources) if sources else None
     config, vocab_json, saved, model_meta = store.load_model(directory, checkpoint=True)
+    _check_processes(meta, config, world, directory)
     if vectors is not None:  # the rows the checkpoint left out, from the files it names
         vocab_json["frozen_words"], saved["words.frozen"] = setup.frozen_rows(vectors, vocab_json["words"])
     trainable = Trainable.from_saved(directory, config, vocab_json, saved, model_meta)
@@ -172,6 +173,16 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
     else:
         pretrained = setup.pretrained_state(trainable, vectors, reporter, neighbours=world.leader)
     return trainable, optimizer, Progress(**meta["progress"]), average, pretrained
+
+
+def _check_processes(meta: dict, config: Config, world: World, directory: Path) -> None:
+    """With periodic averaging each rank takes batch_size sentences a step (loop.step_sentences), so an epoch's
+    batches depend on the number of processes: a checkpoint taken mid-epoch resumes with as many."""
+    taken = meta.get("processes", 1)
+    if meta["progress"]["step"] and taken != world.size and config.sync == "average" and max(taken, world.size) > 1:
+        raise InputError(f"--resume: this checkpoint was taken in the middle of an epoch by {taken} process(es), whose "
+                         f"batches were batch_size x {taken} sentences (sync = \"average\"): resume with --processes "
+                         f"{taken}", path=str(directory))
 
 
 def _rank_rows(tensors: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
