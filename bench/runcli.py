@@ -57,3 +57,15 @@ def on_cores(work: Callable[[T, int | None], R], items: Iterable[T], jobs: int) 
 
     with ThreadPoolExecutor(free.qsize()) as pool:
         return list(pool.map(on_a_free_core, items))
+
+
+def emit(records: Iterable[dict], output: str | Path | None = None) -> None:
+    """Each record as one JSON line on standard output, as it comes, and appended to `output` if given."""
+    import json
+
+    for record in records:
+        line = json.dumps(record)
+        print(line, flush=True)
+        if output:
+            with open(output, "a") as out:
+                out.write(line + "\n")

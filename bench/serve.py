@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import httpx
+from runcli import emit  # bench/ is on sys.path when a script in it runs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -235,12 +236,7 @@ def main() -> None:
         checkouts = [ROOT, *([args.baseline.resolve()] if args.baseline else [])]
         results += [point(args, w, c, chosen, duration, bool(args.soak), checkout) for w in args.workers
                     for c in args.clients for _ in range(args.rounds) for checkout in checkouts]
-    for r in results:
-        line = json.dumps(r)
-        print(line, flush=True)
-        if args.output:
-            with open(args.output, "a") as out:
-                out.write(line + "\n")
+    emit(results, args.output)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from runcli import emit  # bench/ is on sys.path when a script in it runs
+
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "SOCCER - JAPAN GET LUCKY WIN , CHINA IN SURPRISE DEFEAT ."
 
@@ -143,12 +145,7 @@ def main() -> None:
     sys.path.insert(0, str(args.checkout.resolve()))
     import uvloop
 
-    for result in uvloop.run(measure(args)):
-        line = json.dumps(result)
-        print(line, flush=True)
-        if args.output:
-            with open(args.output, "a") as out:
-                out.write(line + "\n")
+    emit(uvloop.run(measure(args)), args.output)
 
 
 if __name__ == "__main__":
