@@ -279,6 +279,8 @@ from cli import ensemble  # noqa: E402
 ensemble.register(app, user_errors)
 from cli import hub  # noqa: E402
 hub.register(app, user_errors)
+from cli import lm  # noqa: E402
+lm.register(app, user_errors)
 
 
 def main() -> None:

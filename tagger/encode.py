@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, islice
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from tagger import lac
+from tagger import lac, lmtext
 from tagger.vocab import Vocab, bigrams, casing
 
 
@@ -40,6 +40,7 @@ class Encoded:
     bigrams: list[int] | None = None
     lexicon: np.ndarray | None = None
     context: list[int] | None = None
+    context_at: list[int] | None = None  # a character LM's: each token's separator before it in `context`
     context_features: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -62,7 +63,11 @@ class Batch:
     tags: np.ndarray | None       # (B, T)
     bigrams: np.ndarray | None = None  # (B, T) each token's bigram id, 0 on padding
     lexicon: np.ndarray | None = None  # (B, T, lexicon.FEATURES) float32, 0 on padding
-    context: np.ndarray | None = None  # (B, T) each token's row of the context encoder, 0 on padding
+    context: np.ndarray | None = None  # (B, T) each token's row of the context encoder, 0 on padding; for a
+                                       # character LM (B, C) the sentences' characters (tagger/lmtext.py)
+    context_mask: np.ndarray | None = None    # (B, C) bool, a character LM's: real characters
+    context_before: np.ndarray | None = None  # (B, T) a character LM's: the separator before each token
+    context_after: np.ndarray | None = None   # (B, T) ... and the one after it
     context_features: np.ndarray | None = None  # (B, T, lac.FEATURES) float32 when the sentences had them
 
     def __len__(self) -> int:
@@ -97,6 +102,8 @@ class Encoder:
                  features: Sequence[Sequence[str]] = ()) -> Encoded:
         """Ids for one sentence; tags must be in vocab.tags (the caller checks and reports unknown ones)."""
         vocab = self.vocab
+        lm = vocab.context is not None and vocab.context_kind == "lm"
+        chars, at = lmtext.encode_sentence(tokens, vocab.context.ids) if lm else (None, None)
         described = list(map(self.cache.get, tokens))  # most words are cached: no Python call per token
         if None in described:
             described = list(map(self.word, tokens))
@@ -106,7 +113,8 @@ class Encoder:
             tags=None if tags is None else [vocab.tags.ids[t] for t in tags],
             bigrams=None if vocab.bigrams is None else list(map(vocab.bigrams.get, bigrams(tokens))),
             lexicon=None if vocab.lexicon is None else vocab.lexicon.features(tokens),
-            context=None if vocab.context is None else lac.token_ids(vocab.context.ids, tokens),
+            context=chars if lm else None if vocab.context is None else lac.token_ids(vocab.context.ids, tokens),
+            context_at=at,
         )
 
 
@@ -143,10 +151,32 @@ def collate(items: Sequence[Encoded]) -> Batch:
         tags=stack(chain.from_iterable(e.tags for e in items)) if items[0].tags is not None else None,
         bigrams=stack(chain.from_iterable(e.bigrams for e in items)) if items[0].bigrams is not None else None,
         lexicon=_stack_rows([e.lexicon for e in items], mask) if items[0].lexicon is not None else None,
-        context=stack(chain.from_iterable(e.context for e in items)) if items[0].context is not None else None,
         context_features=_stack_rows([e.context_features for e in items], mask)
         if items[0].context_features is not None else None,
+        **_context(items, stack),
     )
+
+
+def _context(items: Sequence[Encoded], stack: Callable[[Iterable[int]], np.ndarray]) -> dict[str, np.ndarray]:
+    """The context encoder's batch arrays: LAC's row of each token, or a character LM's arrays; none without."""
+    if items[0].context is None:
+        return {}
+    if items[0].context_at is None:
+        return {"context": stack(chain.from_iterable(e.context for e in items))}
+    return _lm_characters(items, stack)
+
+
+def _lm_characters(items: Sequence[Encoded], stack: Callable[[Iterable[int]], np.ndarray]) -> dict[str, np.ndarray]:
+    """A character LM's batch arrays: the sentences' characters (B, C) with their mask, and each token's
+    separators before and after it (B, T): the one after token i is the one before token i + 1, the last
+    token's the final newline."""
+    lengths = np.array([len(e.context) for e in items])
+    char_mask = np.arange(lengths.max()) < lengths[:, None]  # (B, C)
+    chars = np.zeros(char_mask.shape, dtype=np.int64)
+    chars[char_mask] = longs(chain.from_iterable(e.context for e in items))
+    after = chain.from_iterable(chain(islice(e.context_at, 1, None), (len(e.context) - 1,)) for e in items)
+    return {"context": chars, "context_mask": char_mask,
+            "context_before": stack(chain.from_iterable(e.context_at for e in items)), "context_after": stack(after)}
 
 
 def _stack_rows(rows: Sequence[np.ndarray], mask: np.ndarray) -> np.ndarray:

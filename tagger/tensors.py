@@ -17,7 +17,9 @@ other's internals, so a torch release that renames its modules' keys changes not
                        trained: context.embedding (num_context, 128) float16, context.{0,1}.{forward,backward}
                        .{input.weight (in, 384), input.bias (384,), weight (128, 384), bias (384,)} (a Paddle
                        GRU: input.* project the input, weight holds the gates' (128, 256) and the candidate's
-                       (128, 128) blocks end to end), context.emissions.{weight (256, 57), bias (57,)}
+                       (128, 128) blocks end to end), context.emissions.{weight (256, 57), bias (57,)};
+                       or (context = "lm": a `tagger lm` character LM, tagger/tagging/charlm.py) context.embedding
+                       (num_lm_chars, lm_char_dim) float16 and context.0.{forward,backward}.* laid out as lstm.*
     lstm.{layer}.{forward,backward}.weight_ih  (4 * hidden, input)   gate rows in the order i, f, g, o:
     lstm.{layer}.{forward,backward}.weight_hh  (4 * hidden, hidden)  c' = f c + i g, h' = o tanh(c'),
     lstm.{layer}.{forward,backward}.bias_ih    (4 * hidden,)         i, f, o sigmoid, g tanh
@@ -76,8 +78,13 @@ def input_size(config: Config, num_features: int) -> int:
     feature columns, concatenated in that order."""
     c = config.resolved()
     return (c.word_dim + c.casing_dim + char_output_size(c) + (c.bigram_dim if c.bigrams == "on" else 0)
-            + (lexicon.FEATURES if c.lexicon else 0) + (lac.FEATURES if c.context == "lac" else 0)
+            + (lexicon.FEATURES if c.lexicon else 0) + context_size(c)
             + c.feature_dim * num_features)
+
+
+def context_size(config: Config) -> int:
+    """Numbers a token that the frozen context encoder gives the BiLSTM."""
+    return {"none": 0, "lac": lac.FEATURES, "lm": 2 * config.lm_hidden}[config.context]
 
 
 def shapes(config: Config, sizes: Sizes) -> dict[str, tuple[int, ...]]:
@@ -96,6 +103,9 @@ def shapes(config: Config, sizes: Sizes) -> dict[str, tuple[int, ...]]:
     out |= {f"features.{i}": (n, c.feature_dim) for i, n in enumerate(sizes.features)}
     if c.context == "lac":
         out |= lac.shapes(sizes.context)
+    elif c.context == "lm":  # a `tagger lm` character LM: its embedding and two LMs as one BiLSTM layer's directions
+        out |= {"context.embedding": (sizes.context, c.lm_char_dim),
+                **_lstm_shapes("context", c.lm_char_dim, c.lm_hidden, 1)}
     out |= _lstm_shapes("lstm", input_size(c, len(sizes.features)), c.hidden_size, c.num_layers)
     k = sizes.tags
     return out | {"emissions.weight": (k, 2 * c.hidden_size), "emissions.bias": (k,),

@@ -104,6 +104,8 @@ class Vocab:
     bigrams: Index | None = None       # when the config has bigrams on
     lexicon: "Lexicon | None" = None   # when the config has lexicon on: saved as lexicon.txt, not in vocab.json
     context: Index | None = None       # the context encoder's characters, row i being items[i] (tagger/lac.py)
+    context_kind: str = "lac"          # whose characters: LAC's (a token's row) or a character LM's ("lm": a
+                                       # sentence's characters, tagger/lmtext.py)
 
     def word_id(self, word: str) -> int:
         """Exact form first, then lower-cased; frozen ids follow the trainable ones."""
@@ -121,7 +123,8 @@ class Vocab:
                 "tags": self.tags.items, "features": [f.items for f in self.features],
                 "lowercase": self.lowercase, "source_scheme": self.source_scheme,
                 **({"bigrams": self.bigrams.items} if self.bigrams is not None else {}),
-                **({"context": self.context.items} if self.context is not None else {})}
+                **({"context": self.context.items} if self.context is not None else {}),
+                **({"context_kind": self.context_kind} if self.context_kind != "lac" else {})}
 
     @classmethod
     def from_json(cls, data: dict, lexicon: "Lexicon | None" = None) -> "Vocab":
@@ -129,7 +132,8 @@ class Vocab:
                    Index(data["tags"], specials=False), [Index(f) for f in data["features"]],
                    data["lowercase"], data["source_scheme"],
                    Index(data["bigrams"]) if data.get("bigrams") is not None else None, lexicon,
-                   Index(data["context"], specials=False) if data.get("context") is not None else None)
+                   Index(data["context"], specials=False) if data.get("context") is not None else None,
+                   data.get("context_kind", "lac"))
 
 
 def build_vocab(token_seqs: Iterable[Sequence[str]], tag_seqs: Iterable[Sequence[str]],

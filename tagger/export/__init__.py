@@ -44,6 +44,9 @@ def export_onnx(model: "str | os.PathLike", output: "str | os.PathLike", force: 
     tagger = Tagger.load(model)
     if tagger.is_ensemble:  # its members' graphs and the averaging are not written as ONNX
         raise InputError("is an ensemble (tagger ensemble): export one of its members instead", path=str(model))
+    if tagger.config.context == "lm":  # the LM reads a sentence's characters, an input the graph does not have
+        raise InputError("reads a character LM (--embeddings lm:): ONNX export does not cover it yet; export a "
+                         "model trained without it", path=str(model))
     name = tagger.meta.get("name") or Path(model).resolve().name
     graphs = {MODEL_FILE: onnx.build(tagger.config, tagger.vocab, tagger.tensors, name).SerializeToString(),
               LOOKUP_FILE: lookup.build_lookup(tagger.config, tagger.vocab, f"{name}_lookup").SerializeToString()}
