@@ -4,6 +4,7 @@ and students distilled from the ensemble (`tagger train --teacher`, with and wit
     python bench/accuracy.py --seeds 1 2 3 --weights 1 3 --text none --jobs 2            # trains; dev only
     python bench/accuracy.py --seeds 1 2 3 --weights 1 --text none reuters --test         # + test, read once
     python bench/accuracy.py --seeds 1 2 3 --weights 1 --text none reuters --speed        # ALONE on the machine
+    python bench/accuracy.py --seeds 1 2 3 4 5 --lm runs/lm/reuters --lm-seeds 1 2 3     # + a character LM
 
 The recipe is configs/conll2003.toml without its time cap (F1 must not depend on the machine's load), GloVe
 6B 50d, trained on train.txt; dev (valid.txt) picks each run's epoch and ends it (patience), and every choice
@@ -118,6 +119,16 @@ def students(args, work: Path, teacher: Path) -> list[dict]:
     return on_cores(one, student_runs(args), args.jobs)
 
 
+def lm_models(args, work: Path) -> list[dict]:
+    """The recipe reading a `tagger lm` character LM (`--embeddings lm:DIR` beside GloVe), for --lm-seeds."""
+    if not args.lm:
+        return []
+    config, name = recipe(work, "recipe"), Path(args.lm).name
+    return on_cores(lambda seed, core: train(args, work / f"lm-{name}-seed{seed}", seed, config,
+                                             ["--embeddings", f"lm:{args.lm}"], core) | {"lm": args.lm},
+                    args.lm_seeds, args.jobs)
+
+
 def speed(args, work: Path, models: list[str]) -> dict:
     """Seconds of a second training epoch per method, and tagging tokens/s per model (alone on the machine)."""
     from predict import model_alone, test_sentences
@@ -128,6 +139,8 @@ def speed(args, work: Path, models: list[str]) -> dict:
     methods = {"recipe": (recipe(work, "recipe"), []), "student": (student, ["--teacher", teacher]),
                "student + reuters": (student, ["--teacher", teacher, "--unlabeled",
                                                f"{args.raw}/reuters21578.txt.gz"])}
+    if args.lm:
+        methods["recipe + LM"] = (recipe(work, "recipe"), ["--embeddings", f"lm:{args.lm}"])
     result: dict = {"epoch_seconds": {}, "tokens_per_s": {}}
     for name, (config, extra) in methods.items():
         out = work / f"cost-{name.replace(' + ', '-')}"
@@ -150,6 +163,8 @@ def table(result: dict) -> str:
     for s in result["students"]:
         groups.setdefault(f"student w={s['teacher_weight']:g} text={s['text']}", []).append(s)
     rows += list(groups.items())
+    if result.get("lm"):
+        rows.append((f"recipe + LM {Path(result['lm'][0]['lm']).name}", result["lm"]))
     lines = ["| model | seeds | dev F1 | test F1 |", "|---|---|---|---|"]
     for name, runs in rows:
         seeds = " ".join(str(r.get("seed", "+".join(map(str, r.get("seeds", []))))) for r in runs)
@@ -179,6 +194,8 @@ def main() -> None:
     parser.add_argument("--students", nargs="+", metavar="W:TEXT", help="students as weight:text pairs or "
                         "weight:text:seed triples (e.g. 1:none 3:none:1 3:none:2 1:reuters) instead of every "
                         "--weights x --text")
+    parser.add_argument("--lm", help="a `tagger lm` directory: also train the recipe with --embeddings lm:LM")
+    parser.add_argument("--lm-seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once, one core and thread each")
     parser.add_argument("--no-train", action="store_true", help="train nothing: report the runs under --work as "
                         "they are (a run stopped early is marked \"finished\": false)")
@@ -190,7 +207,7 @@ def main() -> None:
     work = Path(args.work)
     if args.speed:
         done = json.loads(Path(args.out).read_text())
-        models = [r["model"] for r in [*done["teachers"], done["ensemble"], *done["students"]]]
+        models = [r["model"] for r in [*done["teachers"], done["ensemble"], *done["students"], *done.get("lm", [])]]
         done["speed_alone"] = speed(args, work, models)
         Path(args.out).write_text(json.dumps(done, indent=2) + "\n")
         print(json.dumps(done["speed_alone"], indent=2))
@@ -202,9 +219,9 @@ def main() -> None:
     result = {"commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                                        text=True).stdout.strip(),
               "teachers": found, "ensemble": ens, "students_teacher": teacher,
-              "students": students(args, work, Path(teacher["model"]))}
+              "students": students(args, work, Path(teacher["model"])), "lm": lm_models(args, work)}
     if args.test:
-        for r in [*result["teachers"], result["ensemble"], *result["students"]] + \
+        for r in [*result["teachers"], result["ensemble"], *result["students"], *result["lm"]] + \
                  ([teacher] if teacher is not ens else []):
             r["test_f1"] = evaluate(Path(r["model"]), "test", args)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
