@@ -29,9 +29,12 @@ class Config:
     features: list[int] = field(default_factory=list)  # extra input columns, each embedded and concatenated
     lowercase_lookup: bool = True    # look words up in the pretrained vectors lower-cased when the exact form is missing
     min_word_count: int = 1          # training words seen fewer times map to <unk> (unless pretrained)
-    pretrained_swap: float = 0.0     # probability of reading a training word from the pretrained vector its row
+    unseen_remedies: str = "auto"    # on | off | auto: the two remedies below for pretrained words never seen in
+                                     # training; auto: on when 3% or more of the dev tokens are such words (tagger/
+                                     # training/unseen.py). Training saves what it decided, "on" or "off"
+    pretrained_swap: float = 0.3     # probability of reading a training word from the pretrained vector its row
                                      # started from, as words never seen in training are read (tagger/training/unseen.py)
-    unseen_drift: float = 0.0        # move each pretrained word never seen in training by this times the mean
+    unseen_drift: float = 3.0        # move each pretrained word never seen in training by this times the mean
                                      # fine-tuning drift of its nearest trained words (tagger/training/unseen.py; 0: off)
     unseen_neighbours: int = 10      # how many nearest trained words (cosine of the pretrained vectors)
     # network
@@ -93,7 +96,7 @@ class Config:
         """Raise ConfigError for values that would fail later in a less clear way."""
         choices = {"optimizer": ("sgd", "adam", "nadam"), "char_encoder": ("auto", "cnn", "lstm", "none"),
                    "tokenizer": ("auto", "words", "chars"), "bigrams": ("auto", "on", "off"),
-                   "context": ("none", "lac"), "sync": ("average", "step"),
+                   "context": ("none", "lac"), "sync": ("average", "step"), "unseen_remedies": ("auto", "on", "off"),
                    "tag_scheme": ("auto", "iob1", "iob2", "bioes", "iobes", "bilou", "bmes")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

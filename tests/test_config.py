@@ -34,6 +34,7 @@ def test_toml_tables_are_flattened_and_ints_are_accepted_for_floats(tmp_path):
     ({"epochs": True}, "epochs must be int, not True"),
     ({"optimizer": "sgdd"}, "optimizer must be one of sgd, adam"),
     ({"tag_scheme": "bio"}, "tag_scheme must be one of"),
+    ({"unseen_remedies": "yes"}, "unseen_remedies must be one of auto, on, off, not 'yes'"),
     ({"hidden_size": 0}, "hidden_size must be at least 1"),
     ({"word_dim": -5}, "word_dim must be at least 1"),
     ({"patience": 0}, "patience must be at least 1"),

@@ -466,8 +466,8 @@ def with_vectors(tmp_path) -> list[str]:
     matrix = np.random.default_rng(0).normal(size=(len(VECTOR_WORDS), 16))
     (tmp_path / "vectors.txt").write_text("".join(f"{w} {' '.join(f'{x:.5f}' for x in row)}\n"
                                                   for w, row in zip(VECTOR_WORDS, matrix)))
-    toml = write_toml(tmp_path / "c.toml", dropout=0.3, word_dropout=0.1, epochs=3, pretrained_swap=0.3,
-                      unseen_drift=2.0, unseen_neighbours=2)
+    toml = write_toml(tmp_path / "c.toml", dropout=0.3, word_dropout=0.1, epochs=3, unseen_remedies="on",
+                      pretrained_swap=0.3, unseen_drift=2.0, unseen_neighbours=2)
     return ["train", str(train), "--dev", str(dev), "-o", str(tmp_path / "out"), "--config", str(toml),
             "--embeddings", str(tmp_path / "vectors.txt"), "-q"]
 

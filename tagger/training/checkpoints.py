@@ -305,11 +305,14 @@ def resumed_config(saved: Config, config: Config, given: Collection[str], output
                    pretrained: bool = False) -> Config:
     """The checkpoint's config with the settings that may change on resume taken from `config`; any other
     setting the user gave (`given`) that differs is a ConfigError. Settings that training resolved are not
-    compared: tokenizer = "auto" (became words or chars), and word_dim when the model has pretrained
-    vectors (their dimension won)."""
+    compared: tokenizer = "auto" (became words or chars), word_dim when the model has pretrained vectors
+    (their dimension won), unseen_remedies = "auto" (became on or off) and the remedies' strengths when off
+    (0)."""
     resolved = {"version", "lexicon", "context", *(["tokenizer"] if config.tokenizer == "auto" else []),
                 *(["char_encoder"] if config.char_encoder == "auto" else []),
-                *(["bigrams"] if config.bigrams == "auto" else []), *(["word_dim"] if pretrained else [])}
+                *(["bigrams"] if config.bigrams == "auto" else []), *(["word_dim"] if pretrained else []),
+                *(["unseen_remedies"] if config.unseen_remedies == "auto" else []),
+                *(["pretrained_swap", "unseen_drift"] if saved.unseen_remedies == "off" else [])}
     changing = {name for name in given if name in RESUMABLE}
     fixed = sorted(name for name in given if name not in RESUMABLE and name not in resolved
                    and getattr(config, name) != getattr(saved, name))

@@ -64,7 +64,7 @@ def train(*, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequenc
     `unlabeled`: raw text files to learn from by cross-view training (tagger/training/cvt.py), the same on resume."""
     reporter, inputs = reporter or Silent(), inputs or Inputs()
     output, world = Path(output), world or World()
-    start = _resumed if resume else _started
+    start = _resumed if resume else functools.partial(_started, dev_sents=dev_sents)
     if resume and origin is None:
         origin = checkpoints.origin_of(output)
     teacher_files = (origin or {}).get("teachers") or []  # distillation (--teacher): unlabelled text is theirs
@@ -105,11 +105,14 @@ def train(*, config: Config, train_sents: Sequence[Sentence], dev_sents: Sequenc
 
 
 def _started(config: Config, train_sents: Sequence[Sentence], source_scheme: str | None, inputs: Inputs,
-             output: Path, given: Collection[str], reporter: Reporter, world: World, views: bool) -> tuple:
+             output: Path, given: Collection[str], reporter: Reporter, world: World, views: bool,
+             dev_sents: Sequence[Sentence] = ()) -> tuple:
     """A new training: (network, optimizer, progress, weight average, pretrained) built from scratch, with
-    cross-view training's modules if `views`."""
+    cross-view training's modules if `views`. The dev tokens decide unseen_remedies = "auto": rank 0's, since
+    spawned ranks are given no dev set."""
+    dev = world.share([s.tokens for s in dev_sents] if world.leader else None)
     trainable, pretrained = build_trainable(config, train_sents, source_scheme, inputs=inputs, reporter=reporter,
-                                            neighbours=world.leader)
+                                            neighbours=world.leader, dev=dev)
     config = trainable.config
     if views:
         trainable = dataclasses.replace(trainable, views=cvt.Views.for_model(trainable.model))

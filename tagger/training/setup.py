@@ -61,18 +61,19 @@ def set_seed(seed: int) -> None:
 
 
 def build_trainable(config: Config, train: Sequence[Sentence], source_scheme: str | None, *,
-                    inputs: Inputs | None = None, reporter: Reporter | None = None, neighbours: bool = True
-                    ) -> tuple[Trainable, unseen.Pretrained | None]:
+                    inputs: Inputs | None = None, reporter: Reporter | None = None, neighbours: bool = True,
+                    dev: Sequence[Sequence[str]] = ()) -> tuple[Trainable, unseen.Pretrained | None]:
     """Vocabulary from the training corpus (+ pretrained words), a fresh network, pretrained rows copied in;
     and, for pretrained_swap or unseen_drift, what training keeps of the pretrained vectors
     (tagger/training/unseen.py). neighbours=False skips the unseen words' neighbour search (only rank 0
     scores and saves). The config's `auto` settings are decided here and saved with the model: the
     tokenizer, then the encoders that suit it (Config.resolved); a lexicon turns lexicon features on,
-    bigram vectors turn bigrams on, a context encoder sets context = "lac"."""
+    bigram vectors turn bigrams on, a context encoder sets context = "lac"; the dev set's tokens (`dev`, one
+    sequence a sentence) decide unseen_remedies = "auto" (_remedies)."""
     reporter, inputs = reporter or Silent(), inputs or Inputs()
     if inputs.init is not None:  # the model's own vocabulary and (frozen) pretrained vectors come with it
         return warm_started(inputs.init, config, train, source_scheme, reporter), None
-    config = _decided(config, train, inputs, reporter)
+    config = _decided(config, train, inputs, reporter, dev)
     scheme = model_scheme(config, source_scheme)
     vectors = inputs.vectors
     vocab = build_vocab((s.tokens for s in train), (convert_tags(s.tags, source_scheme, scheme) for s in train),
@@ -129,14 +130,33 @@ def frozen_rows(vectors: Vectors, trained: Sequence[str]) -> tuple[list[str], np
     return frozen, matrix[[row[w] for w in frozen]].astype(np.float16)
 
 
-def _decided(config: Config, train: Sequence[Sentence], inputs: Inputs, reporter: Reporter) -> Config:
-    """The config with its `auto` settings decided: the vectors' dimension, the tokenizer, then the encoders."""
+def _decided(config: Config, train: Sequence[Sentence], inputs: Inputs, reporter: Reporter,
+             dev: Sequence[Sequence[str]] = ()) -> Config:
+    """The config with its `auto` settings decided: the vectors' dimension, the tokenizer, the unseen-word
+    remedies, then the encoders."""
     if inputs.vectors is not None:
         config = dataclasses.replace(config, word_dim=inputs.vectors[1].shape[1])
     if config.tokenizer == "auto":
         config = dataclasses.replace(config, tokenizer=choose_tokenizer(train))
         reporter.message(f"raw text will be split into {config.tokenizer} (tokenizer = \"{config.tokenizer}\")")
+    config = _remedies(config, train, dev, inputs.vectors, reporter)
     return _with_inputs(config, inputs, reporter)
+
+
+def _remedies(config: Config, train: Sequence[Sentence], dev: Sequence[Sequence[str]], vectors: Vectors | None,
+              reporter: Reporter) -> Config:
+    """The config with unseen_remedies decided, "on" or "off", and both remedies' strengths 0 when off: the
+    saved config records what training did, so that a resume (which never decides again) and `tagger info`
+    see it. "auto" is on when enough dev tokens are read only through pretrained vectors (unseen.decide);
+    without vectors there is nothing to remedy."""
+    on = config.unseen_remedies == "on" and vectors is not None
+    if config.unseen_remedies == "auto" and vectors is not None:
+        share = unseen.unseen_share((w for s in train for w in s.tokens), (w for s in dev for w in s),
+                                    vectors[0], config.lowercase_lookup) if dev else None
+        on, why = unseen.decide(share)
+        reporter.message(f"unseen-word remedies {'on' if on else 'off'}: {why}")
+    off = {} if on else {"pretrained_swap": 0.0, "unseen_drift": 0.0}
+    return dataclasses.replace(config, unseen_remedies="on" if on else "off", **off)
 
 
 def _with_inputs(config: Config, inputs: Inputs, reporter: Reporter) -> Config:

@@ -35,7 +35,7 @@ from tagger.vocab import Index
 TRAINING = frozenset({"epochs", "batch_size", "optimizer", "lr", "momentum", "lr_decay", "weight_decay", "clip",
                       "average", "patience", "max_minutes", "seed", "threads", "dropout", "word_dropout",
                       "char_dropout"})
-NOT_WARM = ("pretrained_swap", "unseen_drift")  # need the pretrained vectors a training starts with
+NOT_WARM = ("pretrained_swap", "unseen_drift", "unseen_remedies")  # need the pretrained vectors a training starts with
 
 
 @dataclass(frozen=True)
@@ -86,12 +86,15 @@ def _config(model: Config, asked: Config, given: Collection[str], path: Path) ->
         mine, theirs = getattr(asked, name, None), getattr(model, name, None)
         if name in TRAINING:
             changes[name] = mine
-        elif name in NOT_WARM and mine:
-            raise ConfigError(f"{name} needs the pretrained vectors a training starts with, which --init does not read")
+        elif name in NOT_WARM:
+            if mine and mine not in ("auto", "off"):  # the remedies stay off, recorded "off"
+                raise ConfigError(f"{name} needs the pretrained vectors a training starts with, which --init does "
+                                  "not read")
         elif mine != theirs and name != "version":
             raise ConfigError(f"--init {path}: {name} is the model's ({theirs!r}), not {mine!r}: the network's shape "
                               "comes from the model (leave it out, or train without --init)")
-    return dataclasses.replace(model, **changes, temperature=1.0, pretrained_swap=0.0, unseen_drift=0.0)
+    return dataclasses.replace(model, **changes, temperature=1.0, unseen_remedies="off", pretrained_swap=0.0,
+                               unseen_drift=0.0)
 
 
 def _new_tags(train: Sequence[Sentence], source_scheme: str | None, init: Tagger) -> list[str]:
