@@ -2,7 +2,7 @@
 
 Fine-tuning moves the vectors of training words; pretrained words never seen in training get no gradient and
 keep their original vectors (the model's `frozen` rows). On CoNLL-2003 a quarter of the test set's entity
-tokens are such words, against a sixth of dev's. Two remedies, both off unless the config asks:
+tokens are such words, against a sixth of dev's. Two remedies:
 
 - `pretrained_swap`: while training, a word is now and then read from the pretrained vector its row started
   from instead of its fine-tuned row (model.embed_words), so the network also learns to read unmoved vectors.
@@ -12,8 +12,8 @@ tokens are such words, against a sixth of dev's. Two remedies, both off unless t
   the current weights whenever the model is scored or saved, so the saved model holds the moved vectors and
   tagging is unchanged.
 
-Whether to use them is `unseen_remedies`: on, off, or auto, which training decides once from the share of dev
-tokens that only a frozen row reads (`unseen_share`, `decide`).
+Whether training uses them is `unseen_remedies`: on, off, or auto (the default), which training decides once,
+when it starts, from the share of dev tokens that only a frozen row reads (`unseen_share`, `decide`).
 """
 from __future__ import annotations
 
