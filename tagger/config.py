@@ -51,8 +51,11 @@ class Config:
     bigram_dim: int = 50             # ignored when pretrained bigram vectors are given (their dimension wins)
     lexicon: bool = False            # B/M/E/S lexicon features per token (tagger/lexicon.py); training sets it
                                      # when given a lexicon (`--lexicon FILE`), which the model directory keeps
-    context: str = "none"            # none | lac: a frozen pretrained encoder whose outputs per token the
-                                     # BiLSTM reads (tagger/lac.py); training sets it with --context jieba
+    context: str = "none"            # none | lac | lm: a frozen pretrained encoder whose outputs per token the
+                                     # BiLSTM reads; training sets it: lac with --context jieba (tagger/lac.py),
+                                     # lm with --embeddings lm:DIR, a `tagger lm` character LM (tagger/tagging/charlm.py)
+    lm_hidden: int = 0               # the character LM's units a direction (context = "lm": the LM's, set by training)
+    lm_char_dim: int = 0             # ... and its character embedding size
     hidden_size: int = 100           # per direction (200 scored no better on CoNLL-2003 and tags 1.8x slower)
     num_layers: int = 1
     dropout: float = 0.5
@@ -96,7 +99,7 @@ class Config:
         """Raise ConfigError for values that would fail later in a less clear way."""
         choices = {"optimizer": ("sgd", "adam", "nadam"), "char_encoder": ("auto", "cnn", "lstm", "none"),
                    "tokenizer": ("auto", "words", "chars"), "bigrams": ("auto", "on", "off"),
-                   "context": ("none", "lac"), "sync": ("average", "step"), "unseen_remedies": ("auto", "on", "off"),
+                   "context": ("none", "lac", "lm"), "sync": ("average", "step"), "unseen_remedies": ("auto", "on", "off"),
                    "tag_scheme": ("auto", "iob1", "iob2", "bioes", "iobes", "bilou", "bmes")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

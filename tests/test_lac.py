@@ -18,7 +18,7 @@ from tagger.errors import InputError
 from tagger.tagging.engine import Engine
 from tagger.training.model import Trainable
 from tagger.training.setup import add_context_features
-from tagger.tagging.charlm import context_network
+from tagger.tagging import charlm
 from tagger.tagging.viterbi import viterbi
 from tagger.vocab import Index, build_vocab
 
@@ -155,7 +155,7 @@ def test_engine_computes_per_batch_what_training_computes_once_per_sentence(tmp_
     trainable = context_network(tmp_path)
     encoded = [trainable.encode(s) for s in SENTENCES * 2]
     alone = [dataclasses.replace(e) for e in encoded]
-    add_context_features(alone, context_network("lac", trainable.model.context))
+    add_context_features(alone, charlm.context_network("lac", trainable.model.context))
     with torch.no_grad():
         theirs = [trainable.model.emissions(collate([e]))[0].numpy() for e in alone]
     batch = collate(encoded)

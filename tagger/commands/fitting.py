@@ -103,7 +103,8 @@ def _origin(output: Path, resume: bool, corpora: dict[str, tuple[str, Sequence[S
     inputs = {"embeddings": " + ".join(p.name for p in vector_files(embeddings)) or None,
               "lexicon": Path(lexicon).name if lexicon else None,
               "bigram_embeddings": Path(bigram_embeddings).name if bigram_embeddings else None,
-              "context": Path(context).name if context else None,
+              "context": (LM + Path(str(context).removeprefix(LM)).name if is_lm(context) else Path(context).name)
+              if context else None,
               "unlabeled": " + ".join(Path(p).name for p in unlabeled) or None,
               "teachers": " + ".join(Path(p).resolve().name for p in teachers) or None}
     return {"training": {**names, **inputs}, "corpora": digests, "vectors": checkpoints.files_origin(files),
@@ -170,6 +171,10 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
 
     reporter = reporter or Silent()
     config = make_config(config_file, overrides or {}, features)
+    embeddings, lm = split_lm(embeddings)
+    if lm is not None and context is not None:
+        raise ConfigError("one context encoder at a time: --context or --embeddings lm:DIR, not both")
+    context = lm or context
     given = {*(load_toml(config_file) if config_file else ()), *(overrides or {}), *(["features"] if features else [])}
     warm = None if init is None else _warm_start(init, extend_tags, given, resume, embeddings, lexicon,
                                                  bigram_embeddings, context)
@@ -241,6 +246,25 @@ def _read_corpora(train_ref: str, dev_ref: str, format: str, tag_column: int | N
     return train_sents, dev_sents, source, dev_scheme
 
 
+LM = "lm:"  # --embeddings lm:DIR: a `tagger lm` character LM, read as contextual embeddings (a context encoder)
+
+
+def split_lm(embeddings: Path | Sequence[Path] | None) -> tuple[list[Path] | None, str | None]:
+    """--embeddings as (vector files or None, the `lm:DIR` entry or None); ConfigError for two LMs."""
+    given = [str(p) for p in vector_files(embeddings)]
+    lms = [p for p in given if p.startswith(LM)]
+    if len(lms) > 1:
+        raise ConfigError("one --embeddings lm:DIR at a time")
+    if lms and not lms[0].removeprefix(LM):
+        raise ConfigError("--embeddings lm: needs the directory `tagger lm` wrote: lm:DIR")
+    vectors = [Path(p) for p in given if not p.startswith(LM)]
+    return vectors or None, lms[0] if lms else None
+
+
+def is_lm(context: str | None) -> bool:
+    return context is not None and str(context).startswith(LM)
+
+
 def vector_files(embeddings: Path | Sequence[Path] | None) -> list[Path]:
     """--embeddings as a list: none, one file (or "jieba"), or several whose vectors are stacked."""
     if embeddings is None or isinstance(embeddings, (str, Path)):
@@ -289,7 +313,11 @@ def _check_inputs(embeddings: Path | Sequence[Path] | None, bigram_embeddings: P
         raise ConfigError("--embeddings jieba cannot be stacked with other vectors: give it alone")
     for path in [] if jieba_vectors else files:
         check_vectors_file(path)
-    if jieba_vectors or context is not None:
+    if is_lm(context):
+        from tagger.training.lm import check_lm_dir
+
+        check_lm_dir(Path(str(context).removeprefix(LM)))
+    if jieba_vectors or (context is not None and not is_lm(context)):
         lac.lac_dir(context if context is not None else lac.JIEBA)
     if bigram_embeddings is not None:
         check_vectors_file(bigram_embeddings)
@@ -309,9 +337,16 @@ def _load_inputs(embeddings: Path | Sequence[Path] | None, bigram_embeddings: Pa
     vectors = bigram_vectors = words = encoder = None
     files = vector_files(embeddings)
     jieba_vectors = any(lac.names_jieba(p) for p in files)
+    kind = "lm" if is_lm(context) else "lac"
+    if is_lm(context):
+        from tagger.training.lm import read_lm
+
+        encoder, context = read_lm(str(context).removeprefix(LM)), None
+        reporter.message(f"character LM: {len(encoder[0])} characters, "
+                         f"{encoder[1]['context.0.forward.weight_hh'].shape[1]} units a direction")
     if jieba_vectors or context is not None:
         chars, tensors = lac.from_jieba(context if context is not None else lac.JIEBA)
-        encoder = (chars, tensors) if context is not None else None
+        encoder = (chars, tensors) if context is not None else encoder
         if jieba_vectors:
             vectors = lac.char_vectors(chars, tensors["context.embedding"])
     if files and not jieba_vectors:
@@ -325,4 +360,5 @@ def _load_inputs(embeddings: Path | Sequence[Path] | None, bigram_embeddings: Pa
     if lexicon is not None:
         words = read_lexicon(lexicon)
         reporter.message(f"lexicon: {len(words):,} words, the longest {words.longest} characters")
-    return Inputs(vectors=vectors, lexicon=words, bigram_vectors=bigram_vectors, context=encoder)
+    return Inputs(vectors=vectors, lexicon=words, bigram_vectors=bigram_vectors, context=encoder,
+                  context_kind=kind)

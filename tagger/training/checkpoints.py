@@ -50,12 +50,12 @@ def save_checkpoint(output: Path, trainable: Trainable, optimizer: torch.optim.O
     """Write the new checkpoint beside the old one and swap directories, so a kill never loses both.
     rng_states: every rank's torch random state, rank 0's first (default: this process's). origin: where the
     data and vectors came from (module docstring); with vectors files, what they give back is left out.
-    averaging: periodic averaging's state ({"step", "optimizers": every rank's `_optimizer_state`})."""
+    averaging: periodic averaging's state ({"step", "optimizers": every rank's `optimizer_state`})."""
     final, new, old = output / "checkpoint", output / "checkpoint.new", output / "checkpoint.old"
     shutil.rmtree(new, ignore_errors=True)
     reread = bool((origin or {}).get("vectors"))
     trainable.save(new, {"checkpoint": True}, frozen=not reread)
-    tensors, meta = _optimizer_state(optimizer)
+    tensors, meta = optimizer_state(optimizer)
     tensors |= (averaging or {}).get("tensors", {})
     states = list(rng_states) if rng_states is not None else [torch.get_rng_state()]
     tensors["rng.torch"] = states[0]
@@ -107,7 +107,7 @@ def averaging_state(optimizer: torch.optim.Optimizer, world: World, epoch_end: b
         world.run(local.meet)
     weights = {str(i): p.detach().clone() for i, p in enumerate(local.params)} if local.apart else {}
     rows = local.rows_state() if local.apart else {}
-    gathered = world.gather_to_leader((_optimizer_state(optimizer), weights, rows))
+    gathered = world.gather_to_leader((optimizer_state(optimizer), weights, rows))
     if not world.leader:
         return None
     tensors = {f"rank{r}.{k}": v for r, ((t, _), _, _) in enumerate(gathered) if r for k, v in t.items()}
@@ -155,7 +155,7 @@ def load_checkpoint(output: Path, world: World | None = None, reporter: Reporter
         trainable = dataclasses.replace(trainable, views=cvt.Views.for_model(trainable.model))
         trainable.views.load_state_dict(views)
     optimizer = make_optimizer(trainable.config, trainable.model, trainable.views)
-    optimizer.load_state_dict(_optimizer_dict(*_rank_optimizer(meta, tensors, world)))
+    optimizer.load_state_dict(optimizer_dict(*_rank_optimizer(meta, tensors, world)))
     world.sync.resumed_step = (meta.get("averaging") or {}).get("step", meta["progress"]["updates"])
     prefix = f"rank{world.rank}.weight."  # this rank's own weights, set once DDP broadcast rank 0's
     world.sync.resumed_weights = {int(k.removeprefix(prefix)): v for k, v in tensors.items() if k.startswith(prefix)}
@@ -271,7 +271,7 @@ def check_same_corpora(recorded: dict, corpora: dict[str, tuple[str, str]]) -> N
                              "the same data, or train anew without --resume", path=str(ref))
 
 
-def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     """The optimizer's state as (tensors for safetensors, JSON-able rest)."""
     state = optimizer.state_dict()
     tensors = {f"opt.{i}.{k}": v.detach().clone() for i, s in state["state"].items()
@@ -291,8 +291,8 @@ def _rank_optimizer(meta: dict, tensors: dict, world: World) -> tuple[dict, dict
     return {**meta, "scalars": scalars}, {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def _optimizer_dict(meta: dict, tensors: dict) -> dict:
-    """The optimizer's state_dict back from what `_optimizer_state` split."""
+def optimizer_dict(meta: dict, tensors: dict) -> dict:
+    """The optimizer's state_dict back from what `optimizer_state` split."""
     state: dict[int, dict] = {int(i): dict(s) for i, s in meta["scalars"].items()}
     for key, value in tensors.items():
         if key.startswith("opt."):

@@ -22,12 +22,12 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from corpora.conll import Sentence
-from tagger import lac
 from tagger.config import Config
 from tagger.encode import Batch, Encoded, collate, length_batches
 from tagger.errors import InputError
 from tagger.reports import plots
 from tagger.reports.metrics import measure
+from tagger.tagging.charlm import context_network
 from tagger.tagging.pipeline import tag_encoded
 from tagger.training import checkpoints, cvt, distributed, teachers, unseen
 from tagger.training.distributed import World, wrap
@@ -157,7 +157,8 @@ def unlabeled_stream(trainable: Trainable, files: Sequence[str | Path], position
     cfg = trainable.config
     prepare = None
     if cfg.context != "none":  # the frozen encoder's features, computed once a buffer
-        prepare = functools.partial(add_context_features, context=lac.ContextNetwork(trainable.model.context))
+        prepare = functools.partial(add_context_features,
+                                    context=context_network(cfg.context, trainable.model.context))
     return Stream(files, trainable.encode, cfg.tokenizer, step_sentences(cfg, world), cfg.seed, position, prepare)
 
 

@@ -17,12 +17,12 @@ import torch
 
 from corpora import schemes
 from corpora.conll import Sentence
-from tagger import lac
 from tagger.config import Config, model_scheme
 from tagger.data import choose_tokenizer, feature_columns
 from tagger.encode import Encoded, iter_batches
 from tagger.errors import ConfigError
 from tagger.lexicon import Lexicon
+from tagger.tagging.charlm import ContextEncoder, context_network
 from tagger.training import unseen
 from tagger.training.model import Trainable
 from tagger.training.state import Reporter, Silent
@@ -36,12 +36,14 @@ Vectors = tuple[list[str], np.ndarray]  # (words, (len(words), dim) matrix)
 class Inputs:
     """The optional inputs a new training starts from, each None when not given: word vectors
     (tagger/embeddings.py, or LAC's characters), a lexicon (tagger/lexicon.py), character-bigram vectors,
-    and a frozen context encoder's characters and tensors (tagger/lac.py)."""
+    and a frozen context encoder's characters and tensors: LAC's (tagger/lac.py) or a character LM's
+    (context_kind "lm", tagger/training/lm.py)."""
 
     vectors: Vectors | None = None
     lexicon: Lexicon | None = None
     bigram_vectors: Vectors | None = None
     context: tuple[list[str], dict[str, np.ndarray]] | None = None
+    context_kind: str = "lac"
     init: WarmStart | None = None  # --init MODEL: start from its network and vocabulary (tagger/training/warmstart.py)
 
 
@@ -82,7 +84,7 @@ def build_trainable(config: Config, train: Sequence[Sentence], source_scheme: st
                         lowercase=config.lowercase_lookup, source_scheme=source_scheme,
                         with_bigrams=config.bigrams == "on", lexicon=inputs.lexicon)
     if inputs.context is not None:
-        vocab.context = Index(inputs.context[0], specials=False)
+        vocab.context, vocab.context_kind = Index(inputs.context[0], specials=False), inputs.context_kind
     set_seed(config.seed)
     trainable = Trainable.build(config, vocab)
     if inputs.context is not None:
@@ -165,13 +167,18 @@ def _with_inputs(config: Config, inputs: Inputs, reporter: Reporter) -> Config:
     if config.lexicon and lexicon is None:
         raise ConfigError("lexicon = true needs a lexicon: train with --lexicon FILE (or --lexicon jieba)")
     if config.context != "none" and not context:
-        raise ConfigError(f'context = "{config.context}" needs its encoder: train with --context jieba')
+        how = "--embeddings lm:DIR (a `tagger lm` model)" if config.context == "lm" else "--context jieba"
+        raise ConfigError(f'context = "{config.context}" needs its encoder: train with {how}')
     if bigram_vectors is not None:
         if config.bigrams == "off":
             raise ConfigError("bigram vectors were given but the config has bigrams = \"off\"")
         config = dataclasses.replace(config, bigrams="on", bigram_dim=bigram_vectors[1].shape[1])
     resolved = dataclasses.replace(config.resolved(), lexicon=lexicon is not None,
-                                   context="lac" if context else "none")
+                                   context=inputs.context_kind if context else "none")
+    if resolved.context == "lm":  # the LM's sizes, which tagger/tensors.py reads from the config
+        hidden, char_dim = inputs.context[1]["context.0.forward.weight_hh"].shape[1], inputs.context[1][
+            "context.embedding"].shape[1]
+        resolved = dataclasses.replace(resolved, lm_hidden=hidden, lm_char_dim=char_dim)
     if resolved.tokenizer == "chars" and (config.char_encoder == "auto" or config.bigrams == "auto"):
         reporter.message(f"{resolved.tokenizer} defaults: char_encoder = \"{resolved.char_encoder}\", bigrams = "
                          f"\"{resolved.bigrams}\"{f', lexicon of {len(lexicon):,} words' if lexicon else ''}")
@@ -221,18 +228,21 @@ def prepare_data(trainable: Trainable, train: Sequence[Sentence], dev: Sequence[
         return trainable.encode(s.tokens, tags, feature_columns(s, cfg.features) if cfg.features else ())
 
     train_enc = [enc(s, convert_tags(s.tags, src, scheme)) for s in train if s.tokens]
-    if cfg.context != "none":
-        add_context_features(train_enc, lac.ContextNetwork(trainable.model.context))
     dev = [s for s in dev if s.tokens]
+    dev_enc = [enc(s, None) for s in dev]
+    if cfg.context != "none":  # dev's too: it is scored every epoch
+        context = context_network(cfg.context, trainable.model.context)
+        add_context_features(train_enc, context)
+        add_context_features(dev_enc, context)
     dev_gold = [convert_tags(s.tags, dev_scheme or src, scheme) for s in dev]
-    return Data(train_enc, [enc(s, None) for s in dev], dev_gold, scheme)
+    return Data(train_enc, dev_enc, dev_gold, scheme)
 
 
-def add_context_features(encoded: Sequence[Encoded], context: lac.ContextNetwork, batch_size: int = 256) -> None:
+def add_context_features(encoded: Sequence[Encoded], context: ContextEncoder, batch_size: int = 256) -> None:
     """Each sentence's context features, computed once in batches of neighbouring lengths: the encoder is
     frozen, so every epoch would compute the same numbers (tagging computes them per batch instead)."""
     for ids, batch in iter_batches(encoded, batch_size, mixed=True):
-        features = context.features(batch.context, batch.mask)  # (B, T, lac.FEATURES)
+        features = context.batch_features(batch)  # (B, T, context size)
         for row, i in enumerate(ids):
             encoded[i].context_features = features[row, : len(encoded[i])]
 
