@@ -14,7 +14,8 @@ LM/ is a directory a user can read: config.json (LMOptions, the files and their 
 per character), vocab.json (the characters; row 0 is <unk>) and model.safetensors: `context.*`, the tensors
 a tagger copies in (tagger/tensors.py), and `decoder.*`, the softmax layers only this training uses.
 Ctrl-C (or SIGTERM) writes LM/checkpoint/ at the batch boundary (so does every `checkpoint_minutes`), from
-which `--resume` continues bit for bit; the finished LM replaces it.
+which `--resume` continues bit for bit (with as many threads; a resume may change the threads, the time
+limit and raise the epochs, nothing else); the finished LM replaces it.
 """
 from __future__ import annotations
 
@@ -158,7 +159,7 @@ def train_lm(paths: Sequence[str | Path], output: Path, options: LMOptions, *, r
     if saved is None:
         _check_output(output, force)
     else:
-        options = LMOptions(**{**saved["options"], "max_minutes": options.max_minutes,
+        options = LMOptions(**{**saved["options"], "max_minutes": options.max_minutes, "threads": options.threads,
                                "epochs": max(options.epochs, saved["options"]["epochs"])})
     torch.manual_seed(options.seed)
     corpus = build_corpus(paths, options, saved["chars"] if saved else None)
