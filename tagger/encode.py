@@ -42,6 +42,7 @@ class Encoded:
     context: list[int] | None = None
     context_at: list[int] | None = None  # a character LM's: each token's separator before it in `context`
     context_features: np.ndarray | None = None
+    words: Sequence[str] = ()  # the tokens themselves: a teacher with a context encoder of its own re-encodes them
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -115,6 +116,7 @@ class Encoder:
             lexicon=None if vocab.lexicon is None else vocab.lexicon.features(tokens),
             context=chars if lm else None if vocab.context is None else lac.token_ids(vocab.context.ids, tokens),
             context_at=at,
+            words=tokens,
         )
 
 

@@ -161,3 +161,28 @@ def test_the_cli_trains_an_lm_and_says_what_it_wrote(tmp_path):
     assert "bits/char" in result.output and (tmp_path / "lm" / "config.json").is_file()
     again = CliRunner().invoke(app, ["lm", str(raw), "--output", str(tmp_path / "lm")])
     assert again.exit_code != 0 and "not empty" in again.output and "Traceback" not in again.output
+
+
+def test_a_teacher_that_reads_an_lm_teaches_a_student_without_one(trained_lm, tmp_path):
+    from corpora.conll import Sentence
+    from tagger.training import teachers
+    from tagger.training.setup import build_trainable
+
+    sents = make_sentences(60, seed=1)
+    train, dev = write_corpus(tmp_path / "train.txt", sents[:45]), write_corpus(tmp_path / "dev.txt", sents[45:])
+    teacher = tmp_path / "teacher"
+    commands.train(str(train), str(dev), teacher, embeddings=[Path(f"lm:{trained_lm}")],
+                   config_file=write_toml(tmp_path / "tiny.toml", epochs=2))
+    student, _ = build_trainable(Tagger.load(teacher).config.__class__(), [Sentence(tuple(t), tuple(g))
+                                                                        for t, g in sents[:45]], "iob2")
+    found = teachers.load([teacher], student.vocab)  # the same corpus: only the LM's characters differ
+    encoded = [student.encode(tokens) for tokens, _ in sents[45:]]
+    assert encoded[0].context is None  # the student's batches know nothing of the LM ...
+    targets = found.targets(encoded)
+    expected = Tagger.load(teacher).marginals([tokens for tokens, _ in sents[45:]])  # ... the teacher's marginals
+    for got, want in zip(targets, expected):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    result = commands.train(str(train), str(dev), tmp_path / "student", teachers=[teacher],
+                            config_file=write_toml(tmp_path / "student.toml", epochs=2))
+    assert json.loads((tmp_path / "student" / "config.json").read_text())["config"]["context"] == "none"
+    assert result["best_dev_f1"] > 0

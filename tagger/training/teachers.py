@@ -13,8 +13,10 @@ teacher, its own mean; tagger/tagging/ensemble.py); the loss per token is KL(tar
 
 The teachers are read-only inputs run by tagging's numpy engine (no gradient, no dropout), once over the
 training set and per batch on raw text. They must share the student's vocabulary (the same corpus and
-vectors), so a batch encoded for the student is theirs too. The student is an ordinary model: the same
-format and tagging cost as one trained without teachers.
+vectors), so a batch encoded for the student is theirs too; a teacher may read a context encoder the
+student does not (a character LM, `--embeddings lm:DIR`), and then encodes the batch's tokens again with
+its own vocabulary. The student is an ordinary model: the same format and tagging cost as one trained
+without teachers.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parametrize
 
-from tagger.encode import Batch, Encoded, iter_batches
+from tagger.encode import Batch, Encoded, Encoder, collate, iter_batches
 from tagger.errors import InputError
 from tagger.tagging.ensemble import exact_marginals
 from tagger.tagging.tagger import Tagger
@@ -37,20 +39,25 @@ TINY = 1e-30  # a student marginal that underflowed to 0 is read as this (its ta
 
 
 class Teachers:
-    """The teachers' engines; `marginals` gives the mean of their exact token marginals for a batch."""
+    """The teachers' engines, each with its own Encoder when its vocabulary has a context encoder the
+    student's lacks; `marginals` gives the mean of their exact token marginals for a batch."""
 
-    def __init__(self, taggers: Sequence[Tagger]):
-        self.engines = [t.engine for t in taggers]
+    def __init__(self, taggers: Sequence[Tagger], student: Vocab):
+        self.engines = [(t.engine, None if t.vocab.context_kind == student.context_kind and t.vocab.context == student.context
+                         else Encoder(t.vocab)) for t in taggers]
 
-    def marginals(self, batch: Batch) -> np.ndarray:
-        """(B, T, K) float32: the mean over teachers of P(y_t = k | x), 0 on padding."""
-        return (sum(exact_marginals(e, batch) for e in self.engines) / len(self.engines)).astype(np.float32)
+    def marginals(self, batch: Batch, items: Sequence[Encoded]) -> np.ndarray:
+        """(B, T, K) float32: the mean over teachers of P(y_t = k | x), 0 on padding; items: the batch's
+        sentences, for a teacher that encodes their tokens itself."""
+        total = sum(exact_marginals(e, batch if own is None else collate([own(s.words) for s in items]))
+                    for e, own in self.engines)
+        return (total / len(self.engines)).astype(np.float32)
 
     def targets(self, encoded: Sequence[Encoded], batch_size: int = 256) -> list[np.ndarray]:
         """Each sentence's (T, K) target, computed once (the labelled set: every epoch would repeat it)."""
         out: list = [None] * len(encoded)
         for ids, batch in iter_batches(encoded, batch_size, mixed=True):
-            found = self.marginals(batch)  # (B, T, K)
+            found = self.marginals(batch, [encoded[i] for i in ids])  # (B, T, K)
             for row, i in enumerate(ids):
                 out[i] = found[row, : len(encoded[i])]
         return out
@@ -65,11 +72,16 @@ def load(paths: Sequence[str | Path], vocab: Vocab) -> Teachers:
         if teacher.tags != list(vocab.tags.items):
             raise InputError(f"--teacher: its tags ({', '.join(teacher.tags)}) differ from the student's "
                              f"({', '.join(vocab.tags.items)})", path=str(path))
-        if teacher.vocab.to_json() != vocab.to_json():
+        if _shared(teacher.vocab) != _shared(vocab):
             raise InputError("--teacher: its vocabulary differs from the student's: train the student on the same "
                              "corpus with the same --embeddings and vocabulary settings as the teacher", path=str(path))
         taggers.append(teacher)
-    return Teachers(taggers)
+    return Teachers(taggers, vocab)
+
+
+def _shared(vocab: Vocab) -> dict:
+    """What a teacher's vocabulary must share with the student's: all but its context encoder's characters."""
+    return {k: v for k, v in vocab.to_json().items() if k not in ("context", "context_kind")}
 
 
 def student_marginals(emissions: Tensor, start: Tensor, trans: Tensor, end: Tensor) -> Tensor:
