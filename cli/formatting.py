@@ -28,7 +28,8 @@ def format_info(about: dict) -> str:
         "vocabulary": f"{v['words']:,} words, {v['pretrained_only_words']:,} pretrained-only words, "
                       f"{v['characters']:,} characters, {v['tags']} tags",
         "embeddings": about["embeddings"] or "none recorded",
-        "context": about["context"],
+        "context": about["context"] + (f" ({about['context_from']})" if about.get("context_from") else ""),
+        "remedies": f"{about['unseen_remedies']} (for pretrained words never seen in training)",
         "temperature": (f"{about['temperature']:.4f} (fitted by tagger calibrate)"
                         if about["temperature"] != 1.0 else "1 (not calibrated: tagger calibrate MODEL DEV fits it)"),
         "best dev F1": f"{100 * f1:.2f} at epoch {about['best_epoch']}" if f1 is not None else "not recorded",

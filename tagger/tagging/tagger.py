@@ -209,6 +209,8 @@ class Tagger:
             "teachers": training.get("teachers"),  # the models it was distilled from (train --teacher), if any
             "ensemble_members": self.meta.get(ensemble.MEMBERS) if self.is_ensemble else None,
             "context": self.config.context,
+            "context_from": training.get("context"),  # --context's LAC or --embeddings lm:DIR's LM, as given
+            "unseen_remedies": self.config.unseen_remedies,  # on | off as training decided (auto: not recorded)
             "temperature": self.config.temperature,  # the scores' calibration (tagger calibrate), 1: none
             "best_dev_f1": best_f1,
             "best_epoch": self.meta.get("epoch"),
