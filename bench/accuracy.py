@@ -148,6 +148,13 @@ def speed(args, work: Path, models: list[str]) -> dict:
                       args.embeddings, "--config", str(config), "--epochs", "2", "--threads", "1", "-o", str(out),
                       "--force", "--quiet", *extra], 0)
         result["epoch_seconds"][name] = json.loads((out / "metrics.jsonl").read_text().splitlines()[1])["seconds"]
+    if args.lm:  # the LM's own training speed: one minute of `tagger lm` with its settings, one thread
+        options = json.loads((Path(args.lm) / "config.json").read_text())["options"]
+        out = work / "cost-lm"
+        run(TAGGER + ["lm", f"{args.raw}/reuters21578.txt.gz", "--output", str(out), "--hidden", str(options["hidden"]),
+                      "--char-dim", str(options["char_dim"]), "--max-minutes", "1", "--max-chars", "3000000",
+                      "--threads", "1", "--force", "--quiet"], 0)
+        result["lm_chars_per_s"] = json.loads((out / "config.json").read_text())["training"]["chars_per_s"]
     sentences = test_sentences(Path(args.data))
     for model in models:
         result["tokens_per_s"][model] = model_alone(Path(model), sentences, 256)["with_encoding_tokens_per_s"]
