@@ -8,10 +8,10 @@ from typing import Callable, List
 
 import typer
 
-from cli.progress import may_be_terminal
+from cli.progress import Display, may_be_terminal
 
 
-class LMProgress:
+class LMProgress(Display):
     """tagger.training.lm.LMReporter on a rich progress bar (stderr, a terminal only): characters/s, bits per
     character, and a line per epoch with the held-out bits per character."""
 
@@ -26,15 +26,6 @@ class LMProgress:
                 TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[speed]:>9,.0f} chars/s  {task.fields[bits]:.3f} bits/char"),
                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-
-    def __enter__(self) -> "LMProgress":
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
     def start_epoch(self, epoch: int, chars: int) -> None:
         if self.progress is not None:

@@ -19,7 +19,22 @@ def may_be_terminal() -> bool:
     return sys.stderr.isatty() or "FORCE_COLOR" in os.environ or os.environ.get("TTY_COMPATIBLE") == "1"
 
 
-class WorkProgress:
+class Display:
+    """A rich display (`self.progress`) started and stopped around a block; None: nothing is shown."""
+
+    progress: "Progress | None" = None
+
+    def __enter__(self):
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class WorkProgress(Display):
     """Units done (lines or sentences), tokens and tokens/s of tagging work, on a terminal's standard error;
     nothing at all when standard error is not a terminal (a pipe, a log file) or `quiet`. Its `advance`
     is the `progress` callback of tagger.commands' predict, select and evaluate."""
@@ -31,15 +46,6 @@ class WorkProgress:
         self.shown = self.progress is not None
         if self.progress is not None:
             self.task = self.progress.add_task(action, total=None, units=0, rate=0.0)
-
-    def __enter__(self) -> "WorkProgress":
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
     def advance(self, units: int, tokens: int) -> None:
         self.units += units

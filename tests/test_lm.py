@@ -109,12 +109,17 @@ def test_an_interrupted_lm_resumes_bit_for_bit(tmp_path, monkeypatch):
     assert not (tmp_path / "stopped" / "checkpoint").exists()
 
 
-def test_a_tagger_reads_the_lm_and_tags_a_batch_as_each_sentence_alone(trained_lm, tmp_path):
+def train_with_lm(lm_dir: Path, tmp_path: Path, name: str) -> tuple[Path, list]:
+    """A tiny tagger trained on 45 synthetic sentences (15 for dev) reading the LM; (its directory, the sentences)."""
     sents = make_sentences(60, seed=1)
     train, dev = write_corpus(tmp_path / "train.txt", sents[:45]), write_corpus(tmp_path / "dev.txt", sents[45:])
-    model = tmp_path / "model"
-    commands.train(str(train), str(dev), model, embeddings=[Path(f"lm:{trained_lm}")],
+    commands.train(str(train), str(dev), tmp_path / name, embeddings=[Path(f"lm:{lm_dir}")],
                    config_file=write_toml(tmp_path / "tiny.toml", epochs=2))
+    return tmp_path / name, sents
+
+
+def test_a_tagger_reads_the_lm_and_tags_a_batch_as_each_sentence_alone(trained_lm, tmp_path):
+    model, _ = train_with_lm(trained_lm, tmp_path, "model")
     meta = json.loads((model / "config.json").read_text())
     assert meta["config"]["context"] == "lm" and meta["config"]["lm_hidden"] == 12
     tensors = load_file(model / "model.safetensors")
@@ -168,11 +173,8 @@ def test_a_teacher_that_reads_an_lm_teaches_a_student_without_one(trained_lm, tm
     from tagger.training import teachers
     from tagger.training.setup import build_trainable
 
-    sents = make_sentences(60, seed=1)
-    train, dev = write_corpus(tmp_path / "train.txt", sents[:45]), write_corpus(tmp_path / "dev.txt", sents[45:])
-    teacher = tmp_path / "teacher"
-    commands.train(str(train), str(dev), teacher, embeddings=[Path(f"lm:{trained_lm}")],
-                   config_file=write_toml(tmp_path / "tiny.toml", epochs=2))
+    teacher, sents = train_with_lm(trained_lm, tmp_path, "teacher")
+    train, dev = tmp_path / "train.txt", tmp_path / "dev.txt"
     student, _ = build_trainable(Tagger.load(teacher).config.__class__(), [Sentence(tuple(t), tuple(g))
                                                                         for t, g in sents[:45]], "iob2")
     found = teachers.load([teacher], student.vocab)  # the same corpus: only the LM's characters differ
