@@ -88,25 +88,25 @@ def teachers(args, work: Path) -> list[dict]:
                     args.seeds, args.jobs)
 
 
-def ensemble(args, work: Path, members: list[dict]) -> dict:
-    out = work / f"ensemble-{'-'.join(str(m['seed']) for m in members)}"
+def ensemble(args, work: Path, members: list[dict], prefix: str = "ensemble") -> dict:
+    out = work / f"{prefix}-{'-'.join(str(m['seed']) for m in members)}"
     if not (out / "config.json").is_file():
         run(TAGGER + ["ensemble", *(m["model"] for m in members), "--output", str(out), "--force"])
     return {"model": str(out), "seeds": [m["seed"] for m in members], "dev_f1": evaluate(out, "valid", args)}
 
 
-def student_runs(args) -> list[tuple[float, str, int]]:
-    """(teacher_weight, raw text, seed) of each student: --students' W:TEXT pairs (each with every
+def student_runs(args, specs: list[str] | None) -> list[tuple[float, str, int]]:
+    """(teacher_weight, raw text, seed) of each student: the specs' W:TEXT pairs (each with every
     --student-seeds) or W:TEXT:SEED triples, else every --weights x --text x --student-seeds."""
-    if not args.students:
+    if not specs:
         return [(w, text, seed) for w in args.weights for text in args.text for seed in args.student_seeds]
     runs = []
-    for w, text, *seed in (p.split(":") for p in args.students):
+    for w, text, *seed in (p.split(":") for p in specs):
         runs += [(float(w), text, int(s)) for s in (seed or args.student_seeds)]
     return runs
 
 
-def students(args, work: Path, teacher: Path) -> list[dict]:
+def students(args, work: Path, teacher: Path, specs: list[str] | None) -> list[dict]:
     """Each (weight, raw text, seed) student distilled from `teacher`."""
     def one(item: tuple[float, str, int], core: int | None) -> dict:
         weight, text, seed = item
@@ -116,7 +116,7 @@ def students(args, work: Path, teacher: Path) -> list[dict]:
         result = train(args, out, seed, config, extra, core)
         return result | {"teacher_weight": weight, "text": text}
 
-    return on_cores(one, student_runs(args), args.jobs)
+    return on_cores(one, student_runs(args, specs), args.jobs)
 
 
 def lm_models(args, work: Path) -> list[dict]:
@@ -172,6 +172,9 @@ def table(result: dict) -> str:
     rows += list(groups.items())
     if result.get("lm"):
         rows.append((f"recipe + LM {Path(result['lm'][0]['lm']).name}", result["lm"]))
+    if result.get("lm_ensemble"):
+        rows.append(("ensemble of the LM models", [result["lm_ensemble"]]))
+        rows += [(f"student of the LM ensemble w={s['teacher_weight']:g}", [s]) for s in result["lm_students"]]
     lines = ["| model | seeds | dev F1 | test F1 |", "|---|---|---|---|"]
     for name, runs in rows:
         seeds = " ".join(str(r.get("seed", "+".join(map(str, r.get("seeds", []))))) for r in runs)
@@ -203,6 +206,10 @@ def main() -> None:
                         "--weights x --text")
     parser.add_argument("--lm", help="a `tagger lm` directory: also train the recipe with --embeddings lm:LM")
     parser.add_argument("--lm-seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--lm-teacher-seeds", type=int, nargs="+", help="the LM models whose ensemble teaches "
+                        "--lm-students (default: all of --lm-seeds)")
+    parser.add_argument("--lm-students", nargs="+", metavar="W:TEXT", help="students (as --students) of the LM "
+                        "models' ensemble: plain models, no LM")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once, one core and thread each")
     parser.add_argument("--no-train", action="store_true", help="train nothing: report the runs under --work as "
                         "they are (a run stopped early is marked \"finished\": false)")
@@ -214,7 +221,8 @@ def main() -> None:
     work = Path(args.work)
     if args.speed:
         done = json.loads(Path(args.out).read_text())
-        models = [r["model"] for r in [*done["teachers"], done["ensemble"], *done["students"], *done.get("lm", [])]]
+        models = [r["model"] for r in [*done["teachers"], done["ensemble"], *done["students"], *done.get("lm", []),
+                                       *([done["lm_ensemble"], *done["lm_students"]] if "lm_ensemble" in done else [])]]
         done["speed_alone"] = speed(args, work, models)
         Path(args.out).write_text(json.dumps(done, indent=2) + "\n")
         print(json.dumps(done["speed_alone"], indent=2))
@@ -226,9 +234,14 @@ def main() -> None:
     result = {"commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                                        text=True).stdout.strip(),
               "teachers": found, "ensemble": ens, "students_teacher": teacher,
-              "students": students(args, work, Path(teacher["model"])), "lm": lm_models(args, work)}
+              "students": students(args, work, Path(teacher["model"]), args.students), "lm": lm_models(args, work)}
+    if result["lm"] and args.lm_students:  # students of the LM models' ensemble: one model's speed, no LM
+        chosen = [m for m in result["lm"] if m["seed"] in (args.lm_teacher_seeds or args.lm_seeds)]
+        result["lm_ensemble"] = ensemble(args, work, chosen, "ensemble-lm")
+        result["lm_students"] = students(args, work, Path(result["lm_ensemble"]["model"]), args.lm_students)
     if args.test:
-        for r in [*result["teachers"], result["ensemble"], *result["students"], *result["lm"]] + \
+        for r in [*result["teachers"], result["ensemble"], *result["students"], *result["lm"],
+                  *([result["lm_ensemble"], *result["lm_students"]] if "lm_ensemble" in result else [])] + \
                  ([teacher] if teacher is not ens else []):
             r["test_f1"] = evaluate(Path(r["model"]), "test", args)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
