@@ -14,8 +14,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tagger import rawtext
-
 UNK = "<unk>"  # row 0: every character the LM did not keep
 EMPTY = "\ufffd"  # an empty token is read as one unknown character, so that it still has a place
 
@@ -28,6 +26,8 @@ def sentence_text(tokens: Sequence[str]) -> str:
 def read_text(paths: Sequence[str | Path], max_chars: int = 0) -> str:
     """The files' sentences (tokenised as `tagger predict` does) in the LM's form, one after another, up to
     about `max_chars` characters (0: all)."""
+    from tagger import rawtext  # training's only: tagging imports this module without the raw-text reader
+
     parts, size = [], 0
     for tokens in rawtext.tokenised_sentences(paths, "words", lowercase=False):
         line = " ".join(tokens)
