@@ -167,7 +167,7 @@ def train_lm(paths: Sequence[str | Path], output: Path, options: LMOptions, *, r
                      f"chunks, {corpus.heldout.size:,} held out")
     model = CharLM(len(corpus.chars), options)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
-    state = {"epoch": 0, "step": 0, "seconds": 0.0, "history": []}
+    state = {"epoch": 0, "step": 0, "seconds": 0.0, "chars": 0, "history": []}
     if saved is not None:
         state = _restore(output / CHECKPOINT, saved, model, optimizer)
     with torch_threads(options.threads), StopOnSigint(also_sigterm=True) as stop:
@@ -195,6 +195,7 @@ def _loop(model: CharLM, optimizer: torch.optim.Optimizer, corpus: Corpus, optio
             nats = _step(model, optimizer, torch.from_numpy(corpus.train[rows]), options.clip)
             state["seconds"] += time.perf_counter() - started
             state["step"] += 1
+            state["chars"] += rows.size * options.chunk
             reporter.advance(len(rows) * options.chunk, nats / math.log(2))
             if stop.requested or time.perf_counter() - saved_at > 60 * options.checkpoint_minutes:
                 _save_checkpoint(output, model, optimizer, corpus, options, state)
@@ -230,8 +231,8 @@ def heldout_bits(model: CharLM, chunks: np.ndarray, batch_size: int = 64) -> flo
 
 def _save_lm(output: Path, model: CharLM, corpus: Corpus, options: LMOptions, state: dict) -> dict:
     """The LM directory, written file by file atomically, config.json last; the checkpoint then removed."""
-    if not state["history"] or state["history"][-1]["epoch"] != state["epoch"] or state["step"]:
-        state["history"].append({"epoch": state["epoch"] + (1 if state["step"] else 0), "partial": bool(state["step"]),
+    if state["step"] or not state["history"]:  # stopped inside an epoch (max_minutes): its figures too
+        state["history"].append({"epoch": state["epoch"] + 1, "partial": True,
                                  "heldout_bits_per_char": heldout_bits(model, corpus.heldout),
                                  "train_seconds": round(state["seconds"], 1)})
     tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in model.tensors().items()}
@@ -243,8 +244,7 @@ def _save_lm(output: Path, model: CharLM, corpus: Corpus, options: LMOptions, st
         store.atomic_write(output / name, data)
     summary = {"chars": len(corpus.chars), "train_chars": int(corpus.train.size), "epochs": state["history"],
                "train_seconds": round(state["seconds"], 1),
-               "chars_per_s": round(corpus.train.size * (state["epoch"] + state["step"] / max(
-                   math.ceil(len(corpus.train) / options.batch_size), 1)) / max(state["seconds"], 1e-9))}
+               "chars_per_s": round(state["chars"] / max(state["seconds"], 1e-9))}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "options": dataclasses.asdict(options),
             "files": corpus.files, "training": summary, "sha256": {k: store.sha256(v) for k, v in blobs.items()}}
     store.atomic_write(output / "config.json", (json.dumps(meta, indent=2) + "\n").encode())
