@@ -18,7 +18,7 @@ from tagger.api import Tagger
 from tagger.encode import Encoder, collate
 from tagger.errors import ConfigError, InputError, ModelError
 from tagger.tagging.charlm import CharLMNetwork
-from tagger.training import lm
+from tagger.training import lm, lm_dir
 from tagger.vocab import Index, SortedWords, Vocab
 
 TINY = lm.LMOptions(hidden=12, char_dim=6, chunk=40, batch_size=4, epochs=2, threads=1, min_count=1)
@@ -155,7 +155,7 @@ def test_a_tampered_lm_is_refused(trained_lm, tmp_path):
     data[-5] ^= 0xFF
     (copy / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(ModelError, match="checksum"):
-        lm.read_lm(copy)
+        lm_dir.read_lm(copy)
 
 
 def test_the_cli_trains_an_lm_and_says_what_it_wrote(tmp_path):

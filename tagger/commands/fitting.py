@@ -12,6 +12,7 @@ from tagger import store
 from tagger.config import Config, load_toml
 from tagger.data import (check_feature_columns, check_feature_columns_leak, check_tag_column, check_tags,
                          check_tokenizer_fits, read_sentences, unseen_labels, warn_if_dev_is_train)
+from tagger.commands.inputs import LM, check_inputs, is_lm, load_inputs, split_lm, vector_files
 from tagger.commands.predicting import evaluate
 from tagger.errors import ConfigError, InputError
 from tagger.store import FILES
@@ -188,7 +189,7 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
     teachers = [Path(p) for p in teachers or ()]
     _check_teachers(teachers, init)
     if not resume:  # before the corpus is read: a typo should not cost that wait
-        _check_inputs(embeddings, bigram_embeddings, lexicon, context)
+        check_inputs(embeddings, bigram_embeddings, lexicon, context)
         if unlabeled:
             _check_unlabeled(unlabeled, config)
     train_sents, dev_sents, source, dev_scheme = _read_corpora(train_ref, dev_ref, format, tag_column, scheme,
@@ -198,7 +199,7 @@ def train(train_ref: str, dev_ref: str, output: Path, *, test: str | None = None
                              train_ref, str(init))
         inputs = Inputs(init=warm)
     else:
-        inputs = Inputs() if resume else _load_inputs(embeddings, bigram_embeddings, lexicon, context, reporter)
+        inputs = Inputs() if resume else load_inputs(embeddings, bigram_embeddings, lexicon, context, reporter)
     origin = _origin(output, resume, {"train": (train_ref, train_sents), "dev": (dev_ref, dev_sents)}, embeddings,
                      lexicon, bigram_embeddings, context, unlabeled, teachers)
     unlabeled = [r["path"] for r in origin.get("unlabeled") or []]
@@ -246,32 +247,6 @@ def _read_corpora(train_ref: str, dev_ref: str, format: str, tag_column: int | N
     return train_sents, dev_sents, source, dev_scheme
 
 
-LM = "lm:"  # --embeddings lm:DIR: a `tagger lm` character LM, read as contextual embeddings (a context encoder)
-
-
-def split_lm(embeddings: Path | Sequence[Path] | None) -> tuple[list[Path] | None, str | None]:
-    """--embeddings as (vector files or None, the `lm:DIR` entry or None); ConfigError for two LMs."""
-    given = [str(p) for p in vector_files(embeddings)]
-    lms = [p for p in given if p.startswith(LM)]
-    if len(lms) > 1:
-        raise ConfigError("one --embeddings lm:DIR at a time")
-    if lms and not lms[0].removeprefix(LM):
-        raise ConfigError("--embeddings lm: needs the directory `tagger lm` wrote: lm:DIR")
-    vectors = [Path(p) for p in given if not p.startswith(LM)]
-    return vectors or None, lms[0] if lms else None
-
-
-def is_lm(context: str | None) -> bool:
-    return context is not None and str(context).startswith(LM)
-
-
-def vector_files(embeddings: Path | Sequence[Path] | None) -> list[Path]:
-    """--embeddings as a list: none, one file (or "jieba"), or several whose vectors are stacked."""
-    if embeddings is None or isinstance(embeddings, (str, Path)):
-        return [Path(embeddings)] if embeddings else []
-    return [Path(p) for p in embeddings]
-
-
 def _check_unlabeled(files: Sequence[Path], config: Config) -> None:
     """InputError or ConfigError for unlabelled text that cannot be used: a file missing, binary, not UTF-8 or
     without text; --features (raw text has no columns); a BiLSTM of several layers (no restricted views)."""
@@ -298,67 +273,3 @@ def _warm_start(init: Path, extend_tags: bool, given: set, resume: bool, *inputs
         raise ModelError("no such model directory (--init)", path=str(init))
     store.check_model_dir(Path(init))  # an ONNX export, a file missing: said before the corpus is read
     return WarmStart(Path(init), extend_tags, frozenset(given))
-
-
-def _check_inputs(embeddings: Path | Sequence[Path] | None, bigram_embeddings: Path | None, lexicon: str | None,
-                  context: str | None) -> None:
-    """InputError for a missing vectors file, lexicon or LAC model, found without reading any of them."""
-    from tagger import lac
-    from tagger.embeddings import check_vectors_file
-    from tagger.lexicon import lexicon_path
-
-    files = vector_files(embeddings)
-    jieba_vectors = any(lac.names_jieba(p) for p in files)
-    if jieba_vectors and len(files) > 1:
-        raise ConfigError("--embeddings jieba cannot be stacked with other vectors: give it alone")
-    for path in [] if jieba_vectors else files:
-        check_vectors_file(path)
-    if is_lm(context):
-        from tagger.training.lm import check_lm_dir
-
-        check_lm_dir(Path(str(context).removeprefix(LM)))
-    if jieba_vectors or (context is not None and not is_lm(context)):
-        lac.lac_dir(context if context is not None else lac.JIEBA)
-    if bigram_embeddings is not None:
-        check_vectors_file(bigram_embeddings)
-    if lexicon is not None:
-        lexicon_path(lexicon)
-
-
-def _load_inputs(embeddings: Path | Sequence[Path] | None, bigram_embeddings: Path | None, lexicon: str | None,
-                 context: str | None, reporter):
-    """The optional inputs a new training starts from (tagger/training/setup.py's Inputs), each read only
-    when asked for: tagger/embeddings.py, tagger/lexicon.py, tagger/lac.py."""
-    from tagger import lac
-    from tagger.embeddings import load_vectors, stack_vectors
-    from tagger.lexicon import read_lexicon
-    from tagger.training.setup import Inputs
-
-    vectors = bigram_vectors = words = encoder = None
-    files = vector_files(embeddings)
-    jieba_vectors = any(lac.names_jieba(p) for p in files)
-    kind = "lm" if is_lm(context) else "lac"
-    if is_lm(context):
-        from tagger.training.lm import read_lm
-
-        encoder, context = read_lm(str(context).removeprefix(LM)), None
-        reporter.message(f"character LM: {len(encoder[0])} characters, "
-                         f"{encoder[1]['context.0.forward.weight_hh'].shape[1]} units a direction")
-    if jieba_vectors or context is not None:
-        chars, tensors = lac.from_jieba(context if context is not None else lac.JIEBA)
-        encoder = (chars, tensors) if context is not None else encoder
-        if jieba_vectors:
-            vectors = lac.char_vectors(chars, tensors["context.embedding"])
-    if files and not jieba_vectors:
-        sets = [load_vectors(p) for p in files]
-        vectors = stack_vectors(sets) if len(sets) > 1 else sets[0]
-        if len(sets) > 1:
-            reporter.message(f"stacked vectors: {' + '.join(str(m.shape[1]) for _, m in sets)} = "
-                             f"{vectors[1].shape[1]} dimensions, {len(vectors[0]):,} words")
-    if bigram_embeddings is not None:
-        bigram_vectors = load_vectors(bigram_embeddings)
-    if lexicon is not None:
-        words = read_lexicon(lexicon)
-        reporter.message(f"lexicon: {len(words):,} words, the longest {words.longest} characters")
-    return Inputs(vectors=vectors, lexicon=words, bigram_vectors=bigram_vectors, context=encoder,
-                  context_kind=kind)
