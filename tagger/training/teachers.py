@@ -39,12 +39,11 @@ TINY = 1e-30  # a student marginal that underflowed to 0 is read as this (its ta
 
 
 class Teachers:
-    """The teachers' engines, each with its own Encoder when its vocabulary has a context encoder the
-    student's lacks; `marginals` gives the mean of their exact token marginals for a batch."""
+    """The teachers' engines, each with its own Encoder when its context encoder is not the student's; `marginals` gives the mean of their exact token marginals for a batch."""
 
     def __init__(self, taggers: Sequence[Tagger], student: Vocab):
-        self.engines = [(t.engine, None if t.vocab.context_kind == student.context_kind and t.vocab.context == student.context
-                         else Encoder(t.vocab)) for t in taggers]
+        same = [t.vocab.context_kind == student.context_kind and t.vocab.context == student.context for t in taggers]
+        self.engines = [(t.engine, None if own else Encoder(t.vocab)) for t, own in zip(taggers, same)]
 
     def marginals(self, batch: Batch, items: Sequence[Encoded]) -> np.ndarray:
         """(B, T, K) float32: the mean over teachers of P(y_t = k | x), 0 on padding; items: the batch's
