@@ -39,7 +39,8 @@ TINY = 1e-30  # a student marginal that underflowed to 0 is read as this (its ta
 
 
 class Teachers:
-    """The teachers' engines, each with its own Encoder when its context encoder is not the student's; `marginals` gives the mean of their exact token marginals for a batch."""
+    """The teachers' engines, each with its own Encoder when its context encoder is not the student's;
+    `marginals` gives the mean of their exact token marginals for a batch."""
 
     def __init__(self, taggers: Sequence[Tagger], student: Vocab):
         same = [t.vocab.context_kind == student.context_kind and t.vocab.context == student.context for t in taggers]
